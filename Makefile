@@ -1,0 +1,65 @@
+# kvault: the two commands are `make serve` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+BUILD_DIR ?= build
+ASAN_DIR ?= build-asan
+JOBS ?= $(shell nproc)
+PORT ?= 8200
+HOST ?= 127.0.0.1
+# Default model for `make serve`: generated once unless KVAULT_MODEL names another file.
+PRESET ?= q05
+DEFAULT_MODEL := models/default.gguf
+MODEL ?= $(if $(KVAULT_MODEL),$(KVAULT_MODEL),$(DEFAULT_MODEL))
+BENCH_MODEL ?= models/q05.gguf
+
+LAUNCHER := $(if $(shell command -v ccache 2>/dev/null),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache,)
+CMAKE_FLAGS = -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $(LAUNCHER) \
+	$$(sed 's/^/-D/' $(BUILD_DIR)/llama.env)
+SOURCES := $(shell git ls-files '*.cc' '*.h' 2>/dev/null)
+
+.PHONY: build test test-sanitize serve bench llama-tools bootstrap format check-format clean
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+build: bootstrap
+	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build check-format
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# kvault's own code with AddressSanitizer + UBSan (llama.cpp stays uninstrumented); unit tests.
+test-sanitize: bootstrap
+	@cmake -S . -B $(ASAN_DIR) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DKVAULT_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_DIR) -j $(JOBS)
+	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --output-on-failure -j $(JOBS) -L unit
+
+check-format:
+	@clang-format --dry-run -Werror $(SOURCES)
+
+format:
+	@clang-format -i $(SOURCES)
+
+$(DEFAULT_MODEL): | build
+	@mkdir -p $(dir $@)
+	@$(BUILD_DIR)/kvault make-model --preset $(PRESET) -o $@
+
+serve: build $(if $(KVAULT_MODEL),,$(DEFAULT_MODEL))
+	@exec $(BUILD_DIR)/kvault serve --model $(MODEL) --host $(HOST) --port $(PORT) $(ARGS)
+
+llama-tools:
+	@scripts/bootstrap.sh --tools
+
+$(BENCH_MODEL): | build
+	@mkdir -p $(dir $@)
+	@$(BUILD_DIR)/kvault make-model --preset q05 -o $@
+
+bench: build llama-tools $(BENCH_MODEL)
+	@$(BUILD_DIR)/kvault bench engine --model $(BENCH_MODEL)
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -1,0 +1,37 @@
+// kvault bench <what>: benchmarks measured side by side with llama.cpp's own tools.
+#include <cstdio>
+#include <cstring>
+
+#include "cli/bench_common.h"
+#include "cli/commands.h"
+
+namespace kvault::cli {
+
+int RunBench(int argc, char** argv) {
+  struct Benchmark {
+    const char* name;
+    int (*run)(int, char**);
+    const char* summary;
+  };
+  static constexpr Benchmark kBenchmarks[] = {
+      {"engine", RunBenchEngine, "prompt and generation tokens/s vs llama-bench"},
+  };
+  if (argc >= 2) {
+    for (const Benchmark& bench : kBenchmarks) {
+      if (std::strcmp(argv[1], bench.name) == 0) return bench.run(argc - 1, argv + 1);
+    }
+  }
+  const bool asked_for_help =
+      argc >= 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0);
+  FILE* out = asked_for_help ? stdout : stderr;
+  if (argc >= 2 && !asked_for_help) {
+    std::fprintf(stderr, "kvault bench: error: unknown benchmark '%s'\n", argv[1]);
+  }
+  std::fprintf(out, "usage: kvault bench <benchmark> [options]\n\n");
+  for (const Benchmark& bench : kBenchmarks) {
+    std::fprintf(out, "  %-10s %s\n", bench.name, bench.summary);
+  }
+  return asked_for_help ? 0 : 2;
+}
+
+}  // namespace kvault::cli

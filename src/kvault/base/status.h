@@ -1,0 +1,77 @@
+// base/status.h: the outcome of an operation that can fail because of input, files, the disk,
+// the network or a model mismatch. kvault code never throws; it returns a Status (or a
+// Result<T>, see result.h) and the caller decides: server/http_errors.cc maps codes to HTTP,
+// cli/ maps them to exit codes.
+//
+// Thread-safety: a Status is a value; distinct objects may be used from distinct threads.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace kvault {
+
+enum class StatusCode {
+  kOk = 0,
+  kInvalidArgument,
+  kNotFound,
+  kAlreadyExists,
+  kResourceExhausted,
+  kUnavailable,
+  kFailedPrecondition,
+  kCorruption,
+  kIOError,
+  kCancelled,
+  kUnauthenticated,
+  kInternal,
+};
+
+// "InvalidArgument", "NotFound", ... ("Ok" for kOk).
+std::string_view StatusCodeName(StatusCode code);
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;  // OK
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+
+  static Status Ok() { return Status(); }
+
+  bool ok() const { return code_ == StatusCode::kOk; }
+  StatusCode code() const { return code_; }
+  // The message without the code name, e.g. "kv: snapshot has 24 layers, model has 28".
+  const std::string& message() const { return message_; }
+  // "NotFound: no conversation 'abc'" or "OK".
+  std::string ToString() const;
+
+  // Returns a copy whose message is "<prefix>: <message>"; OK stays OK.
+  Status WithPrefix(std::string_view prefix) const;
+
+  // Marks a status as intentionally dropped.
+  void IgnoreError() const {}
+
+  friend bool operator==(const Status& a, const Status& b) {
+    return a.code_ == b.code_ && a.message_ == b.message_;
+  }
+
+ private:
+  StatusCode code_ = StatusCode::kOk;
+  std::string message_;
+};
+
+Status InvalidArgumentError(std::string message);
+Status NotFoundError(std::string message);
+Status AlreadyExistsError(std::string message);
+Status ResourceExhaustedError(std::string message);
+Status UnavailableError(std::string message);
+Status FailedPreconditionError(std::string message);
+Status CorruptionError(std::string message);
+Status IOError(std::string message);
+Status CancelledError(std::string message);
+Status UnauthenticatedError(std::string message);
+Status InternalError(std::string message);
+
+// An IOError carrying strerror(errno_value): "<what>: <strerror>".
+Status ErrnoError(std::string_view what, int errno_value);
+
+}  // namespace kvault

@@ -1,0 +1,86 @@
+#include "kvault/engine/sampler.h"
+
+#include <cmath>
+
+#include "kvault/engine/context.h"
+#include "kvault/engine/llama_runtime.h"
+#include "kvault/engine/model.h"
+
+namespace kvault::engine {
+namespace {
+
+Status Validate(const SamplingParams& params, int32_t n_vocab) {
+  if (!std::isfinite(params.temperature) || params.temperature > 100.0f) {
+    return InvalidArgumentError("temperature must be a finite number <= 100");
+  }
+  if (params.top_k < 0) return InvalidArgumentError("top_k must be >= 0");
+  if (!(params.top_p > 0.0f && params.top_p <= 1.0f)) {
+    return InvalidArgumentError("top_p must be in (0, 1]");
+  }
+  if (!(params.min_p >= 0.0f && params.min_p <= 1.0f)) {
+    return InvalidArgumentError("min_p must be in [0, 1]");
+  }
+  for (const llama_logit_bias& bias : params.logit_bias) {
+    if (bias.token < 0 || bias.token >= n_vocab) {
+      return InvalidArgumentError("logit_bias token " + std::to_string(bias.token) +
+                                  " is not in the vocabulary");
+    }
+    if (!std::isfinite(bias.bias) && !(std::isinf(bias.bias) && bias.bias < 0)) {
+      return InvalidArgumentError("logit_bias values must be finite or -inf");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Sampler>> Sampler::Create(const Model& model, const SamplingParams& params) {
+  const int32_t n_vocab = llama_vocab_n_tokens(model.vocab());
+  Status status = Validate(params, n_vocab);
+  if (!status.ok()) return status;
+
+  llama_sampler_chain_params chain_params = llama_sampler_chain_default_params();
+  chain_params.no_perf = true;
+  llama_sampler* chain = llama_sampler_chain_init(chain_params);
+  auto sampler = std::unique_ptr<Sampler>(new Sampler(chain));
+  if (!params.logit_bias.empty()) {
+    llama_sampler_chain_add(chain, llama_sampler_init_logit_bias(
+                                       n_vocab, static_cast<int32_t>(params.logit_bias.size()),
+                                       params.logit_bias.data()));
+  }
+  if (!params.grammar.empty()) {
+    TakeLastLlamaError();
+    llama_sampler* grammar =
+        llama_sampler_init_grammar(model.vocab(), params.grammar.c_str(), "root");
+    if (grammar == nullptr) {
+      std::string reason = TakeLastLlamaError();
+      return InvalidArgumentError("grammar does not parse" + (reason.empty() ? "" : ": " + reason));
+    }
+    llama_sampler_chain_add(chain, grammar);
+  }
+  if (params.temperature <= 0.0f) {
+    llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+    return sampler;
+  }
+  if (params.top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(params.top_k));
+  if (params.top_p < 1.0f)
+    llama_sampler_chain_add(chain, llama_sampler_init_top_p(params.top_p, 1));
+  if (params.min_p > 0.0f)
+    llama_sampler_chain_add(chain, llama_sampler_init_min_p(params.min_p, 1));
+  llama_sampler_chain_add(chain, llama_sampler_init_temp(params.temperature));
+  llama_sampler_chain_add(chain, llama_sampler_init_dist(params.seed));
+  return sampler;
+}
+
+Sampler::~Sampler() { llama_sampler_free(chain_); }
+
+llama_token Sampler::Sample(Context& context, int32_t batch_index) {
+  // llama_sampler_sample applies the chain and accepts the chosen token.
+  return llama_sampler_sample(chain_, context.raw(), batch_index);
+}
+
+void Sampler::Accept(llama_token token) { llama_sampler_accept(chain_, token); }
+
+void Sampler::Reset() { llama_sampler_reset(chain_); }
+
+}  // namespace kvault::engine

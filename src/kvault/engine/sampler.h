@@ -1,0 +1,52 @@
+// engine/sampler.h: picks the next token from a sequence's logits with llama.cpp's sampler
+// chain: logit bias, optional grammar, top-k, top-p, min-p, temperature, then a seeded
+// draw; or plain argmax when temperature is 0.
+//
+// Thread-safety: one Sampler per generating sequence, used by the thread that owns the
+// Context.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <llama.h>
+
+#include "kvault/base/result.h"
+
+namespace kvault::engine {
+
+class Context;
+class Model;
+
+struct SamplingParams {
+  float temperature = 0.8f;  // <= 0: greedy
+  int32_t top_k = 0;         // 0: off
+  float top_p = 1.0f;        // 1: off
+  float min_p = 0.0f;        // 0: off
+  uint32_t seed = LLAMA_DEFAULT_SEED;
+  std::vector<llama_logit_bias> logit_bias;
+  std::string grammar;  // GBNF; empty = none
+};
+
+class Sampler {
+ public:
+  // InvalidArgument for out-of-range values or a grammar that does not parse.
+  static Result<std::unique_ptr<Sampler>> Create(const Model& model, const SamplingParams& params);
+  ~Sampler();
+  Sampler(const Sampler&) = delete;
+  Sampler& operator=(const Sampler&) = delete;
+
+  // Samples from the logits at `batch_index` of the last decode, and records the token.
+  llama_token Sample(Context& context, int32_t batch_index);
+  // Records a token chosen elsewhere (e.g. prompt history for grammar state).
+  void Accept(llama_token token);
+  void Reset();
+
+ private:
+  explicit Sampler(llama_sampler* chain) : chain_(chain) {}
+  llama_sampler* chain_;
+};
+
+}  // namespace kvault::engine

@@ -2,8 +2,10 @@
 // llama.cpp's own llama-bench run on the same model, threads and sizes, as a ratio.
 //
 // Method (the same as llama-bench's): pp = decode n_prompt random tokens in n_batch chunks on
-// an empty cache; tg = decode n_gen tokens one at a time after one token. One warm-up run,
-// then `reps` timed runs; the mean and standard deviation of tokens/s are reported. kvault's
+// an empty cache; tg = decode n_gen tokens one at a time after one token. Each side warms up
+// once; then `reps` rounds each time both sides once (llama-bench with -r 1), alternating
+// which goes first. Reported: mean and standard deviation of tokens/s, the ratio of means,
+// and the median of the per-round ratios. kvault's
 // tg includes its sampler (greedy argmax over the vocabulary), which llama-bench skips:
 // that is the real per-token cost of kvault's engine.
 #include <chrono>
@@ -29,7 +31,7 @@ struct EngineBenchOptions {
   std::string model_path;
   int n_prompt = 512;
   int n_gen = 128;
-  int reps = 5;
+  int reps = 6;
   int threads = 0;
   std::string llama_bench;  // path; empty = from the build's llama.cpp
   bool json = false;
@@ -79,87 +81,130 @@ Result<double> TimeGeneration(engine::Context& context, engine::Sampler& sampler
   return static_cast<double>(n_gen) / Seconds(start);
 }
 
-Result<BenchFigure> MeasureKvault(const EngineBenchOptions& options, bool prompt_test) {
-  KV_ASSIGN_OR_RETURN(std::unique_ptr<engine::Model> model,
-                      engine::Model::Load({.path = options.model_path}));
-  engine::ContextParams params;
-  params.n_ctx = static_cast<uint32_t>(prompt_test ? options.n_prompt : options.n_gen);
-  params.n_threads = options.threads;
-  KV_ASSIGN_OR_RETURN(std::unique_ptr<engine::Context> context,
-                      engine::Context::Create(*model, params));
-  KV_ASSIGN_OR_RETURN(std::unique_ptr<engine::Sampler> sampler,
-                      engine::Sampler::Create(*model, {.temperature = 0}));
-  const std::vector<llama_token> prompt =
-      RandomTokens(options.n_prompt, model->info().n_vocab, 1234);
-  std::vector<double> rates;
-  for (int rep = -1; rep < options.reps; ++rep) {  // rep -1 is the warm-up
-    Result<double> rate = prompt_test
-                              ? TimePrompt(*context, prompt)
-                              : TimeGeneration(*context, *sampler, options.n_gen, prompt[0]);
-    if (!rate.ok()) return rate.status();
-    if (rep >= 0) rates.push_back(*rate);
+// kvault's side: the model and both contexts stay loaded across rounds, as in a server.
+class KvaultEngineBench {
+ public:
+  static Result<std::unique_ptr<KvaultEngineBench>> Create(const EngineBenchOptions& options) {
+    auto bench = std::unique_ptr<KvaultEngineBench>(new KvaultEngineBench(options));
+    KV_ASSIGN_OR_RETURN(bench->model_, engine::Model::Load({.path = options.model_path}));
+    engine::ContextParams params;
+    params.n_threads = options.threads;
+    params.n_ctx = static_cast<uint32_t>(options.n_prompt);
+    KV_ASSIGN_OR_RETURN(bench->pp_context_, engine::Context::Create(*bench->model_, params));
+    params.n_ctx = static_cast<uint32_t>(options.n_gen);
+    KV_ASSIGN_OR_RETURN(bench->tg_context_, engine::Context::Create(*bench->model_, params));
+    KV_ASSIGN_OR_RETURN(bench->sampler_,
+                        engine::Sampler::Create(*bench->model_, {.temperature = 0}));
+    bench->prompt_ = RandomTokens(options.n_prompt, bench->model_->info().n_vocab, 1234);
+    // Warm-up, as llama-bench does before its timed runs.
+    KV_RETURN_IF_ERROR(bench->Prompt().status());
+    KV_RETURN_IF_ERROR(bench->Generation().status());
+    return bench;
   }
-  return Summarize(rates);
+  Result<double> Prompt() { return TimePrompt(*pp_context_, prompt_); }
+  Result<double> Generation() {
+    return TimeGeneration(*tg_context_, *sampler_, options_.n_gen, prompt_[0]);
+  }
+
+ private:
+  explicit KvaultEngineBench(const EngineBenchOptions& options) : options_(options) {}
+  EngineBenchOptions options_;
+  std::unique_ptr<engine::Model> model_;
+  std::unique_ptr<engine::Context> pp_context_;
+  std::unique_ptr<engine::Context> tg_context_;
+  std::unique_ptr<engine::Sampler> sampler_;
+  std::vector<llama_token> prompt_;
+};
+
+struct LlamaBenchRound {
+  double pp_tps = 0;
+  double tg_tps = 0;
+};
+
+// One llama-bench invocation with -r 1 (it warms up before its timed run, like kvault).
+Result<LlamaBenchRound> RunLlamaBench(const std::string& command) {
+  KV_ASSIGN_OR_RETURN(std::string output, RunCommand(command));
+  KV_ASSIGN_OR_RETURN(Json parsed, ParseJsonText(output));
+  if (!parsed.is_array()) return InternalError("llama-bench printed no JSON array");
+  LlamaBenchRound round;
+  for (const Json& test : parsed) {
+    const double tps = NumberOr(test, "avg_ts", 0);
+    if (NumberOr(test, "n_prompt", 0) > 0 && NumberOr(test, "n_gen", 0) == 0) round.pp_tps = tps;
+    if (NumberOr(test, "n_gen", 0) > 0 && NumberOr(test, "n_prompt", 0) == 0) round.tg_tps = tps;
+  }
+  if (round.pp_tps <= 0 || round.tg_tps <= 0) return InternalError("llama-bench output lacks pp or tg");
+  return round;
 }
 
+struct Series {
+  std::vector<double> kvault, llama, paired_ratio;
+  void Add(double k, double l) {
+    kvault.push_back(k);
+    llama.push_back(l);
+    paired_ratio.push_back(Ratio(k, l));
+  }
+  Json ToJson(int n) const {
+    const BenchFigure k = Summarize(kvault), l = Summarize(llama);
+    return {{"n", n},           {"kvault_tps", k.mean},
+            {"kvault_sd", k.sd}, {"llama_bench_tps", l.mean},
+            {"llama_bench_sd", l.sd}, {"ratio", Ratio(k.mean, l.mean)},
+            {"paired_ratio_median", Percentile(paired_ratio, 50)}};
+  }
+};
+
 int Run(const EngineBenchOptions& options) {
-  const int threads = options.threads > 0 ? options.threads : DefaultThreadCount();
   EngineBenchOptions resolved = options;
-  resolved.threads = threads;
-  Result<BenchFigure> kv_pp = MeasureKvault(resolved, /*prompt_test=*/true);
-  if (!kv_pp.ok()) return ReportError(kv_pp.status());
-  Result<BenchFigure> kv_tg = MeasureKvault(resolved, /*prompt_test=*/false);
-  if (!kv_tg.ok()) return ReportError(kv_tg.status());
+  resolved.threads = options.threads > 0 ? options.threads : DefaultThreadCount();
+  Result<std::unique_ptr<KvaultEngineBench>> kvault = KvaultEngineBench::Create(resolved);
+  if (!kvault.ok()) return ReportError(kvault.status());
 
   const std::string tool =
       options.llama_bench.empty() ? LlamaToolPath("llama-bench") : options.llama_bench;
-  const std::string command = ShellQuote(tool) + " -m " + ShellQuote(options.model_path) + " -p " +
-                              std::to_string(options.n_prompt) + " -n " +
-                              std::to_string(options.n_gen) + " -t " + std::to_string(threads) +
-                              " -r " + std::to_string(options.reps) + " -o json";
-  Result<std::string> output = RunCommand(command);
-  if (!output.ok()) return ReportError(output.status());
-  Result<Json> parsed = ParseJsonText(*output);
-  if (!parsed.ok()) return ReportError(parsed.status().WithPrefix("llama-bench output"));
-  BenchFigure ll_pp, ll_tg;
-  if (!parsed->is_array()) return ReportError(InternalError("llama-bench printed no JSON array"));
-  for (const Json& test : *parsed) {
-    const BenchFigure figure{NumberOr(test, "avg_ts", 0), NumberOr(test, "stddev_ts", 0)};
-    if (NumberOr(test, "n_prompt", 0) > 0 && NumberOr(test, "n_gen", 0) == 0) ll_pp = figure;
-    if (NumberOr(test, "n_gen", 0) > 0 && NumberOr(test, "n_prompt", 0) == 0) ll_tg = figure;
+  const std::string command = ShellQuote(tool) + " -m " + ShellQuote(options.model_path) +
+                              " -p " + std::to_string(options.n_prompt) + " -n " +
+                              std::to_string(options.n_gen) + " -t " +
+                              std::to_string(resolved.threads) + " -r 1 -o json";
+  // Rounds alternate which side runs first (ABBA), so drift in the machine's speed during
+  // the run cancels out of the ratio instead of favouring one side.
+  Series pp, tg;
+  for (int round = 0; round < options.reps; ++round) {
+    Result<double> k_pp = 0.0, k_tg = 0.0;
+    Result<LlamaBenchRound> llama = LlamaBenchRound{};
+    const bool kvault_first = round % 2 == 0;
+    if (!kvault_first) llama = RunLlamaBench(command);
+    if (llama.ok()) k_pp = (*kvault)->Prompt();
+    if (llama.ok() && k_pp.ok()) k_tg = (*kvault)->Generation();
+    if (kvault_first && k_pp.ok() && k_tg.ok()) llama = RunLlamaBench(command);
+    for (const Status& status : {llama.status(), k_pp.status(), k_tg.status()}) {
+      if (!status.ok()) return ReportError(status);
+    }
+    pp.Add(*k_pp, llama->pp_tps);
+    tg.Add(*k_tg, llama->tg_tps);
   }
 
-  Json report = {{"model", options.model_path},
-                 {"threads", threads},
-                 {"reps", options.reps},
-                 {"llama_bench_command", command},
-                 {"pp",
-                  {{"n", options.n_prompt},
-                   {"kvault_tps", kv_pp->mean},
-                   {"kvault_sd", kv_pp->sd},
-                   {"llama_bench_tps", ll_pp.mean},
-                   {"llama_bench_sd", ll_pp.sd},
-                   {"ratio", Ratio(kv_pp->mean, ll_pp.mean)}}},
-                 {"tg",
-                  {{"n", options.n_gen},
-                   {"kvault_tps", kv_tg->mean},
-                   {"kvault_sd", kv_tg->sd},
-                   {"llama_bench_tps", ll_tg.mean},
-                   {"llama_bench_sd", ll_tg.sd},
-                   {"ratio", Ratio(kv_tg->mean, ll_tg.mean)}}}};
+  const Json report = {{"model", options.model_path},
+                       {"threads", resolved.threads},
+                       {"rounds", options.reps},
+                       {"llama_bench_command", command},
+                       {"pp", pp.ToJson(options.n_prompt)},
+                       {"tg", tg.ToJson(options.n_gen)}};
   if (options.json) {
     std::printf("%s\n", DumpJson(report, 2).c_str());
     return 0;
   }
-  std::printf("model %s, %d threads, %d reps (+1 warm-up)\n", options.model_path.c_str(), threads,
-              options.reps);
-  std::printf("%-8s %18s %18s %8s\n", "test", "kvault t/s", "llama-bench t/s", "ratio");
-  std::printf("%-8s %10.2f ± %5.2f %10.2f ± %5.2f %8.3f\n",
-              ("pp" + std::to_string(options.n_prompt)).c_str(), kv_pp->mean, kv_pp->sd, ll_pp.mean,
-              ll_pp.sd, Ratio(kv_pp->mean, ll_pp.mean));
-  std::printf("%-8s %10.2f ± %5.2f %10.2f ± %5.2f %8.3f\n",
-              ("tg" + std::to_string(options.n_gen)).c_str(), kv_tg->mean, kv_tg->sd, ll_tg.mean,
-              ll_tg.sd, Ratio(kv_tg->mean, ll_tg.mean));
+  std::printf("model %s, %d threads, %d interleaved rounds (after one warm-up each)\n",
+              options.model_path.c_str(), resolved.threads, options.reps);
+  std::printf("%-8s %18s %18s %8s %14s\n", "test", "kvault t/s", "llama-bench t/s", "ratio",
+              "paired median");
+  for (const auto& [name, key] : {std::pair<std::string, const char*>{"pp", "pp"}, {"tg", "tg"}}) {
+    const Json& row = report[key];
+    const int n = name == "pp" ? options.n_prompt : options.n_gen;
+    std::printf("%-8s %10.2f ± %5.2f %10.2f ± %5.2f %8.3f %14.3f\n",
+                (name + std::to_string(n)).c_str(), NumberOr(row, "kvault_tps", 0),
+                NumberOr(row, "kvault_sd", 0), NumberOr(row, "llama_bench_tps", 0),
+                NumberOr(row, "llama_bench_sd", 0), NumberOr(row, "ratio", 0),
+                NumberOr(row, "paired_ratio_median", 0));
+  }
   std::printf("llama-bench: %s\n", command.c_str());
   return 0;
 }
@@ -177,7 +222,7 @@ int RunBenchEngine(int argc, char** argv) {
   app.add_option("-n,--n-gen", options.n_gen, "generated tokens (tg test)")
       ->capture_default_str()
       ->check(CLI::Range(1, 65536));
-  app.add_option("-r,--reps", options.reps, "timed repetitions")
+  app.add_option("-r,--reps", options.reps, "interleaved timed rounds")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
   app.add_option("-t,--threads", options.threads, "CPU threads; 0 = all cores")

@@ -1,5 +1,6 @@
 #include "kvault/engine/sampler.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kvault/engine/context.h"
@@ -60,6 +61,7 @@ Result<std::unique_ptr<Sampler>> Sampler::Create(const Model& model, const Sampl
   }
   if (params.temperature <= 0.0f) {
     llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+    sampler->plain_greedy_ = params.logit_bias.empty() && params.grammar.empty();
     return sampler;
   }
   if (params.top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(params.top_k));
@@ -75,6 +77,15 @@ Result<std::unique_ptr<Sampler>> Sampler::Create(const Model& model, const Sampl
 Sampler::~Sampler() { llama_sampler_free(chain_); }
 
 llama_token Sampler::Sample(Context& context, int32_t batch_index) {
+  if (plain_greedy_) {
+    // Argmax straight over the logits: llama_sampler_sample would first copy the whole
+    // vocabulary into a candidate array (151,936 entries for Qwen) on every token.
+    const std::span<const float> logits = context.Logits(batch_index);
+    if (!logits.empty()) {
+      return static_cast<llama_token>(std::max_element(logits.begin(), logits.end()) -
+                                      logits.begin());
+    }
+  }
   // llama_sampler_sample applies the chain and accepts the chosen token.
   return llama_sampler_sample(chain_, context.raw(), batch_index);
 }

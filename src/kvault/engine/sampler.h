@@ -47,6 +47,7 @@ class Sampler {
  private:
   explicit Sampler(llama_sampler* chain) : chain_(chain) {}
   llama_sampler* chain_;
+  bool plain_greedy_ = false;  // temperature 0 without bias or grammar: argmax, no chain
 };
 
 }  // namespace kvault::engine

@@ -69,7 +69,7 @@ fetch_from_npm() {
   tar -xzf "$tarball" -C "$unpack" package/llama/gitRelease.bundle
   rm -rf "$dest"
   mkdir -p "$(dirname "$dest")"
-  git clone --quiet "$unpack/package/llama/gitRelease.bundle" "$dest"
+  git -c advice.detachedHead=false clone --quiet "$unpack/package/llama/gitRelease.bundle" "$dest"
   git -C "$dest" -c advice.detachedHead=false checkout --quiet "$LLAMA_CPP_COMMIT"
   rm -rf "$unpack"
 }

@@ -132,7 +132,8 @@ Result<LlamaBenchRound> RunLlamaBench(const std::string& command) {
     if (NumberOr(test, "n_prompt", 0) > 0 && NumberOr(test, "n_gen", 0) == 0) round.pp_tps = tps;
     if (NumberOr(test, "n_gen", 0) > 0 && NumberOr(test, "n_prompt", 0) == 0) round.tg_tps = tps;
   }
-  if (round.pp_tps <= 0 || round.tg_tps <= 0) return InternalError("llama-bench output lacks pp or tg");
+  if (round.pp_tps <= 0 || round.tg_tps <= 0)
+    return InternalError("llama-bench output lacks pp or tg");
   return round;
 }
 
@@ -145,9 +146,12 @@ struct Series {
   }
   Json ToJson(int n) const {
     const BenchFigure k = Summarize(kvault), l = Summarize(llama);
-    return {{"n", n},           {"kvault_tps", k.mean},
-            {"kvault_sd", k.sd}, {"llama_bench_tps", l.mean},
-            {"llama_bench_sd", l.sd}, {"ratio", Ratio(k.mean, l.mean)},
+    return {{"n", n},
+            {"kvault_tps", k.mean},
+            {"kvault_sd", k.sd},
+            {"llama_bench_tps", l.mean},
+            {"llama_bench_sd", l.sd},
+            {"ratio", Ratio(k.mean, l.mean)},
             {"paired_ratio_median", Percentile(paired_ratio, 50)}};
   }
 };
@@ -160,8 +164,8 @@ int Run(const EngineBenchOptions& options) {
 
   const std::string tool =
       options.llama_bench.empty() ? LlamaToolPath("llama-bench") : options.llama_bench;
-  const std::string command = ShellQuote(tool) + " -m " + ShellQuote(options.model_path) +
-                              " -p " + std::to_string(options.n_prompt) + " -n " +
+  const std::string command = ShellQuote(tool) + " -m " + ShellQuote(options.model_path) + " -p " +
+                              std::to_string(options.n_prompt) + " -n " +
                               std::to_string(options.n_gen) + " -t " +
                               std::to_string(resolved.threads) + " -r 1 -o json";
   // Rounds alternate which side runs first (ABBA), so drift in the machine's speed during

@@ -1,72 +1,78 @@
-// kvault serve: the HTTP server. (Minimal until the server module lands: /health and
-// /v1/models over the loaded model.)
+// kvault serve: the OpenAI-compatible HTTP server (server/http_server.h).
 #include <csignal>
-#include <cstdio>
-#include <string>
+#include <thread>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include <httplib.h>
+#include "cli/serve_options.h"
+#include <pthread.h>
 
-#include "kvault/base/json.h"
 #include "kvault/base/log.h"
-#include "kvault/engine/model.h"
+#include "kvault/server/http_server.h"
 
 namespace kvault::cli {
 namespace {
 
-httplib::Server* g_server = nullptr;
+// SIGINT and SIGTERM are blocked in every thread and taken by one thread with sigwait, so the
+// shutdown runs as ordinary code rather than in a signal handler.
+class SignalWatcher {
+ public:
+  explicit SignalWatcher(server::Server* server) {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    thread_ = std::thread([this, server] {
+      int signal = 0;
+      sigwait(&signals_, &signal);
+      if (!quitting_) {
+        KV_LOG(kInfo) << "received " << (signal == SIGINT ? "SIGINT" : "SIGTERM")
+                      << ": finishing running requests, then exiting";
+        server->Stop();
+      }
+    });
+  }
+  ~SignalWatcher() {
+    quitting_ = true;
+    pthread_kill(thread_.native_handle(), SIGTERM);
+    thread_.join();
+  }
+  static void BlockInThisThread() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);  // a client that disconnects must not kill the server
+  }
 
-void StopOnSignal(int) {
-  if (g_server != nullptr) g_server->stop();
-}
+ private:
+  sigset_t signals_;
+  std::atomic<bool> quitting_{false};
+  std::thread thread_;
+};
 
 }  // namespace
 
 int RunServe(int argc, char** argv) {
-  CLI::App app("Serve a model over an OpenAI-compatible HTTP API.", "serve");
-  std::string model_path = "models/default.gguf";
-  std::string host = "127.0.0.1";
-  int port = 8200;
-  int window = 4096;
-  int64_t cache_size = 10000000;
-  app.add_option("-m,--model", model_path, "GGUF model file")->capture_default_str();
-  app.add_option("--host", host, "address to listen on")->capture_default_str();
-  app.add_option("--port", port, "port to listen on")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 65535));
-  app.add_option("--window", window, "tokens the model sees per inference")->capture_default_str();
-  app.add_option("--cache-size,--kessie-cache-size", cache_size,
-                 "tokens each conversation remembers")
-      ->capture_default_str();
-  if (auto exit_code = ParseArgs(app, argc, argv)) return *exit_code;
+  ServeOptions options;
+  if (auto exit_code = options.Parse(argc, argv)) return *exit_code;
+  const server::ServerConfig& config = options.config();
+  SetLogFormat(ParseLogFormat(config.log_format).value_or(LogFormat::kText));
+  SetLogLevel(ParseLogLevel(config.log_level).value_or(LogLevel::kInfo));
 
-  Result<std::unique_ptr<engine::Model>> model = engine::Model::Load({.path = model_path});
-  if (!model.ok()) return ReportError(model.status());
-  const engine::ModelInfo& info = (*model)->info();
-
-  httplib::Server server;
-  server.Get("/health", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(DumpJson({{"status", "ok"}, {"model", info.name}}), "application/json");
-  });
-  server.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
-    Json model_entry = {{"id", info.name},
-                        {"object", "model"},
-                        {"owned_by", "kvault"},
-                        {"max_model_len", cache_size},
-                        {"window", window}};
-    res.set_content(DumpJson({{"object", "list"}, {"data", Json::array({model_entry})}}),
-                    "application/json");
-  });
-  g_server = &server;
-  std::signal(SIGINT, StopOnSignal);
-  std::signal(SIGTERM, StopOnSignal);
-  if (!server.bind_to_port(host, port)) {
-    return ReportError(UnavailableError("cannot listen on " + host + ":" + std::to_string(port)));
+  // Before any thread starts, so that all of them inherit the blocked signals.
+  SignalWatcher::BlockInThisThread();
+  Result<std::unique_ptr<server::Server>> server = server::Server::Create(config);
+  if (!server.ok()) return ReportError(server.status());
+  Status bound = (*server)->Bind();
+  if (!bound.ok()) return ReportError(bound);
+  Status served;
+  {
+    SignalWatcher watcher(server->get());
+    served = (*server)->Serve();
   }
-  KV_LOG(kInfo) << "kvault serving " << info.name << " on http://" << host << ":" << port;
-  server.listen_after_bind();
-  g_server = nullptr;
+  if (!served.ok()) return ReportError(served);
+  KV_LOG(kInfo) << "kvault stopped";
   return 0;
 }
 

@@ -8,5 +8,7 @@ int RunMakeModel(int argc, char** argv);
 int RunComplete(int argc, char** argv);
 int RunServe(int argc, char** argv);
 int RunBench(int argc, char** argv);
+int RunChat(int argc, char** argv);
+int RunDoctor(int argc, char** argv);
 
 }  // namespace kvault::cli

@@ -64,6 +64,57 @@ TEST(CliTest, BadFlagsAndValuesExitTwoWithOneLine) {
   }
 }
 
+TEST(CliTest, ChatCommandsDrivenThroughStdin) {
+  const std::string db =
+      (std::filesystem::temp_directory_path() / "kvault_cli_test_knowledge.db").string();
+  std::filesystem::remove(db);
+  const std::string script =
+      "/topics\n"
+      "/store travel passport expires in March 2027\n"
+      "/store health allergy penicillin\n"
+      "/topics\n"
+      "/search when does my passport expire\n"
+      "Hello, who are you?\n"
+      "Tell me more.\n"
+      "/stats\n"
+      "/nonsense\n"
+      "/quit\n"
+      "this line is never read\n";
+  ProcessResult result = RunProcess({KvaultBinary(), "chat", "-m", TestModelPath(),
+                                     "--knowledge-db", db, "-n", "6", "--temp", "0"},
+                                    script);
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const std::string& out = result.out;
+  EXPECT_NE(out.find("no topics yet"), std::string::npos) << out;
+  EXPECT_NE(out.find("stored travel/passport"), std::string::npos);
+  EXPECT_NE(out.find("health (1 facts)\ntravel (1 facts)"), std::string::npos) << out;
+  EXPECT_NE(out.find("travel/passport: expires in March 2027"), std::string::npos) << out;
+  // Two exchanges, the second reusing the first's KV.
+  EXPECT_NE(out.find("conversation chat: 4 turns"), std::string::npos) << out;
+  EXPECT_NE(out.find("6 generated"), std::string::npos) << out;
+  EXPECT_NE(out.find("reused from cache"), std::string::npos);
+  EXPECT_EQ(out.find("(0 reused from cache)"), std::string::npos) << out;
+  EXPECT_NE(out.find("knowledge: 2 topics, 2 facts"), std::string::npos) << out;
+  EXPECT_NE(out.find("unknown command /nonsense"), std::string::npos);
+  // The knowledge store outlives the session.
+  ProcessResult again = RunProcess(
+      {KvaultBinary(), "chat", "-m", TestModelPath(), "--knowledge-db", db}, "/topics\n");
+  EXPECT_NE(again.out.find("travel (1 facts)"), std::string::npos) << again.out;
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
+}
+
+TEST(CliTest, DoctorReportsEachCheckAndFailsOnAMissingModel) {
+  ProcessResult good = Kvault({"doctor", "--model", TestModelPath(), "--port", "0"});
+  EXPECT_EQ(good.exit_code, 0) << good.out;
+  for (const char* check : {"cpu", "llama.cpp", "model", "port", "cache dir", "data dir"}) {
+    EXPECT_NE(good.out.find(check), std::string::npos) << check;
+  }
+  EXPECT_NE(good.out.find("ready: 0 problem(s)"), std::string::npos) << good.out;
+  ProcessResult bad = Kvault({"doctor", "--model", "/nonexistent/m.gguf", "--port", "0"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.out.find("FAIL  model"), std::string::npos) << bad.out;
+}
+
 TEST(CliTest, NotAModelIsAClearError) {
   ProcessResult result = Kvault({"complete", "-m", "/etc/hostname", "-p", "hi"});
   EXPECT_EQ(result.exit_code, 2);

@@ -11,13 +11,16 @@ extern char** environ;
 
 namespace kvault::testing {
 
-ProcessResult RunProcess(const std::vector<std::string>& argv) {
+ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string& input) {
   ProcessResult result;
   int out_pipe[2];
   int err_pipe[2];
-  if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) return result;
+  int in_pipe[2];
+  if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0 || ::pipe(in_pipe) != 0) return result;
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
+  posix_spawn_file_actions_addclose(&actions, in_pipe[1]);
   posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
   posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
   posix_spawn_file_actions_addclose(&actions, out_pipe[0]);
@@ -30,6 +33,13 @@ ProcessResult RunProcess(const std::vector<std::string>& argv) {
   posix_spawn_file_actions_destroy(&actions);
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
+  ::close(in_pipe[0]);
+  // The input is small (a scripted session): it fits the pipe buffer, so write it all now.
+  if (rc == 0 && !input.empty()) {
+    ssize_t ignored = ::write(in_pipe[1], input.data(), input.size());
+    (void)ignored;
+  }
+  ::close(in_pipe[1]);
   if (rc != 0) {
     ::close(out_pipe[0]);
     ::close(err_pipe[0]);

@@ -13,7 +13,8 @@ struct ProcessResult {
   std::string err;
 };
 
-// Runs argv[0] (a path) with the arguments, waits, and returns what it printed.
-ProcessResult RunProcess(const std::vector<std::string>& argv);
+// Runs argv[0] (a path) with the arguments and `input` on its stdin, waits, and returns
+// what it printed.
+ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string& input = "");
 
 }  // namespace kvault::testing

@@ -1,0 +1,237 @@
+// kvault chat: an interactive terminal chat with a local model (no server), streaming the
+// reply, with knowledge-store commands. Reads lines from stdin, so it can be scripted.
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "cli/paths.h"
+#include <unistd.h>
+
+#include "kvault/base/file.h"
+#include "kvault/base/log.h"
+#include "kvault/base/status_macros.h"
+#include "kvault/conversation/manager.h"
+#include "kvault/engine/context.h"
+#include "kvault/engine/model.h"
+#include "kvault/engine/scheduler.h"
+#include "kvault/memory/knowledge_store.h"
+
+namespace kvault::cli {
+namespace {
+
+struct ChatOptions {
+  std::string model_path = "models/default.gguf";
+  std::string conversation_id = "chat";
+  std::string system;
+  std::string knowledge_db;
+  int window = 4096;
+  int max_tokens = 256;
+  float temperature = 0.8f;
+  uint32_t seed = 42;
+  int threads = 0;
+};
+
+constexpr char kHelp[] =
+    "commands: /topics  /store <topic> <key> <value>  /search <query>  /stats  /quit\n";
+
+class StdoutSink : public conversation::ReplySink {
+ public:
+  bool OnText(std::string_view text) override {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  }
+};
+
+class ChatSession {
+ public:
+  static Result<std::unique_ptr<ChatSession>> Create(const ChatOptions& options) {
+    auto session = std::unique_ptr<ChatSession>(new ChatSession(options));
+    KV_ASSIGN_OR_RETURN(session->model_, engine::Model::Load({.path = options.model_path}));
+    engine::ContextParams params;
+    params.n_ctx = static_cast<uint32_t>(options.window);
+    params.n_threads = options.threads;
+    KV_ASSIGN_OR_RETURN(session->context_, engine::Context::Create(*session->model_, params));
+    KV_ASSIGN_OR_RETURN(session->scheduler_,
+                        engine::Scheduler::Start(session->context_.get(), *session->model_, {}));
+    conversation::ManagerParams manager;
+    manager.window = options.window;
+    manager.max_generation = options.max_tokens;
+    manager.threads = 1;
+    manager.queue = 0;
+    manager.n_sequences = 1;
+    session->manager_ = std::make_unique<conversation::ConversationManager>(
+        *session->model_, session->scheduler_.get(), manager);
+    KV_ASSIGN_OR_RETURN(session->knowledge_, memory::KnowledgeStore::Open(options.knowledge_db));
+    return session;
+  }
+
+  // Handles one input line; returns false to quit.
+  bool Handle(const std::string& line) {
+    if (line.empty()) return true;
+    if (line[0] != '/') {
+      Reply(line);
+      return true;
+    }
+    std::istringstream words(line);
+    std::string command;
+    words >> command;
+    if (command == "/quit" || command == "/exit") return false;
+    if (command == "/topics")
+      Topics();
+    else if (command == "/store")
+      Store(words);
+    else if (command == "/search")
+      Search(Rest(words));
+    else if (command == "/stats")
+      Stats();
+    else
+      std::printf("unknown command %s; %s", command.c_str(), kHelp);
+    return true;
+  }
+
+ private:
+  explicit ChatSession(const ChatOptions& options) : options_(options) {}
+
+  static std::string Rest(std::istringstream& words) {
+    std::string rest;
+    std::getline(words >> std::ws, rest);
+    return rest;
+  }
+
+  void Reply(const std::string& text) {
+    conversation::GenerateRequest request;
+    request.conversation_id = options_.conversation_id;
+    request.explicit_conversation = true;
+    if (first_turn_ && !options_.system.empty()) {
+      request.messages.push_back({"system", options_.system});
+    }
+    request.messages.push_back({"user", text});
+    request.sampling.temperature = options_.temperature;
+    request.sampling.seed = options_.seed + static_cast<uint32_t>(n_replies_);
+    Result<conversation::ConversationManager::PendingPtr> pending =
+        manager_->Prepare(std::move(request));
+    if (!pending.ok()) return PrintError(pending.status());
+    StdoutSink sink;
+    Result<conversation::GenerateResult> result = manager_->Run(std::move(pending).value(), &sink);
+    std::printf("\n");
+    if (!result.ok()) return PrintError(result.status());
+    first_turn_ = false;
+    ++n_replies_;
+    last_ = *result;
+  }
+
+  void Topics() {
+    Result<std::vector<memory::TopicSummary>> topics = knowledge_->Topics();
+    if (!topics.ok()) return PrintError(topics.status());
+    if (topics->empty()) std::printf("no topics yet; /store <topic> <key> <value> adds one\n");
+    for (const auto& topic : *topics) {
+      std::printf("%s (%lld facts)\n", topic.name.c_str(), static_cast<long long>(topic.n_facts));
+    }
+  }
+
+  void Store(std::istringstream& words) {
+    std::string topic, key;
+    words >> topic >> key;
+    const std::string value = Rest(words);
+    Status status = knowledge_->Put(topic, key, value);
+    if (!status.ok()) return PrintError(status);
+    std::printf("stored %s/%s\n", topic.c_str(), key.c_str());
+  }
+
+  void Search(const std::string& query) {
+    Result<std::vector<memory::Fact>> facts = knowledge_->Search(query, 5);
+    if (!facts.ok()) return PrintError(facts.status());
+    if (facts->empty()) std::printf("nothing found for \"%s\"\n", query.c_str());
+    for (const memory::Fact& fact : *facts) {
+      std::printf("[%.2f] %s/%s: %s\n", fact.score, fact.topic.c_str(), fact.key.c_str(),
+                  fact.value.c_str());
+    }
+  }
+
+  void Stats() {
+    std::vector<conversation::ConversationInfo> info = manager_->List("");
+    const int64_t turns = info.empty() ? 0 : info[0].turns;
+    const int64_t tokens = info.empty() ? 0 : info[0].tokens;
+    std::printf("conversation %s: %lld turns, %lld tokens\n", options_.conversation_id.c_str(),
+                static_cast<long long>(turns), static_cast<long long>(tokens));
+    if (n_replies_ > 0) {
+      const double seconds = (last_.total_ms - last_.first_token_ms) / 1000.0;
+      std::printf(
+          "last reply: %d prompt tokens (%d reused from cache), %d generated, "
+          "first token %.0f ms, %.1f tokens/s\n",
+          last_.prompt_tokens, last_.cached_tokens, last_.completion_tokens, last_.first_token_ms,
+          seconds > 0 ? (last_.completion_tokens - 1) / seconds : 0.0);
+    }
+    Result<memory::KnowledgeStats> knowledge = knowledge_->Stats();
+    if (knowledge.ok()) {
+      std::printf("knowledge: %lld topics, %lld facts (%s)\n",
+                  static_cast<long long>(knowledge->topics),
+                  static_cast<long long>(knowledge->facts), options_.knowledge_db.c_str());
+    }
+  }
+
+  static void PrintError(const Status& status) {
+    std::printf("error: %s\n", status.message().c_str());
+  }
+
+  const ChatOptions options_;
+  std::unique_ptr<engine::Model> model_;
+  std::unique_ptr<engine::Context> context_;
+  std::unique_ptr<engine::Scheduler> scheduler_;
+  std::unique_ptr<conversation::ConversationManager> manager_;
+  std::unique_ptr<memory::KnowledgeStore> knowledge_;
+  conversation::GenerateResult last_;
+  bool first_turn_ = true;
+  int n_replies_ = 0;
+};
+
+}  // namespace
+
+int RunChat(int argc, char** argv) {
+  CLI::App app("Chat with a local model in the terminal (no server needed).", "chat");
+  ChatOptions options;
+  options.knowledge_db = DefaultDataDir() + "/knowledge.db";
+  app.add_option("-m,--model", options.model_path, "GGUF model file")->capture_default_str();
+  app.add_option("-c,--conversation", options.conversation_id, "conversation id")
+      ->capture_default_str();
+  app.add_option("--system", options.system, "system message for the first turn");
+  app.add_option("--knowledge-db", options.knowledge_db, "knowledge store (SQLite file)")
+      ->capture_default_str();
+  app.add_option("--window", options.window, "tokens the model sees")
+      ->capture_default_str()
+      ->check(CLI::Range(64, 1 << 20));
+  app.add_option("-n,--max-tokens", options.max_tokens, "most tokens per reply")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--temp", options.temperature, "temperature; 0 = greedy")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0f, 2.0f));
+  app.add_option("-s,--seed", options.seed, "sampling seed")->capture_default_str();
+  app.add_option("-t,--threads", options.threads, "CPU threads; 0 = all cores")
+      ->capture_default_str();
+  if (auto exit_code = ParseArgs(app, argc, argv)) return *exit_code;
+  SetLogLevel(LogLevel::kWarning);
+
+  Status dir =
+      CreateDirectories(std::filesystem::path(options.knowledge_db).parent_path().string());
+  if (!dir.ok()) return ReportError(dir);
+  Result<std::unique_ptr<ChatSession>> session = ChatSession::Create(options);
+  if (!session.ok()) return ReportError(session.status());
+  const bool interactive = ::isatty(STDIN_FILENO);
+  if (interactive) std::printf("kvault chat (%s). %s", options.conversation_id.c_str(), kHelp);
+  std::string line;
+  while (true) {
+    if (interactive) std::printf("> ");
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line)) break;
+    if (!(*session)->Handle(line)) break;
+  }
+  return 0;
+}
+
+}  // namespace kvault::cli

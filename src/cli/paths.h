@@ -1,0 +1,13 @@
+// cli/paths.h: where kvault keeps files by default (XDG base directories).
+#pragma once
+
+#include <string>
+
+namespace kvault::cli {
+
+// $XDG_DATA_HOME/kvault or ~/.local/share/kvault: conversations, sessions, knowledge.
+std::string DefaultDataDir();
+// $XDG_CACHE_HOME/kvault or ~/.cache/kvault: KV blocks, the llama.cpp build.
+std::string DefaultCacheDir();
+
+}  // namespace kvault::cli

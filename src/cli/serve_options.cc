@@ -1,0 +1,135 @@
+#include "cli/serve_options.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "kvault/base/file.h"
+#include "kvault/base/json.h"
+#include "kvault/base/status_macros.h"
+#include "kvault/server/auth.h"
+
+namespace kvault::cli {
+namespace {
+
+std::string EnvName(const std::string& flag) {
+  std::string name = "KVAULT_";
+  for (char c : flag) name += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+  return name;
+}
+
+std::string DefaultConfigPath() {
+  const char* xdg = std::getenv("XDG_CONFIG_HOME");
+  const char* home = std::getenv("HOME");
+  if (xdg != nullptr && *xdg != '\0') return std::string(xdg) + "/kvault/config.json";
+  if (home != nullptr) return std::string(home) + "/.config/kvault/config.json";
+  return "";
+}
+
+// A JSON value as the text a flag would have carried.
+Result<std::string> FlagText(const Json& value, const std::string& key) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_boolean()) return std::string(value.get<bool>() ? "true" : "false");
+  if (value.is_number()) return DumpJson(value);
+  if (value.is_array()) {
+    std::string joined;
+    for (const Json& item : value) {
+      if (!item.is_string()) return InvalidArgumentError("config key '" + key + "': strings only");
+      joined += (joined.empty() ? "" : ",") + item.get<std::string>();
+    }
+    return joined;
+  }
+  return InvalidArgumentError("config key '" + key + "' has an unsupported value");
+}
+
+// Applies the config file to every option neither a flag nor the environment has set.
+Status ApplyConfigFile(CLI::App& app, const std::string& path, bool required) {
+  if (path.empty() || (!required && !PathExists(path))) return Status::Ok();
+  KV_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  KV_ASSIGN_OR_RETURN(Json config, ParseJson(text));
+  if (!config.is_object()) return InvalidArgumentError("config file " + path + " is not an object");
+  for (auto it = config.begin(); it != config.end(); ++it) {
+    std::string flag = it.key();
+    for (char& c : flag) c = c == '_' ? '-' : c;
+    CLI::Option* option = app.get_option_no_throw("--" + flag);
+    if (option == nullptr || flag == "config") {
+      return InvalidArgumentError("config file " + path + ": unknown key '" + it.key() + "'");
+    }
+    if (option->count() > 0 || std::getenv(EnvName(flag).c_str()) != nullptr) continue;
+    KV_ASSIGN_OR_RETURN(std::string value, FlagText(it.value(), it.key()));
+    try {  // CLI11 reports a bad value by throwing
+      option->add_result(value);
+      option->run_callback();
+    } catch (const CLI::Error& error) {
+      return InvalidArgumentError("config file " + path + ", key '" + it.key() +
+                                  "': " + error.what());
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTTP API.", "serve") {
+  server::ServerConfig& c = config_;
+  auto add = [this](const std::string& flag, auto& variable, const std::string& help) {
+    return app_.add_option("--" + flag, variable, help)
+        ->envname(EnvName(flag))
+        ->capture_default_str();
+  };
+  add("model", c.model_path, "GGUF model file");
+  add("host", c.host, "address to listen on");
+  add("port", c.port, "port to listen on (0 = any free port)")->check(CLI::Range(0, 65535));
+  add("window", c.window, "tokens the model sees per inference")->check(CLI::Range(64, 1 << 20));
+  add("cache-size", c.cache_size, "tokens each conversation remembers (max_model_len)")
+      ->check(CLI::Range(int64_t{64}, int64_t{1} << 40));
+  app_.add_option("--kessie-cache-size", c.cache_size, "alias of --cache-size")
+      ->envname("KVAULT_KESSIE_CACHE_SIZE");
+  add("max-generation", c.max_generation, "most tokens one reply may have")
+      ->check(CLI::Range(1, 1 << 20));
+  add("max-model-len", c.max_model_len, "KV cells per sequence; 0 = auto (the window)")
+      ->check(CLI::Range(0, 1 << 22));
+  add("kv-cache-dtype", c.kv_cache_dtype, "KV cache type while computing")
+      ->check(CLI::IsMember({"f16", "q8_0", "q4_0"}));
+  add("threads", c.threads, "CPU threads for llama.cpp; 0 = all cores")->check(CLI::Range(0, 1024));
+  add("gpus", c.gpus, "GPUs: > 0 offloads all layers, split across that many")
+      ->check(CLI::Range(0, 64));
+  add("conversation-threads", c.conversation_threads, "conversations generating at once")
+      ->check(CLI::Range(1, 256));
+  add("conversation-queue", c.conversation_queue, "requests that may wait; beyond: 503")
+      ->check(CLI::Range(0, 100000));
+  add("fog-alpha", c.fog_alpha, "recency demotion of old context in recall; 0 = off")
+      ->check(CLI::Range(0.0, 100.0));
+  app_.add_option("--api-key", api_keys_,
+                  "API key(s), comma-separated; then every route but "
+                  "/health needs 'Authorization: Bearer <key>'")
+      ->envname("KVAULT_API_KEY");
+  add("log-format", c.log_format, "log lines as text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+  add("log-level", c.log_level, "debug, info, warning or error")
+      ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
+  add("max-body-mb", max_body_mb_, "largest request body accepted (larger: 413)")
+      ->check(CLI::Range(1, 4096));
+  add("prefill-chunk", c.prefill_chunk, "prompt tokens per step while others generate")
+      ->check(CLI::Range(1, 1 << 16));
+  add("shutdown-grace", c.shutdown_grace_seconds,
+      "seconds running requests get to finish on SIGINT/SIGTERM")
+      ->check(CLI::Range(0.0, 3600.0));
+  app_.add_option("--config", config_path_,
+                  "JSON config file; keys are flag names (default "
+                  "~/.config/kvault/config.json when present). Flags win over KVAULT_* "
+                  "environment variables, which win over the file");
+}
+
+std::optional<int> ServeOptions::Parse(int argc, char** argv) {
+  if (auto exit_code = ParseArgs(app_, argc, argv)) return exit_code;
+  const bool explicit_config = !config_path_.empty();
+  Status status =
+      ApplyConfigFile(app_, explicit_config ? config_path_ : DefaultConfigPath(), explicit_config);
+  if (!status.ok()) return ReportError(status);
+  config_.max_body_bytes = static_cast<int64_t>(max_body_mb_) << 20;
+  config_.api_keys = server::SplitKeys(api_keys_);
+  return std::nullopt;
+}
+
+}  // namespace kvault::cli

@@ -1,0 +1,108 @@
+#include "kvault/conversation/sequence_pool.h"
+
+namespace kvault::conversation {
+
+SequencePool::SequencePool(int n_sequences, std::function<Status(llama_seq_id)> clear_sequence)
+    : clear_sequence_(std::move(clear_sequence)) {
+  MutexLock lock(&mu_);
+  slots_.resize(static_cast<size_t>(n_sequences));
+  stats_.n_sequences = n_sequences;
+}
+
+Result<SequenceLease> SequencePool::Acquire(const std::string& owner) {
+  llama_seq_id chosen = -1;
+  bool needs_clear = false;
+  {
+    MutexLock lock(&mu_);
+    auto it = by_owner_.find(owner);
+    if (it != by_owner_.end()) {
+      Slot& slot = slots_[static_cast<size_t>(it->second)];
+      if (slot.pinned) return FailedPreconditionError("conversation already has a running request");
+      slot.pinned = true;
+      slot.last_use = ++clock_;
+      ++stats_.hits;
+      return SequenceLease{it->second, slot.tokens};
+    }
+    // A free slot, else the least recently used parked one.
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      const Slot& slot = slots_[i];
+      if (slot.pinned) continue;
+      if (slot.owner.empty()) {
+        chosen = static_cast<llama_seq_id>(i);
+        break;
+      }
+      if (chosen < 0 || slot.last_use < slots_[static_cast<size_t>(chosen)].last_use) {
+        chosen = static_cast<llama_seq_id>(i);
+      }
+    }
+    if (chosen < 0) return ResourceExhaustedError("every sequence is in use");
+    Slot& slot = slots_[static_cast<size_t>(chosen)];
+    if (!slot.owner.empty()) {
+      by_owner_.erase(slot.owner);
+      ++stats_.evictions;
+      needs_clear = true;
+    } else {
+      needs_clear = !slot.tokens.empty();
+    }
+    slot.owner = owner;
+    slot.pinned = true;
+    slot.last_use = ++clock_;
+    slot.tokens.clear();
+    by_owner_[owner] = chosen;
+    ++stats_.misses;
+  }
+  if (needs_clear) {
+    Status status = clear_sequence_(chosen);
+    if (!status.ok()) {
+      Release(owner, {});
+      return status;
+    }
+  }
+  return SequenceLease{chosen, {}};
+}
+
+void SequencePool::Release(const std::string& owner, std::vector<llama_token> tokens) {
+  MutexLock lock(&mu_);
+  auto it = by_owner_.find(owner);
+  if (it == by_owner_.end()) return;
+  Slot& slot = slots_[static_cast<size_t>(it->second)];
+  slot.pinned = false;
+  slot.last_use = ++clock_;
+  slot.tokens = std::move(tokens);
+}
+
+Status SequencePool::Forget(const std::string& owner) {
+  llama_seq_id seq_id = -1;
+  {
+    MutexLock lock(&mu_);
+    auto it = by_owner_.find(owner);
+    if (it == by_owner_.end()) return Status::Ok();
+    seq_id = it->second;
+    Slot& slot = slots_[static_cast<size_t>(seq_id)];
+    if (slot.pinned) return FailedPreconditionError("conversation has a running request");
+    slot = Slot{};
+    by_owner_.erase(it);
+  }
+  return clear_sequence_(seq_id);
+}
+
+SequencePoolStats SequencePool::stats() const {
+  MutexLock lock(&mu_);
+  SequencePoolStats stats = stats_;
+  for (const Slot& slot : slots_) {
+    if (slot.pinned)
+      ++stats.n_pinned;
+    else if (!slot.owner.empty())
+      ++stats.n_parked;
+  }
+  return stats;
+}
+
+int64_t SequencePool::DeviceTokens(const std::string& owner) const {
+  MutexLock lock(&mu_);
+  auto it = by_owner_.find(owner);
+  if (it == by_owner_.end()) return 0;
+  return static_cast<int64_t>(slots_[static_cast<size_t>(it->second)].tokens.size());
+}
+
+}  // namespace kvault::conversation

@@ -1,0 +1,74 @@
+// conversation/sequence_pool.h: which conversation owns which sequence of the llama context.
+// A conversation keeps its sequence (and the KV cells in it) after its request ends
+// ("parked"), so its next turn only decodes what is new. When a request needs a sequence
+// and none is free, the least recently used parked conversation loses its own: its cells are
+// cleared and its next request starts from a cold sequence.
+//
+// A sequence is pinned while a request runs on it and is never taken from a pinned owner.
+// The pool holds `threads + spare` sequences, so a running request always finds one.
+//
+// Thread-safety: all methods may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <llama.h>
+
+#include "kvault/base/mutex.h"
+#include "kvault/base/result.h"
+
+namespace kvault::conversation {
+
+struct SequenceLease {
+  llama_seq_id seq_id = -1;
+  // Tokens whose KV the sequence holds, from position 0 (empty for a fresh sequence).
+  std::vector<llama_token> tokens;
+};
+
+struct SequencePoolStats {
+  int64_t n_sequences = 0;
+  int64_t n_pinned = 0;
+  int64_t n_parked = 0;
+  int64_t hits = 0;       // a request found its conversation's sequence still there
+  int64_t misses = 0;     // it had to start from a fresh sequence
+  int64_t evictions = 0;  // a parked conversation lost its sequence
+};
+
+class SequencePool {
+ public:
+  // `clear_sequence` empties a sequence's cells; it runs without the pool's lock held.
+  SequencePool(int n_sequences, std::function<Status(llama_seq_id)> clear_sequence);
+
+  // Pins a sequence for `owner`: its own if it still has one, otherwise a free one or the
+  // least recently used parked one. ResourceExhausted if every sequence is pinned.
+  Result<SequenceLease> Acquire(const std::string& owner);
+  // Unpins and records what the sequence now holds.
+  void Release(const std::string& owner, std::vector<llama_token> tokens);
+  // Drops `owner`'s sequence (its cells are cleared). OK if it has none.
+  Status Forget(const std::string& owner);
+
+  SequencePoolStats stats() const;
+  // Tokens held on the device by `owner` (0 if none).
+  int64_t DeviceTokens(const std::string& owner) const;
+
+ private:
+  struct Slot {
+    std::string owner;  // "" when free
+    bool pinned = false;
+    uint64_t last_use = 0;
+    std::vector<llama_token> tokens;
+  };
+
+  const std::function<Status(llama_seq_id)> clear_sequence_;
+  mutable Mutex mu_;
+  std::vector<Slot> slots_ KV_GUARDED_BY(mu_);
+  std::map<std::string, llama_seq_id> by_owner_ KV_GUARDED_BY(mu_);
+  uint64_t clock_ KV_GUARDED_BY(mu_) = 0;
+  SequencePoolStats stats_ KV_GUARDED_BY(mu_);
+};
+
+}  // namespace kvault::conversation

@@ -1,0 +1,69 @@
+#include "kvault/conversation/sequence_pool.h"
+
+#include <gtest/gtest.h>
+
+namespace kvault::conversation {
+namespace {
+
+// The pool's bookkeeping with a recording stand-in for "clear the cells"; manager_test runs
+// the same pool against the real llama context.
+class SequencePoolTest : public ::testing::Test {
+ protected:
+  SequencePool MakePool(int n) {
+    return SequencePool(n, [this](llama_seq_id seq_id) {
+      cleared_.push_back(seq_id);
+      return Status::Ok();
+    });
+  }
+  std::vector<llama_seq_id> cleared_;
+};
+
+TEST_F(SequencePoolTest, ConversationGetsItsOwnSequenceBack) {
+  SequencePool pool = MakePool(2);
+  SequenceLease a = pool.Acquire("a").value();
+  pool.Release("a", {1, 2, 3});
+  SequenceLease again = pool.Acquire("a").value();
+  EXPECT_EQ(again.seq_id, a.seq_id);
+  EXPECT_EQ(again.tokens, (std::vector<llama_token>{1, 2, 3}));
+  EXPECT_EQ(pool.stats().hits, 1);
+  EXPECT_TRUE(cleared_.empty());
+}
+
+TEST_F(SequencePoolTest, LeastRecentlyUsedParkedConversationIsEvicted) {
+  SequencePool pool = MakePool(2);
+  SequenceLease a = pool.Acquire("a").value();
+  pool.Release("a", {1});
+  SequenceLease b = pool.Acquire("b").value();
+  pool.Release("b", {2});
+  (void)pool.Acquire("a").value();  // a is now more recent than b
+  pool.Release("a", {1, 1});
+  SequenceLease c = pool.Acquire("c").value();
+  EXPECT_EQ(c.seq_id, b.seq_id);
+  EXPECT_TRUE(c.tokens.empty());
+  EXPECT_EQ(cleared_, std::vector<llama_seq_id>{b.seq_id});
+  EXPECT_EQ(pool.stats().evictions, 1);
+  EXPECT_EQ(pool.DeviceTokens("b"), 0);
+  EXPECT_EQ(pool.DeviceTokens("a"), 2);
+  (void)a;
+}
+
+TEST_F(SequencePoolTest, PinnedSequencesAreNeverTaken) {
+  SequencePool pool = MakePool(1);
+  ASSERT_TRUE(pool.Acquire("a").ok());
+  EXPECT_EQ(pool.Acquire("b").status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(pool.Acquire("a").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(pool.Forget("a").code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(SequencePoolTest, ForgetClearsAndFrees) {
+  SequencePool pool = MakePool(1);
+  SequenceLease a = pool.Acquire("a").value();
+  pool.Release("a", {5});
+  ASSERT_TRUE(pool.Forget("a").ok());
+  EXPECT_EQ(cleared_, std::vector<llama_seq_id>{a.seq_id});
+  EXPECT_TRUE(pool.Acquire("b").ok());
+  EXPECT_EQ(pool.stats().evictions, 0);
+}
+
+}  // namespace
+}  // namespace kvault::conversation

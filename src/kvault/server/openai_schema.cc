@@ -1,0 +1,295 @@
+#include "kvault/server/openai_schema.h"
+
+#include <chrono>
+#include <random>
+
+#include "kvault/base/status_macros.h"
+
+namespace kvault::server {
+namespace {
+
+constexpr size_t kMaxStops = 4;
+constexpr size_t kMaxConversationIdBytes = 256;
+
+Status FieldError(const std::string& path, const std::string& what) {
+  return InvalidArgumentError("'" + path + "' " + what);
+}
+
+// Text of a message's content: a string, or an array of {"type": "text", "text": ...} parts.
+Result<std::string> ContentText(const Json& message, const std::string& path) {
+  auto it = message.find("content");
+  if (it == message.end() || it->is_null()) return std::string();
+  if (it->is_string()) return it->get_ref<const std::string&>();
+  if (!it->is_array()) return FieldError(path + ".content", "must be a string or an array");
+  std::string text;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const Json& part = (*it)[i];
+    const std::string part_path = path + ".content[" + std::to_string(i) + "]";
+    KV_ASSIGN_OR_RETURN(std::optional<std::string> type, OptionalString(part, "type", part_path));
+    if (!part.is_object() || type != "text") {
+      return FieldError(part_path, "must be a text part ({\"type\": \"text\", \"text\": ...})");
+    }
+    KV_ASSIGN_OR_RETURN(std::optional<std::string> part_text,
+                        OptionalString(part, "text", part_path + ".text"));
+    if (!part_text) return FieldError(part_path + ".text", "is required");
+    text += *part_text;
+  }
+  return text;
+}
+
+Result<std::vector<engine::ChatMessage>> ParseMessages(const Json& body) {
+  auto it = body.find("messages");
+  if (it == body.end() || it->is_null()) return FieldError("messages", "is required");
+  if (!it->is_array()) return FieldError("messages", "must be an array");
+  if (it->empty()) return FieldError("messages", "must not be empty");
+  std::vector<engine::ChatMessage> messages;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const Json& message = (*it)[i];
+    const std::string path = "messages[" + std::to_string(i) + "]";
+    if (!message.is_object()) return FieldError(path, "must be an object");
+    KV_ASSIGN_OR_RETURN(std::optional<std::string> role,
+                        OptionalString(message, "role", path + ".role"));
+    if (!role) return FieldError(path + ".role", "is required");
+    if (*role == "developer") role = "system";
+    if (*role != "system" && *role != "user" && *role != "assistant" && *role != "tool") {
+      return FieldError(path + ".role",
+                        "must be system, developer, user, assistant or tool, not '" + *role + "'");
+    }
+    KV_ASSIGN_OR_RETURN(std::string content, ContentText(message, path));
+    if (content.empty() && *role != "assistant") return FieldError(path + ".content", "is empty");
+    if (content.find('\0') != std::string::npos) {
+      return FieldError(path + ".content", "contains a NUL character");
+    }
+    messages.push_back({*role, std::move(content)});
+  }
+  return messages;
+}
+
+Result<std::vector<std::string>> ParseStop(const Json& body) {
+  auto it = body.find("stop");
+  if (it == body.end() || it->is_null()) return std::vector<std::string>();
+  if (it->is_string()) return std::vector<std::string>{it->get<std::string>()};
+  if (!it->is_array()) return FieldError("stop", "must be a string or an array of strings");
+  if (it->size() > kMaxStops) return FieldError("stop", "may hold at most 4 strings");
+  std::vector<std::string> stops;
+  for (const Json& stop : *it) {
+    if (!stop.is_string()) return FieldError("stop", "must hold only strings");
+    stops.push_back(stop.get<std::string>());
+  }
+  return stops;
+}
+
+Result<std::vector<llama_logit_bias>> ParseLogitBias(const Json& body) {
+  std::vector<llama_logit_bias> biases;
+  auto it = body.find("logit_bias");
+  if (it == body.end() || it->is_null()) return biases;
+  if (!it->is_object()) return FieldError("logit_bias", "must be an object");
+  for (auto entry = it->begin(); entry != it->end(); ++entry) {
+    const std::string& key = entry.key();
+    char* end = nullptr;
+    const long token = std::strtol(key.c_str(), &end, 10);
+    if (key.empty() || *end != '\0' || token < 0 || token > INT32_MAX) {
+      return FieldError("logit_bias", "keys must be token ids, not '" + key + "'");
+    }
+    if (!entry.value().is_number()) return FieldError("logit_bias", "values must be numbers");
+    const double bias = entry.value().get<double>();
+    if (!(bias >= -100 && bias <= 100))
+      return FieldError("logit_bias", "values must be in [-100, 100]");
+    biases.push_back({static_cast<llama_token>(token), static_cast<float>(bias)});
+  }
+  return biases;
+}
+
+// The fields chat and completion requests share.
+Status ParseCommon(const Json& body, OpenAiRequest* request) {
+  if (!body.is_object()) return InvalidArgumentError("the request body must be a JSON object");
+  conversation::GenerateRequest& generate = request->generate;
+  KV_ASSIGN_OR_RETURN(std::optional<std::string> model, OptionalString(body, "model", "model"));
+  request->model = model.value_or("");
+  KV_ASSIGN_OR_RETURN(std::optional<bool> stream, OptionalBool(body, "stream", "stream"));
+  request->stream = stream.value_or(false);
+  auto options = body.find("stream_options");
+  if (options != body.end() && !options->is_null()) {
+    if (!options->is_object()) return FieldError("stream_options", "must be an object");
+    KV_ASSIGN_OR_RETURN(std::optional<bool> usage,
+                        OptionalBool(*options, "include_usage", "stream_options.include_usage"));
+    request->include_usage = usage.value_or(false);
+  }
+  KV_ASSIGN_OR_RETURN(std::optional<int64_t> n, OptionalInteger(body, "n", "n"));
+  if (n && *n != 1) return FieldError("n", "must be 1 (kvault generates one choice)");
+
+  KV_ASSIGN_OR_RETURN(std::optional<int64_t> max_tokens,
+                      OptionalInteger(body, "max_tokens", "max_tokens"));
+  KV_ASSIGN_OR_RETURN(std::optional<int64_t> max_completion_tokens,
+                      OptionalInteger(body, "max_completion_tokens", "max_completion_tokens"));
+  if (max_completion_tokens) max_tokens = max_completion_tokens;
+  if (max_tokens) {
+    if (*max_tokens < 1 || *max_tokens > INT32_MAX) {
+      return FieldError("max_tokens", "must be a positive integer");
+    }
+    generate.max_tokens = static_cast<int>(*max_tokens);
+  }
+
+  engine::SamplingParams& sampling = generate.sampling;
+  KV_ASSIGN_OR_RETURN(std::optional<double> temperature,
+                      OptionalNumber(body, "temperature", "temperature"));
+  if (temperature && (*temperature < 0 || *temperature > 2)) {
+    return FieldError("temperature", "must be in [0, 2]");
+  }
+  sampling.temperature = static_cast<float>(temperature.value_or(1.0));
+  KV_ASSIGN_OR_RETURN(std::optional<double> top_p, OptionalNumber(body, "top_p", "top_p"));
+  if (top_p && (*top_p <= 0 || *top_p > 1)) return FieldError("top_p", "must be in (0, 1]");
+  sampling.top_p = static_cast<float>(top_p.value_or(1.0));
+  KV_ASSIGN_OR_RETURN(std::optional<int64_t> seed, OptionalInteger(body, "seed", "seed"));
+  if (seed) sampling.seed = static_cast<uint32_t>(*seed);
+  KV_ASSIGN_OR_RETURN(sampling.logit_bias, ParseLogitBias(body));
+  KV_ASSIGN_OR_RETURN(generate.stop, ParseStop(body));
+
+  KV_ASSIGN_OR_RETURN(std::optional<std::string> conversation_id,
+                      OptionalString(body, "conversation_id", "conversation_id"));
+  if (conversation_id) {
+    if (conversation_id->empty() || conversation_id->size() > kMaxConversationIdBytes) {
+      return FieldError("conversation_id", "must be 1 to 256 bytes");
+    }
+    generate.conversation_id = *conversation_id;
+    generate.explicit_conversation = true;
+  }
+  KV_ASSIGN_OR_RETURN(std::optional<bool> pin, OptionalBool(body, "pin", "pin"));
+  request->pin = pin.value_or(false);
+  return Status::Ok();
+}
+
+Json UsageFields(const conversation::GenerateResult& result) {
+  return {{"prompt_tokens", result.prompt_tokens},
+          {"completion_tokens", result.completion_tokens},
+          {"total_tokens", result.prompt_tokens + result.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", result.cached_tokens}}}};
+}
+
+}  // namespace
+
+Result<OpenAiRequest> ParseChatCompletionRequest(const Json& body) {
+  OpenAiRequest request;
+  KV_RETURN_IF_ERROR(ParseCommon(body, &request));
+  KV_ASSIGN_OR_RETURN(request.generate.messages, ParseMessages(body));
+  return request;
+}
+
+Result<OpenAiRequest> ParseCompletionRequest(const Json& body) {
+  OpenAiRequest request;
+  KV_RETURN_IF_ERROR(ParseCommon(body, &request));
+  auto it = body.find("prompt");
+  if (it == body.end() || it->is_null()) return FieldError("prompt", "is required");
+  std::string prompt;
+  if (it->is_string()) {
+    prompt = it->get<std::string>();
+  } else if (it->is_array() && it->size() == 1 && (*it)[0].is_string()) {
+    prompt = (*it)[0].get<std::string>();
+  } else {
+    return FieldError("prompt", "must be a string (or an array of one string)");
+  }
+  if (prompt.empty()) return FieldError("prompt", "is empty");
+  if (prompt.find('\0') != std::string::npos) return FieldError("prompt", "contains a NUL");
+  request.generate.raw_prompt = std::move(prompt);
+  if (!request.generate.explicit_conversation) request.generate.conversation_id = "completions";
+  return request;
+}
+
+std::string NewResponseId(const std::string& prefix) {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%016llx%08llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng() & 0xffffffffull));
+  return prefix + "-" + buffer;
+}
+
+int64_t UnixSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Json UsageJson(const conversation::GenerateResult& result) { return UsageFields(result); }
+
+std::string FinishReasonText(engine::FinishReason reason) {
+  return reason == engine::FinishReason::kLength ? "length" : "stop";
+}
+
+Json ChatCompletionJson(const ResponseMeta& meta, const conversation::GenerateResult& result) {
+  return {{"id", meta.id},
+          {"object", "chat.completion"},
+          {"created", meta.created},
+          {"model", meta.model},
+          {"system_fingerprint", meta.system_fingerprint},
+          {"choices", Json::array({{{"index", 0},
+                                    {"message", {{"role", "assistant"}, {"content", result.text}}},
+                                    {"logprobs", nullptr},
+                                    {"finish_reason", FinishReasonText(result.finish_reason)}}})},
+          {"usage", UsageFields(result)}};
+}
+
+Json ChatChunkJson(const ResponseMeta& meta, Json delta, const Json& finish_reason,
+                   bool include_usage) {
+  Json chunk = {{"id", meta.id},
+                {"object", "chat.completion.chunk"},
+                {"created", meta.created},
+                {"model", meta.model},
+                {"system_fingerprint", meta.system_fingerprint},
+                {"choices", Json::array({{{"index", 0},
+                                          {"delta", std::move(delta)},
+                                          {"logprobs", nullptr},
+                                          {"finish_reason", finish_reason}}})}};
+  if (include_usage) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+Json ChatUsageChunkJson(const ResponseMeta& meta, const conversation::GenerateResult& result) {
+  return {{"id", meta.id},
+          {"object", "chat.completion.chunk"},
+          {"created", meta.created},
+          {"model", meta.model},
+          {"system_fingerprint", meta.system_fingerprint},
+          {"choices", Json::array()},
+          {"usage", UsageFields(result)}};
+}
+
+Json CompletionJson(const ResponseMeta& meta, const conversation::GenerateResult& result) {
+  return {{"id", meta.id},
+          {"object", "text_completion"},
+          {"created", meta.created},
+          {"model", meta.model},
+          {"system_fingerprint", meta.system_fingerprint},
+          {"choices", Json::array({{{"index", 0},
+                                    {"text", result.text},
+                                    {"logprobs", nullptr},
+                                    {"finish_reason", FinishReasonText(result.finish_reason)}}})},
+          {"usage", UsageFields(result)}};
+}
+
+Json CompletionChunkJson(const ResponseMeta& meta, const std::string& text,
+                         const Json& finish_reason, bool include_usage) {
+  Json chunk = {{"id", meta.id},
+                {"object", "text_completion"},
+                {"created", meta.created},
+                {"model", meta.model},
+                {"system_fingerprint", meta.system_fingerprint},
+                {"choices", Json::array({{{"index", 0},
+                                          {"text", text},
+                                          {"logprobs", nullptr},
+                                          {"finish_reason", finish_reason}}})}};
+  if (include_usage) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+Json CompletionUsageChunkJson(const ResponseMeta& meta,
+                              const conversation::GenerateResult& result) {
+  return {{"id", meta.id},
+          {"object", "text_completion"},
+          {"created", meta.created},
+          {"model", meta.model},
+          {"system_fingerprint", meta.system_fingerprint},
+          {"choices", Json::array()},
+          {"usage", UsageFields(result)}};
+}
+
+}  // namespace kvault::server

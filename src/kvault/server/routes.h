@@ -1,0 +1,20 @@
+// server/routes.h: the route groups, each in its own routes_*.cc.
+#pragma once
+
+#include <httplib.h>
+
+#include "kvault/server/server_state.h"
+
+namespace kvault::server {
+
+// POST /v1/chat/completions, POST /v1/completions, GET /v1/models.
+void AddOpenAiRoutes(httplib::Server& http, ServerState& state);
+// POST /v1/conversations/end, POST /v1/conversations/list.
+void AddConversationRoutes(httplib::Server& http, ServerState& state);
+// GET /health, GET /metrics.
+void AddHealthRoutes(httplib::Server& http, ServerState& state);
+
+// The metric families kvault exports, and the collectors that read live state.
+void DefineMetrics(ServerState& state);
+
+}  // namespace kvault::server

@@ -1,0 +1,84 @@
+// GET /health (no API key needed) and GET /metrics (Prometheus text).
+#include "kvault/server/http_route.h"
+#include "kvault/server/routes.h"
+
+namespace kvault::server {
+
+void DefineMetrics(ServerState& state) {
+  MetricsRegistry& m = *state.metrics;
+  m.DefineCounter("kvault_requests_total", "HTTP requests by route and status",
+                  {"route", "status"});
+  m.DefineCounter("kvault_prompt_tokens_total", "Prompt tokens of finished generations");
+  m.DefineCounter("kvault_cached_prompt_tokens_total",
+                  "Prompt tokens whose KV was reused instead of recomputed");
+  m.DefineCounter("kvault_completion_tokens_total", "Generated tokens");
+  m.DefineCounter("kvault_generations_total", "Generations by finish reason", {"reason"});
+  m.DefineCounter("kvault_cancelled_requests_total",
+                  "Streams stopped because the client disconnected");
+  m.DefineHistogram("kvault_time_to_first_token_seconds",
+                    "Request arrival to the first generated token", LatencyBuckets());
+  m.DefineHistogram("kvault_inter_token_latency_seconds",
+                    "Time between consecutive streamed pieces of text", LatencyBuckets());
+  m.DefineHistogram("kvault_request_duration_seconds", "Request arrival to the last token",
+                    LatencyBuckets());
+  m.DefineGauge("kvault_queue_depth", "Requests waiting for a conversation thread");
+  m.DefineGauge("kvault_running_requests", "Requests holding a conversation thread");
+  m.DefineGauge("kvault_active_conversations", "Conversations the server holds");
+  m.DefineGauge("kvault_rejected_requests", "Requests refused with 503 since start");
+  m.DefineGauge("kvault_sequences", "Sequences of the llama context by state", {"state"});
+  m.DefineGauge("kvault_scheduler_steps", "llama_decode calls since start");
+  m.AddCollector([&state](MetricsRegistry& registry) {
+    const conversation::ManagerStats stats = state.manager->stats();
+    registry.Set("kvault_queue_depth", {}, static_cast<double>(stats.admission.waiting));
+    registry.Set("kvault_running_requests", {}, static_cast<double>(stats.admission.running));
+    registry.Set("kvault_active_conversations", {}, static_cast<double>(stats.conversations));
+    registry.Set("kvault_rejected_requests", {}, static_cast<double>(stats.admission.rejected));
+    const auto& seq = stats.sequences;
+    registry.Set("kvault_sequences", {"running"}, static_cast<double>(seq.n_pinned));
+    registry.Set("kvault_sequences", {"parked"}, static_cast<double>(seq.n_parked));
+    registry.Set("kvault_sequences", {"free"},
+                 static_cast<double>(seq.n_sequences - seq.n_pinned - seq.n_parked));
+    registry.Set("kvault_scheduler_steps", {}, static_cast<double>(state.scheduler->stats().steps));
+  });
+}
+
+void AddHealthRoutes(httplib::Server& http, ServerState& state) {
+  AddRoute(http, state, "GET", "/health", "health", RouteAuth::kPublic,
+           [&state](RouteContext& context) {
+             const conversation::ManagerStats stats = state.manager->stats();
+             const engine::SchedulerStats scheduler = state.scheduler->stats();
+             const double uptime =
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - state.started_at)
+                     .count();
+             SendJson(context.response, {{"status", "ok"},
+                                         {"model", state.model_id},
+                                         {"uptime_seconds", uptime},
+                                         {"manager",
+                                          {{"running", stats.admission.running},
+                                           {"waiting", stats.admission.waiting},
+                                           {"max_threads", stats.admission.max_running},
+                                           {"max_queue", stats.admission.max_waiting},
+                                           {"rejected", stats.admission.rejected},
+                                           {"conversations", stats.conversations}}},
+                                         {"cache",
+                                          {{"sequences", stats.sequences.n_sequences},
+                                           {"parked", stats.sequences.n_parked},
+                                           {"hits", stats.sequences.hits},
+                                           {"misses", stats.sequences.misses},
+                                           {"evictions", stats.sequences.evictions}}},
+                                         {"scheduler",
+                                          {{"active", scheduler.active},
+                                           {"steps", scheduler.steps},
+                                           {"prompt_tokens", scheduler.prompt_tokens},
+                                           {"generated_tokens", scheduler.generated_tokens}}},
+                                         {"knowledge", {{"topics", 0}, {"facts", 0}}},
+                                         {"index", {{"status", "not configured"}}}});
+           });
+  AddRoute(http, state, "GET", "/metrics", "metrics", RouteAuth::kRequired,
+           [&state](RouteContext& context) {
+             context.response.set_content(state.metrics->Export(),
+                                          "text/plain; version=0.0.4; charset=utf-8");
+           });
+}
+
+}  // namespace kvault::server

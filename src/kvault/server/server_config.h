@@ -1,0 +1,35 @@
+// server/server_config.h: everything `kvault serve` can be told (flags, KVAULT_* environment
+// variables and the JSON config file all fill this struct; see cli/serve_options.cc).
+//
+// Thread-safety: a value type.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kvault::server {
+
+struct ServerConfig {
+  std::string model_path = "models/default.gguf";
+  std::string host = "127.0.0.1";
+  int port = 8200;
+  int window = 4096;              // tokens the model sees per inference
+  int64_t cache_size = 10000000;  // tokens each conversation remembers
+  int max_generation = 4096;      // most tokens one reply may have
+  int max_model_len = 0;          // KV cells per sequence; 0 = window
+  std::string kv_cache_dtype = "f16";
+  int threads = 0;  // CPU threads for llama.cpp; 0 = all cores
+  int gpus = 0;     // > 0: offload all layers, split over this many GPUs
+  int conversation_threads = 4;
+  int conversation_queue = 64;
+  double fog_alpha = 0.5;
+  std::vector<std::string> api_keys;
+  std::string log_format = "text";
+  std::string log_level = "info";
+  int64_t max_body_bytes = 64ll << 20;
+  int prefill_chunk = 512;
+  double shutdown_grace_seconds = 10;
+};
+
+}  // namespace kvault::server

@@ -1,0 +1,31 @@
+// server/server_state.h: what every route handler needs, owned by Server (http_server.h).
+//
+// Thread-safety: the pointed-to objects are themselves thread-safe; the struct is immutable
+// after Server::Create.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "kvault/conversation/manager.h"
+#include "kvault/engine/model.h"
+#include "kvault/engine/scheduler.h"
+#include "kvault/server/auth.h"
+#include "kvault/server/metrics.h"
+#include "kvault/server/server_config.h"
+
+namespace kvault::server {
+
+struct ServerState {
+  ServerConfig config;
+  std::string model_id;            // what /v1/models and responses call the model
+  std::string system_fingerprint;  // from the model fingerprint
+  const engine::Model* model = nullptr;
+  engine::Scheduler* scheduler = nullptr;
+  conversation::ConversationManager* manager = nullptr;
+  MetricsRegistry* metrics = nullptr;
+  const ApiKeyAuth* auth = nullptr;
+  std::chrono::steady_clock::time_point started_at;
+};
+
+}  // namespace kvault::server

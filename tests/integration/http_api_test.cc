@@ -1,0 +1,313 @@
+// End-to-end tests of `kvault serve` over real HTTP: admission, disconnects, API keys,
+// hostile input, configuration precedence, shutdown.
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "tests/integration/server_process.h"
+#include "tests/integration/subprocess.h"
+#include "tests/test_env.h"
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include "kvault/base/json.h"
+
+namespace kvault::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string ChatBody(const std::string& conversation_id, int max_tokens, bool stream = false) {
+  Json body = {{"messages", {{{"role", "user"}, {"content", "Tell me a long story."}}}},
+               {"max_tokens", max_tokens},
+               {"temperature", 0},
+               {"stream", stream},
+               {"conversation_id", conversation_id}};
+  return DumpJson(body);
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<ServerProcess> Start(std::vector<std::string> args,
+                                       std::vector<std::string> env = {}) {
+    args.insert(args.begin(), {"--model", TestModelPath()});
+    auto server = std::make_unique<ServerProcess>(args, env);
+    EXPECT_TRUE(server->ok()) << server->log();
+    return server;
+  }
+  static httplib::Client Client(const ServerProcess& server) {
+    httplib::Client client("127.0.0.1", server.port());
+    client.set_read_timeout(std::chrono::seconds(120));
+    return client;
+  }
+  static bool IsOpenAiError(const std::string& body) {
+    Result<Json> json = ParseJson(body);
+    return json.ok() && json->contains("error") && (*json)["error"].contains("message") &&
+           (*json)["error"].contains("type") && (*json)["error"].contains("code");
+  }
+};
+
+TEST_F(ServerTest, SixLongRequestsWithTwoThreadsAndTwoQueuedRejectExactlyTwo) {
+  auto server = Start({"--conversation-threads", "2", "--conversation-queue", "2"});
+  ASSERT_TRUE(server->ok());
+  std::atomic<int> ready{0};
+  std::vector<int> statuses(6, 0);
+  std::vector<std::string> bodies(6);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&, i] {
+      httplib::Client client = Client(*server);
+      ++ready;
+      while (ready.load() < 6) std::this_thread::yield();
+      httplib::Result result = client.Post(
+          "/v1/chat/completions", ChatBody("long-" + std::to_string(i), 600), "application/json");
+      statuses[i] = result ? result->status : -1;
+      bodies[i] = result ? result->body : "";
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  int ok = 0;
+  int rejected = 0;
+  for (int i = 0; i < 6; ++i) {
+    if (statuses[i] == 200) {
+      ++ok;
+      EXPECT_EQ((*ParseJson(bodies[i]))["usage"]["completion_tokens"], 600) << bodies[i];
+    } else if (statuses[i] == 503) {
+      ++rejected;
+      EXPECT_TRUE(IsOpenAiError(bodies[i])) << bodies[i];
+    }
+  }
+  EXPECT_EQ(ok, 4);
+  EXPECT_EQ(rejected, 2);
+  EXPECT_EQ(server->Terminate(), 0);
+}
+
+TEST_F(ServerTest, DisconnectAfterThreeChunksFreesTheThreadAndIsCounted) {
+  auto server = Start({"--conversation-threads", "1", "--conversation-queue", "1"});
+  ASSERT_TRUE(server->ok());
+  httplib::Client client = Client(*server);
+  int chunks = 0;
+  httplib::Result streamed = client.Post("/v1/chat/completions", httplib::Headers{},
+                                         ChatBody("dropped", 4000, /*stream=*/true),
+                                         "application/json", [&](const char* data, size_t length) {
+                                           for (size_t i = 0; i + 5 < length; ++i) {
+                                             if (std::string_view(data + i, 6) == "data: ")
+                                               ++chunks;
+                                           }
+                                           return chunks < 3;  // hang up after three events
+                                         });
+  EXPECT_GE(chunks, 3);
+  // The only thread must be free again soon: the next request waits in the queue for it,
+  // and would wait for all 4000 tokens (seconds) if the dropped stream kept generating.
+  const auto start = Clock::now();
+  httplib::Client second = Client(*server);
+  httplib::Result next =
+      second.Post("/v1/chat/completions", ChatBody("next", 1), "application/json");
+  const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, 200) << next->body;
+  EXPECT_LT(waited, 1.0);
+  httplib::Result metrics = second.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("kvault_cancelled_requests_total 1\n"), std::string::npos)
+      << metrics->body;
+  EXPECT_EQ(server->Terminate(), 0);
+}
+
+TEST_F(ServerTest, ApiKeysIsolateConversations) {
+  auto server = Start({"--api-key", "alpha,beta"});
+  ASSERT_TRUE(server->ok());
+  httplib::Client client = Client(*server);
+  const httplib::Headers alpha = {{"Authorization", "Bearer alpha"}};
+  const httplib::Headers beta = {{"Authorization", "Bearer beta"}};
+
+  // No key or a wrong key: 401 everywhere but /health.
+  EXPECT_EQ(client.Get("/health")->status, 200);
+  for (const char* path : {"/v1/models", "/metrics"}) {
+    EXPECT_EQ(client.Get(path)->status, 401) << path;
+  }
+  httplib::Result anonymous =
+      client.Post("/v1/chat/completions", ChatBody("x", 2), "application/json");
+  EXPECT_EQ(anonymous->status, 401);
+  EXPECT_TRUE(IsOpenAiError(anonymous->body));
+  EXPECT_EQ(
+      client.Post("/v1/conversations/list", httplib::Headers{{"Authorization", "Bearer nope"}})
+          ->status,
+      401);
+
+  ASSERT_EQ(client.Post("/v1/chat/completions", alpha, ChatBody("secret-a", 2), "application/json")
+                ->status,
+            200);
+  ASSERT_EQ(client.Post("/v1/chat/completions", beta, ChatBody("secret-b", 2), "application/json")
+                ->status,
+            200);
+  auto ids = [&](const httplib::Headers& headers) {
+    Json listed = *ParseJson(client.Post("/v1/conversations/list", headers)->body);
+    std::vector<std::string> out;
+    for (const Json& c : listed["conversations"]) out.push_back(c["conversation_id"]);
+    return out;
+  };
+  EXPECT_EQ(ids(alpha), std::vector<std::string>{"secret-a"});
+  EXPECT_EQ(ids(beta), std::vector<std::string>{"secret-b"});
+  // beta cannot end alpha's conversation, even knowing its id.
+  httplib::Result cross = client.Post("/v1/conversations/end", beta,
+                                      R"({"conversation_id": "secret-a"})", "application/json");
+  EXPECT_EQ(cross->status, 404);
+  EXPECT_EQ(ids(alpha), std::vector<std::string>{"secret-a"});
+  EXPECT_EQ(client
+                .Post("/v1/conversations/end", alpha, R"({"conversation_id": "secret-a"})",
+                      "application/json")
+                ->status,
+            200);
+  EXPECT_TRUE(ids(alpha).empty());
+  EXPECT_EQ(ids(beta), std::vector<std::string>{"secret-b"});
+  EXPECT_EQ(server->Terminate(), 0);
+}
+
+// 200 malformed or hostile bodies: each gets a 4xx OpenAI-shaped error; the server keeps
+// serving throughout.
+TEST_F(ServerTest, HostileBodiesGetFourHundredsAndTheServerKeepsServing) {
+  auto server = Start({"--max-body-mb", "1"});
+  ASSERT_TRUE(server->ok());
+  std::vector<std::string> bodies = {
+      "",
+      "{",
+      "}",
+      "null",
+      "[]",
+      "\"text\"",
+      "42",
+      "true",
+      "{\"messages\": null}",
+      "{\"messages\": {}}",
+      "{\"messages\": [1, 2]}",
+      "{\"messages\": [[]]}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"ok\"}], \"max_tokens\": 1e400}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"ok\"}], \"max_tokens\": -1}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"ok\"}], \"max_tokens\": "
+      "99999999999999999999999999}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"ok\"}], \"temperature\": NaN}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"ok\"}], \"top_p\": -0.5}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"ok\"}], \"seed\": \"x\"}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"ok\"}], \"stop\": {\"a\": 1}}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"ok\"}], \"n\": 5}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"ok\"}], \"logit_bias\": {\"1\": 1e9}}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"ok\"}], \"stream\": 1}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\\u0000b\"}]}",
+      std::string(1000, '[') + std::string(1000, ']'),
+      "{\"a\":" + std::string(5000, '[') + "1" + std::string(5000, ']') + "}",
+      std::string(2 << 20, 'x'),  // over --max-body-mb: 413
+  };
+  // Deterministic random garbage and truncations of a valid body fill the set to 200.
+  const std::string valid = ChatBody("fuzz", 2);
+  std::mt19937 rng(1234);
+  while (bodies.size() < 200) {
+    std::string body = valid;
+    const int kind = static_cast<int>(bodies.size() % 4);
+    if (kind == 0) {
+      body = body.substr(0, rng() % (body.size() - 1));  // truncated
+    } else if (kind == 1) {
+      for (int flips = 0; flips < 3; ++flips) body[rng() % body.size()] = static_cast<char>(rng());
+      if (ParseJson(body).ok()) continue;  // still valid JSON: not hostile enough
+    } else if (kind == 2) {
+      body.assign(64 + rng() % 512, '\0');
+      for (char& c : body) c = static_cast<char>(rng());
+    } else {
+      body = "{\"messages\": [{\"role\": \"user\", \"content\": " +
+             std::to_string(static_cast<int>(rng())) + "}]}";
+    }
+    bodies.push_back(body);
+  }
+  httplib::Client client = Client(*server);
+  int n_checked = 0;
+  for (const std::string& body : bodies) {
+    httplib::Result result = client.Post("/v1/chat/completions", body, "application/json");
+    ASSERT_TRUE(result) << "no response; server log:\n" << server->log();
+    EXPECT_GE(result->status, 400) << body.substr(0, 80);
+    EXPECT_LT(result->status, 500) << body.substr(0, 80);
+    EXPECT_TRUE(IsOpenAiError(result->body)) << result->body.substr(0, 200);
+    ++n_checked;
+  }
+  EXPECT_EQ(n_checked, 200);
+  EXPECT_EQ(client.Get("/health")->status, 200);
+  EXPECT_EQ(client.Post("/v1/chat/completions", valid, "application/json")->status, 200);
+  EXPECT_EQ(server->Terminate(), 0);
+}
+
+TEST_F(ServerTest, EndWaitsForTheRunningGenerationAndUnknownIsNotFound) {
+  auto server = Start({});
+  ASSERT_TRUE(server->ok());
+  httplib::Client client = Client(*server);
+  std::thread generation([&] {
+    httplib::Client other = Client(*server);
+    EXPECT_EQ(other.Post("/v1/chat/completions", ChatBody("busy", 300), "application/json")->status,
+              200);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  httplib::Result ended =
+      client.Post("/v1/conversations/end", R"({"conversation_id": "busy"})", "application/json");
+  generation.join();
+  ASSERT_TRUE(ended);
+  EXPECT_EQ(ended->status, 200) << ended->body;
+  EXPECT_EQ(
+      client.Post("/v1/conversations/end", R"({"conversation_id": "busy"})", "application/json")
+          ->status,
+      404);
+  EXPECT_EQ(server->Terminate(), 0);
+}
+
+TEST_F(ServerTest, FlagsWinOverEnvironmentWhichWinsOverTheConfigFile) {
+  const std::string config =
+      (std::filesystem::temp_directory_path() / "kvault_server_test_config.json").string();
+  std::ofstream(config) << R"({"window": 512, "cache_size": 70000})";
+  auto window_of = [](const ServerProcess& server) {
+    httplib::Client client("127.0.0.1", server.port());
+    Json models = *ParseJson(client.Get("/v1/models")->body);
+    return std::make_pair(models["data"][0]["window"].get<int>(),
+                          models["data"][0]["max_model_len"].get<int64_t>());
+  };
+  {
+    auto server = Start({"--config", config});
+    EXPECT_EQ(window_of(*server), std::make_pair(512, int64_t{70000}));
+  }
+  {
+    auto server = Start({"--config", config}, {"KVAULT_WINDOW=768"});
+    EXPECT_EQ(window_of(*server), std::make_pair(768, int64_t{70000}));
+  }
+  {
+    auto server = Start({"--config", config, "--window", "1024"}, {"KVAULT_WINDOW=768"});
+    EXPECT_EQ(window_of(*server), std::make_pair(1024, int64_t{70000}));
+  }
+  std::ofstream(config) << R"({"no_such_option": 1})";
+  ProcessResult bad =
+      RunProcess({KvaultBinary(), "serve", "--model", TestModelPath(), "--config", config});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("no_such_option"), std::string::npos) << bad.err;
+  std::filesystem::remove(config);
+}
+
+TEST_F(ServerTest, BadFlagsExitTwoWithOneLine) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"--no-such-flag"},
+                                             {"--window", "abc"},
+                                             {"--kv-cache-dtype", "f8"},
+                                             {"--conversation-threads", "0"},
+                                             {"--log-format", "xml"}}) {
+    std::vector<std::string> argv = {KvaultBinary(), "serve", "--model", TestModelPath()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ProcessResult result = RunProcess(argv);
+    EXPECT_EQ(result.exit_code, 2) << args[0] << ": " << result.err;
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+  }
+  ProcessResult missing = RunProcess({KvaultBinary(), "serve", "--model", "/nonexistent.gguf"});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("/nonexistent.gguf"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kvault::testing

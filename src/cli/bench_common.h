@@ -34,5 +34,6 @@ Result<Json> ParseJsonText(const std::string& text);
 
 // Subcommands of `kvault bench`.
 int RunBenchEngine(int argc, char** argv);
+int RunBenchServe(int argc, char** argv);
 
 }  // namespace kvault::cli

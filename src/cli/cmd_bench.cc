@@ -15,6 +15,7 @@ int RunBench(int argc, char** argv) {
   };
   static constexpr Benchmark kBenchmarks[] = {
       {"engine", RunBenchEngine, "prompt and generation tokens/s vs llama-bench"},
+      {"serve", RunBenchServe, "concurrent HTTP streams vs llama-batched-bench and llama-server"},
   };
   if (argc >= 2) {
     for (const Benchmark& bench : kBenchmarks) {

@@ -189,6 +189,7 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
   generation.prompt.assign(prompt.begin() + static_cast<std::ptrdiff_t>(reused), prompt.end());
   generation.sampling = pending->request.sampling;
   generation.max_tokens = pending->max_tokens;
+  generation.stop_at_end_of_generation = !pending->request.ignore_eos;
   generation.cancelled = cancelled;
   generation.on_token = [channel, filter](llama_token token) {
     engine::StopMatcher::Output out = filter->stops.Push(filter->decoder.Push(token));

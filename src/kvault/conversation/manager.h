@@ -54,6 +54,7 @@ struct GenerateRequest {
   engine::SamplingParams sampling;
   std::optional<int> max_tokens;
   std::vector<std::string> stop;
+  bool ignore_eos = false;  // keep generating past end-of-generation tokens (benchmarks)
 };
 
 struct GenerateResult {

@@ -154,6 +154,9 @@ Status ParseCommon(const Json& body, OpenAiRequest* request) {
     generate.conversation_id = *conversation_id;
     generate.explicit_conversation = true;
   }
+  KV_ASSIGN_OR_RETURN(std::optional<bool> ignore_eos,
+                      OptionalBool(body, "ignore_eos", "ignore_eos"));
+  generate.ignore_eos = ignore_eos.value_or(false);
   KV_ASSIGN_OR_RETURN(std::optional<bool> pin, OptionalBool(body, "pin", "pin"));
   request->pin = pin.value_or(false);
   return Status::Ok();

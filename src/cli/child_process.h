@@ -1,0 +1,41 @@
+// cli/child_process.h: a server started by a benchmark (kvault serve, llama-server): spawned
+// with its output in a log file, waited for until GET /health answers 200, stopped with
+// SIGTERM.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "kvault/base/result.h"
+
+namespace kvault::cli {
+
+class ChildServer {
+ public:
+  // Starts argv (argv[0] a path) and waits up to `timeout_seconds` for http://host:port/health.
+  static Result<std::unique_ptr<ChildServer>> Start(const std::vector<std::string>& argv, int port,
+                                                    const std::string& log_path,
+                                                    int timeout_seconds = 120);
+  ~ChildServer();  // Stop()
+  ChildServer(const ChildServer&) = delete;
+  ChildServer& operator=(const ChildServer&) = delete;
+
+  int port() const { return port_; }
+  // SIGTERM, then SIGKILL after 30 s.
+  void Stop();
+
+ private:
+  ChildServer(pid_t pid, int port) : pid_(pid), port_(port) {}
+  pid_t pid_;
+  int port_;
+};
+
+// A TCP port nothing listens on right now (the kernel's choice).
+Result<int> FreePort();
+// The path of the running kvault binary.
+std::string SelfPath();
+
+}  // namespace kvault::cli

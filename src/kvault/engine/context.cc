@@ -63,6 +63,12 @@ Result<std::unique_ptr<Context>> Context::Create(const Model& model, const Conte
                                 " exceeds llama.cpp's limit of " +
                                 std::to_string(llama_max_parallel_sequences()));
   }
+  if (params.cache_type != KvCacheType::kF16 && params.cache_type != KvCacheType::kF32 &&
+      params.flash_attention == FlashAttention::kOff) {
+    return InvalidArgumentError(
+        "a quantized KV cache needs flash attention (llama.cpp stores "
+        "quantized V only in the flash-attention layout)");
+  }
   InitLlamaRuntime();
   llama_context_params cparams = llama_context_default_params();
   cparams.n_ctx = params.n_ctx;

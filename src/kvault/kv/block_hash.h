@@ -1,0 +1,36 @@
+// kv/block_hash.h: block names. A block of B tokens at depth d is named by the chained hash
+// hash(name of block d-1, model fingerprint, cache type, its B token ids), so equal prefixes
+// give equal names across conversations (they share blocks), and a name also pins the model
+// and cache type the KV was computed with [vLLM's hashed blocks].
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include <llama.h>
+
+#include "kvault/base/hash.h"
+
+namespace kvault::kv {
+
+using BlockName = Hash128;
+
+// What every block name of one engine configuration shares.
+struct BlockNamespace {
+  Hash128 model_fingerprint;
+  int32_t cache_type = 1;  // ggml type of the K and V cache
+  bool rotated = false;    // llama.cpp's Hadamard rotation of quantized caches
+  uint32_t block_size = 256;
+};
+
+// The name of the first block has parent {} (all zero).
+BlockName ComputeBlockName(const BlockName& parent, const BlockNamespace& space,
+                           std::span<const llama_token> tokens);
+
+// Names of every full block of `tokens` (floor(size / block_size) of them).
+std::vector<BlockName> ComputeBlockNames(const BlockNamespace& space,
+                                         std::span<const llama_token> tokens);
+
+}  // namespace kvault::kv

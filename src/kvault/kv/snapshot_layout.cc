@@ -1,0 +1,297 @@
+#include "kvault/kv/snapshot_layout.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "kvault/base/coding.h"
+#include "kvault/base/status_macros.h"
+
+namespace kvault::kv {
+namespace {
+
+constexpr uint32_t kMaxLayers = 1024;
+constexpr uint64_t kMaxRowBytes = 1ull << 24;
+
+const char* TypeName(int32_t type) {
+  switch (type) {
+    case 0: return "f32";
+    case 1: return "f16";
+    case 2: return "q4_0";
+    case 8: return "q8_0";
+    case 30: return "bf16";
+    default: return "type?";
+  }
+}
+
+// Bytes of V that belong to cell c of a block of n cells, for element-major (v_trans) data:
+// element j of cell c sits at (j * n + c) * el_size.
+void CopyTransposedCells(std::span<const uint8_t> src, uint32_t src_cells,
+                         std::span<const uint32_t> cells, const LayerShape& layer,
+                         std::vector<uint8_t>* out) {
+  const size_t el = layer.v_el_size;
+  for (uint32_t j = 0; j < layer.n_embd_v_gqa; ++j) {
+    const uint8_t* row = src.data() + static_cast<size_t>(j) * src_cells * el;
+    for (uint32_t c : cells) out->insert(out->end(), row + c * el, row + (c + 1) * el);
+  }
+}
+
+Status ParseLayers(SpanSource* in, uint32_t n_cells, KvBlock* block,
+                   std::vector<std::span<const uint8_t>>* k_rows,
+                   std::vector<std::span<const uint8_t>>* v_rows) {
+  uint32_t v_trans = 0, n_layer = 0;
+  KV_RETURN_IF_ERROR(GetFixed(in, &v_trans));
+  KV_RETURN_IF_ERROR(GetFixed(in, &n_layer));
+  if (v_trans > 1) return CorruptionError("snapshot v_trans is " + std::to_string(v_trans));
+  if (n_layer == 0 || n_layer > kMaxLayers) {
+    return CorruptionError("snapshot has " + std::to_string(n_layer) + " layers");
+  }
+  block->shape.v_trans = v_trans == 1;
+  block->shape.layers.resize(n_layer);
+  for (LayerShape& layer : block->shape.layers) {
+    KV_RETURN_IF_ERROR(GetFixed(in, &layer.k_type));
+    KV_RETURN_IF_ERROR(GetFixed(in, &layer.k_row_size));
+    if (layer.k_row_size == 0 || layer.k_row_size > kMaxRowBytes) {
+      return CorruptionError("snapshot K row size " + std::to_string(layer.k_row_size));
+    }
+    KV_ASSIGN_OR_RETURN(std::span<const uint8_t> rows, in->ReadView(layer.k_row_size * n_cells));
+    k_rows->push_back(rows);
+  }
+  for (LayerShape& layer : block->shape.layers) {
+    KV_RETURN_IF_ERROR(GetFixed(in, &layer.v_type));
+    if (!block->shape.v_trans) {
+      KV_RETURN_IF_ERROR(GetFixed(in, &layer.v_row_size));
+    } else {
+      KV_RETURN_IF_ERROR(GetFixed(in, &layer.v_el_size));
+      KV_RETURN_IF_ERROR(GetFixed(in, &layer.n_embd_v_gqa));
+      if (layer.v_el_size == 0 || layer.v_el_size > 8) {
+        return CorruptionError("snapshot V element size " + std::to_string(layer.v_el_size));
+      }
+      layer.v_row_size = static_cast<uint64_t>(layer.v_el_size) * layer.n_embd_v_gqa;
+    }
+    if (layer.v_row_size == 0 || layer.v_row_size > kMaxRowBytes) {
+      return CorruptionError("snapshot V row size " + std::to_string(layer.v_row_size));
+    }
+    KV_ASSIGN_OR_RETURN(std::span<const uint8_t> rows, in->ReadView(layer.v_row_size * n_cells));
+    v_rows->push_back(rows);
+  }
+  if (in->remaining() != 0) {
+    return CorruptionError("snapshot has " + std::to_string(in->remaining()) + " trailing bytes");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+uint64_t SnapshotShape::BytesPerCell() const {
+  uint64_t bytes = 0;
+  for (const LayerShape& layer : layers) bytes += layer.k_row_size + layer.v_row_size;
+  return bytes;
+}
+
+std::string SnapshotShape::Describe() const {
+  if (layers.empty()) return "empty";
+  const LayerShape& l = layers[0];
+  return std::to_string(layers.size()) + " layers, K " + TypeName(l.k_type) + " x " +
+         std::to_string(l.k_row_size) + " B, V " + TypeName(l.v_type) + " x " +
+         std::to_string(l.v_row_size) + " B, v_trans " + (v_trans ? "1" : "0");
+}
+
+Result<KvBlock> ParseSnapshot(std::span<const uint8_t> bytes) {
+  SpanSource in(bytes);
+  uint32_t magic = 0, n_stream = 0, n_cells = 0;
+  int32_t seq_id = 0;
+  KV_RETURN_IF_ERROR(GetFixed(&in, &magic));
+  if (magic != kLlamaStateMagic) return CorruptionError("not a llama.cpp sequence state");
+  KV_RETURN_IF_ERROR(GetFixed(&in, &seq_id));
+  KV_RETURN_IF_ERROR(GetFixed(&in, &n_stream));
+  if (n_stream != 1) {
+    return CorruptionError("snapshot has " + std::to_string(n_stream) +
+                           " streams; kvault needs a unified KV cache (1 stream)");
+  }
+  KV_RETURN_IF_ERROR(GetFixed(&in, &n_cells));
+  KvBlock block;
+  if (n_cells == 0) {
+    if (in.remaining() != 0) return CorruptionError("empty snapshot with trailing bytes");
+    return block;
+  }
+  if (n_cells > in.remaining() / 12) return CorruptionError("snapshot cell count too large");
+  std::vector<llama_pos> positions(n_cells);
+  for (uint32_t i = 0; i < n_cells; ++i) {
+    uint32_t n_seq = 0;
+    int32_t cell_seq = 0;
+    KV_RETURN_IF_ERROR(GetFixed(&in, &positions[i]));
+    KV_RETURN_IF_ERROR(GetFixed(&in, &n_seq));
+    if (n_seq != 1) return CorruptionError("snapshot cell with " + std::to_string(n_seq) + " seqs");
+    KV_RETURN_IF_ERROR(GetFixed(&in, &cell_seq));
+  }
+  std::vector<std::span<const uint8_t>> k_rows, v_rows;
+  KV_RETURN_IF_ERROR(ParseLayers(&in, n_cells, &block, &k_rows, &v_rows));
+
+  // Cells in position order; positions must form one contiguous run.
+  std::vector<uint32_t> order(n_cells);
+  std::iota(order.begin(), order.end(), 0u);
+  std::sort(order.begin(), order.end(),
+            [&](uint32_t a, uint32_t b) { return positions[a] < positions[b]; });
+  block.first_pos = positions[order[0]];
+  block.n_tokens = n_cells;
+  for (uint32_t i = 0; i < n_cells; ++i) {
+    if (positions[order[i]] != block.first_pos + static_cast<llama_pos>(i)) {
+      return CorruptionError("snapshot positions are not contiguous at position " +
+                             std::to_string(positions[order[i]]));
+    }
+  }
+  block.data.reserve(block.ExpectedDataSize());
+  for (size_t l = 0; l < k_rows.size(); ++l) {
+    const uint64_t row = block.shape.layers[l].k_row_size;
+    for (uint32_t c : order) {
+      block.data.insert(block.data.end(), k_rows[l].begin() + c * row,
+                        k_rows[l].begin() + (c + 1) * row);
+    }
+  }
+  for (size_t l = 0; l < v_rows.size(); ++l) {
+    const LayerShape& layer = block.shape.layers[l];
+    if (block.shape.v_trans) {
+      CopyTransposedCells(v_rows[l], n_cells, order, layer, &block.data);
+      continue;
+    }
+    for (uint32_t c : order) {
+      block.data.insert(block.data.end(), v_rows[l].begin() + c * layer.v_row_size,
+                        v_rows[l].begin() + (c + 1) * layer.v_row_size);
+    }
+  }
+  return block;
+}
+
+Result<KvBlock> SliceBlock(const KvBlock& block, llama_pos first_pos, uint32_t n_tokens) {
+  const llama_pos end = block.first_pos + static_cast<llama_pos>(block.n_tokens);
+  if (first_pos < block.first_pos || first_pos + static_cast<llama_pos>(n_tokens) > end ||
+      n_tokens == 0) {
+    return InvalidArgumentError("slice [" + std::to_string(first_pos) + ", +" +
+                                std::to_string(n_tokens) + ") outside the block's [" +
+                                std::to_string(block.first_pos) + ", " + std::to_string(end) + ")");
+  }
+  KvBlock slice;
+  slice.first_pos = first_pos;
+  slice.n_tokens = n_tokens;
+  slice.shape = block.shape;
+  slice.data.reserve(slice.ExpectedDataSize());
+  const uint32_t skip = static_cast<uint32_t>(first_pos - block.first_pos);
+  size_t offset = 0;
+  for (const LayerShape& layer : block.shape.layers) {
+    const uint8_t* rows = block.data.data() + offset;
+    slice.data.insert(slice.data.end(), rows + skip * layer.k_row_size,
+                      rows + (skip + n_tokens) * layer.k_row_size);
+    offset += layer.k_row_size * block.n_tokens;
+  }
+  std::vector<uint32_t> cells(n_tokens);
+  std::iota(cells.begin(), cells.end(), skip);
+  for (const LayerShape& layer : block.shape.layers) {
+    const std::span<const uint8_t> rows(block.data.data() + offset,
+                                        layer.v_row_size * block.n_tokens);
+    if (block.shape.v_trans) {
+      CopyTransposedCells(rows, block.n_tokens, cells, layer, &slice.data);
+    } else {
+      slice.data.insert(slice.data.end(), rows.begin() + skip * layer.v_row_size,
+                        rows.begin() + (skip + n_tokens) * layer.v_row_size);
+    }
+    offset += rows.size();
+  }
+  return slice;
+}
+
+Result<KvBlock> JoinBlocks(std::span<const KvBlock> blocks) {
+  if (blocks.empty()) return InvalidArgumentError("nothing to join");
+  KvBlock joined;
+  joined.first_pos = blocks[0].first_pos;
+  joined.shape = blocks[0].shape;
+  for (const KvBlock& block : blocks) {
+    if (!(block.shape == joined.shape)) {
+      return InvalidArgumentError("blocks of different shapes: " + block.shape.Describe() + " vs " +
+                                  joined.shape.Describe());
+    }
+    if (block.first_pos != joined.first_pos + static_cast<llama_pos>(joined.n_tokens)) {
+      return InvalidArgumentError("block at position " + std::to_string(block.first_pos) +
+                                  " does not follow position " +
+                                  std::to_string(joined.first_pos + joined.n_tokens - 1));
+    }
+    if (block.data.size() != block.ExpectedDataSize()) {
+      return InvalidArgumentError("block data has " + std::to_string(block.data.size()) +
+                                  " bytes, its shape needs " +
+                                  std::to_string(block.ExpectedDataSize()));
+    }
+    joined.n_tokens += block.n_tokens;
+  }
+  joined.data.reserve(joined.ExpectedDataSize());
+  // Per layer, K of every block; then per layer, V of every block (per element if v_trans).
+  std::vector<size_t> offsets(blocks.size(), 0);
+  for (const LayerShape& layer : joined.shape.layers) {
+    for (size_t b = 0; b < blocks.size(); ++b) {
+      const size_t n = layer.k_row_size * blocks[b].n_tokens;
+      const uint8_t* rows = blocks[b].data.data() + offsets[b];
+      joined.data.insert(joined.data.end(), rows, rows + n);
+      offsets[b] += n;
+    }
+  }
+  for (const LayerShape& layer : joined.shape.layers) {
+    if (!joined.shape.v_trans) {
+      for (size_t b = 0; b < blocks.size(); ++b) {
+        const size_t n = layer.v_row_size * blocks[b].n_tokens;
+        const uint8_t* rows = blocks[b].data.data() + offsets[b];
+        joined.data.insert(joined.data.end(), rows, rows + n);
+        offsets[b] += n;
+      }
+      continue;
+    }
+    for (uint32_t j = 0; j < layer.n_embd_v_gqa; ++j) {
+      for (size_t b = 0; b < blocks.size(); ++b) {
+        const size_t run = static_cast<size_t>(layer.v_el_size) * blocks[b].n_tokens;
+        const uint8_t* src = blocks[b].data.data() + offsets[b] + j * run;
+        joined.data.insert(joined.data.end(), src, src + run);
+      }
+    }
+    for (size_t b = 0; b < blocks.size(); ++b) offsets[b] += layer.v_row_size * blocks[b].n_tokens;
+  }
+  return joined;
+}
+
+std::vector<uint8_t> SerializeSnapshot(const KvBlock& block, llama_seq_id seq_id) {
+  std::vector<uint8_t> bytes;
+  VectorSink out(&bytes);
+  out.Reserve(24 + 12ull * block.n_tokens + block.data.size() + 24ull * block.shape.layers.size());
+  PutFixed<uint32_t>(&out, kLlamaStateMagic);
+  PutFixed<int32_t>(&out, seq_id);
+  PutFixed<uint32_t>(&out, 1);  // n_stream
+  PutFixed<uint32_t>(&out, block.n_tokens);
+  if (block.n_tokens == 0) return bytes;
+  for (uint32_t i = 0; i < block.n_tokens; ++i) {
+    PutFixed<int32_t>(&out, block.first_pos + static_cast<llama_pos>(i));
+    PutFixed<uint32_t>(&out, 1);
+    PutFixed<int32_t>(&out, seq_id);
+  }
+  PutFixed<uint32_t>(&out, block.shape.v_trans ? 1 : 0);
+  PutFixed<uint32_t>(&out, static_cast<uint32_t>(block.shape.layers.size()));
+  size_t offset = 0;
+  for (const LayerShape& layer : block.shape.layers) {
+    PutFixed<int32_t>(&out, layer.k_type);
+    PutFixed<uint64_t>(&out, layer.k_row_size);
+    const size_t n = layer.k_row_size * block.n_tokens;
+    out.Append(std::span<const uint8_t>(block.data.data() + offset, n));
+    offset += n;
+  }
+  for (const LayerShape& layer : block.shape.layers) {
+    PutFixed<int32_t>(&out, layer.v_type);
+    if (block.shape.v_trans) {
+      PutFixed<uint32_t>(&out, layer.v_el_size);
+      PutFixed<uint32_t>(&out, layer.n_embd_v_gqa);
+    } else {
+      PutFixed<uint64_t>(&out, layer.v_row_size);
+    }
+    const size_t n = layer.v_row_size * block.n_tokens;
+    out.Append(std::span<const uint8_t>(block.data.data() + offset, n));
+    offset += n;
+  }
+  return bytes;
+}
+
+}  // namespace kvault::kv

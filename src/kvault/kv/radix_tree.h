@@ -1,0 +1,106 @@
+// kv/radix_tree.h: the cached prefixes. A radix tree whose edges are blocks of B tokens:
+// every node is one block (named by kv/block_hash.h), its parent is the block before it, so
+// the path from the root spells a token prefix and prompts that share a prefix share its
+// nodes. Lookup walks a prompt block by block and compares token ids (never only hashes), so
+// a match is exact at token level. Each node records where its bytes live and the numbers
+// the eviction policies rank by (hits, last use, decayed frequency, depth, size).
+//
+// The tree stores names and metadata, not KV bytes (the tiers do), so it is tested without
+// a model [sglang RadixCache.create_simulated()].
+//
+// Invariant: a node's parent is in the tree (or it is a root block). Removing a node removes
+// its whole subtree, since those blocks can no longer be reached from a prompt.
+//
+// Thread-safety: not thread-safe; store/block_store.h serializes access.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <llama.h>
+
+#include "kvault/base/status.h"
+#include "kvault/kv/block_hash.h"
+
+namespace kvault::kv {
+
+// Where a block's bytes are, as bits; a block can be in several tiers at once.
+enum TierBit : uint8_t { kTierRam = 1, kTierDisk = 2 };
+
+struct NodeStats {
+  uint32_t depth = 0;  // 1 for a first block
+  uint64_t bytes = 0;  // encoded size
+  uint64_t hits = 0;
+  double last_use_s = 0;   // seconds on the caller's clock
+  double frequency = 0;    // decayed hit count (see Touch)
+  double now_s = 0;        // the caller's clock when ranking
+  double recompute_s = 0;  // estimated seconds to prefill this block again
+  double restore_s = 0;    // estimated seconds to restore it from the next tier down
+};
+
+struct BlockNameHash {
+  size_t operator()(const BlockName& name) const { return static_cast<size_t>(name.low); }
+};
+
+struct RadixNode {
+  BlockName name;
+  BlockName parent;
+  std::vector<llama_token> tokens;
+  uint8_t tiers = 0;
+  uint32_t depth = 0;
+  uint64_t bytes = 0;
+  uint64_t hits = 0;
+  double last_use_s = 0;
+  double frequency = 0;
+  uint32_t pins = 0;  // named sessions that reference the block: never evicted while > 0
+  std::unordered_set<BlockName, BlockNameHash> children;
+};
+
+class RadixTree {
+ public:
+  explicit RadixTree(BlockNamespace space, double frequency_half_life_s = 600);
+
+  const BlockNamespace& space() const { return space_; }
+
+  // The names of the longest run of cached blocks that starts `tokens` (token ids compared).
+  std::vector<BlockName> Match(std::span<const llama_token> tokens) const;
+
+  // Adds a block under `parent` ({} for a first block). InvalidArgument if the parent is not
+  // in the tree or the name does not match the tokens. An existing node only gains tiers.
+  Status Insert(const BlockName& name, const BlockName& parent, std::span<const llama_token> tokens,
+                uint8_t tiers, uint64_t bytes);
+
+  const RadixNode* Find(const BlockName& name) const;
+  void AddTiers(const BlockName& name, uint8_t tiers);
+  // Drops tiers; a node left in no tier is removed with its subtree. Returns removed names.
+  std::vector<BlockName> RemoveTiers(const BlockName& name, uint8_t tiers);
+  // Removes the node and its subtree; returns every removed name.
+  std::vector<BlockName> Remove(const BlockName& name);
+  // Records a use: hits, last use, and frequency decayed with the half-life.
+  void Touch(const BlockName& name, double now_s);
+  void Pin(const BlockName& name, int delta);
+
+  // Nodes in `tier` with no child in `tier` or any faster tier (`faster_mask`): the only ones
+  // eviction may take from that tier.
+  std::vector<const RadixNode*> EvictableIn(uint8_t tier, uint8_t faster_mask) const;
+
+  size_t size() const { return nodes_.size(); }
+  void ForEach(const std::function<void(const RadixNode&)>& fn) const;
+  // Tokens from the root to `name` (its whole prefix).
+  std::vector<llama_token> PrefixTokens(const BlockName& name) const;
+
+ private:
+  double Decay(double frequency, double elapsed_s) const;
+
+  BlockNamespace space_;
+  double half_life_s_;
+  std::unordered_map<BlockName, RadixNode, BlockNameHash> nodes_;
+  std::unordered_set<BlockName, BlockNameHash> roots_;
+};
+
+}  // namespace kvault::kv

@@ -14,6 +14,8 @@ BlockName ComputeBlockName(const BlockName& parent, const BlockNamespace& space,
   hasher.UpdatePod(space.model_fingerprint.high);
   hasher.UpdatePod(space.cache_type);
   hasher.UpdatePod(static_cast<uint8_t>(space.rotated));
+  hasher.UpdatePod(static_cast<uint8_t>(space.v_trans));
+  hasher.UpdatePod(static_cast<uint64_t>(tokens.size()));
   hasher.Update(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(tokens.data()),
                                          tokens.size_bytes()));
   return hasher.Digest128();

@@ -22,10 +22,13 @@ struct BlockNamespace {
   Hash128 model_fingerprint;
   int32_t cache_type = 1;  // ggml type of the K and V cache
   bool rotated = false;    // llama.cpp's Hadamard rotation of quantized caches
+  bool v_trans = false;    // V stored transposed (flash attention off)
   uint32_t block_size = 256;
+  friend bool operator==(const BlockNamespace&, const BlockNamespace&) = default;
 };
 
-// The name of the first block has parent {} (all zero).
+// The name of the first block has parent {} (all zero). A partial block (fewer than
+// block_size tokens: the tail of a sequence) is named the same way; its length is in the hash.
 BlockName ComputeBlockName(const BlockName& parent, const BlockNamespace& space,
                            std::span<const llama_token> tokens);
 

@@ -8,11 +8,12 @@ namespace kvault::kv {
 RadixTree::RadixTree(BlockNamespace space, double frequency_half_life_s)
     : space_(space), half_life_s_(frequency_half_life_s) {}
 
-std::vector<BlockName> RadixTree::Match(std::span<const llama_token> tokens) const {
-  std::vector<BlockName> matched;
+PrefixMatch RadixTree::Match(std::span<const llama_token> tokens) const {
+  PrefixMatch match;
   BlockName parent{};
   const size_t b = space_.block_size;
-  for (size_t start = 0; start + b <= tokens.size(); start += b) {
+  size_t start = 0;
+  for (; start + b <= tokens.size(); start += b) {
     const std::span<const llama_token> block = tokens.subspan(start, b);
     const BlockName name = ComputeBlockName(parent, space_, block);
     auto it = nodes_.find(name);
@@ -20,16 +21,43 @@ std::vector<BlockName> RadixTree::Match(std::span<const llama_token> tokens) con
                                           it->second.tokens.end())) {
       break;
     }
-    matched.push_back(name);
+    match.blocks.push_back({name, static_cast<uint32_t>(b)});
     parent = name;
   }
-  return matched;
+  match.n_tokens = start;
+  if (start < tokens.size()) {
+    const MatchedBlock tail = BestPartialChild(parent, tokens.subspan(start));
+    if (tail.n_tokens > 0) {
+      match.blocks.push_back(tail);
+      match.n_tokens += tail.n_tokens;
+    }
+  }
+  return match;
+}
+
+MatchedBlock RadixTree::BestPartialChild(const BlockName& parent,
+                                         std::span<const llama_token> rest) const {
+  const std::unordered_set<BlockName, BlockNameHash>* candidates = &roots_;
+  if (!(parent == BlockName{})) {
+    auto it = nodes_.find(parent);
+    if (it == nodes_.end()) return {};
+    candidates = &it->second.children;
+  }
+  MatchedBlock best;
+  for (const BlockName& child : *candidates) {
+    const std::vector<llama_token>& tokens = nodes_.at(child).tokens;
+    const size_t n = std::min(tokens.size(), rest.size());
+    uint32_t common = 0;
+    while (common < n && tokens[common] == rest[common]) ++common;
+    if (common > best.n_tokens) best = {child, common};
+  }
+  return best;
 }
 
 Status RadixTree::Insert(const BlockName& name, const BlockName& parent,
                          std::span<const llama_token> tokens, uint8_t tiers, uint64_t bytes) {
-  if (tokens.size() != space_.block_size) {
-    return InvalidArgumentError("a block holds " + std::to_string(space_.block_size) +
+  if (tokens.empty() || tokens.size() > space_.block_size) {
+    return InvalidArgumentError("a block holds 1 to " + std::to_string(space_.block_size) +
                                 " tokens, not " + std::to_string(tokens.size()));
   }
   if (!(ComputeBlockName(parent, space_, tokens) == name)) {
@@ -39,6 +67,9 @@ Status RadixTree::Insert(const BlockName& name, const BlockName& parent,
   auto parent_it = nodes_.find(parent);
   if (!is_root && parent_it == nodes_.end()) {
     return InvalidArgumentError("block parent " + parent.ToHex() + " is not cached");
+  }
+  if (!is_root && parent_it->second.partial(space_.block_size)) {
+    return InvalidArgumentError("a partial block cannot have children");
   }
   auto [it, inserted] = nodes_.try_emplace(name);
   RadixNode& node = it->second;

@@ -1,9 +1,16 @@
 // kv/radix_tree.h: the cached prefixes. A radix tree whose edges are blocks of B tokens:
 // every node is one block (named by kv/block_hash.h), its parent is the block before it, so
 // the path from the root spells a token prefix and prompts that share a prefix share its
-// nodes. Lookup walks a prompt block by block and compares token ids (never only hashes), so
-// a match is exact at token level. Each node records where its bytes live and the numbers
-// the eviction policies rank by (hits, last use, decayed frequency, depth, size).
+// nodes. Each node records where its bytes live and the numbers the eviction policies rank
+// by (hits, last use, decayed frequency, depth, size).
+//
+// Design note: full blocks (B tokens) are found by hashing, one lookup per block. A sequence
+// usually ends inside a block; that tail is cached as a *partial* node (fewer than B tokens,
+// always a leaf, since the next full block would start mid-way). Matching is exact at token
+// level: after the last whole block that matches, the child (full or partial) sharing the
+// most leading tokens with the rest of the prompt is used for as many tokens as agree, so a
+// prompt that diverges inside a block still reuses the block's first tokens (the KV of
+// position p depends only on tokens 0..p). Token ids are always compared, never only hashes.
 //
 // The tree stores names and metadata, not KV bytes (the tiers do), so it is tested without
 // a model [sglang RadixCache.create_simulated()].
@@ -39,8 +46,8 @@ struct NodeStats {
   double last_use_s = 0;   // seconds on the caller's clock
   double frequency = 0;    // decayed hit count (see Touch)
   double now_s = 0;        // the caller's clock when ranking
-  double recompute_s = 0;  // estimated seconds to prefill this block again
-  double restore_s = 0;    // estimated seconds to restore it from the next tier down
+  double recompute_s = 0;  // estimated seconds to prefill the block's prefix again
+  double restore_s = 0;    // estimated seconds to restore the block from the next tier down
 };
 
 struct BlockNameHash {
@@ -50,7 +57,7 @@ struct BlockNameHash {
 struct RadixNode {
   BlockName name;
   BlockName parent;
-  std::vector<llama_token> tokens;
+  std::vector<llama_token> tokens;  // B tokens, fewer for a partial (tail) node
   uint8_t tiers = 0;
   uint32_t depth = 0;
   uint64_t bytes = 0;
@@ -59,6 +66,20 @@ struct RadixNode {
   double frequency = 0;
   uint32_t pins = 0;  // named sessions that reference the block: never evicted while > 0
   std::unordered_set<BlockName, BlockNameHash> children;
+
+  bool partial(uint32_t block_size) const { return tokens.size() < block_size; }
+};
+
+// One block of a match: its first `n_tokens` tokens agree with the prompt (all of them
+// except, possibly, for the last block of a match).
+struct MatchedBlock {
+  BlockName name;
+  uint32_t n_tokens = 0;
+};
+
+struct PrefixMatch {
+  std::vector<MatchedBlock> blocks;
+  size_t n_tokens = 0;  // prompt tokens covered
 };
 
 class RadixTree {
@@ -67,11 +88,12 @@ class RadixTree {
 
   const BlockNamespace& space() const { return space_; }
 
-  // The names of the longest run of cached blocks that starts `tokens` (token ids compared).
-  std::vector<BlockName> Match(std::span<const llama_token> tokens) const;
+  // The longest cached prefix of `tokens`, token-exact (see the design note).
+  PrefixMatch Match(std::span<const llama_token> tokens) const;
 
-  // Adds a block under `parent` ({} for a first block). InvalidArgument if the parent is not
-  // in the tree or the name does not match the tokens. An existing node only gains tiers.
+  // Adds a block of 1..B tokens under `parent` ({} for a first block). InvalidArgument if the
+  // parent is not in the tree or is partial, or the name does not match parent and tokens.
+  // An existing node only gains tiers (and its size if `bytes` > 0).
   Status Insert(const BlockName& name, const BlockName& parent, std::span<const llama_token> tokens,
                 uint8_t tiers, uint64_t bytes);
 
@@ -85,8 +107,8 @@ class RadixTree {
   void Touch(const BlockName& name, double now_s);
   void Pin(const BlockName& name, int delta);
 
-  // Nodes in `tier` with no child in `tier` or any faster tier (`faster_mask`): the only ones
-  // eviction may take from that tier.
+  // Nodes in `tier`, not pinned, with no child in `tier` or any faster tier (`faster_mask`):
+  // the only ones eviction may take from that tier.
   std::vector<const RadixNode*> EvictableIn(uint8_t tier, uint8_t faster_mask) const;
 
   size_t size() const { return nodes_.size(); }
@@ -96,6 +118,8 @@ class RadixTree {
 
  private:
   double Decay(double frequency, double elapsed_s) const;
+  // The child of `parent` ({} = the roots) sharing the most leading tokens with `rest`.
+  MatchedBlock BestPartialChild(const BlockName& parent, std::span<const llama_token> rest) const;
 
   BlockNamespace space_;
   double half_life_s_;

@@ -33,18 +33,44 @@ class RadixTreeTest : public ::testing::Test {
     }
     return names;
   }
+  size_t Matched(const std::vector<llama_token>& tokens) const {
+    return tree_.Match(tokens).n_tokens;
+  }
+
   RadixTree tree_;
 };
 
-TEST_F(RadixTreeTest, MatchFindsTheLongestCachedBlockPrefix) {
+TEST_F(RadixTreeTest, MatchFindsTheLongestCachedPrefixToTheToken) {
   InsertAll({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, kTierRam);
-  EXPECT_EQ(tree_.Match(std::vector<llama_token>{1, 2, 3, 4, 5, 6, 7, 8, 99, 99, 99, 99}).size(),
-            2u);
-  EXPECT_EQ(tree_.Match(std::vector<llama_token>{1, 2, 3, 4, 5, 6, 7}).size(),
-            1u);  // partial block
-  EXPECT_EQ(tree_.Match(std::vector<llama_token>{9, 2, 3, 4}).size(), 0u);
-  EXPECT_EQ(tree_.Match(std::vector<llama_token>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}).size(),
-            3u);
+  EXPECT_EQ(Matched({1, 2, 3, 4, 5, 6, 7, 8, 99, 99, 99, 99}), 8u);
+  EXPECT_EQ(Matched({1, 2, 3, 4, 5, 6, 7}), 7u);      // ends inside the second block
+  EXPECT_EQ(Matched({1, 2, 3, 4, 5, 6, 99, 8}), 6u);  // diverges inside it
+  EXPECT_EQ(Matched({9, 2, 3, 4}), 0u);
+  EXPECT_EQ(Matched({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}), 12u);
+  const PrefixMatch match = tree_.Match(std::vector<llama_token>{1, 2, 3, 4, 5, 6, 99});
+  ASSERT_EQ(match.blocks.size(), 2u);
+  EXPECT_EQ(match.blocks[0].n_tokens, kB);
+  EXPECT_EQ(match.blocks[1].n_tokens, 2u);
+}
+
+TEST_F(RadixTreeTest, PartialTailsAreLeavesMatchedByTokens) {
+  const std::vector<BlockName> full = InsertAll({1, 2, 3, 4}, kTierRam);
+  const std::vector<llama_token> tail = {5, 6};
+  const BlockName tail_name = ComputeBlockName(full[0], tree_.space(), tail);
+  ASSERT_TRUE(tree_.Insert(tail_name, full[0], tail, kTierRam, 10).ok());
+  EXPECT_EQ(Matched({1, 2, 3, 4, 5, 6, 7}), 6u);
+  EXPECT_EQ(Matched({1, 2, 3, 4, 5, 9}), 5u);
+  // A partial block ends a path: nothing hangs below it.
+  const std::vector<llama_token> next = {7, 8, 9, 10};
+  EXPECT_FALSE(
+      tree_.Insert(ComputeBlockName(tail_name, tree_.space(), next), tail_name, next, kTierRam, 1)
+          .ok());
+  // A partial first block works too.
+  const std::vector<llama_token> short_prompt = {42, 43};
+  ASSERT_TRUE(
+      tree_.Insert(ComputeBlockName({}, tree_.space(), short_prompt), {}, short_prompt, kTierRam, 1)
+          .ok());
+  EXPECT_EQ(Matched({42, 43, 44}), 2u);
 }
 
 TEST_F(RadixTreeTest, SharedPrefixesShareNodes) {
@@ -63,6 +89,7 @@ TEST_F(RadixTreeTest, InsertRejectsOrphansAndMismatchedNames) {
   EXPECT_FALSE(tree_.Insert(name, orphan_parent, tokens, kTierRam, 1).ok());
   EXPECT_FALSE(tree_.Insert(BlockName{5, 5}, {}, tokens, kTierRam, 1).ok());
   EXPECT_FALSE(tree_.Insert(name, {}, std::vector<llama_token>{1, 2}, kTierRam, 1).ok());
+  EXPECT_FALSE(tree_.Insert(name, {}, std::vector<llama_token>{1, 2, 3, 4, 5}, kTierRam, 1).ok());
 }
 
 TEST_F(RadixTreeTest, RemovingAMiddleBlockRemovesItsSubtree) {
@@ -70,7 +97,7 @@ TEST_F(RadixTreeTest, RemovingAMiddleBlockRemovesItsSubtree) {
   std::vector<BlockName> removed = tree_.Remove(names[1]);
   EXPECT_EQ(removed.size(), 2u);
   EXPECT_EQ(tree_.size(), 1u);
-  EXPECT_EQ(tree_.Match(std::vector<llama_token>{1, 2, 3, 4, 5, 6, 7, 8}).size(), 1u);
+  EXPECT_EQ(Matched({1, 2, 3, 4, 5, 6, 7, 8}), 4u);
 }
 
 TEST_F(RadixTreeTest, TiersComeAndGo) {
@@ -110,44 +137,63 @@ TEST_F(RadixTreeTest, TouchCountsHitsAndDecaysFrequency) {
   EXPECT_EQ(slow.Find(a[0])->hits, 3u);
 }
 
-// Random inserts, removals and lookups against a plain map of cached prefixes.
+// Random inserts (full blocks and partial tails), removals and lookups against a reference:
+// the longest common prefix of the prompt with any sequence still cached.
 TEST_F(RadixTreeTest, RandomizedAgainstAReferenceModel) {
   std::mt19937 rng(42);
-  std::map<std::vector<llama_token>, bool> reference;  // cached block-aligned prefixes
-  auto random_tokens = [&](size_t n_blocks) {
-    std::vector<llama_token> tokens(n_blocks * kB);
+  std::set<std::vector<llama_token>> reference;  // cached prefixes, each ending at a node
+  auto random_tokens = [&](size_t n) {
+    std::vector<llama_token> tokens(n);
     for (llama_token& t : tokens) t = static_cast<llama_token>(rng() % 3);  // much sharing
     return tokens;
   };
-  auto reference_match = [&](const std::vector<llama_token>& tokens) {
+  auto common = [](const std::vector<llama_token>& a, const std::vector<llama_token>& b) {
     size_t n = 0;
-    while ((n + 1) * kB <= tokens.size() && reference.count(std::vector<llama_token>(
-                                                tokens.begin(), tokens.begin() + (n + 1) * kB))) {
-      ++n;
-    }
+    while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
     return n;
+  };
+  auto reference_match = [&](const std::vector<llama_token>& tokens) {
+    size_t best = 0;
+    for (const std::vector<llama_token>& cached : reference) {
+      best = std::max(best, common(cached, tokens));
+    }
+    return best;
   };
   for (int step = 0; step < 3000; ++step) {
     const int op = static_cast<int>(rng() % 10);
-    std::vector<llama_token> tokens = random_tokens(1 + rng() % 4);
+    std::vector<llama_token> tokens = random_tokens(1 + rng() % (4 * kB));
     if (op < 5) {
-      InsertAll(tokens, kTierRam);
+      std::vector<BlockName> names = InsertAll(tokens, kTierRam);
       for (size_t n = kB; n <= tokens.size(); n += kB) {
-        reference[std::vector<llama_token>(tokens.begin(), tokens.begin() + n)] = true;
+        reference.insert(std::vector<llama_token>(tokens.begin(), tokens.begin() + n));
+      }
+      const size_t tail = tokens.size() % kB;
+      if (tail > 0) {
+        const BlockName parent = names.empty() ? BlockName{} : names.back();
+        const std::span<const llama_token> rest(tokens.data() + tokens.size() - tail, tail);
+        ASSERT_TRUE(
+            tree_.Insert(ComputeBlockName(parent, tree_.space(), rest), parent, rest, kTierRam, 1)
+                .ok());
+        reference.insert(tokens);
       }
     } else if (op < 7) {
-      const std::vector<BlockName> names = tree_.Match(tokens);
-      if (names.empty()) continue;
-      const size_t victim = rng() % names.size();
-      tree_.Remove(names[victim]);
-      const std::vector<llama_token> prefix(tokens.begin(), tokens.begin() + (victim + 1) * kB);
+      const PrefixMatch match = tree_.Match(tokens);
+      if (match.blocks.empty()) continue;
+      const size_t victim = rng() % match.blocks.size();
+      const RadixNode* node = tree_.Find(match.blocks[victim].name);
+      ASSERT_NE(node, nullptr);
+      const std::vector<llama_token> prefix = tree_.PrefixTokens(node->name);
+      tree_.Remove(node->name);
       for (auto it = reference.begin(); it != reference.end();) {
-        const bool below = it->first.size() >= prefix.size() &&
-                           std::equal(prefix.begin(), prefix.end(), it->first.begin());
+        // A full block takes its subtree along; a partial one is a leaf.
+        const bool below = prefix.size() % kB == 0
+                               ? it->size() >= prefix.size() &&
+                                     std::equal(prefix.begin(), prefix.end(), it->begin())
+                               : *it == prefix;
         it = below ? reference.erase(it) : std::next(it);
       }
     } else {
-      ASSERT_EQ(tree_.Match(tokens).size(), reference_match(tokens)) << "step " << step;
+      ASSERT_EQ(Matched(tokens), reference_match(tokens)) << "step " << step;
     }
     ASSERT_EQ(tree_.size(), reference.size()) << "step " << step;
   }

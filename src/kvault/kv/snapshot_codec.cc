@@ -139,6 +139,7 @@ Status GetHeader(SpanSource* in, BlockMeta* meta, KvBlock* block, uint8_t* flags
   KV_RETURN_IF_ERROR(GetFixed(in, &v_trans));
   KV_RETURN_IF_ERROR(GetFixed(in, &block_size));
   meta->space.rotated = rotated != 0;
+  meta->space.v_trans = v_trans != 0;
   meta->space.block_size = block_size;
   block->shape.v_trans = v_trans != 0;
   KV_RETURN_IF_ERROR(GetFixed(in, &block->first_pos));

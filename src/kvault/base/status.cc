@@ -1,5 +1,6 @@
 #include "kvault/base/status.h"
 
+#include <cerrno>
 #include <cstring>
 
 namespace kvault {
@@ -58,6 +59,10 @@ Status ErrnoError(std::string_view what, int errno_value) {
   std::string message(what);
   message += ": ";
   message += std::strerror(errno_value);
+  // A full disk or quota is an exhausted resource the caller may wait out, not a broken file.
+  if (errno_value == ENOSPC || errno_value == EDQUOT) {
+    return ResourceExhaustedError(std::move(message));
+  }
   return IOError(std::move(message));
 }
 

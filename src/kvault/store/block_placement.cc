@@ -1,0 +1,192 @@
+// BlockStore placement: eviction from RAM and disk under their budgets, and the background
+// thread that writes blocks to the disk tier.
+#include <algorithm>
+#include <chrono>
+
+#include "kvault/base/log.h"
+#include "kvault/store/block_store_impl.h"
+
+namespace kvault::store {
+
+double BlockStore::Impl::ReadBandwidth(const TierStats& tier, double fallback) const {
+  // A few milliseconds of reads are too few to trust.
+  return tier.read_seconds > 0.005 ? static_cast<double>(tier.read_bytes) / tier.read_seconds
+                                   : fallback;
+}
+
+// What keeping `node` in `tier` is worth: the policy compares the cost of getting it back
+// once evicted (from the next tier down, or by prefill) with restoring it from here.
+kv::NodeStats BlockStore::Impl::RankStats(const kv::RadixNode& node, uint8_t tier) const {
+  kv::NodeStats stats;
+  stats.depth = node.depth;
+  stats.bytes = node.bytes;
+  stats.hits = node.hits;
+  stats.last_use_s = node.last_use_s;
+  stats.frequency = node.frequency;
+  stats.now_s = Now();
+  const double prefix_tokens =
+      static_cast<double>(node.depth - 1) * params.space.block_size + node.tokens.size();
+  const double recompute_s = prefix_tokens * prefill_seconds_per_token;
+  const double ram_s = node.bytes / ReadBandwidth(counters.ram, kDefaultRamBandwidth);
+  const double disk_s = node.bytes / ReadBandwidth(counters.disk, kDefaultDiskBandwidth);
+  if (tier == kv::kTierRam) {
+    stats.recompute_s = disk ? disk_s : recompute_s;
+    stats.restore_s = ram_s;
+  } else {
+    stats.recompute_s = recompute_s;
+    stats.restore_s = disk_s;
+  }
+  return stats;
+}
+
+void BlockStore::Impl::EnqueueWrite(const BlockName& name, const BlockBytes& bytes) {
+  if (pending.try_emplace(name, bytes).second) {
+    queue.push_back(name);
+    pending_bytes += bytes->size();
+    work.Signal();
+  }
+}
+
+void BlockStore::Impl::EvictRam() {
+  while (ram->used_bytes() > params.ram_budget_bytes) {
+    std::vector<const kv::RadixNode*> candidates = tree.EvictableIn(kv::kTierRam, 0);
+    if (candidates.empty()) return;  // everything left is pinned
+    std::vector<std::pair<double, BlockName>> ranked;
+    ranked.reserve(candidates.size());
+    for (const kv::RadixNode* node : candidates) {
+      ranked.emplace_back(policy->Score(RankStats(*node, kv::kTierRam)), node->name);
+    }
+    std::sort(ranked.begin(), ranked.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [score, name] : ranked) {
+      if (ram->used_bytes() <= params.ram_budget_bytes) return;
+      const kv::RadixNode* node = tree.Find(name);
+      if ((node->tiers & kv::kTierDisk) == 0 && DiskWritable()) {
+        Result<BlockBytes> bytes = ram->Get(name);
+        if (bytes.ok()) {
+          EnqueueWrite(name, *bytes);  // demotion
+          tree.AddTiers(name, kv::kTierDisk);
+        }
+      }
+      ram->Erase(name).IgnoreError();
+      ++counters.ram.evictions;
+      // Without a copy below, the block leaves the tree (a leaf of the RAM part: nothing of
+      // its subtree is in RAM, and without a disk tier nothing is anywhere else).
+      ForgetRemoved(tree.RemoveTiers(name, kv::kTierRam));
+    }
+  }
+}
+
+void BlockStore::Impl::EvictDisk() {
+  if (!disk) return;
+  while (disk->used_bytes() + pending_bytes > params.disk_budget_bytes) {
+    std::vector<std::pair<double, BlockName>> ranked;
+    for (const kv::RadixNode* node : tree.EvictableIn(kv::kTierDisk, kv::kTierRam)) {
+      // Blocks still in RAM are the hot ones; and a block still queued cannot go yet.
+      if ((node->tiers & kv::kTierRam) != 0 || pending.count(node->name) > 0) continue;
+      ranked.emplace_back(policy->Score(RankStats(*node, kv::kTierDisk)), node->name);
+    }
+    if (ranked.empty()) return;
+    std::sort(ranked.begin(), ranked.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [score, name] : ranked) {
+      if (disk->used_bytes() + pending_bytes <= params.disk_budget_bytes) return;
+      ++counters.disk.evictions;
+      disk->Erase(name).IgnoreError();
+      ForgetRemoved(tree.RemoveTiers(name, kv::kTierDisk));
+    }
+  }
+}
+
+// Unlinking a block file is cheap, so it happens under the store's lock: the index and the
+// files never disagree.
+void BlockStore::Impl::ForgetRemoved(const std::vector<BlockName>& removed) {
+  for (const BlockName& name : removed) {
+    ram->Erase(name).IgnoreError();
+    if (disk) {
+      Status erased = disk->Erase(name);
+      if (!erased.ok()) {
+        KV_LOG(kWarning) << "store: " << erased.message();
+      }
+    }
+    // A queued write of a removed block is skipped by the writer (the node is gone).
+  }
+}
+
+void BlockStore::Impl::StartWriter() {
+  if (disk) writer = std::thread([this] { WriterLoop(); });
+}
+
+void BlockStore::Impl::StopWriter() {
+  {
+    MutexLock lock(&mu);
+    stopping = true;
+    work.SignalAll();
+  }
+  if (writer.joinable()) writer.join();
+}
+
+void BlockStore::Impl::WriterLoop() {
+  while (true) {
+    BlockName name;
+    BlockBytes bytes;
+    {
+      MutexLock lock(&mu);
+      while (queue.empty() && !stopping) work.Wait(&mu);
+      if (queue.empty()) return;  // stopping, and every queued block is written
+      name = queue.front();
+      queue.pop_front();
+      bytes = pending.at(name);
+      writing = true;
+    }
+    Status written = Status::Ok();
+    bool skipped = false;
+    const bool wanted = [&] {
+      MutexLock lock(&mu);
+      return tree.Find(name) != nullptr;
+    }();
+    const auto start = std::chrono::steady_clock::now();
+    if (wanted) {
+      Result<uint64_t> free = disk->FreeBytes();
+      skipped = free.ok() && *free < bytes->size() + params.disk_reserve_bytes;
+      if (!skipped) written = disk->Put(name, bytes);
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    {
+      MutexLock lock(&mu);
+      pending.erase(name);
+      pending_bytes -= bytes->size();
+      writing = false;
+      const bool full = skipped || written.code() == StatusCode::kResourceExhausted;
+      if (full != counters.disk_full) {
+        counters.disk_full = full;
+        if (full) {
+          KV_LOG(kWarning) << "store: the disk tier's file system is full; block writes stop "
+                              "and serving goes on from RAM";
+        } else {
+          KV_LOG(kInfo) << "store: disk space is back; block writes resume";
+        }
+      }
+      if (wanted && written.ok() && !skipped) {
+        counters.disk.write_bytes += static_cast<int64_t>(bytes->size());
+        counters.disk.write_seconds += seconds;
+        if (tree.Find(name) == nullptr) disk->Erase(name).IgnoreError();  // dropped meanwhile
+      } else if (wanted) {
+        if (skipped) {
+          ++counters.writes_skipped;
+        } else {
+          ++counters.write_errors;
+          if (!full) {
+            KV_LOG(kWarning) << "store: " << written.message();
+          }
+        }
+        ForgetRemoved(tree.RemoveTiers(name, kv::kTierDisk));
+      }
+      EvictDisk();
+      if (queue.empty()) idle.SignalAll();
+    }
+  }
+}
+
+}  // namespace kvault::store

@@ -1,0 +1,313 @@
+#include "kvault/store/block_store.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "kvault/base/log.h"
+#include "kvault/base/status_macros.h"
+#include "kvault/store/block_store_impl.h"
+
+namespace kvault::store {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// One block of a sequence to store: its place and whether it must be encoded.
+struct Planned {
+  BlockName name;
+  BlockName parent;
+  size_t first = 0;
+  size_t n = 0;
+  BlockBytes bytes;  // set once encoded (new blocks only)
+};
+
+}  // namespace
+
+Result<std::unique_ptr<BlockStore>> BlockStore::Open(const BlockStoreParams& params) {
+  if (params.space.block_size == 0) return InvalidArgumentError("--block-size must be positive");
+  auto impl = std::make_unique<Impl>(params);
+  KV_ASSIGN_OR_RETURN(impl->policy, kv::NewEvictionPolicy(params.eviction));
+  impl->ram = NewRamTier();
+  if (!params.disk_dir.empty()) {
+    KV_ASSIGN_OR_RETURN(impl->disk, DiskTier::Open(params.disk_dir));
+    impl->Recover();
+  }
+  impl->StartWriter();
+  return std::unique_ptr<BlockStore>(new BlockStore(std::move(impl)));
+}
+
+BlockStore::BlockStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+BlockStore::~BlockStore() { impl_->StopWriter(); }
+
+const BlockStoreParams& BlockStore::params() const { return impl_->params; }
+
+Lookup BlockStore::Find(std::span<const llama_token> tokens) const {
+  Impl& s = *impl_;
+  MutexLock lock(&s.mu);
+  const kv::PrefixMatch match = s.tree.Match(tokens);
+  Lookup lookup;
+  lookup.n_tokens = match.n_tokens;
+  const double ram_bw = s.ReadBandwidth(s.counters.ram, kDefaultRamBandwidth);
+  const double disk_bw = s.ReadBandwidth(s.counters.disk, kDefaultDiskBandwidth);
+  for (const kv::MatchedBlock& matched : match.blocks) {
+    const kv::RadixNode* node = s.tree.Find(matched.name);
+    lookup.blocks.push_back({matched.name, matched.n_tokens, node->tiers, node->bytes});
+    lookup.bytes += node->bytes;
+    lookup.restore_seconds += node->bytes / ((node->tiers & kv::kTierRam) ? ram_bw : disk_bw);
+  }
+  return lookup;
+}
+
+Fetched BlockStore::Fetch(const Lookup& lookup) {
+  Impl& s = *impl_;
+  Fetched fetched;
+  for (const LocatedBlock& located : lookup.blocks) {
+    const auto start = std::chrono::steady_clock::now();
+    BlockBytes bytes;
+    bool from_disk = false;
+    {
+      MutexLock lock(&s.mu);
+      if (Result<BlockBytes> in_ram = s.ram->Get(located.name); in_ram.ok()) {
+        bytes = *in_ram;
+      } else if (auto it = s.pending.find(located.name); it != s.pending.end()) {
+        bytes = it->second;
+        from_disk = true;
+      }
+      if (!bytes) ++s.counters.ram.misses;
+    }
+    if (!bytes && s.disk) {
+      Result<BlockBytes> on_disk = s.disk->Get(located.name);
+      if (on_disk.ok()) {
+        bytes = *on_disk;
+        from_disk = true;
+      } else if (on_disk.status().code() != StatusCode::kNotFound) {
+        fetched.error = on_disk.status();
+      }
+    }
+    if (!bytes) {
+      MutexLock lock(&s.mu);
+      if (s.disk) ++s.counters.disk.misses;
+      if (fetched.error.ok())
+        fetched.error = NotFoundError("block " + located.name.ToHex() + " is gone");
+      return fetched;
+    }
+    Result<kv::DecodedBlock> decoded = kv::DecodeBlock(*bytes);
+    Status checked = decoded.ok() ? Status::Ok() : decoded.status();
+    if (checked.ok() && !(decoded->meta.name == located.name)) {
+      checked = CorruptionError("block file " + located.name.ToHex() + " holds another block");
+    }
+    if (checked.ok() && decoded->block.first_pos != static_cast<llama_pos>(fetched.n_tokens)) {
+      checked = CorruptionError("block " + located.name.ToHex() + " starts at the wrong position");
+    }
+    if (checked.ok() && !s.params.shape.layers.empty()) {
+      checked =
+          kv::CheckCompatible(decoded->meta, decoded->block.shape, s.params.space, s.params.shape);
+    }
+    const double seconds = SecondsSince(start);
+    MutexLock lock(&s.mu);
+    if (!checked.ok()) {
+      if (checked.code() == StatusCode::kCorruption) {
+        ++s.counters.corrupt_blocks;
+      } else {
+        ++s.counters.incompatible_blocks;
+      }
+      KV_LOG(kWarning) << "store: dropping block " << located.name.ToHex() << ": "
+                       << checked.message();
+      s.ForgetRemoved(s.tree.Remove(located.name));
+      if (s.disk) s.disk->Erase(located.name).IgnoreError();
+      fetched.error = checked;
+      return fetched;
+    }
+    TierStats& tier = from_disk ? s.counters.disk : s.counters.ram;
+    ++tier.hits;
+    tier.read_bytes += static_cast<int64_t>(bytes->size());
+    tier.read_seconds += seconds;
+    s.tree.Touch(located.name, s.Now());
+    if (from_disk && s.tree.Find(located.name) != nullptr) {  // promotion
+      s.ram->Put(located.name, bytes).IgnoreError();
+      s.tree.AddTiers(located.name, kv::kTierRam);
+      s.EvictRam();
+    }
+    kv::KvBlock block = std::move(decoded->block);
+    if (located.n_tokens < block.n_tokens) {
+      Result<kv::KvBlock> sliced = kv::SliceBlock(block, block.first_pos, located.n_tokens);
+      if (!sliced.ok()) {
+        fetched.error = sliced.status();
+        return fetched;
+      }
+      block = std::move(sliced).value();
+    }
+    fetched.n_tokens += block.n_tokens;
+    fetched.blocks.push_back(std::move(block));
+  }
+  return fetched;
+}
+
+Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const kv::KvBlock& kv,
+                                      const BlockName& previous_tail) {
+  Impl& s = *impl_;
+  if (kv.first_pos != 0 || kv.n_tokens != tokens.size()) {
+    return InvalidArgumentError("store: the KV covers " + std::to_string(kv.n_tokens) +
+                                " positions from " + std::to_string(kv.first_pos) + ", the " +
+                                "sequence has " + std::to_string(tokens.size()) + " tokens");
+  }
+  const size_t b = s.params.space.block_size;
+  std::vector<Planned> plan;
+  BlockName parent{};
+  for (size_t first = 0; first < tokens.size(); first += b) {
+    const size_t n = std::min(b, tokens.size() - first);
+    const BlockName name = kv::ComputeBlockName(parent, s.params.space, tokens.subspan(first, n));
+    plan.push_back({name, parent, first, n, nullptr});
+    parent = name;
+  }
+  StoreResult result;
+  {
+    MutexLock lock(&s.mu);
+    for (Planned& block : plan) {
+      if (s.tree.Find(block.name) != nullptr) {
+        block.bytes = nullptr;
+        ++result.n_known_blocks;
+      } else {
+        block.bytes = std::make_shared<std::vector<uint8_t>>();  // marks "to encode"
+      }
+    }
+  }
+  int64_t raw_bytes = 0;
+  for (Planned& block : plan) {
+    if (!block.bytes) continue;
+    KV_ASSIGN_OR_RETURN(kv::KvBlock slice, kv::SliceBlock(kv, static_cast<llama_pos>(block.first),
+                                                          static_cast<uint32_t>(block.n)));
+    kv::BlockMeta meta;
+    meta.name = block.name;
+    meta.parent = block.parent;
+    meta.space = s.params.space;
+    meta.tokens.assign(tokens.begin() + block.first, tokens.begin() + block.first + block.n);
+    KV_ASSIGN_OR_RETURN(std::vector<uint8_t> encoded, kv::EncodeBlock(slice, meta, s.params.codec));
+    raw_bytes += static_cast<int64_t>(slice.data.size());
+    block.bytes = std::make_shared<const std::vector<uint8_t>>(std::move(encoded));
+  }
+  MutexLock lock(&s.mu);
+  const double now = s.Now();
+  for (const Planned& block : plan) {
+    const std::span<const llama_token> block_tokens = tokens.subspan(block.first, block.n);
+    if (block.bytes && s.tree.Find(block.name) == nullptr) {
+      const uint8_t tiers = kv::kTierRam | (s.DiskWritable() ? kv::kTierDisk : 0);
+      // Fails only if the parent was evicted meanwhile: the rest cannot hang anywhere.
+      if (!s.tree.Insert(block.name, block.parent, block_tokens, tiers, block.bytes->size()).ok()) {
+        break;
+      }
+      s.ram->Put(block.name, block.bytes).IgnoreError();
+      if (s.DiskWritable()) s.EnqueueWrite(block.name, block.bytes);
+      ++result.n_new_blocks;
+      ++s.counters.stored_blocks;
+      s.counters.stored_bytes += static_cast<int64_t>(block.bytes->size());
+    } else if (s.tree.Find(block.name) == nullptr) {
+      break;
+    }
+    s.tree.Touch(block.name, now);
+    result.n_tokens = block.first + block.n;
+    result.tail = block.n < b ? block.name : BlockName{};
+  }
+  s.counters.stored_raw_bytes += raw_bytes;
+  if (!(previous_tail == BlockName{}) && !(previous_tail == result.tail)) {
+    const kv::RadixNode* old = s.tree.Find(previous_tail);
+    if (old != nullptr && old->partial(static_cast<uint32_t>(b)) && old->pins == 0) {
+      s.ForgetRemoved(s.tree.Remove(previous_tail));
+    }
+  }
+  s.EvictRam();
+  return result;
+}
+
+std::vector<BlockName> BlockStore::Pin(std::span<const llama_token> tokens, int delta) {
+  Impl& s = *impl_;
+  MutexLock lock(&s.mu);
+  std::vector<BlockName> names;
+  for (const kv::MatchedBlock& block : s.tree.Match(tokens).blocks) {
+    if (block.n_tokens != s.tree.Find(block.name)->tokens.size()) break;  // only whole blocks
+    s.tree.Pin(block.name, delta);
+    names.push_back(block.name);
+  }
+  return names;
+}
+
+void BlockStore::PinNames(std::span<const BlockName> names, int delta) {
+  MutexLock lock(&impl_->mu);
+  for (const BlockName& name : names) impl_->tree.Pin(name, delta);
+}
+
+void BlockStore::Drop(const BlockName& name) {
+  MutexLock lock(&impl_->mu);
+  impl_->ForgetRemoved(impl_->tree.Remove(name));
+}
+
+void BlockStore::RecordPrefill(int64_t n_tokens, double seconds) {
+  if (n_tokens <= 0 || seconds <= 0) return;
+  Impl& s = *impl_;
+  MutexLock lock(&s.mu);
+  // A decayed average: recent prefills (the current load and depth) count most.
+  s.prefill_tokens = s.prefill_tokens * 7 / 8 + n_tokens;
+  s.prefill_seconds = s.prefill_seconds * 7 / 8 + seconds;
+  s.prefill_seconds_per_token = s.prefill_seconds / static_cast<double>(s.prefill_tokens);
+}
+
+double BlockStore::prefill_seconds_per_token() const {
+  MutexLock lock(&impl_->mu);
+  return impl_->prefill_seconds_per_token;
+}
+
+void BlockStore::Flush() {
+  Impl& s = *impl_;
+  MutexLock lock(&s.mu);
+  while (!s.queue.empty() || s.writing) s.idle.Wait(&s.mu);
+}
+
+BlockStoreStats BlockStore::stats() const {
+  const Impl& s = *impl_;
+  MutexLock lock(&s.mu);
+  BlockStoreStats stats = s.counters;
+  stats.has_disk = s.disk != nullptr;
+  stats.tree_nodes = static_cast<int64_t>(s.tree.size());
+  stats.pending_writes = static_cast<int64_t>(s.queue.size()) + (s.writing ? 1 : 0);
+  stats.ram.blocks = static_cast<int64_t>(s.ram->n_blocks());
+  stats.ram.bytes = static_cast<int64_t>(s.ram->used_bytes());
+  stats.ram.budget_bytes = static_cast<int64_t>(s.params.ram_budget_bytes);
+  stats.ram.read_bandwidth = s.ReadBandwidth(s.counters.ram, kDefaultRamBandwidth);
+  if (s.disk) {
+    stats.disk.blocks = static_cast<int64_t>(s.disk->n_blocks());
+    stats.disk.bytes = static_cast<int64_t>(s.disk->used_bytes());
+    stats.disk.budget_bytes = static_cast<int64_t>(s.params.disk_budget_bytes);
+    stats.disk.read_bandwidth = s.ReadBandwidth(s.counters.disk, kDefaultDiskBandwidth);
+    stats.disk.write_bandwidth =
+        s.counters.disk.write_seconds > 0
+            ? static_cast<double>(s.counters.disk.write_bytes) / s.counters.disk.write_seconds
+            : 0;
+  }
+  stats.eviction = std::string(s.policy->name());
+  stats.encoding = std::string(kv::BlockEncodingName(s.params.codec.encoding)) +
+                   (s.params.codec.zstd ? "+zstd" : "");
+  return stats;
+}
+
+std::vector<NodeView> BlockStore::TopNodes(size_t limit) const {
+  const Impl& s = *impl_;
+  MutexLock lock(&s.mu);
+  const double now = s.Now();
+  std::vector<NodeView> nodes;
+  s.tree.ForEach([&](const kv::RadixNode& node) {
+    nodes.push_back({node.name, node.parent, node.depth, node.tiers, node.hits, node.bytes,
+                     node.pins, now - node.last_use_s, node.tokens});
+  });
+  const size_t n = std::min(limit, nodes.size());
+  std::partial_sort(nodes.begin(), nodes.begin() + static_cast<std::ptrdiff_t>(n), nodes.end(),
+                    [](const NodeView& a, const NodeView& b) {
+                      return a.hits != b.hits ? a.hits > b.hits : a.depth < b.depth;
+                    });
+  nodes.resize(n);
+  return nodes;
+}
+
+}  // namespace kvault::store

@@ -1,0 +1,182 @@
+// store/block_store.h: the KV blocks kvault keeps off the device. A facade over the radix
+// tree of cached prefixes (kv/radix_tree.h), the RAM and disk tiers (store/tier.h), their
+// budgets, the eviction policy (kv/eviction_policy.h) and a background disk writer.
+//
+// Design note: placement and promotion.
+//  - Every stored block goes to RAM and is queued for the disk (write-through), so a
+//    restarted server finds every conversation's blocks; until its write completes a block
+//    counts as on disk and is served from the write queue.
+//  - RAM over budget: the policy ranks the RAM blocks none of whose children are in RAM
+//    (leaves of the RAM part of the tree) and the lowest go; a block not yet on disk is
+//    written first (demotion), unless there is no disk tier, when it is simply dropped.
+//  - Disk over budget: the same, among disk blocks with no child on disk or in RAM.
+//  - A block read from disk is put back in RAM (promotion).
+//  - Pinned blocks (named sessions) are never evicted.
+//  - Disk full (the file system, not the budget): writes stop, a log line says so once, and
+//    serving goes on from RAM; they resume when space is back.
+//  - Start-up: the block files of this namespace are indexed back into the tree (headers
+//    only); unreadable files are deleted and counted, orphans (parent gone) too.
+//
+// Blocks are content-addressed (kv/block_hash.h), so conversations that share a prefix share
+// its blocks and storing an existing block only records a hit.
+//
+// Thread-safety: all methods may be called from any thread. One mutex guards the tree and
+// the bookkeeping; encoding, decoding and file I/O run outside it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <llama.h>
+
+#include "kvault/base/result.h"
+#include "kvault/kv/radix_tree.h"
+#include "kvault/kv/snapshot_codec.h"
+#include "kvault/kv/snapshot_layout.h"
+
+namespace kvault::store {
+
+using kv::BlockName;
+
+struct BlockStoreParams {
+  kv::BlockNamespace space;
+  // The K/V shape of the context blocks are restored into: blocks of any other shape are
+  // refused (safe mode recomputes). Empty layers = not checked (unit tests).
+  kv::SnapshotShape shape;
+  uint64_t ram_budget_bytes = 2048ull << 20;
+  uint64_t disk_budget_bytes = 20ull << 30;
+  std::string disk_dir;  // "" = no disk tier
+  std::string eviction = "cost";
+  kv::CodecOptions codec;
+  double frequency_half_life_s = 600;
+  // Free space the disk tier leaves on its file system.
+  uint64_t disk_reserve_bytes = 64ull << 20;
+};
+
+struct TierStats {
+  int64_t blocks = 0;
+  int64_t bytes = 0;
+  int64_t budget_bytes = 0;
+  int64_t hits = 0;       // blocks served from this tier
+  int64_t misses = 0;     // blocks asked of this tier that it did not have
+  int64_t evictions = 0;  // blocks the policy removed from this tier
+  int64_t read_bytes = 0;
+  double read_seconds = 0;  // reading and decoding
+  int64_t write_bytes = 0;
+  double write_seconds = 0;
+  // Measured bytes per second (a default until something was measured).
+  double read_bandwidth = 0;
+  double write_bandwidth = 0;
+};
+
+struct BlockStoreStats {
+  TierStats ram;
+  TierStats disk;
+  bool has_disk = false;
+  int64_t tree_nodes = 0;
+  int64_t stored_blocks = 0;     // blocks encoded and added
+  int64_t stored_bytes = 0;      // their encoded bytes
+  int64_t stored_raw_bytes = 0;  // their bytes before encoding
+  int64_t corrupt_blocks = 0;    // failed their checksum or could not be read (deleted)
+  int64_t incompatible_blocks = 0;
+  int64_t recovered_blocks = 0;  // indexed from disk at start-up
+  int64_t pending_writes = 0;
+  int64_t write_errors = 0;
+  int64_t writes_skipped = 0;  // not written: disk full
+  bool disk_full = false;
+  std::string eviction;
+  std::string encoding;
+};
+
+// A match with where each block is.
+struct LocatedBlock {
+  BlockName name;
+  uint32_t n_tokens = 0;  // tokens of the block used (the last one may be partial)
+  uint8_t tiers = 0;      // kv::TierBit
+  uint64_t bytes = 0;     // encoded size
+};
+
+struct Lookup {
+  std::vector<LocatedBlock> blocks;
+  size_t n_tokens = 0;
+  uint64_t bytes = 0;
+  double restore_seconds = 0;  // estimated from the measured tier bandwidths
+};
+
+// Blocks read back: the longest good prefix of a lookup, each sliced to what it covers.
+struct Fetched {
+  std::vector<kv::KvBlock> blocks;
+  size_t n_tokens = 0;
+  Status error;  // why it stopped short of the lookup (OK if it did not)
+};
+
+struct StoreResult {
+  int n_new_blocks = 0;  // encoded and added now
+  int n_known_blocks = 0;
+  BlockName tail;       // the partial last block ({} if the sequence ends on a boundary)
+  size_t n_tokens = 0;  // tokens now cached for the sequence
+};
+
+// One node for /v1/cache/tree.
+struct NodeView {
+  BlockName name;
+  BlockName parent;
+  uint32_t depth = 0;
+  uint8_t tiers = 0;
+  uint64_t hits = 0;
+  uint64_t bytes = 0;
+  uint32_t pins = 0;
+  double idle_seconds = 0;
+  std::vector<llama_token> tokens;  // the block's own tokens
+};
+
+class BlockStore {
+ public:
+  // Opens the tiers and recovers the disk tier's blocks. InvalidArgument for a bad policy
+  // name; IOError if the disk folder is unusable.
+  static Result<std::unique_ptr<BlockStore>> Open(const BlockStoreParams& params);
+  ~BlockStore();  // finishes queued disk writes
+  BlockStore(const BlockStore&) = delete;
+  BlockStore& operator=(const BlockStore&) = delete;
+
+  const BlockStoreParams& params() const;
+
+  // The longest cached prefix of `tokens` and where its blocks are.
+  Lookup Find(std::span<const llama_token> tokens) const;
+  // Reads, checks and decodes the blocks of `lookup` in order, promoting disk blocks to RAM
+  // and recording hits. A block that fails (corrupt, gone, incompatible) ends the fetch:
+  // corrupt files are deleted and the block leaves the tree.
+  Fetched Fetch(const Lookup& lookup);
+  // Stores the blocks of a sequence: `kv` holds positions [0, tokens.size()) and `tokens`
+  // their ids. Blocks already cached only record a use. `previous_tail` (the partial block
+  // this sequence stored last time, if any) is dropped when the new blocks supersede it.
+  Result<StoreResult> Store(std::span<const llama_token> tokens, const kv::KvBlock& kv,
+                            const BlockName& previous_tail);
+
+  // Pins (delta > 0) or unpins the blocks that cover `tokens`. Returns the names pinned.
+  std::vector<BlockName> Pin(std::span<const llama_token> tokens, int delta);
+  void PinNames(std::span<const BlockName> names, int delta);
+  // Drops a block (and what hangs below it) from every tier; for a conversation's own tail.
+  void Drop(const BlockName& name);
+
+  // The measured cost of prefill, for the cost policy and restore-or-recompute decisions.
+  void RecordPrefill(int64_t n_tokens, double seconds);
+  double prefill_seconds_per_token() const;
+
+  // Waits until queued disk writes are done (tests, shutdown, session saves).
+  void Flush();
+
+  BlockStoreStats stats() const;
+  // The `limit` nodes with the most hits, most first.
+  std::vector<NodeView> TopNodes(size_t limit) const;
+
+ private:
+  struct Impl;
+  explicit BlockStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvault::store

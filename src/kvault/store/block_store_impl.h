@@ -1,0 +1,75 @@
+// store/block_store_impl.h: BlockStore's private state, shared by block_store.cc (lookups,
+// reads, writes of blocks), block_placement.cc (eviction, the disk writer) and
+// block_recovery.cc (start-up). Not part of the store's interface.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "kvault/base/mutex.h"
+#include "kvault/kv/eviction_policy.h"
+#include "kvault/kv/radix_tree.h"
+#include "kvault/store/block_store.h"
+#include "kvault/store/tier.h"
+
+namespace kvault::store {
+
+// Before anything is measured: conservative rates of this class of machine.
+inline constexpr double kDefaultRamBandwidth = 4e9;   // bytes/s, decode included
+inline constexpr double kDefaultDiskBandwidth = 5e8;  // bytes/s
+inline constexpr double kDefaultPrefillSecondsPerToken = 3e-3;
+
+struct BlockStore::Impl {
+  BlockStoreParams params;
+  std::unique_ptr<kv::EvictionPolicy> policy;
+  std::unique_ptr<Tier> ram;
+  std::unique_ptr<DiskTier> disk;  // null without a disk tier
+  const std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  mutable Mutex mu;
+  kv::RadixTree tree KV_GUARDED_BY(mu);
+  // Blocks queued for the disk; served from here until written.
+  std::unordered_map<BlockName, BlockBytes, kv::BlockNameHash> pending KV_GUARDED_BY(mu);
+  std::deque<BlockName> queue KV_GUARDED_BY(mu);
+  uint64_t pending_bytes KV_GUARDED_BY(mu) = 0;
+  bool writing KV_GUARDED_BY(mu) = false;
+  bool stopping KV_GUARDED_BY(mu) = false;
+  CondVar work;  // the writer waits for blocks
+  CondVar idle;  // Flush waits for an empty queue
+  BlockStoreStats counters KV_GUARDED_BY(mu);
+  double prefill_seconds_per_token KV_GUARDED_BY(mu) = kDefaultPrefillSecondsPerToken;
+  int64_t prefill_tokens KV_GUARDED_BY(mu) = 0;
+  double prefill_seconds KV_GUARDED_BY(mu) = 0;
+  std::thread writer;
+
+  explicit Impl(const BlockStoreParams& p) : params(p), tree(p.space, p.frequency_half_life_s) {}
+
+  double Now() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  }
+  bool DiskWritable() const KV_REQUIRES(mu) { return disk && !counters.disk_full; }
+
+  // --- block_placement.cc ---------------------------------------------------------------
+  void StartWriter();
+  void StopWriter();
+  void WriterLoop();
+  // Queues `bytes` for the disk tier. REQUIRES: DiskWritable().
+  void EnqueueWrite(const BlockName& name, const BlockBytes& bytes) KV_REQUIRES(mu);
+  // Evicts RAM blocks until RAM is within budget.
+  void EvictRam() KV_REQUIRES(mu);
+  // Evicts disk blocks until the disk tier is within budget.
+  void EvictDisk() KV_REQUIRES(mu);
+  // Deletes the bytes of removed tree nodes from every tier.
+  void ForgetRemoved(const std::vector<BlockName>& removed) KV_REQUIRES(mu);
+  kv::NodeStats RankStats(const kv::RadixNode& node, uint8_t tier) const KV_REQUIRES(mu);
+  double ReadBandwidth(const TierStats& tier, double fallback) const;
+
+  // --- block_recovery.cc ----------------------------------------------------------------
+  void Recover() KV_EXCLUDES(mu);
+};
+
+}  // namespace kvault::store

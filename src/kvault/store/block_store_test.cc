@@ -1,0 +1,272 @@
+// BlockStore on synthetic KV (real codec, real files in a temp folder, no model): placement,
+// budgets, sharing, persistence across reopen, and corruption handling. The same store is
+// exercised end to end on real llama.cpp state by tests/integration.
+#include "kvault/store/block_store.h"
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "kvault/store/tier.h"
+
+namespace kvault::store {
+namespace {
+
+constexpr uint32_t kB = 8;
+constexpr int32_t kGgmlF16 = 1;
+
+kv::SnapshotShape Shape() {
+  kv::SnapshotShape shape;
+  shape.layers.assign(
+      2,
+      kv::LayerShape{.k_type = kGgmlF16, .k_row_size = 32, .v_type = kGgmlF16, .v_row_size = 32});
+  return shape;
+}
+
+// KV for a sequence: each row's bytes depend only on (layer, K or V, position, token), so
+// equal prefixes have equal KV, as they do in a model.
+kv::KvBlock SequenceKv(const std::vector<llama_token>& tokens) {
+  kv::KvBlock block;
+  block.first_pos = 0;
+  block.n_tokens = static_cast<uint32_t>(tokens.size());
+  block.shape = Shape();
+  block.data.reserve(block.ExpectedDataSize());
+  for (int kind = 0; kind < 2; ++kind) {  // K rows of every layer, then V rows
+    for (size_t layer = 0; layer < block.shape.layers.size(); ++layer) {
+      for (size_t pos = 0; pos < tokens.size(); ++pos) {
+        for (size_t byte = 0; byte < 32; ++byte) {
+          block.data.push_back(
+              static_cast<uint8_t>(kind * 101 + layer * 37 + pos * 13 + tokens[pos] * 7 + byte));
+        }
+      }
+    }
+  }
+  return block;
+}
+
+std::vector<llama_token> Tokens(size_t n, llama_token seed) {
+  std::vector<llama_token> tokens(n);
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  for (llama_token& t : tokens) t = static_cast<llama_token>(rng() % 1000);
+  return tokens;
+}
+
+class BlockStoreTest : public ::testing::Test {
+ protected:
+  BlockStoreTest() {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kvault_store_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+  }
+  ~BlockStoreTest() override { std::filesystem::remove_all(dir_); }
+
+  BlockStoreParams Params(bool with_disk) {
+    BlockStoreParams params;
+    params.space.block_size = kB;
+    params.space.model_fingerprint = Hash128{7, 9};
+    params.shape = Shape();
+    params.eviction = "lru";
+    params.disk_reserve_bytes = 0;
+    if (with_disk) params.disk_dir = dir_.string();
+    return params;
+  }
+
+  static std::unique_ptr<BlockStore> Open(const BlockStoreParams& params) {
+    Result<std::unique_ptr<BlockStore>> store = BlockStore::Open(params);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    return std::move(store).value();
+  }
+
+  static StoreResult StoreAll(BlockStore& store, const std::vector<llama_token>& tokens,
+                              BlockName previous_tail = {}) {
+    Result<StoreResult> result = store.Store(tokens, SequenceKv(tokens), previous_tail);
+    EXPECT_TRUE(result.ok()) << result.status().ToString();
+    return *result;
+  }
+
+  // Fetches the longest cached prefix of `tokens` and checks its bytes against the original.
+  static size_t FetchAndVerify(BlockStore& store, const std::vector<llama_token>& tokens) {
+    const Lookup lookup = store.Find(tokens);
+    const Fetched fetched = store.Fetch(lookup);
+    if (fetched.blocks.empty()) return 0;
+    const kv::KvBlock joined = kv::JoinBlocks(fetched.blocks).value();
+    const std::vector<llama_token> prefix(tokens.begin(), tokens.begin() + joined.n_tokens);
+    const kv::KvBlock expected =
+        kv::SliceBlock(SequenceKv(tokens), 0, static_cast<uint32_t>(prefix.size())).value();
+    EXPECT_EQ(joined.data, expected.data);
+    return fetched.n_tokens;
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(BlockStoreTest, StoredSequenceComesBackBitExactToTheToken) {
+  auto store = Open(Params(false));
+  const std::vector<llama_token> tokens = Tokens(3 * kB + 3, 1);
+  const StoreResult stored = StoreAll(*store, tokens);
+  EXPECT_EQ(stored.n_new_blocks, 4);
+  EXPECT_EQ(stored.n_tokens, tokens.size());
+  EXPECT_FALSE(stored.tail == BlockName{});
+  EXPECT_EQ(FetchAndVerify(*store, tokens), tokens.size());
+  // A prompt that diverges inside the second block reuses its first tokens.
+  std::vector<llama_token> diverging(tokens.begin(), tokens.begin() + kB + 5);
+  diverging.push_back(99999);
+  EXPECT_EQ(store->Find(diverging).n_tokens, kB + 5);
+  EXPECT_EQ(store->stats().ram.hits, 4);
+}
+
+TEST_F(BlockStoreTest, SequencesSharingAPrefixShareItsBlocks) {
+  auto store = Open(Params(false));
+  std::vector<llama_token> system = Tokens(4 * kB, 2);
+  for (int i = 0; i < 8; ++i) {
+    std::vector<llama_token> conversation = system;
+    const std::vector<llama_token> own = Tokens(kB, 100 + i);
+    conversation.insert(conversation.end(), own.begin(), own.end());
+    const StoreResult stored = StoreAll(*store, conversation);
+    EXPECT_EQ(stored.n_known_blocks, i == 0 ? 0 : 4);
+  }
+  // 4 shared blocks + 8 own ones, not 8 x 5.
+  EXPECT_EQ(store->stats().stored_blocks, 12);
+  EXPECT_EQ(store->stats().ram.blocks, 12);
+}
+
+TEST_F(BlockStoreTest, ANewTailReplacesTheConversationsOldOne) {
+  auto store = Open(Params(false));
+  std::vector<llama_token> tokens = Tokens(kB + 3, 3);
+  const StoreResult first = StoreAll(*store, tokens);
+  const std::vector<llama_token> more = Tokens(2, 4);
+  tokens.insert(tokens.end(), more.begin(), more.end());
+  const StoreResult second = StoreAll(*store, tokens, first.tail);
+  EXPECT_FALSE(first.tail == second.tail);
+  EXPECT_EQ(store->stats().tree_nodes, 2);  // the full block and the new tail only
+  EXPECT_EQ(FetchAndVerify(*store, tokens), tokens.size());
+}
+
+TEST_F(BlockStoreTest, RamBudgetEvictsLeastRecentlyUsedWithoutADisk) {
+  BlockStoreParams params = Params(false);
+  auto probe = Open(params);
+  StoreAll(*probe, Tokens(kB, 5));
+  const uint64_t block_bytes = static_cast<uint64_t>(probe->stats().ram.bytes);
+  params.ram_budget_bytes = 3 * block_bytes;
+  auto store = Open(params);
+  const std::vector<llama_token> a = Tokens(2 * kB, 6), b = Tokens(2 * kB, 7);
+  StoreAll(*store, a);
+  StoreAll(*store, b);  // 4 blocks > budget of 3: a's leaf (least recent) goes
+  EXPECT_LE(static_cast<uint64_t>(store->stats().ram.bytes), params.ram_budget_bytes);
+  EXPECT_EQ(store->Find(a).n_tokens, kB);
+  EXPECT_EQ(store->Find(b).n_tokens, 2 * kB);
+  EXPECT_EQ(store->stats().ram.evictions, 1);
+}
+
+TEST_F(BlockStoreTest, PinnedBlocksAreNeverEvicted) {
+  BlockStoreParams params = Params(false);
+  params.ram_budget_bytes = 1;  // nothing unpinned survives
+  auto store = Open(params);
+  const std::vector<llama_token> tokens = Tokens(2 * kB, 8);
+  StoreAll(*store, tokens);
+  EXPECT_EQ(store->Find(tokens).n_tokens, 0u);
+  params.ram_budget_bytes = 1ull << 30;
+  auto pinned = Open(params);
+  StoreAll(*pinned, tokens);
+  EXPECT_EQ(pinned->Pin(tokens, 1).size(), 2u);
+  StoreAll(*pinned, Tokens(2 * kB, 9));
+  EXPECT_EQ(pinned->Find(tokens).n_tokens, 2 * kB);
+}
+
+TEST_F(BlockStoreTest, RamOverflowDemotesToDiskAndReadsPromoteBack) {
+  BlockStoreParams params = Params(true);
+  params.ram_budget_bytes = 1;
+  auto store = Open(params);
+  const std::vector<llama_token> tokens = Tokens(3 * kB, 10);
+  StoreAll(*store, tokens);
+  store->Flush();
+  BlockStoreStats stats = store->stats();
+  EXPECT_EQ(stats.ram.blocks, 0);
+  EXPECT_EQ(stats.disk.blocks, 3);
+  EXPECT_EQ(FetchAndVerify(*store, tokens), tokens.size());
+  EXPECT_EQ(store->stats().disk.hits, 3);
+}
+
+TEST_F(BlockStoreTest, AReopenedStoreFindsEveryBlockOnDisk) {
+  const std::vector<llama_token> a = Tokens(2 * kB + 5, 11), b = Tokens(kB, 12);
+  {
+    auto store = Open(Params(true));
+    StoreAll(*store, a);
+    StoreAll(*store, b);
+  }  // closing finishes the writes
+  auto reopened = Open(Params(true));
+  EXPECT_EQ(reopened->stats().recovered_blocks, 4);
+  EXPECT_EQ(FetchAndVerify(*reopened, a), a.size());
+  EXPECT_EQ(FetchAndVerify(*reopened, b), b.size());
+  // Another model's store in the same folder sees nothing of it.
+  BlockStoreParams other = Params(true);
+  other.space.model_fingerprint = Hash128{1, 1};
+  other.disk_dir = (dir_ / "other").string();
+  EXPECT_EQ(Open(other)->Find(a).n_tokens, 0u);
+}
+
+TEST_F(BlockStoreTest, CorruptAndTruncatedFilesFailCleanlyAndAreDeleted) {
+  const std::vector<llama_token> tokens = Tokens(3 * kB, 13);
+  std::vector<std::string> files;
+  {
+    BlockStoreParams params = Params(true);
+    auto store = Open(params);
+    StoreAll(*store, tokens);
+  }
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir_)) {
+    if (entry.is_regular_file()) files.push_back(entry.path().string());
+  }
+  ASSERT_EQ(files.size(), 3u);
+  // Flip one payload byte of every file: headers still parse, checksums fail on read.
+  for (const std::string& file : files) {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-20, std::ios::end);
+    f.put('\x5a');
+  }
+  BlockStoreParams params = Params(true);
+  params.ram_budget_bytes = 0;
+  auto store = Open(params);
+  const Fetched fetched = store->Fetch(store->Find(tokens));
+  EXPECT_EQ(fetched.error.code(), StatusCode::kCorruption);
+  EXPECT_EQ(fetched.n_tokens, 0u);
+  EXPECT_EQ(store->stats().corrupt_blocks, 1);
+  // The corrupt first block took its subtree out of the tree, so nothing matches any more.
+  EXPECT_EQ(store->Find(tokens).n_tokens, 0u);
+  for (const std::string& file : files) EXPECT_FALSE(std::filesystem::exists(file)) << file;
+  store.reset();
+
+  // A file truncated inside its header is found at start-up and deleted.
+  Open(Params(true)).reset();
+  {
+    auto fresh = Open(Params(true));
+    StoreAll(*fresh, tokens);
+  }
+  ASSERT_TRUE(std::filesystem::exists(files[0]));
+  std::filesystem::resize_file(files[0], 10);
+  auto again = Open(Params(true));
+  EXPECT_EQ(again->stats().corrupt_blocks, 1);
+  EXPECT_FALSE(std::filesystem::exists(files[0]));
+}
+
+TEST_F(BlockStoreTest, DiskBudgetHoldsAfterWrites) {
+  BlockStoreParams params = Params(true);
+  auto probe = Open(Params(false));
+  StoreAll(*probe, Tokens(kB, 14));
+  const uint64_t block_bytes = static_cast<uint64_t>(probe->stats().ram.bytes);
+  params.ram_budget_bytes = 0;
+  params.disk_budget_bytes = 4 * block_bytes;
+  auto store = Open(params);
+  for (int i = 0; i < 6; ++i) StoreAll(*store, Tokens(kB, 20 + i));
+  store->Flush();
+  const BlockStoreStats stats = store->stats();
+  EXPECT_LE(static_cast<uint64_t>(stats.disk.bytes), params.disk_budget_bytes);
+  EXPECT_GE(stats.disk.evictions, 2);
+  EXPECT_EQ(FetchAndVerify(*store, Tokens(kB, 25)), kB);  // the newest survived
+}
+
+}  // namespace
+}  // namespace kvault::store

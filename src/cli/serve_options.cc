@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <thread>
 
+#include "cli/paths.h"
+
 #include "kvault/base/file.h"
 #include "kvault/base/json.h"
 #include "kvault/base/status_macros.h"
@@ -112,6 +114,23 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       ->check(CLI::Range(1, 4096));
   add("prefill-chunk", c.prefill_chunk, "prompt tokens per step while others generate")
       ->check(CLI::Range(1, 1 << 16));
+  add("cache-dir", c.cache_dir,
+      "folder of the disk tier of KV blocks (default ~/.cache/kvault/blocks)");
+  add("data-dir", c.data_dir,
+      "folder of conversation journals and sessions (default ~/.local/share/kvault)");
+  add("cache-ram-mb", c.cache_ram_mb, "RAM budget of the KV block tier, MiB")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  add("cache-disk-gb", c.cache_disk_gb, "disk budget of the KV block tier, GiB; 0 = no disk tier")
+      ->check(CLI::Range(0.0, 1e6));
+  add("block-size", c.block_size, "tokens per KV block")->check(CLI::Range(16, 1 << 16));
+  add("cache-encoding", c.cache_encoding,
+      "KV blocks at rest: f16 (lossless), q8 or q4, optionally +zstd (e.g. q8+zstd)")
+      ->check(CLI::IsMember({"f16", "q8", "q4", "f16+zstd", "q8+zstd", "q4+zstd"}));
+  add("eviction", c.eviction, "eviction policy of the tiers: lru, lfu or cost")
+      ->check(CLI::IsMember({"lru", "lfu", "cost"}));
+  add("restore", c.restore,
+      "prefix reuse: auto (restore when faster than prefill), always, or never (no caching)")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
   add("shutdown-grace", c.shutdown_grace_seconds,
       "seconds running requests get to finish on SIGINT/SIGTERM")
       ->check(CLI::Range(0.0, 3600.0));
@@ -129,6 +148,8 @@ std::optional<int> ServeOptions::Parse(int argc, char** argv) {
   if (!status.ok()) return ReportError(status);
   config_.max_body_bytes = static_cast<int64_t>(max_body_mb_) << 20;
   config_.api_keys = server::SplitKeys(api_keys_);
+  if (config_.cache_dir.empty()) config_.cache_dir = DefaultCacheDir() + "/blocks";
+  if (config_.data_dir.empty()) config_.data_dir = DefaultDataDir();
   return std::nullopt;
 }
 

@@ -1,7 +1,9 @@
 #include "tests/integration/server_process.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <regex>
 
 #include "tests/test_env.h"
@@ -21,6 +23,17 @@ ServerProcess::ServerProcess(const std::vector<std::string>& args,
   if (::pipe(pipe_fds) != 0) return;
   std::vector<std::string> argv = {KvaultBinary(), "serve", "--port", "0"};
   argv.insert(argv.end(), args.begin(), args.end());
+  // Unless the test chose them (restart tests do), state goes to a private folder, so tests
+  // neither share blocks and journals with each other nor touch the user's.
+  auto has = [&](const char* flag) {
+    return std::find(args.begin(), args.end(), flag) != args.end();
+  };
+  if (!has("--cache-dir") || !has("--data-dir")) {
+    char pattern[] = "/tmp/kvault_server_XXXXXX";
+    if (::mkdtemp(pattern) != nullptr) state_dir_ = pattern;
+    if (!has("--cache-dir")) argv.insert(argv.end(), {"--cache-dir", state_dir_ + "/blocks"});
+    if (!has("--data-dir")) argv.insert(argv.end(), {"--data-dir", state_dir_ + "/data"});
+  }
   std::vector<char*> c_argv;
   for (std::string& arg : argv) c_argv.push_back(arg.data());
   c_argv.push_back(nullptr);
@@ -77,6 +90,10 @@ ServerProcess::~ServerProcess() {
   }
   if (reader_.joinable()) reader_.join();
   if (stderr_fd_ >= 0) ::close(stderr_fd_);
+  if (!state_dir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(state_dir_, ignored);
+  }
 }
 
 std::string ServerProcess::log() const {

@@ -27,6 +27,7 @@ class ServerProcess {
   int Terminate(int timeout_seconds = 30);
 
  private:
+  std::string state_dir_;  // private --cache-dir / --data-dir, removed at the end
   pid_t pid_ = -1;
   int port_ = 0;
   int stderr_fd_ = -1;

@@ -1,6 +1,9 @@
 // kvault serve driven by the official OpenAI client (npm "openai", pinned in package.json).
 // Run by CTest (test openai_client) after `npm ci`; needs KVAULT_BIN and KVAULT_TEST_MODEL.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
@@ -10,11 +13,15 @@ const model = process.env.KVAULT_TEST_MODEL;
 let server;
 let client;
 let baseURL;
+// A private state folder: blocks and journals of this test touch nothing else.
+const stateDir = mkdtempSync(join(tmpdir(), 'kvault_openai_'));
 
 // Starts `kvault serve --port 0` and resolves with the port it reports.
 function startServer() {
   return new Promise((resolve, reject) => {
-    server = spawn(kvault, ['serve', '--model', model, '--port', '0', '--window', '1024'], {
+    const args = ['serve', '--model', model, '--port', '0', '--window', '1024',
+      '--cache-dir', join(stateDir, 'blocks'), '--data-dir', join(stateDir, 'data')];
+    server = spawn(kvault, args, {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let log = '';
@@ -39,6 +46,7 @@ before(async () => {
 
 after(() => {
   server.kill('SIGTERM');
+  rmSync(stateDir, { recursive: true, force: true });
 });
 
 const question = [

@@ -13,6 +13,7 @@
 
 #include "kvault/base/mutex.h"
 #include "kvault/engine/chat_template.h"
+#include "kvault/kv/block_hash.h"
 
 namespace kvault::conversation {
 
@@ -31,6 +32,9 @@ class Conversation {
   std::vector<engine::ChatMessage> turns KV_GUARDED_BY(turn_lock);
   // Set by `end`: a request that was waiting for the lock must not use it.
   bool ended KV_GUARDED_BY(turn_lock) = false;
+  // The partial last block of the conversation's latest KV checkpoint (kv/radix_tree.h): its
+  // own, replaced at each checkpoint. {} if none.
+  kv::BlockName kv_tail KV_GUARDED_BY(turn_lock);
 
   void Touch();
   double IdleSeconds() const;

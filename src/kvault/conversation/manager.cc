@@ -4,6 +4,7 @@
 #include <chrono>
 #include <deque>
 
+#include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
 #include "kvault/engine/context.h"
 #include "kvault/engine/model.h"
@@ -65,13 +66,6 @@ struct ReplyFilter {
   engine::StopMatcher stops;
 };
 
-size_t CommonPrefix(const std::vector<llama_token>& a, const std::vector<llama_token>& b) {
-  const size_t n = std::min(a.size(), b.size());
-  size_t i = 0;
-  while (i < n && a[i] == b[i]) ++i;
-  return i;
-}
-
 bool SameMessage(const engine::ChatMessage& a, const engine::ChatMessage& b) {
   return a.role == b.role && a.content == b.content;
 }
@@ -95,21 +89,63 @@ class ConversationManager::Pending {
 void ConversationManager::PendingDeleter::operator()(Pending* pending) const { delete pending; }
 
 ConversationManager::ConversationManager(const engine::Model& model, engine::Scheduler* scheduler,
-                                         const ManagerParams& params)
-    : model_(model),
-      scheduler_(scheduler),
+                                         const ManagerParams& params, store::BlockStore* store,
+                                         Journal* journal)
+    : scheduler_(scheduler),
       params_(params),
       tokenizer_(model),
       chat_template_(engine::ChatTemplate::ForModel(model)),
       admission_(params.threads, params.queue),
-      pool_(params.n_sequences, [scheduler](llama_seq_id seq_id) {
-        return scheduler->RunOnEngineThread([seq_id](engine::Context& context) {
-          context.ClearSequence(seq_id);
-          return Status::Ok();
-        });
-      }) {}
+      pool_(params.n_sequences,
+            [scheduler](llama_seq_id seq_id) {
+              return scheduler->RunOnEngineThread([seq_id](engine::Context& context) {
+                context.ClearSequence(seq_id);
+                return Status::Ok();
+              });
+            }),
+      kv_cache_(scheduler, &pool_, store, params.restore),
+      journal_(journal) {
+  RecoverJournal();
+}
 
 ConversationManager::~ConversationManager() { Shutdown(); }
+
+void ConversationManager::RecoverJournal() KV_NO_THREAD_SAFETY_ANALYSIS {
+  if (journal_ == nullptr) return;
+  std::vector<JournalEntry> entries = journal_->TakeRecovered();
+  for (JournalEntry& entry : entries) {
+    std::shared_ptr<Conversation> conversation = registry_.GetOrCreate(entry.scope, entry.id);
+    MutexLock lock(&conversation->turn_lock);  // no request can hold it yet
+    conversation->n_turns = static_cast<int64_t>(entry.turns.size());
+    conversation->turns = std::move(entry.turns);
+    conversation->kv_tail = entry.tail;
+  }
+  if (!entries.empty()) {
+    KV_LOG(kInfo) << "conversation: resumed " << entries.size()
+                  << " conversations from the journal";
+  }
+}
+
+void ConversationManager::CommitTurns(Conversation& conversation,
+                                      std::vector<engine::ChatMessage> turns)
+    KV_NO_THREAD_SAFETY_ANALYSIS {
+  size_t kept = 0;
+  const std::vector<engine::ChatMessage>& stored = conversation.turns;
+  while (kept < stored.size() && kept < turns.size() && SameMessage(stored[kept], turns[kept])) {
+    ++kept;
+  }
+  if (journal_ != nullptr) {
+    Status recorded = journal_->Record(conversation.scope(), conversation.id(), kept,
+                                       std::span<const engine::ChatMessage>(turns).subspan(kept),
+                                       conversation.kv_tail);
+    if (!recorded.ok()) {
+      KV_LOG(kWarning) << "journal: conversation '" << conversation.id()
+                       << "' not saved: " << recorded.ToString();
+    }
+  }
+  conversation.turns = std::move(turns);
+  conversation.n_turns = static_cast<int64_t>(conversation.turns.size());
+}
 
 Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateRequest request)
     KV_NO_THREAD_SAFETY_ANALYSIS {
@@ -168,17 +204,12 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
   Conversation& conversation = *pending->conversation;
   KV_ASSIGN_OR_RETURN(SequenceLease lease, pool_.Acquire(conversation.key()));
   const std::vector<llama_token>& prompt = pending->prompt;
-  // Keep the longest cached prefix, but decode at least one token: its logits start the reply.
-  const size_t reused = std::min(CommonPrefix(lease.tokens, prompt), prompt.size() - 1);
-  if (reused < lease.tokens.size()) {
-    Status trimmed = scheduler_->RunOnEngineThread([&](engine::Context& context) {
-      return context.RemoveTokens(lease.seq_id, static_cast<llama_pos>(reused), -1);
-    });
-    if (!trimmed.ok()) {
-      pool_.Release(conversation.key(), {});
-      return trimmed;
-    }
+  Result<PreparedPrefix> prepared = kv_cache_.Prepare(lease, prompt);
+  if (!prepared.ok()) {
+    pool_.Release(conversation.key(), {});
+    return prepared.status();
   }
+  const size_t reused = prepared->n_tokens;
 
   auto channel = std::make_shared<ReplyChannel>();
   auto filter = std::make_shared<ReplyFilter>(&tokenizer_, pending->request.stop);
@@ -225,11 +256,20 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
   // What the sequence holds now: the reused prefix, then everything this request decoded.
   std::vector<llama_token> held(prompt.begin(), prompt.begin() + reused);
   held.insert(held.end(), outcome.decoded_tokens.begin(), outcome.decoded_tokens.end());
+  if (outcome.reason != engine::FinishReason::kError) {
+    conversation.kv_tail = kv_cache_.Checkpoint(lease.seq_id, held, conversation.kv_tail);
+  }
   pool_.Release(conversation.key(), std::move(held));
+  const size_t prefilled = prompt.size() - reused;
+  if (prefilled >= 32 && !outcome.generated_tokens.empty()) {
+    kv_cache_.RecordPrefill(static_cast<int64_t>(prefilled),
+                            (outcome.first_token_us - outcome.queue_us) / 1e6);
+  }
 
   result.finish_reason = outcome.reason;
   result.prompt_tokens = static_cast<int>(prompt.size());
   result.cached_tokens = static_cast<int>(reused);
+  result.cache_source = prepared->source;
   result.completion_tokens = static_cast<int>(outcome.generated_tokens.size());
   const double before_submit_ms = MillisBetween(pending->start, submitted_at);
   result.queue_ms = before_submit_ms + outcome.queue_us / 1000.0;
@@ -242,8 +282,7 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
   ++conversation.n_requests;
   if (!pending->request.raw_prompt && outcome.reason != engine::FinishReason::kCancelled) {
     pending->turns.push_back({"assistant", result.text});
-    conversation.turns = std::move(pending->turns);
-    conversation.n_turns = static_cast<int64_t>(conversation.turns.size());
+    CommitTurns(conversation, std::move(pending->turns));
   }
   conversation.n_tokens = static_cast<int64_t>(prompt.size()) + result.completion_tokens;
   return result;
@@ -258,6 +297,15 @@ Status ConversationManager::End(const std::string& scope,
   conversation->ended = true;
   conversation->turns.clear();
   conversation->turns.shrink_to_fit();
+  if (journal_ != nullptr) {
+    Status removed = journal_->Remove(scope, id);
+    if (!removed.ok()) {
+      KV_LOG(kWarning) << "journal: " << removed.ToString();
+    }
+  }
+  if (kv_cache_.store() != nullptr && !(conversation->kv_tail == kv::BlockName{})) {
+    kv_cache_.store()->Drop(conversation->kv_tail);  // its own; shared blocks age out
+  }
   registry_.Remove(conversation);
   ++ended_;
   return pool_.Forget(conversation->key());

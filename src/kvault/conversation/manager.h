@@ -27,6 +27,8 @@
 
 #include "kvault/base/result.h"
 #include "kvault/conversation/admission.h"
+#include "kvault/conversation/journal.h"
+#include "kvault/conversation/kv_cache.h"
 #include "kvault/conversation/registry.h"
 #include "kvault/conversation/sequence_pool.h"
 #include "kvault/engine/chat_template.h"
@@ -37,6 +39,7 @@
 namespace kvault::conversation {
 
 struct ManagerParams {
+  RestorePolicy restore = RestorePolicy::kAuto;
   int window = 4096;          // tokens one sequence may hold (prompt + reply)
   int max_generation = 4096;  // default and upper bound of max_tokens
   int threads = 4;
@@ -62,6 +65,7 @@ struct GenerateResult {
   engine::FinishReason finish_reason = engine::FinishReason::kStop;
   int prompt_tokens = 0;
   int cached_tokens = 0;  // prompt tokens whose KV was reused, not recomputed
+  PrefixSource cache_source = PrefixSource::kNone;  // where that KV came from
   int completion_tokens = 0;
   double queue_ms = 0;
   double first_token_ms = 0;  // request start to the first generated token; -1 if none
@@ -97,8 +101,12 @@ struct ManagerStats {
 
 class ConversationManager {
  public:
+  // The sequence pool of the scheduler's context is the manager's own; `store` (the block
+  // store, may be null) and `journal` (may be null: nothing persists) outlive the manager.
+  // Conversations in the journal are registered at once.
   ConversationManager(const engine::Model& model, engine::Scheduler* scheduler,
-                      const ManagerParams& params);
+                      const ManagerParams& params, store::BlockStore* store = nullptr,
+                      Journal* journal = nullptr);
   ~ConversationManager();
 
   // A prepared request: it holds its admission ticket and its conversation's turn lock until
@@ -121,6 +129,7 @@ class ConversationManager {
   Status End(const std::string& scope, const std::string& id);
   std::vector<ConversationInfo> List(const std::string& scope) const;
   ManagerStats stats() const;
+  KvCacheStats kv_stats() const { return kv_cache_.stats(); }
   const ManagerParams& params() const { return params_; }
   // Refuses new requests; waiting ones fail with Unavailable.
   void Shutdown();
@@ -129,8 +138,10 @@ class ConversationManager {
   Result<std::vector<llama_token>> BuildPrompt(const GenerateRequest& request,
                                                Conversation& conversation,
                                                std::vector<engine::ChatMessage>* turns);
+  void RecoverJournal();
+  // Stores the conversation's turns after a reply, and journals what changed.
+  void CommitTurns(Conversation& conversation, std::vector<engine::ChatMessage> turns);
 
-  const engine::Model& model_;
   engine::Scheduler* const scheduler_;
   const ManagerParams params_;
   const engine::Tokenizer tokenizer_;
@@ -138,6 +149,8 @@ class ConversationManager {
   Admission admission_;
   Registry registry_;
   SequencePool pool_;
+  KvCache kv_cache_;
+  Journal* const journal_;
   std::atomic<int64_t> ended_{0};
 };
 

@@ -1,5 +1,7 @@
 #include "kvault/conversation/sequence_pool.h"
 
+#include <algorithm>
+
 namespace kvault::conversation {
 
 SequencePool::SequencePool(int n_sequences, std::function<Status(llama_seq_id)> clear_sequence)
@@ -84,6 +86,21 @@ Status SequencePool::Forget(const std::string& owner) {
     by_owner_.erase(it);
   }
   return clear_sequence_(seq_id);
+}
+
+SequencePool::SharedPrefix SequencePool::LongestParkedPrefix(std::span<const llama_token> tokens,
+                                                             llama_seq_id except) const {
+  MutexLock lock(&mu_);
+  SharedPrefix best;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& slot = slots_[i];
+    if (slot.pinned || slot.owner.empty() || static_cast<llama_seq_id>(i) == except) continue;
+    const size_t n = std::min(slot.tokens.size(), tokens.size());
+    size_t common = 0;
+    while (common < n && slot.tokens[common] == tokens[common]) ++common;
+    if (common > best.n_tokens) best = {static_cast<llama_seq_id>(i), common};
+  }
+  return best;
 }
 
 SequencePoolStats SequencePool::stats() const {

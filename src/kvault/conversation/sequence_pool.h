@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,16 @@ class SequencePool {
   void Release(const std::string& owner, std::vector<llama_token> tokens);
   // Drops `owner`'s sequence (its cells are cleared). OK if it has none.
   Status Forget(const std::string& owner);
+
+  // The parked sequence (other than `except`) whose tokens share the longest prefix with
+  // `tokens`: its cells can be shared (Context::CopySequence) instead of recomputed. Only
+  // parked sequences qualify: a running one may be trimming or growing. Call it on the engine
+  // thread, where no other KV operation can interleave. {-1, 0} if none shares anything.
+  struct SharedPrefix {
+    llama_seq_id seq_id = -1;
+    size_t n_tokens = 0;
+  };
+  SharedPrefix LongestParkedPrefix(std::span<const llama_token> tokens, llama_seq_id except) const;
 
   SequencePoolStats stats() const;
   // Tokens held on the device by `owner` (0 if none).

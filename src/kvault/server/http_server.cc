@@ -5,6 +5,7 @@
 
 #include <httplib.h>
 
+#include "kvault/base/hash.h"
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
 #include "kvault/conversation/manager.h"
@@ -14,6 +15,7 @@
 #include "kvault/server/http_errors.h"
 #include "kvault/server/http_route.h"
 #include "kvault/server/routes.h"
+#include "kvault/store/block_store.h"
 
 namespace kvault::server {
 
@@ -21,6 +23,8 @@ struct Server::Impl {
   ServerState state;
   std::unique_ptr<engine::Model> model;
   std::unique_ptr<engine::Context> context;
+  std::unique_ptr<store::BlockStore> block_store;
+  std::unique_ptr<conversation::Journal> journal;
   std::unique_ptr<engine::Scheduler> scheduler;
   std::unique_ptr<conversation::ConversationManager> manager;
   MetricsRegistry metrics;
@@ -49,6 +53,34 @@ Status Validate(const ServerConfig& c) {
   return Status::Ok();
 }
 
+// The block store of this context: its namespace (model, cache type, V layout, block size)
+// names the disk folder, so blocks of other models or settings never meet.
+Result<std::unique_ptr<store::BlockStore>> OpenBlockStore(const ServerConfig& config,
+                                                          engine::Context& context) {
+  KV_ASSIGN_OR_RETURN(kv::SnapshotShape shape, conversation::ProbeKvShape(context, 0));
+  store::BlockStoreParams params;
+  params.space = conversation::BlockNamespaceOf(context, shape, config.block_size);
+  params.shape = shape;
+  params.ram_budget_bytes = static_cast<uint64_t>(config.cache_ram_mb) << 20;
+  params.disk_budget_bytes = static_cast<uint64_t>(config.cache_disk_gb * (1ull << 30));
+  params.eviction = config.eviction;
+  const std::string encoding = config.cache_encoding;
+  const size_t plus = encoding.find('+');
+  KV_ASSIGN_OR_RETURN(params.codec.encoding, kv::ParseBlockEncoding(encoding.substr(0, plus)));
+  params.codec.zstd = plus != std::string::npos;
+  if (config.cache_disk_gb > 0) {
+    Hasher hasher;
+    hasher.UpdatePod(params.space.model_fingerprint.low);
+    hasher.UpdatePod(params.space.model_fingerprint.high);
+    hasher.UpdatePod(params.space.cache_type);
+    hasher.UpdatePod(static_cast<uint8_t>(params.space.rotated));
+    hasher.UpdatePod(static_cast<uint8_t>(params.space.v_trans));
+    hasher.UpdatePod(params.space.block_size);
+    params.disk_dir = config.cache_dir + "/" + Hash128{hasher.Digest64(), 0}.ToHex().substr(16);
+  }
+  return store::BlockStore::Open(params);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
@@ -71,6 +103,11 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   context_params.n_threads = config.threads;
   context_params.cache_type = cache_type;
   KV_ASSIGN_OR_RETURN(impl->context, engine::Context::Create(*impl->model, context_params));
+  KV_ASSIGN_OR_RETURN(conversation::RestorePolicy restore,
+                      conversation::ParseRestorePolicy(config.restore));
+  KV_ASSIGN_OR_RETURN(impl->block_store, OpenBlockStore(config, *impl->context));
+  KV_ASSIGN_OR_RETURN(impl->journal,
+                      conversation::Journal::Open(config.data_dir + "/conversations"));
   KV_ASSIGN_OR_RETURN(impl->scheduler,
                       engine::Scheduler::Start(impl->context.get(), *impl->model,
                                                {.prefill_chunk = config.prefill_chunk}));
@@ -81,8 +118,10 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   manager_params.queue = config.conversation_queue;
   manager_params.n_sequences = n_sequences;
   manager_params.cache_size = config.cache_size;
+  manager_params.restore = restore;
   impl->manager = std::make_unique<conversation::ConversationManager>(
-      *impl->model, impl->scheduler.get(), manager_params);
+      *impl->model, impl->scheduler.get(), manager_params, impl->block_store.get(),
+      impl->journal.get());
   impl->auth = std::make_unique<ApiKeyAuth>(config.api_keys);
 
   ServerState& state = impl->state;
@@ -92,6 +131,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   state.model = impl->model.get();
   state.scheduler = impl->scheduler.get();
   state.manager = impl->manager.get();
+  state.block_store = impl->block_store.get();
   state.metrics = &impl->metrics;
   state.auth = impl->auth.get();
   state.started_at = std::chrono::steady_clock::now();
@@ -125,6 +165,7 @@ Server::~Server() {
   Stop();
   impl_->manager.reset();
   impl_->scheduler.reset();
+  impl_->block_store.reset();  // finishes queued disk writes
 }
 
 Status Server::Bind() {

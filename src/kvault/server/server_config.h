@@ -29,6 +29,15 @@ struct ServerConfig {
   std::string log_level = "info";
   int64_t max_body_bytes = 64ll << 20;
   int prefill_chunk = 512;
+  // KV state engine (store/): tiers, budgets, encoding, eviction, restore policy.
+  std::string cache_dir;  // "" = <XDG cache>/kvault/blocks
+  std::string data_dir;   // "" = <XDG data>/kvault (conversation journals, sessions)
+  int64_t cache_ram_mb = 2048;
+  double cache_disk_gb = 20;  // 0 = no disk tier
+  int block_size = 256;
+  std::string cache_encoding = "f16";  // f16, q8, q4, each optionally "+zstd"
+  std::string eviction = "cost";
+  std::string restore = "auto";  // auto, always, never
   double shutdown_grace_seconds = 10;
 };
 

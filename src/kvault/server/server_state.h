@@ -13,6 +13,7 @@
 #include "kvault/server/auth.h"
 #include "kvault/server/metrics.h"
 #include "kvault/server/server_config.h"
+#include "kvault/store/block_store.h"
 
 namespace kvault::server {
 
@@ -23,6 +24,7 @@ struct ServerState {
   const engine::Model* model = nullptr;
   engine::Scheduler* scheduler = nullptr;
   conversation::ConversationManager* manager = nullptr;
+  store::BlockStore* block_store = nullptr;
   MetricsRegistry* metrics = nullptr;
   const ApiKeyAuth* auth = nullptr;
   std::chrono::steady_clock::time_point started_at;

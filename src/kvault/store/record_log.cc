@@ -78,6 +78,14 @@ Result<RecordLog::Opened> RecordLog::Open(const std::string& path) {
   return opened;
 }
 
+Result<std::unique_ptr<RecordLog>> RecordLog::OpenForAppend(const std::string& path) {
+  KV_ASSIGN_OR_RETURN(uint64_t size, FileSize(path));
+  if (size < kMagic.size()) return CorruptionError(path + " is not a kvault record log");
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("open " + path, errno);
+  return std::unique_ptr<RecordLog>(new RecordLog(path, fd, size));
+}
+
 Status RecordLog::Rewrite(const std::string& path, std::span<const std::string> records) {
   std::string bytes(kMagic);
   for (const std::string& record : records) bytes += Frame(record);

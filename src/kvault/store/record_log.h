@@ -31,6 +31,9 @@ class RecordLog {
   // Opens (creating if absent) and reads every intact record. Corruption if the file is not
   // a record log at all; IOError on I/O failure.
   static Result<Opened> Open(const std::string& path);
+  // Opens a log that Open() already checked (this process wrote or read it), for appending
+  // without reading it again.
+  static Result<std::unique_ptr<RecordLog>> OpenForAppend(const std::string& path);
   // Replaces the file's content by `records`, atomically (temp file, fsync, rename).
   static Status Rewrite(const std::string& path, std::span<const std::string> records);
   ~RecordLog();

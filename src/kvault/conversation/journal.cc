@@ -1,0 +1,149 @@
+#include "kvault/conversation/journal.h"
+
+#include <filesystem>
+#include <system_error>
+
+#include "kvault/base/coding.h"
+#include "kvault/base/file.h"
+#include "kvault/base/hash.h"
+#include "kvault/base/log.h"
+#include "kvault/base/status_macros.h"
+#include "kvault/conversation/conversation.h"
+#include "kvault/store/record_log.h"
+
+namespace kvault::conversation {
+namespace {
+
+constexpr uint8_t kHeader = 1;
+constexpr uint8_t kUpdate = 2;
+constexpr uint64_t kMaxText = 1ull << 32;
+
+std::string Encode(const std::vector<uint8_t>& bytes) { return {bytes.begin(), bytes.end()}; }
+
+std::string HeaderRecord(const std::string& scope, const std::string& id) {
+  std::vector<uint8_t> bytes;
+  VectorSink out(&bytes);
+  PutFixed<uint8_t>(&out, kHeader);
+  PutLengthPrefixed(&out, scope);
+  PutLengthPrefixed(&out, id);
+  return Encode(bytes);
+}
+
+std::string UpdateRecord(size_t kept, std::span<const engine::ChatMessage> added,
+                         const kv::BlockName& tail) {
+  std::vector<uint8_t> bytes;
+  VectorSink out(&bytes);
+  PutFixed<uint8_t>(&out, kUpdate);
+  PutVarint64(&out, kept);
+  PutVarint64(&out, added.size());
+  for (const engine::ChatMessage& message : added) {
+    PutLengthPrefixed(&out, message.role);
+    PutLengthPrefixed(&out, message.content);
+  }
+  PutFixed(&out, tail.low);
+  PutFixed(&out, tail.high);
+  return Encode(bytes);
+}
+
+Status ApplyUpdate(const std::string& record, JournalEntry* entry) {
+  SpanSource in(AsBytes(record));
+  uint8_t type = 0;
+  uint64_t kept = 0, n = 0;
+  KV_RETURN_IF_ERROR(GetFixed(&in, &type));
+  if (type != kUpdate)
+    return CorruptionError("unknown journal record type " + std::to_string(type));
+  KV_RETURN_IF_ERROR(GetVarint64(&in, &kept));
+  KV_RETURN_IF_ERROR(GetVarint64(&in, &n));
+  if (kept > entry->turns.size() || n > in.remaining()) {
+    return CorruptionError("journal update keeps more turns than were recorded");
+  }
+  entry->turns.resize(kept);
+  for (uint64_t i = 0; i < n; ++i) {
+    engine::ChatMessage message;
+    KV_RETURN_IF_ERROR(GetLengthPrefixed(&in, &message.role, 64));
+    KV_RETURN_IF_ERROR(GetLengthPrefixed(&in, &message.content, kMaxText));
+    entry->turns.push_back(std::move(message));
+  }
+  KV_RETURN_IF_ERROR(GetFixed(&in, &entry->tail.low));
+  return GetFixed(&in, &entry->tail.high);
+}
+
+Result<JournalEntry> Replay(const std::vector<std::string>& records, size_t* n_dropped_turns) {
+  if (records.empty()) return CorruptionError("empty journal");
+  JournalEntry entry;
+  SpanSource in(AsBytes(records[0]));
+  uint8_t type = 0;
+  KV_RETURN_IF_ERROR(GetFixed(&in, &type));
+  if (type != kHeader) return CorruptionError("journal does not start with its header");
+  KV_RETURN_IF_ERROR(GetLengthPrefixed(&in, &entry.scope, 1024));
+  KV_RETURN_IF_ERROR(GetLengthPrefixed(&in, &entry.id, 1 << 20));
+  size_t written = 0;
+  for (size_t i = 1; i < records.size(); ++i) {
+    const size_t before = entry.turns.size();
+    KV_RETURN_IF_ERROR(ApplyUpdate(records[i], &entry));
+    written += entry.turns.size() - std::min(before, entry.turns.size());
+  }
+  *n_dropped_turns = written > entry.turns.size() ? written - entry.turns.size() : 0;
+  return entry;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir) {
+  KV_RETURN_IF_ERROR(CreateDirectories(dir));
+  std::unique_ptr<Journal> journal(new Journal(dir));
+  KV_RETURN_IF_ERROR(journal->Load());
+  return journal;
+}
+
+Status Journal::Load() {
+  std::error_code error;
+  for (std::filesystem::directory_iterator it(dir_, error), end; !error && it != end;
+       it.increment(error)) {
+    const std::string path = it->path().string();
+    if (!path.ends_with(".log")) continue;
+    Result<store::RecordLog::Opened> opened = store::RecordLog::Open(path);
+    size_t dropped = 0;
+    Result<JournalEntry> entry =
+        opened.ok() ? Replay(opened->records, &dropped) : Result<JournalEntry>(opened.status());
+    if (!entry.ok()) {
+      KV_LOG(kWarning) << "journal: skipping " << path << ": " << entry.status().ToString();
+      continue;
+    }
+    if (dropped > entry->turns.size()) {  // mostly rewritten history: compact
+      const std::vector<std::string> records = {HeaderRecord(entry->scope, entry->id),
+                                                UpdateRecord(0, entry->turns, entry->tail)};
+      opened->log.reset();
+      store::RecordLog::Rewrite(path, records).IgnoreError();
+    }
+    recovered_.push_back(std::move(entry).value());
+  }
+  if (error) return IOError("cannot list " + dir_ + ": " + error.message());
+  return Status::Ok();
+}
+
+std::vector<JournalEntry> Journal::TakeRecovered() { return std::move(recovered_); }
+
+std::string Journal::PathOf(const std::string& scope, const std::string& id) const {
+  return dir_ + "/" + HashBytes128(AsBytes(ConversationKey(scope, id))).ToHex() + ".log";
+}
+
+Status Journal::Record(const std::string& scope, const std::string& id, size_t kept,
+                       std::span<const engine::ChatMessage> added, const kv::BlockName& tail) {
+  const std::string path = PathOf(scope, id);
+  std::unique_ptr<store::RecordLog> log;
+  if (PathExists(path)) {
+    KV_ASSIGN_OR_RETURN(log, store::RecordLog::OpenForAppend(path));
+  } else {
+    KV_ASSIGN_OR_RETURN(store::RecordLog::Opened opened, store::RecordLog::Open(path));
+    log = std::move(opened.log);
+    KV_RETURN_IF_ERROR(log->Append(HeaderRecord(scope, id), false));
+  }
+  return log->Append(UpdateRecord(kept, added, tail), /*sync=*/true);
+}
+
+Status Journal::Remove(const std::string& scope, const std::string& id) {
+  return RemoveFile(PathOf(scope, id));
+}
+
+}  // namespace kvault::conversation

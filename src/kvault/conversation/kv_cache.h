@@ -1,0 +1,118 @@
+// conversation/kv_cache.h: where a request's prompt prefix comes from. Before a generation,
+// the conversation's sequence is made to hold the longest prefix of the prompt that can be
+// had more cheaply than by prefill, from (cheapest first):
+//
+//   own      the conversation's own sequence still holds it (parked on the device)
+//   shared   another parked sequence holds it: its cells are shared (seq_cp, no copy)
+//   restore  the block store has it in RAM or on disk: blocks are read, decoded, joined and
+//            imported, if the measured restore time beats the measured prefill time
+//
+// After a generation the sequence's KV is checkpointed into the block store (new blocks
+// only; a conversation's partial tail replaces its previous one), so the conversation
+// survives losing its sequence, and a restart.
+//
+// Safe mode: any restore failure (corrupt or missing block, other model, format drift, import
+// refused) falls back to recomputing; the request goes on; a counter and one log line record
+// it.
+//
+// Thread-safety: all methods may be called from any thread; KV operations run on the
+// scheduler's engine thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include <llama.h>
+
+#include "kvault/base/result.h"
+#include "kvault/conversation/sequence_pool.h"
+#include "kvault/engine/context.h"
+#include "kvault/engine/scheduler.h"
+#include "kvault/kv/block_hash.h"
+#include "kvault/kv/snapshot_layout.h"
+#include "kvault/store/block_store.h"
+
+namespace kvault::conversation {
+
+// --restore: how prefixes are reused.
+enum class RestorePolicy {
+  kAuto,    // own, shared or restore, whichever is cheapest (restore only if faster)
+  kAlways,  // restore whenever the store has more than the device (benchmarks)
+  kNever,   // no reuse at all: every prompt is prefilled in full (the no-cache baseline)
+};
+Result<RestorePolicy> ParseRestorePolicy(std::string_view name);
+
+enum class PrefixSource { kNone, kOwn, kShared, kRam, kDisk };
+std::string_view PrefixSourceName(PrefixSource source);
+
+struct PreparedPrefix {
+  size_t n_tokens = 0;  // prompt tokens whose KV the sequence now holds
+  PrefixSource source = PrefixSource::kNone;
+  double restore_ms = 0;   // reading, decoding and importing (restore only)
+  bool fell_back = false;  // safe mode: a restore failed and the prompt is recomputed
+};
+
+struct KvCacheStats {
+  int64_t own = 0;  // requests by where their prefix came from
+  int64_t shared = 0;
+  int64_t restored_ram = 0;
+  int64_t restored_disk = 0;
+  int64_t cold = 0;
+  int64_t restored_tokens = 0;
+  int64_t shared_tokens = 0;
+  int64_t recompute_chosen = 0;  // the store had more, but prefill was estimated faster
+  int64_t safe_mode_fallbacks = 0;
+  int64_t checkpoints = 0;
+  int64_t checkpoint_errors = 0;
+  double restore_seconds = 0;
+  double checkpoint_seconds = 0;
+};
+
+class KvCache {
+ public:
+  // `store` may be null: then only device sequences are reused. REQUIRES: the pointees
+  // outlive the KvCache.
+  KvCache(engine::Scheduler* scheduler, SequencePool* pool, store::BlockStore* store,
+          RestorePolicy policy);
+
+  // Makes `lease.seq_id` hold the cheapest longest prefix of prompt[0, size - 1) (the last
+  // token is always decoded: its logits start the reply). Errors only if the engine stopped.
+  Result<PreparedPrefix> Prepare(const SequenceLease& lease, std::span<const llama_token> prompt);
+
+  // Stores the blocks of what `seq_id` holds (`held`, from position 0) and returns the new
+  // partial tail block ({} if none). Failures are logged and counted, never fatal.
+  kv::BlockName Checkpoint(llama_seq_id seq_id, std::span<const llama_token> held,
+                           const kv::BlockName& previous_tail);
+
+  // Feeds the measured prefill rate to the restore-or-recompute decision.
+  void RecordPrefill(int64_t n_tokens, double seconds);
+
+  store::BlockStore* store() const { return store_; }
+  RestorePolicy policy() const { return policy_; }
+  KvCacheStats stats() const;
+
+ private:
+  struct Restore;
+  Restore FetchFromStore(std::span<const llama_token> prefix, size_t own, llama_seq_id seq_id);
+  void CountSource(const PreparedPrefix& prepared);
+
+  engine::Scheduler* const scheduler_;
+  SequencePool* const pool_;
+  store::BlockStore* const store_;
+  const RestorePolicy policy_;
+  mutable Mutex mu_;
+  KvCacheStats stats_ KV_GUARDED_BY(mu_);
+};
+
+// The K/V layout of `context`'s blocks, found by decoding one token into `scratch` (which
+// must be empty and is left empty) and parsing its export: the shape restored blocks must
+// have. Run before the scheduler starts.
+Result<kv::SnapshotShape> ProbeKvShape(engine::Context& context, llama_seq_id scratch);
+
+// The namespace of `context`'s blocks (model, cache type, rotation, V layout, block size).
+kv::BlockNamespace BlockNamespaceOf(const engine::Context& context, const kv::SnapshotShape& shape,
+                                    uint32_t block_size);
+
+}  // namespace kvault::conversation

@@ -153,9 +153,11 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
         SendError(response, InternalError("unexpected error while handling the request"));
       });
   DefineMetrics(state);
+  DefineCacheMetrics(state);
   AddOpenAiRoutes(http, state);
   AddConversationRoutes(http, state);
   AddHealthRoutes(http, state);
+  AddCacheRoutes(http, state);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 

@@ -98,6 +98,11 @@ void MetricsRegistry::Set(const std::string& name, const LabelValues& values, do
   SeriesFor(name, values, Kind::kGauge).value = value;
 }
 
+void MetricsRegistry::SetTotal(const std::string& name, const LabelValues& values, double value) {
+  MutexLock lock(&mu_);
+  SeriesFor(name, values, Kind::kCounter).value = value;
+}
+
 void MetricsRegistry::Observe(const std::string& name, const LabelValues& values, double value) {
   MutexLock lock(&mu_);
   Series& series = SeriesFor(name, values, Kind::kHistogram);

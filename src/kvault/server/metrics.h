@@ -32,6 +32,8 @@ class MetricsRegistry {
 
   void Increment(const std::string& name, const LabelValues& values = {}, double by = 1);
   void Set(const std::string& name, const LabelValues& values, double value);
+  // Sets a counter to a total another component keeps (collectors mirror cumulative stats).
+  void SetTotal(const std::string& name, const LabelValues& values, double value);
   void Observe(const std::string& name, const LabelValues& values, double value);
 
   // Called at every export, to set gauges from live state (queue depth, cache sizes...).

@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 
+#include "kvault/base/json.h"
 #include "kvault/server/server_state.h"
 
 namespace kvault::server {
@@ -13,6 +14,12 @@ void AddOpenAiRoutes(httplib::Server& http, ServerState& state);
 void AddConversationRoutes(httplib::Server& http, ServerState& state);
 // GET /health, GET /metrics.
 void AddHealthRoutes(httplib::Server& http, ServerState& state);
+
+// GET /v1/cache/stats, GET /v1/cache/tree.
+void AddCacheRoutes(httplib::Server& http, ServerState& state);
+// The KV state engine's statistics (also part of /health).
+Json CacheStatsJson(const ServerState& state);
+void DefineCacheMetrics(ServerState& state);
 
 // The metric families kvault exports, and the collectors that read live state.
 void DefineMetrics(ServerState& state);

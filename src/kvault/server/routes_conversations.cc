@@ -7,7 +7,8 @@ namespace {
 
 Json ManagerStatsJson(const ServerState& state) {
   const conversation::ManagerStats stats = state.manager->stats();
-  const double kv_bytes_per_token = 0;  // reported by the KV state engine once it holds blocks
+  const store::BlockStoreStats cache = state.block_store->stats();
+  const double kv_memory_mb = static_cast<double>(cache.ram.bytes) / (1 << 20);
   return {{"active_conversations", stats.admission.running},
           {"queued_requests", stats.admission.waiting},
           {"max_threads", stats.admission.max_running},
@@ -22,7 +23,7 @@ Json ManagerStatsJson(const ServerState& state) {
           {"cache_misses", stats.sequences.misses},
           {"active_tokens", stats.active_tokens},
           {"active_index_entries", 0},
-          {"active_memory_mb", kv_bytes_per_token}};
+          {"active_memory_mb", kv_memory_mb}};
 }
 
 }  // namespace

@@ -66,6 +66,7 @@ void AddHealthRoutes(httplib::Server& http, ServerState& state) {
                                            {"hits", stats.sequences.hits},
                                            {"misses", stats.sequences.misses},
                                            {"evictions", stats.sequences.evictions}}},
+                                         {"kv_cache", CacheStatsJson(state)},
                                          {"scheduler",
                                           {{"active", scheduler.active},
                                            {"steps", scheduler.steps},

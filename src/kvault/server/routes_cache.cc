@@ -1,0 +1,178 @@
+// The KV state engine's routes: GET /v1/cache/stats and GET /v1/cache/tree, and its metrics.
+#include <algorithm>
+
+#include "kvault/engine/tokenizer.h"
+#include "kvault/server/http_route.h"
+#include "kvault/server/routes.h"
+
+namespace kvault::server {
+namespace {
+
+Json TierJson(const store::TierStats& tier) {
+  return {{"blocks", tier.blocks},
+          {"bytes", tier.bytes},
+          {"budget_bytes", tier.budget_bytes},
+          {"hits", tier.hits},
+          {"misses", tier.misses},
+          {"evictions", tier.evictions},
+          {"read_bytes", tier.read_bytes},
+          {"read_seconds", tier.read_seconds},
+          {"read_bandwidth_bytes_per_second", tier.read_bandwidth},
+          {"write_bytes", tier.write_bytes},
+          {"write_seconds", tier.write_seconds},
+          {"write_bandwidth_bytes_per_second", tier.write_bandwidth}};
+}
+
+std::string TierNames(uint8_t tiers) {
+  std::string names;
+  if (tiers & kv::kTierRam) names = "ram";
+  if (tiers & kv::kTierDisk) names += names.empty() ? "disk" : "+disk";
+  return names;
+}
+
+// A short, one-line text of a block's tokens.
+std::string Preview(const engine::Tokenizer& tokenizer, const std::vector<llama_token>& tokens) {
+  std::string text = tokenizer.Detokenize(tokens, /*render_special=*/true);
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  if (text.size() > 160) {
+    text.resize(engine::CompleteUtf8Prefix(std::string_view(text).substr(0, 160)));
+    text += "...";
+  }
+  return text;
+}
+
+}  // namespace
+
+Json CacheStatsJson(const ServerState& state) {
+  const store::BlockStoreStats s = state.block_store->stats();
+  const conversation::KvCacheStats kv = state.manager->kv_stats();
+  const store::BlockStoreParams& params = state.block_store->params();
+  Json tiers = {{"ram", TierJson(s.ram)}};
+  if (s.has_disk) tiers["disk"] = TierJson(s.disk);
+  return {{"block_size", params.space.block_size},
+          {"encoding", s.encoding},
+          {"eviction", s.eviction},
+          {"restore", state.config.restore},
+          {"tiers", tiers},
+          {"tree_nodes", s.tree_nodes},
+          {"stored_blocks", s.stored_blocks},
+          {"stored_bytes", s.stored_bytes},
+          {"stored_raw_bytes", s.stored_raw_bytes},
+          {"corrupt_blocks", s.corrupt_blocks},
+          {"incompatible_blocks", s.incompatible_blocks},
+          {"recovered_blocks", s.recovered_blocks},
+          {"pending_writes", s.pending_writes},
+          {"write_errors", s.write_errors},
+          {"writes_skipped_disk_full", s.writes_skipped},
+          {"disk_full", s.disk_full},
+          {"prefill_seconds_per_token", state.block_store->prefill_seconds_per_token()},
+          {"prefix_sources",
+           {{"own", kv.own},
+            {"shared", kv.shared},
+            {"ram", kv.restored_ram},
+            {"disk", kv.restored_disk},
+            {"none", kv.cold}}},
+          {"restored_tokens", kv.restored_tokens},
+          {"shared_tokens", kv.shared_tokens},
+          {"restore_seconds", kv.restore_seconds},
+          {"recompute_chosen", kv.recompute_chosen},
+          {"safe_mode_fallbacks", kv.safe_mode_fallbacks},
+          {"checkpoints", kv.checkpoints},
+          {"checkpoint_errors", kv.checkpoint_errors},
+          {"checkpoint_seconds", kv.checkpoint_seconds}};
+}
+
+void DefineCacheMetrics(ServerState& state) {
+  MetricsRegistry& m = *state.metrics;
+  m.DefineGauge("kvault_cache_blocks", "KV blocks held, by tier", {"tier"});
+  m.DefineGauge("kvault_cache_bytes", "Bytes of KV blocks held, by tier", {"tier"});
+  m.DefineGauge("kvault_cache_budget_bytes", "Budget of each tier", {"tier"});
+  m.DefineCounter("kvault_cache_hits_total", "Blocks served, by tier", {"tier"});
+  m.DefineCounter("kvault_cache_misses_total", "Blocks asked of a tier that lacked them", {"tier"});
+  m.DefineCounter("kvault_cache_evictions_total", "Blocks evicted, by tier", {"tier"});
+  m.DefineCounter("kvault_cache_read_bytes_total", "Bytes read (and decoded), by tier", {"tier"});
+  m.DefineCounter("kvault_cache_written_bytes_total", "Bytes written, by tier", {"tier"});
+  m.DefineGauge("kvault_cache_read_bandwidth_bytes_per_second",
+                "Measured restore bandwidth, by tier", {"tier"});
+  m.DefineCounter("kvault_cache_corrupt_blocks_total", "Blocks that failed their checks");
+  m.DefineCounter("kvault_safe_mode_fallbacks_total",
+                  "Restores that failed and fell back to prefill");
+  m.DefineCounter("kvault_prefix_source_total", "Requests by where their cached prefix came from",
+                  {"source"});
+  m.DefineCounter("kvault_restored_tokens_total", "Prompt tokens restored from RAM or disk");
+  m.DefineGauge("kvault_cache_disk_full", "1 while the disk tier's file system is full");
+  m.AddCollector([&state](MetricsRegistry& registry) {
+    const store::BlockStoreStats s = state.block_store->stats();
+    std::vector<std::pair<std::string, const store::TierStats*>> tiers = {{"ram", &s.ram}};
+    if (s.has_disk) tiers.emplace_back("disk", &s.disk);
+    for (const auto& [name, tier] : tiers) {
+      registry.Set("kvault_cache_blocks", {name}, static_cast<double>(tier->blocks));
+      registry.Set("kvault_cache_bytes", {name}, static_cast<double>(tier->bytes));
+      registry.Set("kvault_cache_budget_bytes", {name}, static_cast<double>(tier->budget_bytes));
+      registry.SetTotal("kvault_cache_hits_total", {name}, static_cast<double>(tier->hits));
+      registry.SetTotal("kvault_cache_misses_total", {name}, static_cast<double>(tier->misses));
+      registry.SetTotal("kvault_cache_evictions_total", {name},
+                        static_cast<double>(tier->evictions));
+      registry.SetTotal("kvault_cache_read_bytes_total", {name},
+                        static_cast<double>(tier->read_bytes));
+      registry.SetTotal("kvault_cache_written_bytes_total", {name},
+                        static_cast<double>(tier->write_bytes));
+      registry.Set("kvault_cache_read_bandwidth_bytes_per_second", {name}, tier->read_bandwidth);
+    }
+    registry.SetTotal("kvault_cache_corrupt_blocks_total", {},
+                      static_cast<double>(s.corrupt_blocks));
+    registry.Set("kvault_cache_disk_full", {}, s.disk_full ? 1 : 0);
+    const conversation::KvCacheStats kv = state.manager->kv_stats();
+    registry.SetTotal("kvault_safe_mode_fallbacks_total", {},
+                      static_cast<double>(kv.safe_mode_fallbacks));
+    registry.SetTotal("kvault_restored_tokens_total", {}, static_cast<double>(kv.restored_tokens));
+    const std::pair<const char*, int64_t> sources[] = {{"own", kv.own},
+                                                       {"shared", kv.shared},
+                                                       {"ram", kv.restored_ram},
+                                                       {"disk", kv.restored_disk},
+                                                       {"none", kv.cold}};
+    for (const auto& [source, n] : sources) {
+      registry.SetTotal("kvault_prefix_source_total", {source}, static_cast<double>(n));
+    }
+  });
+}
+
+void AddCacheRoutes(httplib::Server& http, ServerState& state) {
+  AddRoute(http, state, "GET", "/v1/cache/stats", "cache_stats", RouteAuth::kRequired,
+           [&state](RouteContext& context) { SendJson(context.response, CacheStatsJson(state)); });
+  AddRoute(http, state, "GET", "/v1/cache/tree", "cache_tree", RouteAuth::kRequired,
+           [&state](RouteContext& context) {
+             size_t limit = 50;
+             if (context.request.has_param("limit")) {
+               const std::string text = context.request.get_param_value("limit");
+               char* end = nullptr;
+               const long value = std::strtol(text.c_str(), &end, 10);
+               if (text.empty() || *end != '\0' || value < 1 || value > 10000) {
+                 return SendError(context.response,
+                                  InvalidArgumentError("'limit' must be an integer in 1..10000"));
+               }
+               limit = static_cast<size_t>(value);
+             }
+             const engine::Tokenizer tokenizer(*state.model);
+             const store::BlockStoreStats stats = state.block_store->stats();
+             Json nodes = Json::array();
+             for (const store::NodeView& node : state.block_store->TopNodes(limit)) {
+               nodes.push_back({{"block", node.name.ToHex()},
+                                {"parent", node.parent.ToHex()},
+                                {"depth", node.depth},
+                                {"first_token",
+                                 (node.depth - 1) * state.block_store->params().space.block_size},
+                                {"tokens", node.tokens.size()},
+                                {"tier", TierNames(node.tiers)},
+                                {"hits", node.hits},
+                                {"bytes", node.bytes},
+                                {"pins", node.pins},
+                                {"idle_seconds", node.idle_seconds},
+                                {"preview", Preview(tokenizer, node.tokens)}});
+             }
+             SendJson(context.response,
+                      {{"object", "cache.tree"}, {"nodes", stats.tree_nodes}, {"top", nodes}});
+           });
+}
+
+}  // namespace kvault::server

@@ -1,0 +1,224 @@
+// End to end, the KV state engine: a conversation that lost its device sequence resumes from
+// RAM, from disk, and after a server restart, and continues (greedy) with exactly the tokens
+// of a run that never left the device; corrupt block files fall back to prefill; conversations
+// that share a system prompt share its KV.
+//
+// Tolerance, stated: restored cells may land at other cell indices than in the reference run,
+// which changes f16 rounding inside attention slightly (see README "Determinism"); the test
+// model's peaked distributions (--output-scale 8) keep greedy choices identical, and the
+// test asserts identical text.
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "tests/integration/server_process.h"
+#include "tests/test_env.h"
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include "kvault/base/json.h"
+
+namespace kvault::testing {
+namespace {
+
+const char* kSystem =
+    "You are the archivist of a long-running research station. You remember every log entry "
+    "the crew dictates, answer questions about them precisely, and never invent entries. Each "
+    "entry has a date, an author, a weather note and a short description of the work done. "
+    "When asked for a summary, list the entries in order with their authors.";
+
+const std::vector<std::string> kTurns = {
+    "Log entry one: Mara calibrated the wind sensors on the north mast in light rain.",
+    "Log entry two: Ivo repaired the generator and measured the fuel left in tank three.",
+    "Log entry three: the supply ship arrived two days late with fresh batteries.",
+};
+
+struct Reply {
+  int status = 0;
+  std::string content;
+  int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;
+};
+
+class KvResumeTest : public ::testing::Test {
+ protected:
+  KvResumeTest() {
+    char pattern[] = "/tmp/kvault_resume_XXXXXX";
+    dir_ = ::mkdtemp(pattern);
+  }
+  ~KvResumeTest() override { std::filesystem::remove_all(dir_); }
+
+  // A server whose state lives in this test's folder (so a second one finds it again).
+  std::unique_ptr<ServerProcess> Start(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--model", TestModelPath(), "--block-size", "32", "--cache-dir",
+                               dir_ + "/blocks", "--data-dir", dir_ + "/data", "--window", "2048"});
+    auto server = std::make_unique<ServerProcess>(args);
+    EXPECT_TRUE(server->ok()) << server->log();
+    return server;
+  }
+
+  static Reply Chat(const ServerProcess& server, const std::string& conversation,
+                    const std::string& user, bool with_system) {
+    Json messages = Json::array();
+    if (with_system) messages.push_back({{"role", "system"}, {"content", kSystem}});
+    messages.push_back({{"role", "user"}, {"content", user}});
+    const Json body = {{"conversation_id", conversation},
+                       {"messages", messages},
+                       {"max_tokens", 24},
+                       {"temperature", 0}};
+    httplib::Client client("127.0.0.1", server.port());
+    client.set_read_timeout(std::chrono::seconds(120));
+    httplib::Result result =
+        client.Post("/v1/chat/completions", DumpJson(body), "application/json");
+    Reply reply;
+    if (!result) return reply;
+    reply.status = result->status;
+    Result<Json> json = ParseJson(result->body);
+    if (reply.status != 200 || !json.ok()) {
+      ADD_FAILURE() << result->body;
+      return reply;
+    }
+    reply.content = (*json)["choices"][0]["message"]["content"].get<std::string>();
+    reply.prompt_tokens = (*json)["usage"]["prompt_tokens"].get<int64_t>();
+    reply.cached_tokens = (*json)["usage"]["prompt_tokens_details"]["cached_tokens"].get<int64_t>();
+    return reply;
+  }
+
+  static Json CacheStats(const ServerProcess& server) {
+    httplib::Client client("127.0.0.1", server.port());
+    httplib::Result result = client.Get("/v1/cache/stats");
+    EXPECT_TRUE(result && result->status == 200);
+    return result ? ParseJson(result->body).value_or(Json::object()) : Json::object();
+  }
+
+  // Other conversations take the device's sequences (threads 1 = 2 sequences), so the next
+  // turn of `conversation` must come from elsewhere than its own cells.
+  static void Displace(const ServerProcess& server, int round) {
+    for (int i = 0; i < 2; ++i) {
+      const Reply r = Chat(
+          server, "intruder-" + std::to_string(round) + "-" + std::to_string(i),
+          "Tell me something unrelated about volcanoes, number " + std::to_string(i) + ".", false);
+      EXPECT_EQ(r.status, 200);
+    }
+  }
+
+  // The replies of a conversation that never leaves the device.
+  std::vector<std::string> Reference() {
+    auto server = Start({"--conversation-threads", "4", "--restore", "never"});
+    std::vector<std::string> replies;
+    for (size_t i = 0; i < kTurns.size(); ++i) {
+      replies.push_back(Chat(*server, "reference", kTurns[i], i == 0).content);
+    }
+    server->Terminate();
+    std::filesystem::remove_all(dir_ + "/blocks");
+    std::filesystem::remove_all(dir_ + "/data");
+    return replies;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(KvResumeTest, ResumedFromRamContinuesExactlyAsANeverEvictedRun) {
+  const std::vector<std::string> reference = Reference();
+  auto server = Start({"--conversation-threads", "1", "--cache-disk-gb", "0"});
+  for (size_t i = 0; i < kTurns.size(); ++i) {
+    if (i > 0) Displace(*server, static_cast<int>(i));
+    const Reply reply = Chat(*server, "c", kTurns[i], i == 0);
+    EXPECT_EQ(reply.content, reference[i]) << "turn " << i;
+    if (i > 0) EXPECT_GT(reply.cached_tokens, 100) << "turn " << i;
+  }
+  const Json stats = CacheStats(*server);
+  EXPECT_GE(stats["prefix_sources"]["ram"].get<int64_t>(), 2) << stats.dump();
+  EXPECT_EQ(stats["safe_mode_fallbacks"].get<int64_t>(), 0);
+}
+
+TEST_F(KvResumeTest, ResumedFromDiskContinuesExactlyAsANeverEvictedRun) {
+  const std::vector<std::string> reference = Reference();
+  // No RAM budget: every block is demoted to disk at once and read back from there.
+  auto server = Start({"--conversation-threads", "1", "--cache-ram-mb", "0"});
+  for (size_t i = 0; i < kTurns.size(); ++i) {
+    if (i > 0) Displace(*server, static_cast<int>(i));
+    const Reply reply = Chat(*server, "c", kTurns[i], i == 0);
+    EXPECT_EQ(reply.content, reference[i]) << "turn " << i;
+    if (i > 0) EXPECT_GT(reply.cached_tokens, 100) << "turn " << i;
+  }
+  const Json stats = CacheStats(*server);
+  EXPECT_GE(stats["prefix_sources"]["disk"].get<int64_t>(), 2) << stats.dump();
+  EXPECT_GT(stats["tiers"]["disk"]["hits"].get<int64_t>(), 0);
+}
+
+TEST_F(KvResumeTest, ARestartedServerResumesEveryConversationWithoutPrefill) {
+  const std::vector<std::string> reference = Reference();
+  for (size_t i = 0; i < kTurns.size(); ++i) {
+    auto server = Start({"--conversation-threads", "1"});
+    const Reply reply = Chat(*server, "c", kTurns[i], i == 0);
+    EXPECT_EQ(reply.content, reference[i]) << "turn " << i;
+    if (i > 0) {
+      // All but the new message and the re-rendered end of the last reply came from disk.
+      EXPECT_GT(reply.cached_tokens, reply.prompt_tokens - 48) << "turn " << i;
+      const Json stats = CacheStats(*server);
+      EXPECT_EQ(stats["prefix_sources"]["disk"].get<int64_t>(), 1) << stats.dump();
+      EXPECT_GT(stats["recovered_blocks"].get<int64_t>(), 0);
+    }
+    EXPECT_EQ(server->Terminate(), 0);
+  }
+}
+
+TEST_F(KvResumeTest, CorruptAndTruncatedBlockFilesFallBackToPrefill) {
+  const std::vector<std::string> reference = Reference();
+  {
+    auto server = Start({});
+    EXPECT_EQ(Chat(*server, "c", kTurns[0], true).content, reference[0]);
+    EXPECT_EQ(server->Terminate(), 0);
+  }
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir_ + "/blocks")) {
+    if (entry.is_regular_file() && entry.path().extension() == ".kvb") {
+      files.push_back(entry.path().string());
+    }
+  }
+  ASSERT_GE(files.size(), 3u);
+  std::sort(files.begin(), files.end());
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (i % 2 == 0) {  // a flipped byte in the payload: the checksum catches it on read
+      std::fstream f(files[i], std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(-100, std::ios::end);
+      f.put('\x7f');
+    } else {  // a truncated file: found at start-up
+      std::filesystem::resize_file(files[i], std::filesystem::file_size(files[i]) / 2);
+    }
+  }
+  auto server = Start({});
+  const Reply reply = Chat(*server, "c", kTurns[1], false);
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_EQ(reply.content, reference[1]);
+  const Json stats = CacheStats(*server);
+  EXPECT_GE(stats["safe_mode_fallbacks"].get<int64_t>() + stats["corrupt_blocks"].get<int64_t>(), 1)
+      << stats.dump();
+  EXPECT_GE(stats["corrupt_blocks"].get<int64_t>(), 1) << stats.dump();
+}
+
+TEST_F(KvResumeTest, ConversationsSharingASystemPromptShareItsKv) {
+  auto server = Start({"--conversation-threads", "2"});
+  const Reply first = Chat(*server, "a", kTurns[0], true);
+  const Reply second = Chat(*server, "b", kTurns[1], true);
+  // Everything up to the user message is the same system prompt.
+  EXPECT_GT(second.cached_tokens, 60);
+  const Json stats = CacheStats(*server);
+  EXPECT_EQ(stats["prefix_sources"]["shared"].get<int64_t>() +
+                stats["prefix_sources"]["ram"].get<int64_t>(),
+            1)
+      << stats.dump();
+  httplib::Client client("127.0.0.1", server->port());
+  httplib::Result tree = client.Get("/v1/cache/tree?limit=5");
+  ASSERT_TRUE(tree && tree->status == 200);
+  const Json json = *ParseJson(tree->body);
+  ASSERT_FALSE(json["top"].empty());
+  EXPECT_NE(json["top"][0]["preview"].get<std::string>().find("archivist"), std::string::npos)
+      << tree->body;
+  EXPECT_EQ(client.Get("/v1/cache/tree?limit=zero")->status, 400);
+}
+
+}  // namespace
+}  // namespace kvault::testing

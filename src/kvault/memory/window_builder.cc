@@ -1,0 +1,168 @@
+#include "kvault/memory/window_builder.h"
+
+#include <algorithm>
+
+#include "kvault/base/status_macros.h"
+
+namespace kvault::memory {
+namespace {
+
+constexpr std::string_view kRecallHeader =
+    "Excerpts recalled from earlier in this conversation, too old to fit in the context:";
+
+int64_t SumTokens(std::span<const Turn> turns, size_t begin, size_t end) {
+  int64_t n = 0;
+  for (size_t i = begin; i < end; ++i) n += turns[i].n_tokens;
+  return n;
+}
+
+bool Overlaps(const ChunkHit& a, const ChunkHit& b) {
+  return a.first_pos < b.end_pos() && b.first_pos < a.end_pos();
+}
+
+void AppendRange(const TokenStore& store, int64_t first_pos, int64_t end_pos,
+                 std::vector<int32_t>* out) {
+  if (end_pos <= first_pos) return;
+  const std::vector<int32_t> tokens = store.Tokens(first_pos, end_pos - first_pos).value();
+  out->insert(out->end(), tokens.begin(), tokens.end());
+}
+
+// Moves the clear zone's start only if the zone no longer fits, and then far enough that
+// slide_step tokens are free. The zone is turns [begin, new_index); returns begin.
+size_t PlaceClearZone(std::span<const Turn> turns, size_t n_system, size_t new_index,
+                      int64_t clear_budget, int64_t slide_step, ClearZoneState* state, bool* slid) {
+  size_t begin = n_system;
+  while (state->first_turn >= 0 && begin < new_index && turns[begin].number < state->first_turn) {
+    ++begin;
+  }
+  int64_t tokens = SumTokens(turns, begin, new_index);
+  if (tokens > clear_budget) {
+    const int64_t target = std::max<int64_t>(0, clear_budget - slide_step);
+    while (begin < new_index && tokens > target) tokens -= turns[begin++].n_tokens;
+  }
+  const int64_t first = turns[begin].number;
+  *slid = state->first_turn >= 0 && first != state->first_turn;
+  state->first_turn = first;
+  return begin;
+}
+
+}  // namespace
+
+// Where the parts of the prompt come from, as indices into the store's turns.
+struct WindowBuilder::Layout {
+  size_t n_system = 0;     // turns [0, n_system) are the leading system turns
+  size_t clear_begin = 0;  // turns [clear_begin, new_index) are the clear zone
+  size_t new_index = 0;    // the new message
+  int64_t recall_reserve = 0;
+};
+
+std::string RecallAnnotation(const ChunkHit& hit, int64_t end_pos) {
+  std::string turns = hit.first_turn == hit.last_turn ? "turn " + std::to_string(hit.first_turn)
+                                                      : "turns " + std::to_string(hit.first_turn) +
+                                                            "-" + std::to_string(hit.last_turn);
+  return "[recalled from " + turns + ", about " + std::to_string(end_pos - hit.end_pos()) +
+         " tokens ago]";
+}
+
+std::string RecallMessageText(std::span<const RecalledChunk> chunks) {
+  if (chunks.empty()) return "";
+  std::string text(kRecallHeader);
+  for (const RecalledChunk& chunk : chunks) text += "\n\n" + chunk.annotation + "\n" + chunk.text;
+  return text;
+}
+
+WindowBuilder::WindowBuilder(WindowParams params) : params_(params) {
+  if (params_.slide_step <= 0) params_.slide_step = params_.window / 4;
+}
+
+Result<Window> WindowBuilder::Build(const WindowInputs& inputs, ClearZoneState* state) const {
+  if (inputs.store == nullptr || inputs.renderer == nullptr || state == nullptr ||
+      (inputs.recall && !inputs.detokenize)) {
+    return InvalidArgumentError("memory: window builder needs a store, a renderer and a state");
+  }
+  const TokenStore& store = *inputs.store;
+  const std::span<const Turn> turns = store.turns();
+  if (turns.empty()) return InvalidArgumentError("memory: no message to build a prompt for");
+  Layout layout;
+  layout.new_index = turns.size() - 1;
+  while (layout.n_system < layout.new_index && turns[layout.n_system].role == Role::kSystem) {
+    ++layout.n_system;
+  }
+  const std::vector<int32_t> generation_prompt = inputs.renderer->GenerationPrompt();
+  const int64_t fixed = SumTokens(turns, 0, layout.n_system) + turns[layout.new_index].n_tokens +
+                        static_cast<int64_t>(generation_prompt.size());
+  const int64_t budget = int64_t{params_.window} - params_.generation_budget;
+  if (fixed > budget) {
+    return InvalidArgumentError(
+        "memory: the system messages and the new message need " + std::to_string(fixed) +
+        " tokens, more than the " + std::to_string(budget) + " the window of " +
+        std::to_string(params_.window) + " leaves after a generation budget of " +
+        std::to_string(params_.generation_budget) + " (context_length_exceeded)");
+  }
+  if (inputs.recall)
+    layout.recall_reserve = std::min<int64_t>(params_.recall_budget, budget - fixed);
+  Window window;
+  layout.clear_begin = PlaceClearZone(turns, layout.n_system, layout.new_index,
+                                      budget - fixed - layout.recall_reserve, params_.slide_step,
+                                      state, &window.slid);
+  return Assemble(inputs, layout, generation_prompt, std::move(window));
+}
+
+Result<Window> WindowBuilder::Assemble(const WindowInputs& inputs, const Layout& layout,
+                                       std::span<const int32_t> generation_prompt,
+                                       Window window) const {
+  const TokenStore& store = *inputs.store;
+  const std::span<const Turn> turns = store.turns();
+  const Turn& new_turn = turns[layout.new_index];
+  const int64_t system_end = turns[layout.n_system].first_pos;
+  window.clear_first_pos = turns[layout.clear_begin].first_pos;
+  window.n_fog_tokens = window.clear_first_pos - system_end;
+  if (layout.clear_begin < layout.new_index) {
+    window.first_clear_turn = turns[layout.clear_begin].number;
+    window.last_clear_turn = new_turn.number - 1;
+  }
+  AppendRange(store, store.begin_pos(), system_end, &window.tokens);
+  AppendRange(store, window.clear_first_pos, new_turn.first_pos, &window.tokens);
+  window.n_prefix_tokens = static_cast<int64_t>(window.tokens.size());
+  if (layout.recall_reserve > 0 && window.n_fog_tokens > 0) {
+    KV_ASSIGN_OR_RETURN(std::vector<int32_t> message,
+                        Recall(inputs, system_end, window.clear_first_pos, layout.recall_reserve,
+                               &window.recalled));
+    window.n_recall_tokens = static_cast<int64_t>(message.size());
+    window.tokens.insert(window.tokens.end(), message.begin(), message.end());
+  }
+  AppendRange(store, new_turn.first_pos, new_turn.end_pos(), &window.tokens);
+  window.tokens.insert(window.tokens.end(), generation_prompt.begin(), generation_prompt.end());
+  return window;
+}
+
+Result<std::vector<int32_t>> WindowBuilder::Recall(const WindowInputs& inputs, int64_t system_end,
+                                                   int64_t fog_end, int64_t reserve,
+                                                   std::vector<RecalledChunk>* chosen) const {
+  KV_ASSIGN_OR_RETURN(const std::vector<ChunkHit> hits, inputs.recall(fog_end));
+  const TokenStore& store = *inputs.store;
+  std::vector<int32_t> message;
+  for (const ChunkHit& hit : hits) {
+    const bool usable = hit.score >= params_.min_score && hit.n_tokens > 0 &&
+                        hit.first_pos >= store.begin_pos() && hit.end_pos() <= fog_end &&
+                        hit.end_pos() > system_end;
+    const bool taken = std::any_of(chosen->begin(), chosen->end(), [&](const RecalledChunk& c) {
+      return c.hit.chunk_id == hit.chunk_id || Overlaps(c.hit, hit);
+    });
+    if (!usable || taken) continue;
+    KV_ASSIGN_OR_RETURN(const std::vector<int32_t> tokens,
+                        store.Tokens(hit.first_pos, hit.n_tokens));
+    chosen->push_back({hit, RecallAnnotation(hit, store.end_pos()), inputs.detokenize(tokens)});
+    // Rendering the whole message again counts exactly what the template adds.
+    KV_ASSIGN_OR_RETURN(std::vector<int32_t> rendered,
+                        inputs.renderer->Render(Role::kSystem, RecallMessageText(*chosen)));
+    if (static_cast<int64_t>(rendered.size()) > reserve) {
+      chosen->pop_back();  // a smaller chunk further down may still fit
+      continue;
+    }
+    message = std::move(rendered);
+  }
+  return message;
+}
+
+}  // namespace kvault::memory

@@ -10,5 +10,6 @@ int RunServe(int argc, char** argv);
 int RunBench(int argc, char** argv);
 int RunChat(int argc, char** argv);
 int RunDoctor(int argc, char** argv);
+int RunSession(int argc, char** argv);
 
 }  // namespace kvault::cli

@@ -21,6 +21,7 @@ constexpr Command kCommands[] = {
     {"chat", kvault::cli::RunChat, "chat with a local model in the terminal"},
     {"complete", kvault::cli::RunComplete, "print a completion of a prompt"},
     {"doctor", kvault::cli::RunDoctor, "check that this machine can run kvault"},
+    {"session", kvault::cli::RunSession, "list, inspect or delete saved sessions"},
     {"make-model", kvault::cli::RunMakeModel, "write a random-weight GGUF model of a real shape"},
     {"bench", kvault::cli::RunBench, "run a benchmark against llama.cpp's own tools"},
 };

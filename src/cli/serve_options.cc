@@ -131,6 +131,9 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
   add("restore", c.restore,
       "prefix reuse: auto (restore when faster than prefill), always, or never (no caching)")
       ->check(CLI::IsMember({"auto", "always", "never"}));
+  add("preload", c.preload_path,
+      "JSON file: an array of prompts or {\"messages\": [...]} whose KV is computed at "
+      "start-up and pinned");
   add("shutdown-grace", c.shutdown_grace_seconds,
       "seconds running requests get to finish on SIGINT/SIGTERM")
       ->check(CLI::Range(0.0, 3600.0));

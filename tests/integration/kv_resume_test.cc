@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "tests/integration/server_process.h"
+#include "tests/integration/subprocess.h"
 #include "tests/test_env.h"
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -218,6 +219,116 @@ TEST_F(KvResumeTest, ConversationsSharingASystemPromptShareItsKv) {
   EXPECT_NE(json["top"][0]["preview"].get<std::string>().find("archivist"), std::string::npos)
       << tree->body;
   EXPECT_EQ(client.Get("/v1/cache/tree?limit=zero")->status, 400);
+}
+
+TEST_F(KvResumeTest, ASavedSessionLoadsIntoAnotherConversationAfterARestart) {
+  Reply saved_reply;
+  {
+    auto server = Start({});
+    saved_reply = Chat(*server, "origin", kTurns[0], true);
+    httplib::Client client("127.0.0.1", server->port());
+    httplib::Result saved = client.Post("/v1/sessions/station-log/save",
+                                        R"({"conversation_id":"origin"})", "application/json");
+    ASSERT_TRUE(saved && saved->status == 200) << (saved ? saved->body : "no reply");
+    const Json info = *ParseJson(saved->body);
+    EXPECT_GT(info["kv_tokens"].get<int64_t>(), 100) << saved->body;
+    EXPECT_GT(info["bytes"].get<int64_t>(), 0);
+    EXPECT_EQ(client
+                  .Post("/v1/sessions/station-log/save", R"({"conversation_id":"nobody"})",
+                        "application/json")
+                  ->status,
+              404);
+    EXPECT_EQ(
+        client
+            .Post("/v1/sessions/..bad/save", R"({"conversation_id":"origin"})", "application/json")
+            ->status,
+        400);
+    EXPECT_EQ(server->Terminate(), 0);
+  }
+  auto server = Start({"--cache-ram-mb", "0"});
+  httplib::Client client("127.0.0.1", server->port());
+  httplib::Result list = client.Get("/v1/sessions");
+  ASSERT_TRUE(list && list->status == 200);
+  EXPECT_EQ((*ParseJson(list->body))["data"].size(), 1u) << list->body;
+  ASSERT_EQ(client
+                .Post("/v1/sessions/station-log/load", R"({"conversation_id":"copy"})",
+                      "application/json")
+                ->status,
+            200);
+  const Reply next = Chat(*server, "copy", kTurns[1], false);
+  EXPECT_GT(next.cached_tokens, next.prompt_tokens - 48);
+  // The copy continues exactly like the original would have.
+  const Reply original = Chat(*server, "origin", kTurns[1], false);
+  EXPECT_EQ(next.content, original.content);
+
+  EXPECT_EQ(client.Get("/v1/sessions/missing")->status, 404);
+  ASSERT_EQ(client.Post("/v1/sessions/station-log/clear", "", "application/json")->status, 200);
+  EXPECT_EQ((*ParseJson(client.Get("/v1/sessions/station-log")->body))["tokens"], 0);
+  ASSERT_EQ(client.Delete("/v1/sessions/station-log")->status, 200);
+  EXPECT_EQ(client.Get("/v1/sessions/station-log")->status, 404);
+}
+
+TEST_F(KvResumeTest, SessionsAreListedAndRemovedOffline) {
+  {
+    auto server = Start({});
+    Chat(*server, "origin", kTurns[0], true);
+    httplib::Client client("127.0.0.1", server->port());
+    ASSERT_EQ(client
+                  .Post("/v1/sessions/offline-one/save", R"({"conversation_id":"origin"})",
+                        "application/json")
+                  ->status,
+              200);
+    EXPECT_EQ(server->Terminate(), 0);
+  }
+  const std::string data = "--data-dir=" + dir_ + "/data";
+  ProcessResult listed = RunProcess({KvaultBinary(), "session", data, "list"});
+  EXPECT_EQ(listed.exit_code, 0);
+  EXPECT_NE(listed.out.find("offline-one"), std::string::npos) << listed.out;
+  ProcessResult info = RunProcess({KvaultBinary(), "session", data, "info", "offline-one"});
+  EXPECT_EQ(info.exit_code, 0);
+  EXPECT_NE(info.out.find("kv_tokens:"), std::string::npos) << info.out;
+  EXPECT_EQ(RunProcess({KvaultBinary(), "session", data, "rm", "offline-one"}).exit_code, 0);
+  ProcessResult gone = RunProcess({KvaultBinary(), "session", data, "info", "offline-one"});
+  EXPECT_EQ(gone.exit_code, 3);
+  EXPECT_EQ(std::count(gone.err.begin(), gone.err.end(), '\n'), 1) << gone.err;
+}
+
+TEST_F(KvResumeTest, PreloadedPrefixesAreCachedBeforeTheFirstRequest) {
+  const std::string preload = dir_ + "/preload.json";
+  Json messages = Json::array();
+  messages.push_back({{"role", "system"}, {"content", kSystem}});
+  messages.push_back({{"role", "user"}, {"content", "hi"}});
+  Json prompts = Json::array();
+  prompts.push_back({{"messages", messages}});
+  std::ofstream(preload) << prompts.dump();
+  auto server = Start({"--preload", preload});
+  const Reply first = Chat(*server, "fresh", kTurns[0], true);
+  EXPECT_GT(first.cached_tokens, 60);  // the whole system prompt
+  httplib::Client client("127.0.0.1", server->port());
+  const Json tree = *ParseJson(client.Get("/v1/cache/tree?limit=1")->body);
+  EXPECT_GE(tree["top"][0]["pins"].get<int64_t>(), 1) << tree.dump();
+}
+
+TEST_F(KvResumeTest, APinnedConversationKeepsItsSequence) {
+  // threads 1 = 2 sequences, one spare: one conversation can be pinned.
+  auto server = Start({"--conversation-threads", "1"});
+  httplib::Client client("127.0.0.1", server->port());
+  Json body = {{"conversation_id", "pinned"},
+               {"pin", true},
+               {"messages", {{{"role", "user"}, {"content", kTurns[0]}}}},
+               {"max_tokens", 8},
+               {"temperature", 0}};
+  ASSERT_EQ(client.Post("/v1/chat/completions", body.dump(), "application/json")->status, 200);
+  Displace(*server, 1);
+  // Two other conversations came and went through the one unreserved sequence.
+  const Json list = *ParseJson(client.Post("/v1/conversations/list", "", "application/json")->body);
+  int64_t pinned_tokens = 0;
+  for (const Json& c : list["conversations"]) {
+    if (c["conversation_id"] == "pinned") pinned_tokens = c["device_tokens"].get<int64_t>();
+  }
+  EXPECT_GT(pinned_tokens, 0) << list.dump();
+  body["conversation_id"] = "second-pin";
+  EXPECT_EQ(client.Post("/v1/chat/completions", body.dump(), "application/json")->status, 409);
 }
 
 }  // namespace

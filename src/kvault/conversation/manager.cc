@@ -90,8 +90,9 @@ void ConversationManager::PendingDeleter::operator()(Pending* pending) const { d
 
 ConversationManager::ConversationManager(const engine::Model& model, engine::Scheduler* scheduler,
                                          const ManagerParams& params, store::BlockStore* store,
-                                         Journal* journal)
+                                         Journal* journal, SessionStore* sessions)
     : scheduler_(scheduler),
+      model_fingerprint_(model.fingerprint().ToHex()),
       params_(params),
       tokenizer_(model),
       chat_template_(engine::ChatTemplate::ForModel(model)),
@@ -104,8 +105,10 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
               });
             }),
       kv_cache_(scheduler, &pool_, store, params.restore),
-      journal_(journal) {
+      journal_(journal),
+      sessions_(sessions) {
   RecoverJournal();
+  RepinSessions();
 }
 
 ConversationManager::~ConversationManager() { Shutdown(); }
@@ -165,6 +168,13 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
     conversation->turn_lock.Unlock();  // ended while we waited: use its successor
   }
   KV_RETURN_IF_ERROR(pending->ticket->Run());
+  // Only the spare sequences can be dedicated: running requests always need theirs.
+  const int64_t spares = params_.n_sequences - params_.threads;
+  if (request.pin && !pool_.IsReserved(pending->conversation->key()) &&
+      pool_.n_reserved() >= spares) {
+    return FailedPreconditionError("pin: all " + std::to_string(spares) +
+                                   " dedicated sequences are taken; end a pinned conversation");
+  }
   KV_ASSIGN_OR_RETURN(pending->prompt,
                       BuildPrompt(request, *pending->conversation, &pending->turns));
   const int prompt_size = static_cast<int>(pending->prompt.size());
@@ -210,6 +220,7 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
     return prepared.status();
   }
   const size_t reused = prepared->n_tokens;
+  if (pending->request.pin) pool_.SetReserved(conversation.key(), true).IgnoreError();
 
   auto channel = std::make_shared<ReplyChannel>();
   auto filter = std::make_shared<ReplyFilter>(&tokenizer_, pending->request.stop);
@@ -339,5 +350,25 @@ ManagerStats ConversationManager::stats() const {
 }
 
 void ConversationManager::Shutdown() { admission_.Close(); }
+
+Status ConversationManager::Preload(std::vector<GenerateRequest> requests) {
+  int i = 0;
+  for (GenerateRequest& request : requests) {
+    request.conversation_id = "__preload_" + std::to_string(i++);
+    request.explicit_conversation = true;
+    request.max_tokens = 1;
+    request.sampling = {};
+    const std::string scope = request.scope;
+    const std::string id = request.conversation_id;
+    KV_ASSIGN_OR_RETURN(PendingPtr pending, Prepare(std::move(request)));
+    const std::vector<llama_token> prompt = pending->prompt;
+    KV_ASSIGN_OR_RETURN(GenerateResult result, Run(std::move(pending), nullptr));
+    if (kv_cache_.store() != nullptr) kv_cache_.store()->Pin(prompt, +1);
+    KV_RETURN_IF_ERROR(End(scope, id));
+    KV_LOG(kInfo) << "preloaded a prefix of " << prompt.size() << " tokens ("
+                  << result.cached_tokens << " were cached already)";
+  }
+  return Status::Ok();
+}
 
 }  // namespace kvault::conversation

@@ -31,6 +31,7 @@
 #include "kvault/conversation/kv_cache.h"
 #include "kvault/conversation/registry.h"
 #include "kvault/conversation/sequence_pool.h"
+#include "kvault/conversation/session_store.h"
 #include "kvault/engine/chat_template.h"
 #include "kvault/engine/sampler.h"
 #include "kvault/engine/scheduler.h"
@@ -58,6 +59,9 @@ struct GenerateRequest {
   std::optional<int> max_tokens;
   std::vector<std::string> stop;
   bool ignore_eos = false;  // keep generating past end-of-generation tokens (benchmarks)
+  // Keep the conversation's sequence on the device between requests (a dedicated slot):
+  // never taken by another conversation, until the conversation ends.
+  bool pin = false;
 };
 
 struct GenerateResult {
@@ -106,7 +110,7 @@ class ConversationManager {
   // Conversations in the journal are registered at once.
   ConversationManager(const engine::Model& model, engine::Scheduler* scheduler,
                       const ManagerParams& params, store::BlockStore* store = nullptr,
-                      Journal* journal = nullptr);
+                      Journal* journal = nullptr, SessionStore* sessions = nullptr);
   ~ConversationManager();
 
   // A prepared request: it holds its admission ticket and its conversation's turn lock until
@@ -130,6 +134,23 @@ class ConversationManager {
   std::vector<ConversationInfo> List(const std::string& scope) const;
   ManagerStats stats() const;
   KvCacheStats kv_stats() const { return kv_cache_.stats(); }
+
+  // --- Named sessions (session_store.h), all within the caller's scope ---------------------
+  // Saves the conversation (waiting for a running request) as `name`, pinning the KV blocks
+  // of its turns. NotFound for an unknown conversation; FailedPrecondition without a store.
+  Result<Session> SaveSession(const std::string& scope, const std::string& conversation_id,
+                              const std::string& name);
+  // Makes `conversation_id` hold the session's turns; its next request restores their KV.
+  Status LoadSession(const std::string& scope, const std::string& name,
+                     const std::string& conversation_id);
+  Result<Session> GetSession(const std::string& scope, const std::string& name) const;
+  Result<std::vector<Session>> ListSessions(const std::string& scope) const;
+  // Empties the session (turns and KV pins) but keeps its name.
+  Status ClearSession(const std::string& scope, const std::string& name);
+  Status DeleteSession(const std::string& scope, const std::string& name);
+
+  // Prefills each request once and pins its KV blocks (start-up warming of shared prefixes).
+  Status Preload(std::vector<GenerateRequest> requests);
   const ManagerParams& params() const { return params_; }
   // Refuses new requests; waiting ones fail with Unavailable.
   void Shutdown();
@@ -139,10 +160,14 @@ class ConversationManager {
                                                Conversation& conversation,
                                                std::vector<engine::ChatMessage>* turns);
   void RecoverJournal();
+  void RepinSessions();
+  Result<std::vector<llama_token>> RenderTurns(const std::vector<engine::ChatMessage>& turns) const;
+  Status Unpin(const Session& session);
   // Stores the conversation's turns after a reply, and journals what changed.
   void CommitTurns(Conversation& conversation, std::vector<engine::ChatMessage> turns);
 
   engine::Scheduler* const scheduler_;
+  const std::string model_fingerprint_;  // hex, recorded in sessions
   const ManagerParams params_;
   const engine::Tokenizer tokenizer_;
   const engine::ChatTemplate chat_template_;
@@ -151,6 +176,7 @@ class ConversationManager {
   SequencePool pool_;
   KvCache kv_cache_;
   Journal* const journal_;
+  SessionStore* const sessions_;
   std::atomic<int64_t> ended_{0};
 };
 

@@ -28,7 +28,7 @@ Result<SequenceLease> SequencePool::Acquire(const std::string& owner) {
     // A free slot, else the least recently used parked one.
     for (size_t i = 0; i < slots_.size(); ++i) {
       const Slot& slot = slots_[i];
-      if (slot.pinned) continue;
+      if (slot.pinned || slot.reserved) continue;
       if (slot.owner.empty()) {
         chosen = static_cast<llama_seq_id>(i);
         break;
@@ -71,6 +71,25 @@ void SequencePool::Release(const std::string& owner, std::vector<llama_token> to
   slot.pinned = false;
   slot.last_use = ++clock_;
   slot.tokens = std::move(tokens);
+}
+
+Status SequencePool::SetReserved(const std::string& owner, bool reserved) {
+  MutexLock lock(&mu_);
+  auto it = by_owner_.find(owner);
+  if (it == by_owner_.end()) return FailedPreconditionError("conversation holds no sequence");
+  slots_[static_cast<size_t>(it->second)].reserved = reserved;
+  return Status::Ok();
+}
+
+int64_t SequencePool::n_reserved() const {
+  MutexLock lock(&mu_);
+  return std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.reserved; });
+}
+
+bool SequencePool::IsReserved(const std::string& owner) const {
+  MutexLock lock(&mu_);
+  auto it = by_owner_.find(owner);
+  return it != by_owner_.end() && slots_[static_cast<size_t>(it->second)].reserved;
 }
 
 Status SequencePool::Forget(const std::string& owner) {

@@ -49,6 +49,11 @@ class SequencePool {
   Result<SequenceLease> Acquire(const std::string& owner);
   // Unpins and records what the sequence now holds.
   void Release(const std::string& owner, std::vector<llama_token> tokens);
+  // Keeps `owner`'s sequence on the device while parked: it is never taken by another
+  // owner (a dedicated slot). FailedPrecondition if `owner` has no sequence.
+  Status SetReserved(const std::string& owner, bool reserved);
+  int64_t n_reserved() const;
+  bool IsReserved(const std::string& owner) const;
   // Drops `owner`'s sequence (its cells are cleared). OK if it has none.
   Status Forget(const std::string& owner);
 
@@ -70,6 +75,7 @@ class SequencePool {
   struct Slot {
     std::string owner;  // "" when free
     bool pinned = false;
+    bool reserved = false;  // never taken from its owner (SetReserved)
     uint64_t last_use = 0;
     std::vector<llama_token> tokens;
   };

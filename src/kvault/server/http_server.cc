@@ -5,6 +5,7 @@
 
 #include <httplib.h>
 
+#include "kvault/base/file.h"
 #include "kvault/base/hash.h"
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
@@ -14,6 +15,7 @@
 #include "kvault/engine/scheduler.h"
 #include "kvault/server/http_errors.h"
 #include "kvault/server/http_route.h"
+#include "kvault/server/openai_schema.h"
 #include "kvault/server/routes.h"
 #include "kvault/store/block_store.h"
 
@@ -25,6 +27,7 @@ struct Server::Impl {
   std::unique_ptr<engine::Context> context;
   std::unique_ptr<store::BlockStore> block_store;
   std::unique_ptr<conversation::Journal> journal;
+  std::unique_ptr<conversation::SessionStore> sessions;
   std::unique_ptr<engine::Scheduler> scheduler;
   std::unique_ptr<conversation::ConversationManager> manager;
   MetricsRegistry metrics;
@@ -81,6 +84,28 @@ Result<std::unique_ptr<store::BlockStore>> OpenBlockStore(const ServerConfig& co
   return store::BlockStore::Open(params);
 }
 
+// --preload: prompts (strings) or chat requests ({"messages": [...]}).
+Result<std::vector<conversation::GenerateRequest>> ReadPreloads(const std::string& path) {
+  KV_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  Result<Json> json = ParseJson(text);
+  if (!json.ok() || !json->is_array()) {
+    return InvalidArgumentError("--preload " + path + ": expected a JSON array of prompts");
+  }
+  std::vector<conversation::GenerateRequest> requests;
+  for (const Json& item : *json) {
+    conversation::GenerateRequest request;
+    if (item.is_string()) {
+      request.raw_prompt = item.get<std::string>();
+    } else {
+      Result<OpenAiRequest> chat = ParseChatCompletionRequest(item);
+      if (!chat.ok()) return chat.status().WithPrefix("--preload " + path);
+      request = std::move(chat->generate);
+    }
+    requests.push_back(std::move(request));
+  }
+  return requests;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
@@ -108,6 +133,8 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   KV_ASSIGN_OR_RETURN(impl->block_store, OpenBlockStore(config, *impl->context));
   KV_ASSIGN_OR_RETURN(impl->journal,
                       conversation::Journal::Open(config.data_dir + "/conversations"));
+  KV_ASSIGN_OR_RETURN(impl->sessions,
+                      conversation::SessionStore::Open(config.data_dir + "/sessions"));
   KV_ASSIGN_OR_RETURN(impl->scheduler,
                       engine::Scheduler::Start(impl->context.get(), *impl->model,
                                                {.prefill_chunk = config.prefill_chunk}));
@@ -121,7 +148,12 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   manager_params.restore = restore;
   impl->manager = std::make_unique<conversation::ConversationManager>(
       *impl->model, impl->scheduler.get(), manager_params, impl->block_store.get(),
-      impl->journal.get());
+      impl->journal.get(), impl->sessions.get());
+  if (!config.preload_path.empty()) {
+    KV_ASSIGN_OR_RETURN(std::vector<conversation::GenerateRequest> preloads,
+                        ReadPreloads(config.preload_path));
+    KV_RETURN_IF_ERROR(impl->manager->Preload(std::move(preloads)));
+  }
   impl->auth = std::make_unique<ApiKeyAuth>(config.api_keys);
 
   ServerState& state = impl->state;
@@ -158,6 +190,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   AddConversationRoutes(http, state);
   AddHealthRoutes(http, state);
   AddCacheRoutes(http, state);
+  AddSessionRoutes(http, state);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 

@@ -158,7 +158,7 @@ Status ParseCommon(const Json& body, OpenAiRequest* request) {
                       OptionalBool(body, "ignore_eos", "ignore_eos"));
   generate.ignore_eos = ignore_eos.value_or(false);
   KV_ASSIGN_OR_RETURN(std::optional<bool> pin, OptionalBool(body, "pin", "pin"));
-  request->pin = pin.value_or(false);
+  request->generate.pin = pin.value_or(false);
   return Status::Ok();
 }
 

@@ -24,7 +24,6 @@ struct OpenAiRequest {
   std::string model;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
-  bool pin = false;            // keep the conversation's KV on the device (kvault extension)
   conversation::GenerateRequest generate;
 };
 

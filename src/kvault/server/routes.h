@@ -15,6 +15,8 @@ void AddConversationRoutes(httplib::Server& http, ServerState& state);
 // GET /health, GET /metrics.
 void AddHealthRoutes(httplib::Server& http, ServerState& state);
 
+// /v1/sessions: save, load, list, info, clear, delete.
+void AddSessionRoutes(httplib::Server& http, ServerState& state);
 // GET /v1/cache/stats, GET /v1/cache/tree.
 void AddCacheRoutes(httplib::Server& http, ServerState& state);
 // The KV state engine's statistics (also part of /health).

@@ -38,6 +38,9 @@ struct ServerConfig {
   std::string cache_encoding = "f16";  // f16, q8, q4, each optionally "+zstd"
   std::string eviction = "cost";
   std::string restore = "auto";  // auto, always, never
+  // A JSON file: an array of prompts (strings) or chat requests ({"messages": [...]}) whose
+  // KV is computed at start-up and pinned (shared system prompts, RAG scaffolds).
+  std::string preload_path;
   double shutdown_grace_seconds = 10;
 };
 

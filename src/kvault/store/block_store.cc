@@ -227,7 +227,6 @@ std::vector<BlockName> BlockStore::Pin(std::span<const llama_token> tokens, int 
   MutexLock lock(&s.mu);
   std::vector<BlockName> names;
   for (const kv::MatchedBlock& block : s.tree.Match(tokens).blocks) {
-    if (block.n_tokens != s.tree.Find(block.name)->tokens.size()) break;  // only whole blocks
     s.tree.Pin(block.name, delta);
     names.push_back(block.name);
   }
@@ -241,7 +240,8 @@ void BlockStore::PinNames(std::span<const BlockName> names, int delta) {
 
 void BlockStore::Drop(const BlockName& name) {
   MutexLock lock(&impl_->mu);
-  impl_->ForgetRemoved(impl_->tree.Remove(name));
+  const kv::RadixNode* node = impl_->tree.Find(name);
+  if (node != nullptr && node->pins == 0) impl_->ForgetRemoved(impl_->tree.Remove(name));
 }
 
 void BlockStore::RecordPrefill(int64_t n_tokens, double seconds) {

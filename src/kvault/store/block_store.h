@@ -156,10 +156,12 @@ class BlockStore {
   Result<StoreResult> Store(std::span<const llama_token> tokens, const kv::KvBlock& kv,
                             const BlockName& previous_tail);
 
-  // Pins (delta > 0) or unpins the blocks that cover `tokens`. Returns the names pinned.
+  // Pins (delta > 0) or unpins the blocks of the longest cached prefix of `tokens` (the last
+  // may be used only in part). Returns their names.
   std::vector<BlockName> Pin(std::span<const llama_token> tokens, int delta);
   void PinNames(std::span<const BlockName> names, int delta);
-  // Drops a block (and what hangs below it) from every tier; for a conversation's own tail.
+  // Drops a block (and what hangs below it) from every tier, unless it is pinned; for a
+  // conversation's own tail.
   void Drop(const BlockName& name);
 
   // The measured cost of prefill, for the cost policy and restore-or-recompute decisions.

@@ -1,0 +1,170 @@
+#include "kvault/conversation/session_store.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+
+#include "kvault/base/file.h"
+#include "kvault/base/json.h"
+#include "kvault/base/status_macros.h"
+
+namespace kvault::conversation {
+namespace {
+
+constexpr std::string_view kSuffix = ".session.json";
+
+Json ToJson(const Session& s) {
+  Json turns = Json::array();
+  for (const engine::ChatMessage& m : s.turns) {
+    turns.push_back({{"role", m.role}, {"content", m.content}});
+  }
+  Json blocks = Json::array();
+  for (const kv::BlockName& name : s.blocks) blocks.push_back(name.ToHex());
+  return {{"format", "kvault-session-1"},
+          {"name", s.name},
+          {"scope", s.scope},
+          {"conversation_id", s.conversation_id},
+          {"created", s.created_unix},
+          {"model", s.model},
+          {"turns", turns},
+          {"tokens", s.tokens},
+          {"blocks", blocks},
+          {"kv_tokens", s.kv_tokens},
+          {"kv_bytes", s.kv_bytes}};
+}
+
+Result<kv::BlockName> ParseName(const std::string& hex) {
+  if (hex.size() != 32) return CorruptionError("bad block name in session: " + hex);
+  kv::BlockName name;
+  for (size_t i = 0; i < 32; ++i) {
+    const char c = hex[i];
+    uint64_t digit = 0;
+    if (c >= '0' && c <= '9') {
+      digit = static_cast<uint64_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      digit = static_cast<uint64_t>(c - 'a' + 10);
+    } else {
+      return CorruptionError("bad block name in session: " + hex);
+    }
+    uint64_t& word = i < 16 ? name.high : name.low;  // ToHex writes the high word first
+    word = (word << 4) | digit;
+  }
+  return name;
+}
+
+Result<Session> FromJson(const Json& j) {
+  auto bad = [] { return CorruptionError("session file is malformed"); };
+  if (!j.is_object() || j.value("format", "") != "kvault-session-1") return bad();
+  Session s;
+  auto str = [&](const char* key, std::string* out) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_string()) return false;
+    *out = it->get_ref<const std::string&>();
+    return true;
+  };
+  if (!str("name", &s.name) || !str("scope", &s.scope) ||
+      !str("conversation_id", &s.conversation_id) || !str("model", &s.model)) {
+    return bad();
+  }
+  s.created_unix = static_cast<int64_t>(NumberOr(j, "created", 0));
+  s.kv_tokens = static_cast<int64_t>(NumberOr(j, "kv_tokens", 0));
+  s.kv_bytes = static_cast<int64_t>(NumberOr(j, "kv_bytes", 0));
+  const auto turns = j.find("turns"), tokens = j.find("tokens"), blocks = j.find("blocks");
+  if (turns == j.end() || !turns->is_array() || tokens == j.end() || !tokens->is_array() ||
+      blocks == j.end() || !blocks->is_array()) {
+    return bad();
+  }
+  for (const Json& t : *turns) {
+    if (!t.is_object() || !t.contains("role") || !t["role"].is_string() || !t.contains("content") ||
+        !t["content"].is_string()) {
+      return bad();
+    }
+    s.turns.push_back({t["role"].get<std::string>(), t["content"].get<std::string>()});
+  }
+  for (const Json& t : *tokens) {
+    if (!t.is_number_integer()) return bad();
+    s.tokens.push_back(t.get<llama_token>());
+  }
+  for (const Json& b : *blocks) {
+    if (!b.is_string()) return bad();
+    KV_ASSIGN_OR_RETURN(kv::BlockName name, ParseName(b.get<std::string>()));
+    s.blocks.push_back(name);
+  }
+  return s;
+}
+
+}  // namespace
+
+Status ValidateSessionName(const std::string& name) {
+  const bool ok =
+      !name.empty() && name.size() <= 128 && name[0] != '.' &&
+      std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+      });
+  if (!ok) {
+    return InvalidArgumentError(
+        "session names are 1 to 128 characters of A-Z a-z 0-9 . _ - "
+        "and do not start with a dot");
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<SessionStore>> SessionStore::Open(const std::string& dir) {
+  KV_RETURN_IF_ERROR(CreateDirectories(dir));
+  return std::unique_ptr<SessionStore>(new SessionStore(dir));
+}
+
+std::string SessionStore::PathOf(const std::string& name) const {
+  return dir_ + "/" + name + std::string(kSuffix);
+}
+
+Result<Session> SessionStore::Read(const std::string& path) {
+  KV_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  Result<Json> json = ParseJson(text);
+  if (!json.ok()) return CorruptionError(path + ": " + json.status().message());
+  Result<Session> session = FromJson(*json);
+  if (!session.ok()) return session.status().WithPrefix(path);
+  return session;
+}
+
+Status SessionStore::Put(const Session& session) {
+  KV_RETURN_IF_ERROR(ValidateSessionName(session.name));
+  MutexLock lock(&mu_);
+  return WriteFileAtomic(PathOf(session.name), DumpJson(ToJson(session)));
+}
+
+Result<Session> SessionStore::Get(const std::string& scope, const std::string& name) const {
+  KV_RETURN_IF_ERROR(ValidateSessionName(name));
+  MutexLock lock(&mu_);
+  const std::string path = PathOf(name);
+  if (!PathExists(path)) return NotFoundError("no session '" + name + "'");
+  KV_ASSIGN_OR_RETURN(Session session, Read(path));
+  if (session.scope != scope) return NotFoundError("no session '" + name + "'");
+  return session;
+}
+
+Result<std::vector<Session>> SessionStore::List(const std::string& scope, bool all_scopes) const {
+  MutexLock lock(&mu_);
+  std::vector<Session> sessions;
+  std::error_code error;
+  for (std::filesystem::directory_iterator it(dir_, error), end; !error && it != end;
+       it.increment(error)) {
+    const std::string path = it->path().string();
+    if (!path.ends_with(kSuffix)) continue;
+    Result<Session> session = Read(path);
+    if (!session.ok()) continue;  // unreadable: `kvault session info` reports it
+    if (all_scopes || session->scope == scope) sessions.push_back(std::move(session).value());
+  }
+  if (error) return IOError("cannot list " + dir_ + ": " + error.message());
+  std::sort(sessions.begin(), sessions.end(),
+            [](const Session& a, const Session& b) { return a.name < b.name; });
+  return sessions;
+}
+
+Status SessionStore::Remove(const std::string& scope, const std::string& name) {
+  KV_RETURN_IF_ERROR(Get(scope, name).status());
+  MutexLock lock(&mu_);
+  return RemoveFile(PathOf(name));
+}
+
+}  // namespace kvault::conversation

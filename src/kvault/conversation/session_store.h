@@ -1,0 +1,66 @@
+// conversation/session_store.h: named sessions on disk (the zKV seed's session API). A
+// session is a saved conversation: its turns, the tokens they render to, and the names of the
+// KV blocks that hold those tokens' KV. The blocks themselves stay in the block store, pinned
+// while a session references them, so loading a session restores its KV instead of
+// recomputing it. One JSON file per session under <data-dir>/sessions/, written crash-safe.
+//
+// Sessions belong to an API key scope like conversations do; the store itself only keeps
+// the scope, the manager enforces it.
+//
+// Thread-safety: all methods may be called from any thread (one mutex; files are small).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <llama.h>
+
+#include "kvault/base/mutex.h"
+#include "kvault/base/result.h"
+#include "kvault/engine/chat_template.h"
+#include "kvault/kv/block_hash.h"
+
+namespace kvault::conversation {
+
+struct Session {
+  std::string name;
+  std::string scope;
+  std::string conversation_id;  // the conversation it was saved from
+  int64_t created_unix = 0;
+  std::string model;  // model fingerprint (hex)
+  std::vector<engine::ChatMessage> turns;
+  std::vector<llama_token> tokens;
+  std::vector<kv::BlockName> blocks;  // pinned blocks covering a prefix of `tokens`
+  int64_t kv_tokens = 0;              // tokens those blocks cover
+  int64_t kv_bytes = 0;               // their encoded size
+};
+
+// Session names: 1 to 128 of [A-Za-z0-9._-], not starting with a dot.
+Status ValidateSessionName(const std::string& name);
+
+class SessionStore {
+ public:
+  static Result<std::unique_ptr<SessionStore>> Open(const std::string& dir);
+
+  // Writes (or replaces) a session.
+  Status Put(const Session& session);
+  // NotFound if absent (or of another scope).
+  Result<Session> Get(const std::string& scope, const std::string& name) const;
+  // Every session of `scope`, by name; an empty scope with all_scopes lists everything
+  // (the offline CLI).
+  Result<std::vector<Session>> List(const std::string& scope, bool all_scopes = false) const;
+  // NotFound if absent (or of another scope).
+  Status Remove(const std::string& scope, const std::string& name);
+
+ private:
+  explicit SessionStore(std::string dir) : dir_(std::move(dir)) {}
+  std::string PathOf(const std::string& name) const;
+  static Result<Session> Read(const std::string& path);
+
+  const std::string dir_;
+  mutable Mutex mu_;
+};
+
+}  // namespace kvault::conversation

@@ -1,0 +1,98 @@
+// Named sessions (the zKV seed's session API): save, load, list, info, clear, delete.
+//
+//   POST   /v1/sessions/{name}/save   {"conversation_id"}         saves a conversation
+//   POST   /v1/sessions/{name}/load   {"conversation_id"?}        into a conversation (default:
+//                                                                  the session's name)
+//   GET    /v1/sessions                                            every session of the key
+//   GET    /v1/sessions/{name}                                     tokens, bytes, created, model
+//   POST   /v1/sessions/{name}/clear                               empties it, keeps the name
+//   DELETE /v1/sessions/{name}
+#include "kvault/base/status_macros.h"
+#include "kvault/server/http_route.h"
+#include "kvault/server/routes.h"
+
+namespace kvault::server {
+namespace {
+
+Json SessionJson(const conversation::Session& s) {
+  return {{"object", "session"},
+          {"name", s.name},
+          {"conversation_id", s.conversation_id},
+          {"created", s.created_unix},
+          {"model", s.model},
+          {"turns", s.turns.size()},
+          {"tokens", s.tokens.size()},
+          {"kv_tokens", s.kv_tokens},
+          {"bytes", s.kv_bytes},
+          {"blocks", s.blocks.size()}};
+}
+
+std::string NameOf(const RouteContext& context) { return context.request.matches[1].str(); }
+
+// The body's conversation_id, or `fallback` if it has none (and fallback is not empty).
+Result<std::string> ConversationIdOf(const RouteContext& context, const std::string& fallback) {
+  Json body = Json::object();
+  if (!context.request.body.empty()) {
+    KV_ASSIGN_OR_RETURN(body, RequestJson(context.request));
+  }
+  if (!body.is_object()) return InvalidArgumentError("the body must be a JSON object");
+  KV_ASSIGN_OR_RETURN(std::optional<std::string> id,
+                      OptionalString(body, "conversation_id", "conversation_id"));
+  if (id && !id->empty()) return *id;
+  if (!fallback.empty()) return fallback;
+  return InvalidArgumentError("'conversation_id' is required");
+}
+
+}  // namespace
+
+void AddSessionRoutes(httplib::Server& http, ServerState& state) {
+  const std::string name = "/v1/sessions/([^/]+)";
+  AddRoute(http, state, "POST", name + "/save", "sessions_save", RouteAuth::kRequired,
+           [&state](RouteContext& context) {
+             Result<std::string> id = ConversationIdOf(context, "");
+             if (!id.ok()) return SendError(context.response, id.status());
+             Result<conversation::Session> saved =
+                 state.manager->SaveSession(context.scope, *id, NameOf(context));
+             if (!saved.ok()) return SendError(context.response, saved.status());
+             SendJson(context.response, SessionJson(*saved));
+           });
+  AddRoute(http, state, "POST", name + "/load", "sessions_load", RouteAuth::kRequired,
+           [&state](RouteContext& context) {
+             Result<std::string> id = ConversationIdOf(context, NameOf(context));
+             if (!id.ok()) return SendError(context.response, id.status());
+             Status loaded = state.manager->LoadSession(context.scope, NameOf(context), *id);
+             if (!loaded.ok()) return SendError(context.response, loaded);
+             SendJson(context.response,
+                      {{"status", "loaded"}, {"name", NameOf(context)}, {"conversation_id", *id}});
+           });
+  AddRoute(http, state, "POST", name + "/clear", "sessions_clear", RouteAuth::kRequired,
+           [&state](RouteContext& context) {
+             Status cleared = state.manager->ClearSession(context.scope, NameOf(context));
+             if (!cleared.ok()) return SendError(context.response, cleared);
+             SendJson(context.response, {{"status", "cleared"}, {"name", NameOf(context)}});
+           });
+  AddRoute(http, state, "GET", "/v1/sessions", "sessions_list", RouteAuth::kRequired,
+           [&state](RouteContext& context) {
+             Result<std::vector<conversation::Session>> all =
+                 state.manager->ListSessions(context.scope);
+             if (!all.ok()) return SendError(context.response, all.status());
+             Json data = Json::array();
+             for (const conversation::Session& s : *all) data.push_back(SessionJson(s));
+             SendJson(context.response, {{"object", "list"}, {"data", data}});
+           });
+  AddRoute(http, state, "GET", name, "sessions_info", RouteAuth::kRequired,
+           [&state](RouteContext& context) {
+             Result<conversation::Session> s =
+                 state.manager->GetSession(context.scope, NameOf(context));
+             if (!s.ok()) return SendError(context.response, s.status());
+             SendJson(context.response, SessionJson(*s));
+           });
+  AddRoute(http, state, "DELETE", name, "sessions_delete", RouteAuth::kRequired,
+           [&state](RouteContext& context) {
+             Status deleted = state.manager->DeleteSession(context.scope, NameOf(context));
+             if (!deleted.ok()) return SendError(context.response, deleted);
+             SendJson(context.response, {{"status", "deleted"}, {"name", NameOf(context)}});
+           });
+}
+
+}  // namespace kvault::server

@@ -363,7 +363,7 @@ Result<int64_t> ChunkIndex::IndexedEnd(std::string_view conversation) {
 Result<std::vector<ChunkHit>> ChunkIndex::Search(std::string_view conversation,
                                                  std::string_view query,
                                                  const ChunkSearchParams& params) {
-  const std::vector<std::string> terms = SearchTerms(query);
+  const SearchQuery terms = ParseSearchQuery(query);
   MutexLock lock(&impl_->mu);
   KV_ASSIGN_OR_RETURN(ConversationState * state, impl_->Find(conversation, /*create=*/false));
   if (state == nullptr || params.k <= 0 || (terms.empty() && impl_->vectors == nullptr)) {

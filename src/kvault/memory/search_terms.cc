@@ -46,15 +46,30 @@ bool IsWordByte(unsigned char c) { return std::isalnum(c) || c >= 0x80; }
 
 }  // namespace
 
-std::vector<std::string> SearchTerms(std::string_view text, size_t max_terms) {
-  std::vector<std::string> terms;
+SearchQuery ParseSearchQuery(std::string_view text, size_t max_terms) {
+  SearchQuery query;
   std::unordered_set<std::string> seen;
+  std::string previous;              // the last content word ("" before the first)
+  std::vector<std::string> between;  // the words after it, up to kMaxGap + 1 of them
   std::string word;
   auto flush = [&] {
-    if (word.size() >= 2 && !IsStopWord(word) && terms.size() < max_terms &&
-        seen.insert(word).second) {
-      terms.push_back(word);
+    if (word.empty()) return;
+    const bool content = word.size() >= 2 && !IsStopWord(word) &&
+                         (seen.contains(word) || query.terms.size() < max_terms);
+    if (!content) {
+      if (between.size() <= SearchQuery::kMaxGap) between.push_back(std::move(word));
+      word.clear();
+      return;
     }
+    if (seen.insert(word).second) query.terms.push_back(word);
+    if (!previous.empty() && previous != word && between.size() <= SearchQuery::kMaxGap &&
+        query.phrases.size() < max_terms) {
+      std::string phrase = previous;
+      for (const std::string& w : between) phrase += " " + w;
+      query.phrases.push_back(phrase + " " + word);
+    }
+    previous = std::move(word);
+    between.clear();
     word.clear();
   };
   for (char ch : text) {
@@ -66,15 +81,21 @@ std::vector<std::string> SearchTerms(std::string_view text, size_t max_terms) {
     }
   }
   flush();
-  return terms;
+  return query;
 }
 
-std::string MatchExpression(std::span<const std::string> terms) {
+std::vector<std::string> SearchTerms(std::string_view text, size_t max_terms) {
+  return ParseSearchQuery(text, max_terms).terms;
+}
+
+std::string MatchExpression(const SearchQuery& query) {
+  // Terms hold no '"' (it separates words), so quoting them makes them plain strings.
   std::string expression;
-  for (const std::string& term : terms) {
-    if (!expression.empty()) expression += " OR ";
-    expression += '"' + term + '"';  // terms hold no '"': it splits words
-  }
+  auto add = [&](const std::string& clause) {
+    expression += (expression.empty() ? "" : " OR ") + clause;
+  };
+  for (const std::string& term : query.terms) add('"' + term + '"');
+  for (const std::string& phrase : query.phrases) add('"' + phrase + '"');
   return expression;
 }
 

@@ -2,10 +2,19 @@
 // model generated before hedging) into the full-text query the chunk index runs.
 //
 // Words are split at anything that is not a letter, digit or non-ASCII byte (as FTS5's
-// unicode61 tokenizer splits the indexed text), lowercased, and dropped if they are English
-// stop words, words about the act of remembering ("say", "told", "remember", "recall"...;
-// a recall question is full of them and they say nothing about what is being recalled) or
-// single characters. Stemming is left to FTS5's porter tokenizer, applied to both sides.
+// unicode61 tokenizer splits the indexed text) and lowercased. Content words are the words
+// left after dropping English stop words, words about the act of remembering ("say", "told",
+// "remember", "recall"...: a recall question is full of them and they say nothing about what
+// is being recalled) and single characters. Stemming is FTS5's porter tokenizer, applied to
+// both sides.
+//
+// The query ORs the content words (BM25 ranks by them) with a phrase for each two content
+// words that follow each other closely in the text, with the words between them as written
+// ("sister s dog" for "my sister's dog's name"). A chunk that keeps the question's phrasing
+// ("my sister's dog is called Biscuit") then scores above chunks that only mention both words
+// ("the dog my sister chose", "your sister. A dog needs..."): the ordered window of the
+// sequential dependence model (ref: Metzler and Croft, "A Markov random field model for term
+// dependencies", SIGIR 2005). Only the question's own words are used.
 //
 // Thread-safety: pure functions.
 #pragma once
@@ -17,11 +26,24 @@
 
 namespace kvault::memory {
 
-// The distinct content words of `text` in order of first appearance, at most max_terms.
+struct SearchQuery {
+  std::vector<std::string> terms;  // distinct content words, in order of first appearance
+  // Consecutive content words at most kMaxGap words apart, with the words between them:
+  // "locker at the gym".
+  std::vector<std::string> phrases;
+
+  static constexpr size_t kMaxGap = 3;
+  bool empty() const { return terms.empty(); }
+};
+
+// At most max_terms terms and max_terms phrases.
+SearchQuery ParseSearchQuery(std::string_view text, size_t max_terms = 64);
+
+// The distinct content words of `text` (ParseSearchQuery(text).terms).
 std::vector<std::string> SearchTerms(std::string_view text, size_t max_terms = 64);
 
-// An FTS5 MATCH expression: each term quoted (FTS5 syntax in the text stays inert), joined by
-// OR. Empty for no terms.
-std::string MatchExpression(std::span<const std::string> terms);
+// An FTS5 MATCH expression: each term and phrase quoted (FTS5 syntax in the text stays inert),
+// joined by OR. Empty for an empty query.
+std::string MatchExpression(const SearchQuery& query);
 
 }  // namespace kvault::memory

@@ -14,10 +14,23 @@ TEST(SearchTermsTest, KeepsContentWordsOnceInOrder) {
   EXPECT_EQ(SearchTerms("alpha beta gamma delta", 2), (std::vector<std::string>{"alpha", "beta"}));
 }
 
-TEST(SearchTermsTest, MatchExpressionQuotesEveryTerm) {
-  const std::vector<std::string> terms = SearchTerms("NEAR(x y) AND \"cabin\" OR wifi*");
-  EXPECT_EQ(MatchExpression(terms), "\"near\" OR \"cabin\" OR \"wifi\"");
-  EXPECT_EQ(MatchExpression({}), "");
+TEST(SearchTermsTest, CloseContentWordsBecomePhrasesWithTheWordsBetween) {
+  const SearchQuery query = ParseSearchQuery("What was the code for my locker at the gym, Omar?");
+  EXPECT_EQ(query.terms, (std::vector<std::string>{"code", "locker", "gym", "omar"}));
+  EXPECT_EQ(query.phrases,
+            (std::vector<std::string>{"code for my locker", "locker at the gym", "gym omar"}));
+  EXPECT_EQ(ParseSearchQuery("my sister's dog's name").phrases,
+            (std::vector<std::string>{"sister s dog", "dog s name"}));
+  // Words further apart than kMaxGap, and a word next to itself, make no phrase.
+  EXPECT_TRUE(ParseSearchQuery("garden and then of all of the lake").phrases.empty());
+  EXPECT_TRUE(ParseSearchQuery("lake lake").phrases.empty());
+}
+
+TEST(SearchTermsTest, MatchExpressionQuotesEveryTermAndPhrase) {
+  const SearchQuery query = ParseSearchQuery("NEAR(x y) AND \"cabin\" OR wifi*");
+  EXPECT_EQ(MatchExpression(query),
+            "\"near\" OR \"cabin\" OR \"wifi\" OR \"near x y and cabin\" OR \"cabin or wifi\"");
+  EXPECT_EQ(MatchExpression(SearchQuery()), "");
 }
 
 }  // namespace

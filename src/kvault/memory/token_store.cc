@@ -127,6 +127,9 @@ Result<Turn> TokenStore::Append(Role role, std::span<const int32_t> tokens, uint
   turn.role = role;
   for (int32_t token : tokens) PutToken(token);
   end_pos_ += n;
+  if (turns_.size() == turns_.capacity()) {
+    turns_.reserve(turns_.size() + turns_.size() / 4 + 16);  // 25% slack at most, not 100%
+  }
   turns_.push_back(turn);
   return turn;
 }

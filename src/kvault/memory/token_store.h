@@ -14,7 +14,8 @@
 //
 // Memory: token ids are packed at 3 bytes each (vocabularies up to 2^24 entries) in blocks of
 // kBlockTokens, so a long history costs 3 bytes per token plus sizeof(Turn) = 32 bytes per turn
-// (about 0.3 bytes per token at 100-token turns): under 4 bytes per token in RAM.
+// (0.3 to 0.7 bytes per token at turns of 100 to 45 tokens, plus at most 25% growth slack):
+// under 4 bytes per token in RAM.
 //
 // Thread-safety: not thread-safe; the owning conversation serializes access.
 #pragma once

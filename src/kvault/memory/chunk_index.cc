@@ -7,6 +7,7 @@
 #include "kvault/base/mutex.h"
 #include "kvault/base/sqlite.h"
 #include "kvault/base/status_macros.h"
+#include "kvault/memory/chunk_schema.h"
 #include "kvault/memory/chunk_vectors.h"
 #include "kvault/memory/search_terms.h"
 
@@ -17,71 +18,6 @@ constexpr int64_t kMaxChunkNumber = (int64_t{1} << 32) - 1;
 constexpr int64_t kMaxConversationNumber = (int64_t{1} << 31) - 1;
 // Each ranking contributes this many candidates to reciprocal rank fusion.
 constexpr int32_t kFusionCandidates = 64;
-
-constexpr const char* kSchema =
-    "CREATE TABLE IF NOT EXISTS chunk_conversations ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,"
-    "  next_chunk INTEGER NOT NULL DEFAULT 0,"    // number of the next chunk to close
-    "  first_chunk INTEGER NOT NULL DEFAULT 0,"   // chunks below it were dropped
-    "  indexed_end INTEGER NOT NULL DEFAULT 0);"  // end position of the last closed chunk
-    "CREATE TABLE IF NOT EXISTS chunks ("
-    "  id INTEGER PRIMARY KEY, first_pos INTEGER NOT NULL, n_tokens INTEGER NOT NULL,"
-    "  first_turn INTEGER NOT NULL, last_turn INTEGER NOT NULL);"
-    "CREATE VIRTUAL TABLE IF NOT EXISTS chunk_text USING fts5("
-    "  text, content='', tokenize='porter unicode61 remove_diacritics 2');"
-    "CREATE TABLE IF NOT EXISTS chunk_vectors (id INTEGER PRIMARY KEY, vector BLOB NOT NULL);";
-
-// Every statement the index runs, prepared once.
-struct Statements {
-  std::unique_ptr<SqliteStatement> find_conversation, add_conversation, save_conversation,
-      remove_conversation, insert_chunk, insert_text, delete_text, delete_chunk, chunks_before,
-      last_chunk_by, chunk_by_id, search;
-};
-
-using StatementField = std::unique_ptr<SqliteStatement> Statements::*;
-const std::pair<StatementField, const char*> kStatementSql[] = {
-    {&Statements::find_conversation,
-     "SELECT id, next_chunk, first_chunk, indexed_end FROM chunk_conversations WHERE name = ?1"},
-    {&Statements::add_conversation, "INSERT INTO chunk_conversations (name) VALUES (?1)"},
-    {&Statements::save_conversation,
-     "UPDATE chunk_conversations SET next_chunk = ?2, first_chunk = ?3, indexed_end = ?4"
-     " WHERE id = ?1"},
-    {&Statements::remove_conversation, "DELETE FROM chunk_conversations WHERE id = ?1"},
-    {&Statements::insert_chunk,
-     "INSERT INTO chunks (id, first_pos, n_tokens, first_turn, last_turn)"
-     " VALUES (?1, ?2, ?3, ?4, ?5)"},
-    {&Statements::insert_text, "INSERT INTO chunk_text (rowid, text) VALUES (?1, ?2)"},
-    {&Statements::delete_text,
-     "INSERT INTO chunk_text (chunk_text, rowid, text) VALUES ('delete', ?1, ?2)"},
-    {&Statements::delete_chunk, "DELETE FROM chunks WHERE id = ?1"},
-    {&Statements::chunks_before,
-     "SELECT id, first_pos, n_tokens FROM chunks WHERE id BETWEEN ?1 AND ?2 AND first_pos < ?3"
-     " ORDER BY id"},
-    // Scans back from the newest chunk: the fog's end is usually a window from the end.
-    {&Statements::last_chunk_by,
-     "SELECT id FROM chunks WHERE id BETWEEN ?1 AND ?2 AND first_pos + n_tokens <= ?3"
-     " ORDER BY id DESC LIMIT 1"},
-    {&Statements::chunk_by_id,
-     "SELECT id, first_pos, n_tokens, first_turn, last_turn FROM chunks WHERE id = ?1"},
-    {&Statements::search,
-     "SELECT c.id, c.first_pos, c.n_tokens, c.first_turn, c.last_turn,"
-     "  -bm25(chunk_text) * exp(-?4 * (?5 - c.first_pos - c.n_tokens)) AS score"
-     " FROM chunk_text JOIN chunks c ON c.id = chunk_text.rowid"
-     " WHERE chunk_text MATCH ?1 AND chunk_text.rowid BETWEEN ?2 AND ?3"
-     " ORDER BY score DESC LIMIT ?6"},
-};
-
-// Resets a statement when the scope ends, so no finished read keeps a snapshot open.
-class Use {
- public:
-  explicit Use(SqliteStatement* statement) : statement_(statement) {}
-  ~Use() { statement_->Reset().IgnoreError(); }
-  SqliteStatement* operator->() { return statement_; }
-  SqliteStatement& operator*() { return *statement_; }
-
- private:
-  SqliteStatement* statement_;
-};
 
 ChunkHit ReadHit(const SqliteStatement& row) {
   ChunkHit hit;
@@ -118,7 +54,7 @@ struct ChunkIndex::Impl {
   ChunkIndexOptions options;
   Mutex mu;
   std::unique_ptr<SqliteDatabase> db KV_PT_GUARDED_BY(mu);
-  Statements sql KV_GUARDED_BY(mu);
+  ChunkStatements sql KV_GUARDED_BY(mu);
   std::unique_ptr<ChunkVectors> vectors KV_PT_GUARDED_BY(mu);  // with an embedder
   std::map<std::string, std::unique_ptr<ConversationState>, std::less<>> conversations
       KV_GUARDED_BY(mu);
@@ -157,8 +93,8 @@ Status ChunkIndex::Impl::Finish(Status status) {
 Result<ConversationState*> ChunkIndex::Impl::Find(std::string_view name, bool create) {
   auto it = conversations.find(name);
   if (it != conversations.end()) return it->second.get();
-  Use find(sql.find_conversation.get());
-  KV_RETURN_IF_ERROR(find->Bind(1, name));
+  StatementScope find(sql.find_conversation.get());
+  KV_RETURN_IF_ERROR(BindAll(find, name));
   KV_ASSIGN_OR_RETURN(bool row, find->Step());
   std::unique_ptr<ConversationState> state;
   if (row) {
@@ -169,8 +105,8 @@ Result<ConversationState*> ChunkIndex::Impl::Find(std::string_view name, bool cr
     state->indexed_end = find->ColumnInt(3);
   } else {
     if (!create) return static_cast<ConversationState*>(nullptr);
-    Use add(sql.add_conversation.get());
-    KV_RETURN_IF_ERROR(add->Bind(1, name));
+    StatementScope add(sql.add_conversation.get());
+    KV_RETURN_IF_ERROR(BindAll(add, name));
     KV_RETURN_IF_ERROR(add->Run());
     const int64_t id = db->LastInsertRowId();
     if (id > kMaxConversationNumber) return ResourceExhaustedError("memory: conversation ids");
@@ -182,11 +118,9 @@ Result<ConversationState*> ChunkIndex::Impl::Find(std::string_view name, bool cr
 }
 
 Status ChunkIndex::Impl::Save(const ConversationState& state) {
-  Use save(sql.save_conversation.get());
-  KV_RETURN_IF_ERROR(save->Bind(1, state.id));
-  KV_RETURN_IF_ERROR(save->Bind(2, state.next_chunk));
-  KV_RETURN_IF_ERROR(save->Bind(3, state.first_chunk));
-  KV_RETURN_IF_ERROR(save->Bind(4, state.indexed_end));
+  StatementScope save(sql.save_conversation.get());
+  KV_RETURN_IF_ERROR(
+      BindAll(save, state.id, state.next_chunk, state.first_chunk, state.indexed_end));
   return save->Run();
 }
 
@@ -195,16 +129,13 @@ Status ChunkIndex::Impl::Insert(ConversationState& state, const Chunk& chunk) {
   const int64_t id = state.ChunkId(state.next_chunk);
   const std::string text = options.detokenize(chunk.tokens);
   {
-    Use insert(sql.insert_chunk.get());
-    KV_RETURN_IF_ERROR(insert->Bind(1, id));
-    KV_RETURN_IF_ERROR(insert->Bind(2, chunk.first_pos));
-    KV_RETURN_IF_ERROR(insert->Bind(3, static_cast<int64_t>(chunk.tokens.size())));
-    KV_RETURN_IF_ERROR(insert->Bind(4, chunk.first_turn));
-    KV_RETURN_IF_ERROR(insert->Bind(5, chunk.last_turn));
+    StatementScope insert(sql.insert_chunk.get());
+    KV_RETURN_IF_ERROR(BindAll(insert, id, chunk.first_pos,
+                               static_cast<int64_t>(chunk.tokens.size()), chunk.first_turn,
+                               chunk.last_turn));
     KV_RETURN_IF_ERROR(insert->Run());
-    Use insert_text(sql.insert_text.get());
-    KV_RETURN_IF_ERROR(insert_text->Bind(1, id));
-    KV_RETURN_IF_ERROR(insert_text->Bind(2, std::string_view(text)));
+    StatementScope insert_text(sql.insert_text.get());
+    KV_RETURN_IF_ERROR(BindAll(insert_text, id, std::string_view(text)));
     KV_RETURN_IF_ERROR(insert_text->Run());
   }
   if (vectors != nullptr) KV_RETURN_IF_ERROR(vectors->Add(state.id, id, text));
@@ -222,10 +153,8 @@ Status ChunkIndex::Impl::Append(ConversationState& state, std::span<const IndexT
 
 Result<int64_t> ChunkIndex::Impl::LastChunkEndingBy(const ConversationState& state, int64_t pos) {
   if (pos >= state.indexed_end) return state.hi();
-  Use last(sql.last_chunk_by.get());
-  KV_RETURN_IF_ERROR(last->Bind(1, state.lo()));
-  KV_RETURN_IF_ERROR(last->Bind(2, state.hi()));
-  KV_RETURN_IF_ERROR(last->Bind(3, pos));
+  StatementScope last(sql.last_chunk_by.get());
+  KV_RETURN_IF_ERROR(BindAll(last, state.lo(), state.hi(), pos));
   KV_ASSIGN_OR_RETURN(bool row, last->Step());
   return row ? last->ColumnInt(0) : state.lo() - 1;
 }
@@ -236,13 +165,9 @@ Result<std::vector<ChunkHit>> ChunkIndex::Impl::Bm25(const ConversationState& st
   const double decay = params.fog_alpha > 0 && params.cache_size > 0
                            ? params.fog_alpha / static_cast<double>(params.cache_size)
                            : 0.0;
-  Use search(sql.search.get());
-  KV_RETURN_IF_ERROR(search->Bind(1, std::string_view(match)));
-  KV_RETURN_IF_ERROR(search->Bind(2, state.lo()));
-  KV_RETURN_IF_ERROR(search->Bind(3, hi));
-  KV_RETURN_IF_ERROR(search->Bind(4, decay));
-  KV_RETURN_IF_ERROR(search->Bind(5, state.chunker.next_pos()));
-  KV_RETURN_IF_ERROR(search->Bind(6, static_cast<int64_t>(n)));
+  StatementScope search(sql.search.get());
+  KV_RETURN_IF_ERROR(BindAll(search, std::string_view(match), state.lo(), hi, decay,
+                             state.chunker.next_pos(), static_cast<int64_t>(n)));
   std::vector<ChunkHit> hits;
   while (true) {
     KV_ASSIGN_OR_RETURN(bool row, search->Step());
@@ -255,8 +180,8 @@ Result<std::vector<ChunkHit>> ChunkIndex::Impl::Bm25(const ConversationState& st
 }
 
 Result<ChunkHit> ChunkIndex::Impl::ChunkById(int64_t id) {
-  Use chunk(sql.chunk_by_id.get());
-  KV_RETURN_IF_ERROR(chunk->Bind(1, id));
+  StatementScope chunk(sql.chunk_by_id.get());
+  KV_RETURN_IF_ERROR(BindAll(chunk, id));
   KV_ASSIGN_OR_RETURN(bool row, chunk->Step());
   if (!row) return InternalError("memory: vector for missing chunk " + std::to_string(id));
   return ReadHit(*chunk);
@@ -285,10 +210,8 @@ Result<ChunkDropResult> ChunkIndex::Impl::Drop(ConversationState& state, int64_t
   };
   std::vector<Doomed> doomed;
   {
-    Use select(sql.chunks_before.get());
-    KV_RETURN_IF_ERROR(select->Bind(1, state.lo()));
-    KV_RETURN_IF_ERROR(select->Bind(2, state.hi()));
-    KV_RETURN_IF_ERROR(select->Bind(3, pos));
+    StatementScope select(sql.chunks_before.get());
+    KV_RETURN_IF_ERROR(BindAll(select, state.lo(), state.hi(), pos));
     while (true) {
       KV_ASSIGN_OR_RETURN(bool row, select->Step());
       if (!row) break;
@@ -301,15 +224,14 @@ Result<ChunkDropResult> ChunkIndex::Impl::Drop(ConversationState& state, int64_t
                                               ? Result<std::vector<int32_t>>(NotFoundError(""))
                                               : store->Tokens(chunk.first_pos, chunk.n_tokens);
     if (tokens.ok()) {
-      Use remove(sql.delete_text.get());
-      KV_RETURN_IF_ERROR(remove->Bind(1, chunk.id));
-      KV_RETURN_IF_ERROR(remove->Bind(2, std::string_view(options.detokenize(*tokens))));
+      StatementScope remove(sql.delete_text.get());
+      KV_RETURN_IF_ERROR(BindAll(remove, chunk.id, std::string_view(options.detokenize(*tokens))));
       KV_RETURN_IF_ERROR(remove->Run());
     } else {
       ++result.n_orphaned;
     }
-    Use remove(sql.delete_chunk.get());
-    KV_RETURN_IF_ERROR(remove->Bind(1, chunk.id));
+    StatementScope remove(sql.delete_chunk.get());
+    KV_RETURN_IF_ERROR(BindAll(remove, chunk.id));
     KV_RETURN_IF_ERROR(remove->Run());
     if (vectors != nullptr) KV_RETURN_IF_ERROR(vectors->Remove(state.id, chunk.id));
     state.first_chunk = (chunk.id & kMaxChunkNumber) + 1;
@@ -333,10 +255,7 @@ Result<std::unique_ptr<ChunkIndex>> ChunkIndex::Open(ChunkIndexOptions options) 
   MutexLock lock(&impl->mu);
   impl->options = std::move(options);
   KV_ASSIGN_OR_RETURN(impl->db, SqliteDatabase::Open(impl->options.path));
-  KV_RETURN_IF_ERROR(impl->db->Execute(kSchema));
-  for (const auto& [field, text] : kStatementSql) {
-    KV_ASSIGN_OR_RETURN(impl->sql.*field, impl->db->Prepare(text));
-  }
+  KV_ASSIGN_OR_RETURN(impl->sql, ChunkStatements::Prepare(impl->db.get()));
   if (impl->options.embedder != nullptr) {
     KV_ASSIGN_OR_RETURN(impl->vectors,
                         ChunkVectors::Create(impl->db.get(), impl->options.embedder));
@@ -363,15 +282,15 @@ Result<int64_t> ChunkIndex::IndexedEnd(std::string_view conversation) {
 Result<std::vector<ChunkHit>> ChunkIndex::Search(std::string_view conversation,
                                                  std::string_view query,
                                                  const ChunkSearchParams& params) {
-  const SearchQuery terms = ParseSearchQuery(query);
+  const SearchQuery parsed = ParseSearchQuery(query);
   MutexLock lock(&impl_->mu);
   KV_ASSIGN_OR_RETURN(ConversationState * state, impl_->Find(conversation, /*create=*/false));
-  if (state == nullptr || params.k <= 0 || (terms.empty() && impl_->vectors == nullptr)) {
+  if (state == nullptr || params.k <= 0 || (parsed.empty() && impl_->vectors == nullptr)) {
     return std::vector<ChunkHit>();
   }
   KV_ASSIGN_OR_RETURN(const int64_t hi, impl_->LastChunkEndingBy(*state, params.end_pos_limit));
   if (hi < state->lo()) return std::vector<ChunkHit>();
-  const std::string match = MatchExpression(terms);
+  const std::string match = MatchExpression(parsed);
   if (impl_->vectors == nullptr) return impl_->Bm25(*state, match, hi, params, params.k);
   std::vector<ChunkHit> rankings[2];
   if (!match.empty()) {
@@ -405,7 +324,7 @@ Result<ChunkDropResult> ChunkIndex::RemoveConversation(std::string_view conversa
   Result<ChunkDropResult> result = impl_->Drop(*state, std::numeric_limits<int64_t>::max(), store);
   Status status = result.status();
   if (status.ok()) {
-    Use remove(impl_->sql.remove_conversation.get());
+    StatementScope remove(impl_->sql.remove_conversation.get());
     status = remove->Bind(1, state->id);
     if (status.ok()) status = remove->Run();
   }

@@ -35,5 +35,7 @@ Result<Json> ParseJsonText(const std::string& text);
 // Subcommands of `kvault bench`.
 int RunBenchEngine(int argc, char** argv);
 int RunBenchServe(int argc, char** argv);
+int RunBenchMemory(int argc, char** argv);
+int RunBenchRecall(int argc, char** argv);
 
 }  // namespace kvault::cli

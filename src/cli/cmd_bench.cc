@@ -16,6 +16,8 @@ int RunBench(int argc, char** argv) {
   static constexpr Benchmark kBenchmarks[] = {
       {"engine", RunBenchEngine, "prompt and generation tokens/s vs llama-bench"},
       {"serve", RunBenchServe, "concurrent HTTP streams vs llama-batched-bench and llama-server"},
+      {"memory", RunBenchMemory, "token store and chunk index: bytes/token, ingestion, search"},
+      {"recall", RunBenchRecall, "recall@k of facts planted deep in a long dialogue"},
   };
   if (argc >= 2) {
     for (const Benchmark& bench : kBenchmarks) {

@@ -37,5 +37,6 @@ int RunBenchEngine(int argc, char** argv);
 int RunBenchServe(int argc, char** argv);
 int RunBenchMemory(int argc, char** argv);
 int RunBenchRecall(int argc, char** argv);
+int RunBenchResume(int argc, char** argv);
 
 }  // namespace kvault::cli

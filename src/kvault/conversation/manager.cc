@@ -220,6 +220,9 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
     return prepared.status();
   }
   const size_t reused = prepared->n_tokens;
+  KV_LOG(kDebug) << "conversation '" << conversation.id() << "': " << reused << " of "
+                 << prompt.size() << " prompt tokens from " << PrefixSourceName(prepared->source)
+                 << " in " << prepared->restore_ms << " ms";
   if (pending->request.pin) pool_.SetReserved(conversation.key(), true).IgnoreError();
 
   auto channel = std::make_shared<ReplyChannel>();

@@ -6,6 +6,16 @@
 #include <exception>
 #include <unordered_set>
 
+// hnswlib 0.6's SSE prefetches read one link past the end of a node's link list: harmless
+// in practice, but AddressSanitizer stops there, so sanitized builds use its plain loops.
+// (hnswlib.h also defines non-inline functions: include it in this file only.)
+#if defined(__SANITIZE_ADDRESS__)
+#define NO_MANUAL_VECTORIZATION
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NO_MANUAL_VECTORIZATION
+#endif
+#endif
 #include <hnswlib/hnswlib.h>
 
 namespace kvault::memory {

@@ -191,6 +191,13 @@ int Run(const RecallBenchOptions& options) {
           std::to_string(options.window) + " tokens, where nothing needs recalling"));
     }
   }
+  const size_t n_facts = options.depths.size() * static_cast<size_t>(options.facts_per_depth);
+  if (n_facts > DialogueGenerator::SubjectCount()) {
+    return ReportError(InvalidArgumentError("--facts-per-depth x --depths asks for " +
+                                            std::to_string(n_facts) + " facts; the generator has " +
+                                            std::to_string(DialogueGenerator::SubjectCount()) +
+                                            " distinct subjects"));
+  }
   Result<std::unique_ptr<BenchDir>> dir = BenchDir::Create(options.dir);
   if (!dir.ok()) return ReportError(dir.status());
   const Result<Json> report = Measure(options, (*dir)->path());

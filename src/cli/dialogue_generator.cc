@@ -299,7 +299,22 @@ PlantedFact DialogueGenerator::MakeFact(std::string* subject) {
   return fact;
 }
 
+size_t DialogueGenerator::SubjectCount() {
+  size_t total = 0;
+  for (const FactTemplate& kind : kFactTemplates) {
+    size_t n = 1;
+    for (const FactSlot& slot : kFactSlots) {
+      if (kind.subject.find("{" + std::string(slot.name) + "}") != std::string_view::npos) {
+        n *= slot.words.size();
+      }
+    }
+    total += n;
+  }
+  return total;
+}
+
 PlantedFact DialogueGenerator::NextFact() {
+  KV_CHECK(used_subjects_.size() < SubjectCount(), "NextFact: every fact subject is used");
   while (true) {
     std::string subject;
     PlantedFact fact = MakeFact(&subject);

@@ -41,7 +41,10 @@ class DialogueGenerator {
   // The next filler turn: user and assistant alternate, starting with the user.
   DialogueTurn NextTurn();
   // A fact with a subject not used before by this generator.
+  // REQUIRES: fewer than SubjectCount() facts made so far.
   PlantedFact NextFact();
+  // How many facts with distinct subjects a generator can make.
+  static size_t SubjectCount();
   // A question in the style of NextFact()'s about a subject that may never have been
   // mentioned (for latency measurements).
   std::string RandomQuestion();

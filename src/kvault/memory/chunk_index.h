@@ -7,7 +7,7 @@
 //
 // Design notes:
 // - No text is stored. The FTS5 table is contentless (content=''): it holds terms and
-//   positions only, about 3-4 bytes per token; a hit's text is re-derived from the caller's
+//   positions only, about 2 bytes per token; a hit's text is re-derived from the caller's
 //   TokenStore. SQLite 3.40 (Debian 12) deletes a row from a contentless table only when given
 //   the row's original text again, so `detokenize` must be deterministic, and dropping chunks
 //   needs a TokenStore that still holds their tokens: call DropBefore with
@@ -22,9 +22,12 @@
 // - Fog demotion: score = relevance * exp(-fog_alpha * age / cache_size), where age = tokens
 //   between the chunk's end and the end of the conversation's last appended turn; 0 = off.
 //   At alpha 0.5 a chunk one whole cache size old keeps exp(-0.5) = 61% of its relevance.
-// - Relevance: BM25 alone gives FTS5's bm25() negated (higher is better; unbounded, a good
-//   match scores roughly 5 to 30). With an embedder it is the fused sum of 1 / (60 + rank)
-//   over both rankings (at most 2/61), so relevance thresholds depend on the mode.
+// - Relevance: BM25 alone gives FTS5's bm25() over the query's words and phrases
+//   (search_terms.h), negated: higher is better, unbounded, growing with the number of
+//   query words matched. With an embedder it is the fused sum of 1 / (60 + rank) over both
+//   rankings (at most 2/61), so relevance thresholds depend on the mode.
+// - The fog factor is computed inside the query with SQLite's exp() (math functions, built
+//   into Debian's libsqlite3 and the default amalgamation since 3.35).
 // WART: a chunk that straddles a drop position is removed whole, so up to chunk_tokens - 1
 // retained tokens just after it are no longer searchable.
 //

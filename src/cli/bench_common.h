@@ -38,5 +38,7 @@ int RunBenchServe(int argc, char** argv);
 int RunBenchMemory(int argc, char** argv);
 int RunBenchRecall(int argc, char** argv);
 int RunBenchResume(int argc, char** argv);
+int RunBenchFidelity(int argc, char** argv);
+int RunBenchPrefix(int argc, char** argv);
 
 }  // namespace kvault::cli

@@ -18,6 +18,9 @@ int RunBench(int argc, char** argv) {
       {"serve", RunBenchServe, "concurrent HTTP streams vs llama-batched-bench and llama-server"},
       {"memory", RunBenchMemory, "token store and chunk index: bytes/token, ingestion, search"},
       {"recall", RunBenchRecall, "recall@k of facts planted deep in a long dialogue"},
+      {"resume", RunBenchResume, "TTFT of resumed conversations per KV tier vs llama-server"},
+      {"prefix", RunBenchPrefix, "shared-prefix traffic: hit rate and throughput vs llama-server"},
+      {"fidelity", RunBenchFidelity, "KL divergence and size of q8/q4 KV blocks at rest vs f16"},
   };
   if (argc >= 2) {
     for (const Benchmark& bench : kBenchmarks) {

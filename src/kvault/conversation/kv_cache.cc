@@ -168,7 +168,7 @@ void KvCache::CountSource(const PreparedPrefix& prepared) {
 }
 
 kv::BlockName KvCache::Checkpoint(llama_seq_id seq_id, std::span<const llama_token> held,
-                                  const kv::BlockName& previous_tail) {
+                                  const kv::BlockName& previous_tail, bool persist_tail) {
   if (store_ == nullptr || held.empty() || policy_ == RestorePolicy::kNever) return previous_tail;
   const Clock::time_point start = Clock::now();
   std::vector<uint8_t> state;
@@ -182,8 +182,9 @@ kv::BlockName KvCache::Checkpoint(llama_seq_id seq_id, std::span<const llama_tok
                        std::to_string(kv->first_pos) + ", expected " + std::to_string(held.size()) +
                        " from 0");
   }
-  Result<store::StoreResult> stored =
-      kv.ok() ? store_->Store(held, *kv, previous_tail) : Result<store::StoreResult>(kv.status());
+  Result<store::StoreResult> stored = kv.ok()
+                                          ? store_->Store(held, *kv, previous_tail, persist_tail)
+                                          : Result<store::StoreResult>(kv.status());
   MutexLock lock(&mu_);
   stats_.checkpoint_seconds += SecondsSince(start);
   if (!stored.ok()) {

@@ -83,8 +83,9 @@ class KvCache {
 
   // Stores the blocks of what `seq_id` holds (`held`, from position 0) and returns the new
   // partial tail block ({} if none). Failures are logged and counted, never fatal.
+  // Without `persist_tail` the partial tail stays in RAM (stateless requests).
   kv::BlockName Checkpoint(llama_seq_id seq_id, std::span<const llama_token> held,
-                           const kv::BlockName& previous_tail);
+                           const kv::BlockName& previous_tail, bool persist_tail = true);
 
   // Feeds the measured prefill rate to the restore-or-recompute decision.
   void RecordPrefill(int64_t n_tokens, double seconds);

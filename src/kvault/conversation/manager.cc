@@ -75,8 +75,12 @@ bool SameMessage(const engine::ChatMessage& a, const engine::ChatMessage& b) {
 class ConversationManager::Pending {
  public:
   ~Pending() KV_NO_THREAD_SAFETY_ANALYSIS {
-    if (conversation) conversation->turn_lock.Unlock();
+    if (!conversation) return;
+    // A stateless request's conversation has nothing to remember: the client keeps it.
+    if (forget_in != nullptr) forget_in->Remove(conversation);
+    conversation->turn_lock.Unlock();
   }
+  Registry* forget_in = nullptr;  // set for a stateless request's conversation
   std::unique_ptr<Admission::Ticket> ticket;
   std::shared_ptr<Conversation> conversation;  // its turn_lock is held
   GenerateRequest request;
@@ -155,6 +159,12 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
   PendingPtr pending(new Pending);
   pending->start = Clock::now();
   KV_ASSIGN_OR_RETURN(pending->ticket, admission_.Enter());
+  if (!request.explicit_conversation) {
+    // Stateless (no conversation_id): a conversation of its own for this request only, so
+    // such requests run side by side; its sequence stays parked afterwards, a cache whose
+    // prefix later requests share (as they share the block store).
+    request.conversation_id = "~stateless-" + std::to_string(++stateless_counter_);
+  }
   // The conversation's lock is taken while queued: a second request for the same
   // conversation waits here, counted in the queue, until the first is done.
   while (true) {
@@ -163,6 +173,7 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
     conversation->turn_lock.Lock();
     if (!conversation->ended) {
       pending->conversation = std::move(conversation);
+      if (!request.explicit_conversation) pending->forget_in = &registry_;
       break;
     }
     conversation->turn_lock.Unlock();  // ended while we waited: use its successor
@@ -271,7 +282,8 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
   std::vector<llama_token> held(prompt.begin(), prompt.begin() + reused);
   held.insert(held.end(), outcome.decoded_tokens.begin(), outcome.decoded_tokens.end());
   if (outcome.reason != engine::FinishReason::kError) {
-    conversation.kv_tail = kv_cache_.Checkpoint(lease.seq_id, held, conversation.kv_tail);
+    conversation.kv_tail = kv_cache_.Checkpoint(lease.seq_id, held, conversation.kv_tail,
+                                                pending->request.explicit_conversation);
   }
   pool_.Release(conversation.key(), std::move(held));
   const size_t prefilled = prompt.size() - reused;
@@ -294,7 +306,8 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
 
   conversation.Touch();
   ++conversation.n_requests;
-  if (!pending->request.raw_prompt && outcome.reason != engine::FinishReason::kCancelled) {
+  if (pending->request.explicit_conversation && !pending->request.raw_prompt &&
+      outcome.reason != engine::FinishReason::kCancelled) {
     pending->turns.push_back({"assistant", result.text});
     CommitTurns(conversation, std::move(pending->turns));
   }

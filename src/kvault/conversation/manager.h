@@ -9,7 +9,8 @@
 // load (admission, validation, tokenization, length); Run() generates.
 //
 // Conversation semantics. Without an explicit conversation id the messages are the whole
-// conversation (OpenAI's stateless contract); the conversation "default" only caches KV.
+// conversation (OpenAI's stateless contract): the request gets a conversation of its own,
+// forgotten afterwards (its KV stays in the cache for any request that shares its prefix).
 // With a conversation id, a request whose first message equals the stored first turn
 // restates the history and replaces it; any other request appends its messages to the stored
 // turns (clients that send only the new message).
@@ -178,6 +179,7 @@ class ConversationManager {
   Journal* const journal_;
   SessionStore* const sessions_;
   std::atomic<int64_t> ended_{0};
+  std::atomic<int64_t> stateless_counter_{0};
 };
 
 }  // namespace kvault::conversation

@@ -39,12 +39,35 @@ kv::NodeStats BlockStore::Impl::RankStats(const kv::RadixNode& node, uint8_t tie
   return stats;
 }
 
-void BlockStore::Impl::EnqueueWrite(const BlockName& name, const BlockBytes& bytes) {
+void BlockStore::Impl::EnqueueWrite(const BlockName& name, const BlockBytes& bytes,
+                                    double delay_s) {
   if (pending.try_emplace(name, bytes).second) {
-    queue.push_back(name);
+    if (delay_s > 0) {
+      delayed.emplace_back(Now() + delay_s, name);
+    } else {
+      queue.push_back(name);
+    }
     pending_bytes += bytes->size();
     work.Signal();
   }
+}
+
+bool BlockStore::Impl::NextWrite(BlockName* name, double* wait_s) {
+  if (!queue.empty()) {
+    *name = queue.front();
+    queue.pop_front();
+    return true;
+  }
+  *wait_s = -1;
+  if (delayed.empty()) return false;
+  const double due = delayed.front().first;
+  if (due <= Now() || flushing > 0 || stopping) {
+    *name = delayed.front().second;
+    delayed.pop_front();
+    return true;
+  }
+  *wait_s = due - Now();
+  return false;
 }
 
 void BlockStore::Impl::EvictRam() {
@@ -61,7 +84,9 @@ void BlockStore::Impl::EvictRam() {
     for (const auto& [score, name] : ranked) {
       if (ram->used_bytes() <= params.ram_budget_bytes) return;
       const kv::RadixNode* node = tree.Find(name);
-      if ((node->tiers & kv::kTierDisk) == 0 && DiskWritable()) {
+      // A tail that was not to be kept on disk is cheap to recompute: it is just dropped.
+      const bool demote = !node->partial(params.space.block_size) || pending.count(name) > 0;
+      if ((node->tiers & kv::kTierDisk) == 0 && DiskWritable() && demote) {
         Result<BlockBytes> bytes = ram->Get(name);
         if (bytes.ok()) {
           EnqueueWrite(name, *bytes);  // demotion
@@ -132,10 +157,15 @@ void BlockStore::Impl::WriterLoop() {
     BlockBytes bytes;
     {
       MutexLock lock(&mu);
-      while (queue.empty() && !stopping) work.Wait(&mu);
-      if (queue.empty()) return;  // stopping, and every queued block is written
-      name = queue.front();
-      queue.pop_front();
+      double wait_s = -1;
+      while (!NextWrite(&name, &wait_s)) {
+        if (stopping) return;  // every queued block is written
+        if (wait_s < 0) {
+          work.Wait(&mu);
+        } else {
+          work.WaitFor(&mu, std::chrono::milliseconds(static_cast<int64_t>(wait_s * 1000) + 1));
+        }
+      }
       bytes = pending.at(name);
       writing = true;
     }
@@ -184,7 +214,7 @@ void BlockStore::Impl::WriterLoop() {
         ForgetRemoved(tree.RemoveTiers(name, kv::kTierDisk));
       }
       EvictDisk();
-      if (queue.empty()) idle.SignalAll();
+      if (queue.empty() && delayed.empty()) idle.SignalAll();
     }
   }
 }

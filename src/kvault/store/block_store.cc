@@ -147,7 +147,7 @@ Fetched BlockStore::Fetch(const Lookup& lookup) {
 }
 
 Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const kv::KvBlock& kv,
-                                      const BlockName& previous_tail) {
+                                      const BlockName& previous_tail, bool persist_tail) {
   Impl& s = *impl_;
   if (kv.first_pos != 0 || kv.n_tokens != tokens.size()) {
     return InvalidArgumentError("store: the KV covers " + std::to_string(kv.n_tokens) +
@@ -194,13 +194,17 @@ Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const
   for (const Planned& block : plan) {
     const std::span<const llama_token> block_tokens = tokens.subspan(block.first, block.n);
     if (block.bytes && s.tree.Find(block.name) == nullptr) {
-      const uint8_t tiers = kv::kTierRam | (s.DiskWritable() ? kv::kTierDisk : 0);
+      const bool tail = block.n < b;
+      const bool to_disk = s.DiskWritable() && (persist_tail || !tail);
+      const uint8_t tiers = kv::kTierRam | (to_disk ? kv::kTierDisk : 0);
       // Fails only if the parent was evicted meanwhile: the rest cannot hang anywhere.
       if (!s.tree.Insert(block.name, block.parent, block_tokens, tiers, block.bytes->size()).ok()) {
         break;
       }
       s.ram->Put(block.name, block.bytes).IgnoreError();
-      if (s.DiskWritable()) s.EnqueueWrite(block.name, block.bytes);
+      if (to_disk) {
+        s.EnqueueWrite(block.name, block.bytes, tail ? s.params.tail_write_delay_s : 0);
+      }
       ++result.n_new_blocks;
       ++s.counters.stored_blocks;
       s.counters.stored_bytes += static_cast<int64_t>(block.bytes->size());
@@ -262,7 +266,10 @@ double BlockStore::prefill_seconds_per_token() const {
 void BlockStore::Flush() {
   Impl& s = *impl_;
   MutexLock lock(&s.mu);
-  while (!s.queue.empty() || s.writing) s.idle.Wait(&s.mu);
+  ++s.flushing;
+  s.work.Signal();
+  while (!s.queue.empty() || !s.delayed.empty() || s.writing) s.idle.Wait(&s.mu);
+  --s.flushing;
 }
 
 BlockStoreStats BlockStore::stats() const {
@@ -271,7 +278,8 @@ BlockStoreStats BlockStore::stats() const {
   BlockStoreStats stats = s.counters;
   stats.has_disk = s.disk != nullptr;
   stats.tree_nodes = static_cast<int64_t>(s.tree.size());
-  stats.pending_writes = static_cast<int64_t>(s.queue.size()) + (s.writing ? 1 : 0);
+  stats.pending_writes =
+      static_cast<int64_t>(s.queue.size() + s.delayed.size()) + (s.writing ? 1 : 0);
   stats.ram.blocks = static_cast<int64_t>(s.ram->n_blocks());
   stats.ram.bytes = static_cast<int64_t>(s.ram->used_bytes());
   stats.ram.budget_bytes = static_cast<int64_t>(s.params.ram_budget_bytes);

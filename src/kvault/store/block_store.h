@@ -5,7 +5,9 @@
 // Design note: placement and promotion.
 //  - Every stored block goes to RAM and is queued for the disk (write-through), so a
 //    restarted server finds every conversation's blocks; until its write completes a block
-//    counts as on disk and is served from the write queue.
+//    counts as on disk and is served from the write queue. A partial (tail) block is written
+//    after a delay, since the conversation's next turn usually replaces it; the tails of
+//    stateless requests stay in RAM only.
 //  - RAM over budget: the policy ranks the RAM blocks none of whose children are in RAM
 //    (leaves of the RAM part of the tree) and the lowest go; a block not yet on disk is
 //    written first (demotion), unless there is no disk tier, when it is simply dropped.
@@ -54,6 +56,9 @@ struct BlockStoreParams {
   double frequency_half_life_s = 600;
   // Free space the disk tier leaves on its file system.
   uint64_t disk_reserve_bytes = 64ull << 20;
+  // Seconds a partial (tail) block waits before its disk write; a tail replaced meanwhile is
+  // never written. Flush() and closing write everything still waiting.
+  double tail_write_delay_s = 5;
 };
 
 struct TierStats {
@@ -153,8 +158,10 @@ class BlockStore {
   // Stores the blocks of a sequence: `kv` holds positions [0, tokens.size()) and `tokens`
   // their ids. Blocks already cached only record a use. `previous_tail` (the partial block
   // this sequence stored last time, if any) is dropped when the new blocks supersede it.
+  // Without `persist_tail` the partial last block stays in RAM only (stateless requests: a
+  // restart need not find it), and is dropped rather than demoted under pressure.
   Result<StoreResult> Store(std::span<const llama_token> tokens, const kv::KvBlock& kv,
-                            const BlockName& previous_tail);
+                            const BlockName& previous_tail, bool persist_tail = true);
 
   // Pins (delta > 0) or unpins the blocks of the longest cached prefix of `tokens` (the last
   // may be used only in part). Returns their names.

@@ -35,6 +35,10 @@ struct BlockStore::Impl {
   // Blocks queued for the disk; served from here until written.
   std::unordered_map<BlockName, BlockBytes, kv::BlockNameHash> pending KV_GUARDED_BY(mu);
   std::deque<BlockName> queue KV_GUARDED_BY(mu);
+  // Partial (tail) blocks wait before their write: a conversation's next turn usually
+  // replaces its tail, which then never costs a disk write. (due time, name), in due order.
+  std::deque<std::pair<double, BlockName>> delayed KV_GUARDED_BY(mu);
+  int flushing KV_GUARDED_BY(mu) = 0;  // Flush() calls waiting: delayed writes are due now
   uint64_t pending_bytes KV_GUARDED_BY(mu) = 0;
   bool writing KV_GUARDED_BY(mu) = false;
   bool stopping KV_GUARDED_BY(mu) = false;
@@ -57,8 +61,12 @@ struct BlockStore::Impl {
   void StartWriter();
   void StopWriter();
   void WriterLoop();
-  // Queues `bytes` for the disk tier. REQUIRES: DiskWritable().
-  void EnqueueWrite(const BlockName& name, const BlockBytes& bytes) KV_REQUIRES(mu);
+  // Queues `bytes` for the disk tier, to be written after `delay_s`. REQUIRES: DiskWritable().
+  void EnqueueWrite(const BlockName& name, const BlockBytes& bytes, double delay_s = 0)
+      KV_REQUIRES(mu);
+  // The next block the writer should write now, if any; else how long to wait (< 0: until
+  // signalled).
+  bool NextWrite(BlockName* name, double* wait_s) KV_REQUIRES(mu);
   // Evicts RAM blocks until RAM is within budget.
   void EvictRam() KV_REQUIRES(mu);
   // Evicts disk blocks until the disk tier is within budget.

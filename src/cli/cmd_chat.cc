@@ -1,5 +1,19 @@
 // kvault chat: an interactive terminal chat with a local model (no server), streaming the
-// reply, with knowledge-store commands. Reads lines from stdin, so it can be scripted.
+// reply, with knowledge-store commands. Reads lines from stdin, so it can be scripted; end of
+// input quits like /quit. What each command prints (one line per item, stable for scripts):
+//
+//   /store <topic> <key> <value>  stored <topic>/<key>: <value>
+//   /topics                       <topic> (<n> facts)  per topic, by name
+//   /search <query>               [<score>] <topic>/<key>: <value>  best first, at most 5
+//   /stats                        conversation <id>: <n> turns, <n> tokens
+//                                 last reply: ... (after a reply)
+//                                 knowledge: <n> topics, <n> facts (<file>)
+//   /help                         commands: ...
+//   /quit (or /exit)              ends the chat, exit status 0
+//   any other /word               unknown command /word; commands: ...
+//
+// The knowledge store is the server's (<data-dir>/knowledge.db) in the scope of a server
+// without API keys.
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -27,7 +41,8 @@ struct ChatOptions {
   std::string model_path = "models/default.gguf";
   std::string conversation_id = "chat";
   std::string system;
-  std::string knowledge_db;
+  std::string data_dir;
+  std::string knowledge_db;  // "" = <data_dir>/knowledge.db
   int window = 4096;
   int max_tokens = 256;
   float temperature = 0.8f;
@@ -36,7 +51,9 @@ struct ChatOptions {
 };
 
 constexpr char kHelp[] =
-    "commands: /topics  /store <topic> <key> <value>  /search <query>  /stats  /quit\n";
+    "commands: /topics  /store <topic> <key> <value>  /search <query>  /stats  /help  /quit\n";
+// The scope of `kvault chat`'s facts: the one a server without API keys uses.
+constexpr char kScope[] = "";
 
 class StdoutSink : public conversation::ReplySink {
  public:
@@ -89,6 +106,8 @@ class ChatSession {
       Search(Rest(words));
     else if (command == "/stats")
       Stats();
+    else if (command == "/help")
+      std::printf("%s", kHelp);
     else
       std::printf("unknown command %s; %s", command.c_str(), kHelp);
     return true;
@@ -126,7 +145,7 @@ class ChatSession {
   }
 
   void Topics() {
-    Result<std::vector<memory::TopicSummary>> topics = knowledge_->Topics();
+    Result<std::vector<memory::TopicSummary>> topics = knowledge_->Topics(kScope);
     if (!topics.ok()) return PrintError(topics.status());
     if (topics->empty()) std::printf("no topics yet; /store <topic> <key> <value> adds one\n");
     for (const auto& topic : *topics) {
@@ -138,13 +157,21 @@ class ChatSession {
     std::string topic, key;
     words >> topic >> key;
     const std::string value = Rest(words);
-    Status status = knowledge_->Put(topic, key, value);
+    if (value.empty()) {
+      std::printf("usage: /store <topic> <key> <value>\n");
+      return;
+    }
+    Status status = knowledge_->Put(kScope, {{topic, key, value}});
     if (!status.ok()) return PrintError(status);
-    std::printf("stored %s/%s\n", topic.c_str(), key.c_str());
+    std::printf("stored %s/%s: %s\n", topic.c_str(), key.c_str(), value.c_str());
   }
 
   void Search(const std::string& query) {
-    Result<std::vector<memory::Fact>> facts = knowledge_->Search(query, 5);
+    if (query.empty()) {
+      std::printf("usage: /search <query>\n");
+      return;
+    }
+    Result<std::vector<memory::Fact>> facts = knowledge_->Search(kScope, query, 5);
     if (!facts.ok()) return PrintError(facts.status());
     if (facts->empty()) std::printf("nothing found for \"%s\"\n", query.c_str());
     for (const memory::Fact& fact : *facts) {
@@ -167,8 +194,10 @@ class ChatSession {
           last_.prompt_tokens, last_.cached_tokens, last_.completion_tokens, last_.first_token_ms,
           seconds > 0 ? (last_.completion_tokens - 1) / seconds : 0.0);
     }
-    Result<memory::KnowledgeStats> knowledge = knowledge_->Stats();
-    if (knowledge.ok()) {
+    Result<memory::KnowledgeStats> knowledge = knowledge_->Stats(kScope);
+    if (!knowledge.ok()) {
+      PrintError(knowledge.status());
+    } else {
       std::printf("knowledge: %lld topics, %lld facts (%s)\n",
                   static_cast<long long>(knowledge->topics),
                   static_cast<long long>(knowledge->facts), options_.knowledge_db.c_str());
@@ -195,13 +224,16 @@ class ChatSession {
 int RunChat(int argc, char** argv) {
   CLI::App app("Chat with a local model in the terminal (no server needed).", "chat");
   ChatOptions options;
-  options.knowledge_db = DefaultDataDir() + "/knowledge.db";
+  options.data_dir = DefaultDataDir();
   app.add_option("-m,--model", options.model_path, "GGUF model file")->capture_default_str();
   app.add_option("-c,--conversation", options.conversation_id, "conversation id")
       ->capture_default_str();
   app.add_option("--system", options.system, "system message for the first turn");
-  app.add_option("--knowledge-db", options.knowledge_db, "knowledge store (SQLite file)")
+  app.add_option("--data-dir", options.data_dir,
+                 "folder of the knowledge store (knowledge.db), as for kvault serve")
       ->capture_default_str();
+  app.add_option("--knowledge-db", options.knowledge_db,
+                 "knowledge store file (default: <data-dir>/knowledge.db)");
   app.add_option("--window", options.window, "tokens the model sees")
       ->capture_default_str()
       ->check(CLI::Range(64, 1 << 20));
@@ -216,6 +248,7 @@ int RunChat(int argc, char** argv) {
       ->capture_default_str();
   if (auto exit_code = ParseArgs(app, argc, argv)) return *exit_code;
   SetLogLevel(LogLevel::kWarning);
+  if (options.knowledge_db.empty()) options.knowledge_db = options.data_dir + "/knowledge.db";
 
   Status dir =
       CreateDirectories(std::filesystem::path(options.knowledge_db).parent_path().string());
@@ -228,7 +261,10 @@ int RunChat(int argc, char** argv) {
   while (true) {
     if (interactive) std::printf("> ");
     std::fflush(stdout);
-    if (!std::getline(std::cin, line)) break;
+    if (!std::getline(std::cin, line)) {
+      if (interactive) std::printf("\n");  // leave the prompt's line after Ctrl-D
+      break;
+    }
     if (!(*session)->Handle(line)) break;
   }
   return 0;

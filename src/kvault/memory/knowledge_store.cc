@@ -5,6 +5,93 @@
 #include "kvault/base/status_macros.h"
 
 namespace kvault::memory {
+namespace {
+
+constexpr char kFactsTable[] =
+    "CREATE TABLE IF NOT EXISTS facts ("
+    "  id INTEGER PRIMARY KEY, scope TEXT NOT NULL DEFAULT '', topic TEXT NOT NULL,"
+    "  key TEXT NOT NULL, value TEXT NOT NULL,"
+    "  updated_at INTEGER NOT NULL DEFAULT (unixepoch()), UNIQUE (scope, topic, key));";
+
+// The full-text index holds topic, key and value; the scope is filtered through the join with
+// `facts`, so a scope is never a search term.
+constexpr char kFtsSchema[] =
+    "CREATE VIRTUAL TABLE IF NOT EXISTS facts_fts USING fts5("
+    "  topic, key, value, content='facts', content_rowid='id');"
+    "CREATE TRIGGER IF NOT EXISTS facts_ai AFTER INSERT ON facts BEGIN"
+    "  INSERT INTO facts_fts(rowid, topic, key, value)"
+    "  VALUES (new.id, new.topic, new.key, new.value); END;"
+    "CREATE TRIGGER IF NOT EXISTS facts_ad AFTER DELETE ON facts BEGIN"
+    "  INSERT INTO facts_fts(facts_fts, rowid, topic, key, value)"
+    "  VALUES ('delete', old.id, old.topic, old.key, old.value); END;"
+    "CREATE TRIGGER IF NOT EXISTS facts_au AFTER UPDATE ON facts BEGIN"
+    "  INSERT INTO facts_fts(facts_fts, rowid, topic, key, value)"
+    "  VALUES ('delete', old.id, old.topic, old.key, old.value);"
+    "  INSERT INTO facts_fts(rowid, topic, key, value)"
+    "  VALUES (new.id, new.topic, new.key, new.value); END;";
+
+// Files from before scopes have `facts` without a `scope` column and UNIQUE (topic, key),
+// which SQLite cannot alter: the table is rebuilt with the same row ids, so the full-text
+// index (keyed by row id) stays valid.
+Status MigrateUnscopedFacts(SqliteDatabase& db) {
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> probe,
+                      db.Prepare("SELECT (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
+                                 " AND name = 'facts'), (SELECT COUNT(*) FROM"
+                                 " pragma_table_info('facts') WHERE name = 'scope')"));
+  KV_ASSIGN_OR_RETURN(bool row, probe->Step());
+  const bool unscoped = row && probe->ColumnInt(0) > 0 && probe->ColumnInt(1) == 0;
+  probe.reset();  // an open statement would lock the table against the rebuild
+  if (!unscoped) return Status::Ok();
+  KV_RETURN_IF_ERROR(db.Execute("BEGIN IMMEDIATE"));
+  Status migrated =
+      db.Execute(std::string("DROP TRIGGER IF EXISTS facts_ai; DROP TRIGGER IF EXISTS facts_ad;"
+                             "DROP TRIGGER IF EXISTS facts_au;"
+                             "ALTER TABLE facts RENAME TO facts_unscoped;") +
+                 kFactsTable +
+                 "INSERT INTO facts (id, scope, topic, key, value, updated_at)"
+                 "  SELECT id, '', topic, key, value, updated_at FROM facts_unscoped;"
+                 "DROP TABLE facts_unscoped; COMMIT;");
+  if (!migrated.ok()) {
+    db.Execute("ROLLBACK").IgnoreError();
+    return migrated.WithPrefix("knowledge: migrating facts to scopes");
+  }
+  return Status::Ok();
+}
+
+// The length of the UTF-8 sequence that `lead` starts, or 0 if it cannot start one.
+int Utf8Length(unsigned char lead) {
+  if (lead < 0x80) return 1;
+  if (lead >= 0xC2 && lead <= 0xDF) return 2;
+  if (lead >= 0xE0 && lead <= 0xEF) return 3;
+  if (lead >= 0xF0 && lead <= 0xF4) return 4;
+  return 0;
+}
+
+Status CheckFact(const Fact& fact) {
+  if (fact.topic.empty() || fact.key.empty() || fact.value.empty()) {
+    return InvalidArgumentError("knowledge: a fact needs a topic, a key and a value");
+  }
+  return CheckTopicName(fact.topic);
+}
+
+Result<std::vector<Fact>> ReadFacts(SqliteStatement& query, bool scored) {
+  std::vector<Fact> facts;
+  while (true) {
+    KV_ASSIGN_OR_RETURN(bool row, query.Step());
+    if (!row) break;
+    facts.push_back({query.ColumnText(0), query.ColumnText(1), query.ColumnText(2),
+                     scored ? query.ColumnDouble(3) : 0});
+  }
+  return facts;
+}
+
+Result<KnowledgeStats> ReadStats(SqliteStatement& query) {
+  KV_ASSIGN_OR_RETURN(bool row, query.Step());
+  if (!row) return KnowledgeStats{};
+  return KnowledgeStats{query.ColumnInt(0), query.ColumnInt(1)};
+}
+
+}  // namespace
 
 std::string FtsQuery(const std::string& text) {
   std::string query;
@@ -26,49 +113,75 @@ std::string FtsQuery(const std::string& text) {
   return query;
 }
 
+Status CheckTopicName(std::string_view topic) {
+  const auto bad = [](std::string_view why) {
+    return InvalidArgumentError(
+        "knowledge: topic names have 1 to 128 printable characters and no '/' (this one " +
+        std::string(why) + ")");
+  };
+  if (topic.empty()) return bad("is empty");
+  int n_chars = 0;
+  for (size_t i = 0; i < topic.size(); ++n_chars) {
+    const auto lead = static_cast<unsigned char>(topic[i]);
+    const int length = Utf8Length(lead);
+    if (length == 0 || i + length > topic.size()) return bad("is not valid UTF-8");
+    for (int j = 1; j < length; ++j) {
+      if ((static_cast<unsigned char>(topic[i + j]) & 0xC0) != 0x80) {
+        return bad("is not valid UTF-8");
+      }
+    }
+    const bool c1 = lead == 0xC2 && static_cast<unsigned char>(topic[i + 1]) < 0xA0;
+    if (lead < 0x20 || lead == 0x7F || c1) return bad("has a control character");
+    if (lead == '/') return bad("has a '/'");
+    i += length;
+  }
+  if (n_chars > kMaxTopicChars) return bad("has " + std::to_string(n_chars) + " characters");
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<KnowledgeStore>> KnowledgeStore::Open(const std::string& path) {
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDatabase> db, SqliteDatabase::Open(path));
-  KV_RETURN_IF_ERROR(db->Execute(
-      "CREATE TABLE IF NOT EXISTS facts ("
-      "  id INTEGER PRIMARY KEY, topic TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
-      "  updated_at INTEGER NOT NULL DEFAULT (unixepoch()), UNIQUE (topic, key));"
-      "CREATE VIRTUAL TABLE IF NOT EXISTS facts_fts USING fts5("
-      "  topic, key, value, content='facts', content_rowid='id');"
-      "CREATE TRIGGER IF NOT EXISTS facts_ai AFTER INSERT ON facts BEGIN"
-      "  INSERT INTO facts_fts(rowid, topic, key, value)"
-      "  VALUES (new.id, new.topic, new.key, new.value); END;"
-      "CREATE TRIGGER IF NOT EXISTS facts_ad AFTER DELETE ON facts BEGIN"
-      "  INSERT INTO facts_fts(facts_fts, rowid, topic, key, value)"
-      "  VALUES ('delete', old.id, old.topic, old.key, old.value); END;"
-      "CREATE TRIGGER IF NOT EXISTS facts_au AFTER UPDATE ON facts BEGIN"
-      "  INSERT INTO facts_fts(facts_fts, rowid, topic, key, value)"
-      "  VALUES ('delete', old.id, old.topic, old.key, old.value);"
-      "  INSERT INTO facts_fts(rowid, topic, key, value)"
-      "  VALUES (new.id, new.topic, new.key, new.value); END;"));
+  KV_RETURN_IF_ERROR(MigrateUnscopedFacts(*db));
+  KV_RETURN_IF_ERROR(db->Execute(std::string(kFactsTable) + kFtsSchema));
   return std::unique_ptr<KnowledgeStore>(new KnowledgeStore(std::move(db)));
 }
 
-Status KnowledgeStore::Put(const std::string& topic, const std::string& key,
-                           const std::string& value) {
-  if (topic.empty() || key.empty() || value.empty()) {
-    return InvalidArgumentError("a fact needs a topic, a key and a value");
-  }
+Status KnowledgeStore::Put(const std::string& scope, const std::vector<Fact>& facts) {
+  for (const Fact& fact : facts) KV_RETURN_IF_ERROR(CheckFact(fact));
+  if (facts.empty()) return Status::Ok();
   MutexLock lock(&mu_);
-  KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> insert,
-                      db_->Prepare("INSERT INTO facts (topic, key, value) VALUES (?1, ?2, ?3)"
-                                   " ON CONFLICT (topic, key) DO UPDATE SET value = ?3,"
-                                   " updated_at = unixepoch()"));
-  KV_RETURN_IF_ERROR(insert->Bind(1, topic));
-  KV_RETURN_IF_ERROR(insert->Bind(2, key));
-  KV_RETURN_IF_ERROR(insert->Bind(3, value));
-  return insert->Run();
+  KV_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
+  Status stored = PutLocked(scope, facts);
+  if (!stored.ok()) {
+    db_->Execute("ROLLBACK").IgnoreError();
+    return stored;
+  }
+  return db_->Execute("COMMIT");
 }
 
-Result<std::vector<TopicSummary>> KnowledgeStore::Topics() {
+Status KnowledgeStore::PutLocked(const std::string& scope, const std::vector<Fact>& facts) {
+  KV_ASSIGN_OR_RETURN(
+      std::unique_ptr<SqliteStatement> insert,
+      db_->Prepare("INSERT INTO facts (scope, topic, key, value) VALUES (?1, ?2, ?3, ?4)"
+                   " ON CONFLICT (scope, topic, key) DO UPDATE SET value = ?4,"
+                   " updated_at = unixepoch()"));
+  for (const Fact& fact : facts) {
+    KV_RETURN_IF_ERROR(insert->Reset());
+    KV_RETURN_IF_ERROR(insert->Bind(1, scope));
+    KV_RETURN_IF_ERROR(insert->Bind(2, fact.topic));
+    KV_RETURN_IF_ERROR(insert->Bind(3, fact.key));
+    KV_RETURN_IF_ERROR(insert->Bind(4, fact.value));
+    KV_RETURN_IF_ERROR(insert->Run());
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<TopicSummary>> KnowledgeStore::Topics(const std::string& scope) {
   MutexLock lock(&mu_);
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> query,
-                      db_->Prepare("SELECT topic, COUNT(*) FROM facts GROUP BY topic"
-                                   " ORDER BY topic"));
+                      db_->Prepare("SELECT topic, COUNT(*) FROM facts WHERE scope = ?1"
+                                   " GROUP BY topic ORDER BY topic"));
+  KV_RETURN_IF_ERROR(query->Bind(1, scope));
   std::vector<TopicSummary> topics;
   while (true) {
     KV_ASSIGN_OR_RETURN(bool row, query->Step());
@@ -78,48 +191,49 @@ Result<std::vector<TopicSummary>> KnowledgeStore::Topics() {
   return topics;
 }
 
-Result<std::vector<Fact>> KnowledgeStore::TopicFacts(const std::string& topic) {
+Result<std::vector<Fact>> KnowledgeStore::TopicFacts(const std::string& scope,
+                                                     const std::string& topic) {
   MutexLock lock(&mu_);
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> query,
-                      db_->Prepare("SELECT topic, key, value FROM facts WHERE topic = ?1"
-                                   " ORDER BY key"));
-  KV_RETURN_IF_ERROR(query->Bind(1, topic));
-  std::vector<Fact> facts;
-  while (true) {
-    KV_ASSIGN_OR_RETURN(bool row, query->Step());
-    if (!row) break;
-    facts.push_back({query->ColumnText(0), query->ColumnText(1), query->ColumnText(2), 0});
-  }
-  return facts;
+                      db_->Prepare("SELECT topic, key, value FROM facts"
+                                   " WHERE scope = ?1 AND topic = ?2 ORDER BY key"));
+  KV_RETURN_IF_ERROR(query->Bind(1, scope));
+  KV_RETURN_IF_ERROR(query->Bind(2, topic));
+  return ReadFacts(*query, /*scored=*/false);
 }
 
-Result<std::vector<Fact>> KnowledgeStore::Search(const std::string& text, int limit) {
+Result<std::vector<Fact>> KnowledgeStore::Search(const std::string& scope, const std::string& text,
+                                                 int limit) {
   const std::string match = FtsQuery(text);
   if (match.empty() || limit <= 0) return std::vector<Fact>();
   MutexLock lock(&mu_);
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> query,
                       db_->Prepare("SELECT f.topic, f.key, f.value, -bm25(facts_fts)"
                                    " FROM facts_fts JOIN facts f ON f.id = facts_fts.rowid"
-                                   " WHERE facts_fts MATCH ?1 ORDER BY bm25(facts_fts) LIMIT ?2"));
+                                   " WHERE facts_fts MATCH ?1 AND f.scope = ?3"
+                                   " ORDER BY bm25(facts_fts) LIMIT ?2"));
   KV_RETURN_IF_ERROR(query->Bind(1, match));
   KV_RETURN_IF_ERROR(query->Bind(2, static_cast<int64_t>(limit)));
-  std::vector<Fact> facts;
-  while (true) {
-    KV_ASSIGN_OR_RETURN(bool row, query->Step());
-    if (!row) break;
-    facts.push_back(
-        {query->ColumnText(0), query->ColumnText(1), query->ColumnText(2), query->ColumnDouble(3)});
-  }
-  return facts;
+  KV_RETURN_IF_ERROR(query->Bind(3, scope));
+  return ReadFacts(*query, /*scored=*/true);
 }
 
-Result<KnowledgeStats> KnowledgeStore::Stats() {
+Result<KnowledgeStats> KnowledgeStore::Stats(const std::string& scope) {
   MutexLock lock(&mu_);
+  KV_ASSIGN_OR_RETURN(
+      std::unique_ptr<SqliteStatement> query,
+      db_->Prepare("SELECT COUNT(DISTINCT topic), COUNT(*) FROM facts WHERE scope = ?1"));
+  KV_RETURN_IF_ERROR(query->Bind(1, scope));
+  return ReadStats(*query);
+}
+
+Result<KnowledgeStats> KnowledgeStore::TotalStats() {
+  MutexLock lock(&mu_);
+  // A topic name in two scopes is two topics.
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> query,
-                      db_->Prepare("SELECT COUNT(DISTINCT topic), COUNT(*) FROM facts"));
-  KV_ASSIGN_OR_RETURN(bool row, query->Step());
-  if (!row) return KnowledgeStats{};
-  return KnowledgeStats{query->ColumnInt(0), query->ColumnInt(1)};
+                      db_->Prepare("SELECT (SELECT COUNT(*) FROM (SELECT DISTINCT scope, topic"
+                                   " FROM facts)), COUNT(*) FROM facts"));
+  return ReadStats(*query);
 }
 
 }  // namespace kvault::memory

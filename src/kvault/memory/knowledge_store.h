@@ -1,13 +1,28 @@
 // memory/knowledge_store.h: named topics holding key/value facts, with full-text search
 // (SQLite FTS5, BM25 ranking), kept in one SQLite file. Shared by `kvault chat` (/topics,
-// /store, /search, /stats) and the HTTP API; facts can be recalled into a prompt like chunks.
+// /store, /search, /stats) and the HTTP API (/v1/knowledge); facts can be recalled into a
+// prompt like chunks.
+//
+// Scopes: every fact belongs to a scope, and every read, write and search names one. The
+// server passes the API key's scope (server/auth.h), so one key never sees another key's
+// facts; `kvault chat` and a server without keys use the scope "". A topic or key is unique
+// within its scope only.
+//
+// WART: BM25 scores use FTS5's statistics over the whole table, so a fact's score depends a
+// little on how common its words are in other scopes' facts. Results are filtered by scope;
+// only the score values are shared.
+//
+// Schema: files written before scopes existed (a `facts` table without a `scope` column) are
+// migrated at Open: their facts move to the scope "".
 //
 // Thread-safety: all methods may be called from any thread (one mutex around the database).
+// Several processes may open the same file (SQLite WAL mode, 5 s busy timeout).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kvault/base/mutex.h"
@@ -35,22 +50,36 @@ struct KnowledgeStats {
 
 class KnowledgeStore {
  public:
-  // Opens or creates the store (":memory:" for a throwaway one).
+  // Opens or creates the store (":memory:" for a throwaway one), migrating older files.
   static Result<std::unique_ptr<KnowledgeStore>> Open(const std::string& path);
 
-  // Sets topic/key to value (replacing an earlier value). InvalidArgument for empty fields.
-  Status Put(const std::string& topic, const std::string& key, const std::string& value);
-  Result<std::vector<TopicSummary>> Topics();
-  Result<std::vector<Fact>> TopicFacts(const std::string& topic);
-  // Facts whose topic, key or value match the words of `query`, best first.
-  Result<std::vector<Fact>> Search(const std::string& query, int limit);
-  Result<KnowledgeStats> Stats();
+  // Stores every fact in `scope` in one transaction, replacing the values of existing
+  // (topic, key) pairs; `score` is ignored. InvalidArgument, and nothing stored, if a fact
+  // has an empty topic, key or value.
+  Status Put(const std::string& scope, const std::vector<Fact>& facts);
+  // The scope's topics by name, with their fact counts.
+  Result<std::vector<TopicSummary>> Topics(const std::string& scope);
+  // The topic's facts by key; empty if the scope has no such topic.
+  Result<std::vector<Fact>> TopicFacts(const std::string& scope, const std::string& topic);
+  // The scope's facts whose topic, key or value match a word of `query`, best first, at most
+  // `limit`. Empty for a query without words.
+  Result<std::vector<Fact>> Search(const std::string& scope, const std::string& query, int limit);
+  Result<KnowledgeStats> Stats(const std::string& scope);
+  // Counts over every scope (for /health).
+  Result<KnowledgeStats> TotalStats();
 
  private:
   explicit KnowledgeStore(std::unique_ptr<SqliteDatabase> db) : db_(std::move(db)) {}
+  Status PutLocked(const std::string& scope, const std::vector<Fact>& facts) KV_REQUIRES(mu_);
   Mutex mu_;
   std::unique_ptr<SqliteDatabase> db_ KV_PT_GUARDED_BY(mu_);
 };
+
+// Topic names have 1 to kMaxTopicChars characters of UTF-8, none of them a control character
+// (C0, DEL, C1) or '/' (the HTTP API puts topics in paths). InvalidArgument otherwise; Put
+// checks every fact's topic with this.
+constexpr int kMaxTopicChars = 128;
+Status CheckTopicName(std::string_view topic);
 
 // An FTS5 MATCH expression for free text: each word quoted (so FTS syntax in user input is
 // inert), joined by OR. Empty if the text has no words.

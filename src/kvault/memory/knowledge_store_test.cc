@@ -8,54 +8,162 @@
 namespace kvault::memory {
 namespace {
 
-TEST(KnowledgeStoreTest, PutSearchAndCount) {
-  std::unique_ptr<KnowledgeStore> store = KnowledgeStore::Open(":memory:").value();
-  ASSERT_TRUE(store->Put("travel", "passport", "expires in March 2027").ok());
-  ASSERT_TRUE(store->Put("travel", "airline", "prefers window seats").ok());
-  ASSERT_TRUE(store->Put("health", "allergy", "penicillin").ok());
-  ASSERT_TRUE(store->Put("travel", "airline", "prefers aisle seats").ok());  // replaces
+class KnowledgeStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { store_ = KnowledgeStore::Open(":memory:").value(); }
 
-  std::vector<TopicSummary> topics = store->Topics().value();
+  // Stores one fact in `scope`.
+  void Put(const std::string& scope, const std::string& topic, const std::string& key,
+           const std::string& value) {
+    ASSERT_TRUE(store_->Put(scope, {{topic, key, value}}).ok()) << topic << "/" << key;
+  }
+  std::vector<std::string> SearchKeys(const std::string& scope, const std::string& query) {
+    std::vector<std::string> keys;
+    for (const Fact& fact : store_->Search(scope, query, 10).value()) keys.push_back(fact.key);
+    return keys;
+  }
+  static std::string TempPath(const std::string& name) {
+    return (std::filesystem::temp_directory_path() /
+            ("kvault_knowledge_" + name + "_" + std::to_string(::getpid()) + ".db"))
+        .string();
+  }
+  static void RemoveDb(const std::string& path) {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  }
+
+  std::unique_ptr<KnowledgeStore> store_;
+};
+
+TEST_F(KnowledgeStoreTest, PutSearchAndCount) {
+  Put("", "travel", "passport", "expires in March 2027");
+  Put("", "travel", "airline", "prefers window seats");
+  Put("", "health", "allergy", "penicillin");
+  Put("", "travel", "airline", "prefers aisle seats");  // replaces
+
+  std::vector<TopicSummary> topics = store_->Topics("").value();
   ASSERT_EQ(topics.size(), 2u);
   EXPECT_EQ(topics[0].name, "health");
   EXPECT_EQ(topics[1].n_facts, 2);
 
-  std::vector<Fact> found = store->Search("when does my passport expire?", 5).value();
+  std::vector<Fact> found = store_->Search("", "when does my passport expire?", 5).value();
   ASSERT_FALSE(found.empty());
   EXPECT_EQ(found[0].key, "passport");
   EXPECT_GT(found[0].score, 0);
-  std::vector<Fact> seats = store->Search("seats", 5).value();
+  std::vector<Fact> seats = store_->Search("", "seats", 5).value();
   ASSERT_EQ(seats.size(), 1u);
   EXPECT_EQ(seats[0].value, "prefers aisle seats");  // the update reached the index
-  EXPECT_TRUE(store->Search("window", 5).value().empty());
+  EXPECT_TRUE(store_->Search("", "window", 5).value().empty());
 
-  KnowledgeStats stats = store->Stats().value();
+  KnowledgeStats stats = store_->Stats("").value();
   EXPECT_EQ(stats.topics, 2);
   EXPECT_EQ(stats.facts, 3);
 }
 
-TEST(KnowledgeStoreTest, FtsSyntaxInQueriesIsInert) {
-  std::unique_ptr<KnowledgeStore> store = KnowledgeStore::Open(":memory:").value();
-  ASSERT_TRUE(store->Put("t", "k", "NEAR AND OR").ok());
+TEST_F(KnowledgeStoreTest, PutManyIsAllOrNothing) {
+  ASSERT_TRUE(store_->Put("", {{"t", "a", "1"}, {"t", "b", "2"}, {"t", "a", "3"}}).ok());
+  std::vector<Fact> facts = store_->TopicFacts("", "t").value();
+  ASSERT_EQ(facts.size(), 2u);
+  EXPECT_EQ(facts[0].value, "3");  // the later value of a repeated key wins
+  EXPECT_FALSE(store_->Put("", {{"t", "c", "4"}, {"t", "", "5"}}).ok());
+  EXPECT_FALSE(store_->Put("", {{"", "k", "v"}}).ok());
+  EXPECT_FALSE(store_->Put("", {{"t", "k", ""}}).ok());
+  EXPECT_EQ(store_->Stats("").value().facts, 2);  // "c" was not stored
+  EXPECT_TRUE(store_->Put("", {}).ok());
+}
+
+TEST_F(KnowledgeStoreTest, ScopesNeverSeeEachOthersFacts) {
+  Put("alice", "travel", "city", "Lisbon");
+  Put("bob", "travel", "city", "Oslo");
+  Put("bob", "pets", "dog", "Rex from Lisbon");
+  Put("", "travel", "city", "Porto");
+
+  EXPECT_EQ(store_->TopicFacts("alice", "travel").value()[0].value, "Lisbon");
+  EXPECT_EQ(store_->TopicFacts("bob", "travel").value()[0].value, "Oslo");
+  EXPECT_EQ(store_->TopicFacts("", "travel").value()[0].value, "Porto");
+  EXPECT_TRUE(store_->TopicFacts("alice", "pets").value().empty());
+  EXPECT_EQ(store_->Topics("alice").value().size(), 1u);
+  EXPECT_EQ(store_->Topics("bob").value().size(), 2u);
+  EXPECT_TRUE(store_->Topics("carol").value().empty());
+
+  EXPECT_EQ(SearchKeys("alice", "Lisbon"), std::vector<std::string>{"city"});
+  EXPECT_EQ(SearchKeys("bob", "Lisbon"), std::vector<std::string>{"dog"});
+  EXPECT_TRUE(SearchKeys("", "Lisbon").empty());
+  EXPECT_TRUE(SearchKeys("alice", "Oslo Rex Porto").empty());
+
+  EXPECT_EQ(store_->Stats("bob").value().topics, 2);
+  EXPECT_EQ(store_->Stats("bob").value().facts, 2);
+  EXPECT_EQ(store_->Stats("carol").value().facts, 0);
+  const KnowledgeStats total = store_->TotalStats().value();
+  EXPECT_EQ(total.topics, 4);  // "travel" in three scopes counts three times
+  EXPECT_EQ(total.facts, 4);
+}
+
+TEST_F(KnowledgeStoreTest, TopicNamesArePrintableWithoutSlashes) {
+  const std::vector<std::string> good = {
+      "travel", "a b", "Überseereisen", "旅行", std::string(128, 't'), std::string(127, 't') + "ü"};
+  for (const std::string& name : good) EXPECT_TRUE(CheckTopicName(name).ok()) << name;
+  const std::vector<std::string> bad = {
+      "",    std::string(129, 't'), "a/b", "tab\there", {"nul\0x", 5}, "\x7f", "\xc2\x85", "\xff",
+      "\xc3"};
+  for (const std::string& name : bad) EXPECT_FALSE(CheckTopicName(name).ok()) << name;
+  EXPECT_FALSE(store_->Put("", {{"a/b", "k", "v"}}).ok());
+}
+
+TEST_F(KnowledgeStoreTest, FtsSyntaxInQueriesIsInert) {
+  Put("", "t", "k", "NEAR AND OR");
   for (const char* hostile : {"\"", "AND", "a OR", "NEAR(", "*", "k:v", "(((", "-x"}) {
-    EXPECT_TRUE(store->Search(hostile, 5).ok()) << hostile;
+    EXPECT_TRUE(store_->Search("", hostile, 5).ok()) << hostile;
   }
-  EXPECT_TRUE(store->Search("   ", 5).value().empty());
+  EXPECT_TRUE(store_->Search("", "   ", 5).value().empty());
+  EXPECT_TRUE(store_->Search("", "NEAR", 0).value().empty());
   EXPECT_EQ(FtsQuery("hello, world"), "\"hello\" OR \"world\"");
 }
 
-TEST(KnowledgeStoreTest, FactsSurviveReopening) {
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("kvault_knowledge_" + std::to_string(::getpid()) + ".db"))
-                               .string();
+TEST_F(KnowledgeStoreTest, FactsSurviveReopening) {
+  const std::string path = TempPath("reopen");
+  RemoveDb(path);
   {
     std::unique_ptr<KnowledgeStore> store = KnowledgeStore::Open(path).value();
-    ASSERT_TRUE(store->Put("a", "b", "c").ok());
+    ASSERT_TRUE(store->Put("s", {{"a", "b", "c"}}).ok());
   }
   std::unique_ptr<KnowledgeStore> reopened = KnowledgeStore::Open(path).value();
-  EXPECT_EQ(reopened->TopicFacts("a").value().size(), 1u);
-  EXPECT_FALSE(reopened->Put("", "b", "c").ok());
-  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  EXPECT_EQ(reopened->TopicFacts("s", "a").value().size(), 1u);
+  EXPECT_EQ(reopened->Search("s", "c", 5).value().size(), 1u);
+  RemoveDb(path);
+}
+
+TEST_F(KnowledgeStoreTest, UnscopedFileMigratesToTheEmptyScope) {
+  const std::string path = TempPath("migrate");
+  RemoveDb(path);
+  {
+    // The schema kvault wrote before scopes existed.
+    std::unique_ptr<SqliteDatabase> db = SqliteDatabase::Open(path).value();
+    ASSERT_TRUE(
+        db->Execute("CREATE TABLE facts (id INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
+                    " key TEXT NOT NULL, value TEXT NOT NULL, updated_at INTEGER NOT NULL"
+                    " DEFAULT (unixepoch()), UNIQUE (topic, key));"
+                    "CREATE VIRTUAL TABLE facts_fts USING fts5(topic, key, value,"
+                    " content='facts', content_rowid='id');"
+                    "CREATE TRIGGER facts_ai AFTER INSERT ON facts BEGIN"
+                    " INSERT INTO facts_fts(rowid, topic, key, value)"
+                    " VALUES (new.id, new.topic, new.key, new.value); END;"
+                    "INSERT INTO facts (topic, key, value) VALUES ('travel', 'city', 'Lisbon');")
+            .ok());
+  }
+  std::unique_ptr<KnowledgeStore> store = KnowledgeStore::Open(path).value();
+  EXPECT_EQ(store->TopicFacts("", "travel").value().size(), 1u);
+  EXPECT_EQ(store->Search("", "Lisbon", 5).value().size(), 1u);
+  EXPECT_TRUE(store->Search("k1", "Lisbon", 5).value().empty());
+  // The new unique key lets another scope hold the same topic and key, and updates reach the
+  // index through the recreated triggers.
+  ASSERT_TRUE(store->Put("k1", {{"travel", "city", "Oslo"}}).ok());
+  ASSERT_TRUE(store->Put("", {{"travel", "city", "Porto"}}).ok());
+  EXPECT_TRUE(store->Search("", "Lisbon", 5).value().empty());
+  EXPECT_EQ(store->Search("", "Porto", 5).value().size(), 1u);
+  EXPECT_EQ(store->TotalStats().value().facts, 2);
+  store.reset();
+  EXPECT_TRUE(KnowledgeStore::Open(path).ok());  // a second open finds nothing to migrate
+  RemoveDb(path);
 }
 
 }  // namespace

@@ -28,6 +28,7 @@ struct Server::Impl {
   std::unique_ptr<store::BlockStore> block_store;
   std::unique_ptr<conversation::Journal> journal;
   std::unique_ptr<conversation::SessionStore> sessions;
+  std::unique_ptr<memory::KnowledgeStore> knowledge;
   std::unique_ptr<engine::Scheduler> scheduler;
   std::unique_ptr<conversation::ConversationManager> manager;
   MetricsRegistry metrics;
@@ -135,6 +136,8 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
                       conversation::Journal::Open(config.data_dir + "/conversations"));
   KV_ASSIGN_OR_RETURN(impl->sessions,
                       conversation::SessionStore::Open(config.data_dir + "/sessions"));
+  KV_ASSIGN_OR_RETURN(impl->knowledge,
+                      memory::KnowledgeStore::Open(config.data_dir + "/knowledge.db"));
   KV_ASSIGN_OR_RETURN(impl->scheduler,
                       engine::Scheduler::Start(impl->context.get(), *impl->model,
                                                {.prefill_chunk = config.prefill_chunk}));
@@ -166,6 +169,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   state.block_store = impl->block_store.get();
   state.metrics = &impl->metrics;
   state.auth = impl->auth.get();
+  state.knowledge = impl->knowledge.get();
   state.started_at = std::chrono::steady_clock::now();
 
   httplib::Server& http = impl->http;
@@ -191,6 +195,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   AddHealthRoutes(http, state);
   AddCacheRoutes(http, state);
   AddSessionRoutes(http, state);
+  AddKnowledgeRoutes(http, state);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 

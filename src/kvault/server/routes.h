@@ -17,6 +17,10 @@ void AddHealthRoutes(httplib::Server& http, ServerState& state);
 
 // /v1/sessions: save, load, list, info, clear, delete.
 void AddSessionRoutes(httplib::Server& http, ServerState& state);
+// GET /v1/knowledge, POST /v1/knowledge/{topic}, GET /v1/knowledge/search.
+void AddKnowledgeRoutes(httplib::Server& http, ServerState& state);
+// The knowledge store's counts over every API key (part of /health).
+Json KnowledgeStatsJson(const ServerState& state);
 // GET /v1/cache/stats, GET /v1/cache/tree.
 void AddCacheRoutes(httplib::Server& http, ServerState& state);
 // The KV state engine's statistics (also part of /health).

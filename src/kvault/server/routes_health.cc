@@ -72,7 +72,7 @@ void AddHealthRoutes(httplib::Server& http, ServerState& state) {
                                            {"steps", scheduler.steps},
                                            {"prompt_tokens", scheduler.prompt_tokens},
                                            {"generated_tokens", scheduler.generated_tokens}}},
-                                         {"knowledge", {{"topics", 0}, {"facts", 0}}},
+                                         {"knowledge", KnowledgeStatsJson(state)},
                                          {"index", {{"status", "not configured"}}}});
            });
   AddRoute(http, state, "GET", "/metrics", "metrics", RouteAuth::kRequired,

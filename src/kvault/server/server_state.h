@@ -10,6 +10,7 @@
 #include "kvault/conversation/manager.h"
 #include "kvault/engine/model.h"
 #include "kvault/engine/scheduler.h"
+#include "kvault/memory/knowledge_store.h"
 #include "kvault/server/auth.h"
 #include "kvault/server/metrics.h"
 #include "kvault/server/server_config.h"
@@ -27,6 +28,7 @@ struct ServerState {
   store::BlockStore* block_store = nullptr;
   MetricsRegistry* metrics = nullptr;
   const ApiKeyAuth* auth = nullptr;
+  memory::KnowledgeStore* knowledge = nullptr;  // <data_dir>/knowledge.db
   std::chrono::steady_clock::time_point started_at;
 };
 

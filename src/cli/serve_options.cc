@@ -102,6 +102,19 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       ->check(CLI::Range(0, 100000));
   add("fog-alpha", c.fog_alpha, "recency demotion of old context in recall; 0 = off")
       ->check(CLI::Range(0.0, 100.0));
+  add("recall-budget", c.recall_budget,
+      "tokens of recalled history per prompt (clamped to window/4); 0 = no recall")
+      ->check(CLI::Range(0, 1 << 20));
+  add("recall-min-score", c.recall_min_score,
+      "relevance a chunk needs to be recalled (BM25 score after fog demotion)")
+      ->check(CLI::Range(0.0, 1e9));
+  add("max-recalls", c.max_recalls, "mid-generation recalls per response; 0 = off")
+      ->check(CLI::Range(0, 16));
+  app_.add_option("--hedge-phrases", c.hedge_phrases,
+                  "phrases that trigger mid-generation recall, comma-separated (default: an "
+                  "English list such as \"if I recall\", \"I don't remember\")")
+      ->envname("KVAULT_HEDGE_PHRASES")
+      ->delimiter(',');
   app_.add_option("--api-key", api_keys_,
                   "API key(s), comma-separated; then every route but "
                   "/health needs 'Authorization: Bearer <key>'")

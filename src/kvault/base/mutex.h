@@ -31,6 +31,8 @@ class KV_CAPABILITY("mutex") Mutex {
 class KV_SCOPED_CAPABILITY MutexLock {
  public:
   explicit MutexLock(Mutex* mu) KV_ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
+  // Takes over a mutex the caller already holds.
+  MutexLock(Mutex* mu, std::adopt_lock_t) KV_REQUIRES(mu) : mu_(mu) {}
   ~MutexLock() KV_RELEASE() { mu_->Unlock(); }
   MutexLock(const MutexLock&) = delete;
   MutexLock& operator=(const MutexLock&) = delete;

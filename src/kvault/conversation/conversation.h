@@ -8,12 +8,15 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "kvault/base/mutex.h"
 #include "kvault/engine/chat_template.h"
 #include "kvault/kv/block_hash.h"
+#include "kvault/memory/token_store.h"
+#include "kvault/memory/window_builder.h"
 
 namespace kvault::conversation {
 
@@ -28,8 +31,12 @@ class Conversation {
 
   // Held by the request that uses the conversation (and by `end`).
   Mutex turn_lock;
-  // The messages so far (system, user, assistant...), in order.
-  std::vector<engine::ChatMessage> turns KV_GUARDED_BY(turn_lock);
+  // A chat conversation's history as the model's tokens (memory/token_store.h); absent for
+  // stateless requests and raw completions.
+  std::optional<memory::TokenStore> history KV_GUARDED_BY(turn_lock);
+  // Where the prompt's clear zone starts (memory/window_builder.h): kept stable between
+  // turns so that the prompt's prefix, and its KV, stay the same.
+  memory::ClearZoneState clear_zone KV_GUARDED_BY(turn_lock);
   // Set by `end`: a request that was waiting for the lock must not use it.
   bool ended KV_GUARDED_BY(turn_lock) = false;
   // The partial last block of the conversation's latest KV checkpoint (kv/radix_tree.h): its
@@ -38,8 +45,11 @@ class Conversation {
 
   void Touch();
   double IdleSeconds() const;
-  std::atomic<int64_t> n_turns{0};
-  std::atomic<int64_t> n_tokens{0};  // tokens of the last prompt + reply
+  std::atomic<int64_t> n_turns{0};          // messages so far (dropped ones included)
+  std::atomic<int64_t> n_tokens{0};         // tokens remembered (the history, or the last prompt)
+  std::atomic<int64_t> n_chunks{0};         // index entries of its history
+  std::atomic<int64_t> n_dropped_turns{0};  // beyond --cache-size
+  std::atomic<int64_t> n_dropped_tokens{0};
   std::atomic<int64_t> n_requests{0};
 
  private:

@@ -15,7 +15,7 @@ namespace kvault::conversation {
 namespace {
 
 constexpr uint8_t kHeader = 1;
-constexpr uint8_t kUpdate = 2;
+constexpr uint8_t kUpdate = 3;
 constexpr uint64_t kMaxText = 1ull << 32;
 
 std::string Encode(const std::vector<uint8_t>& bytes) { return {bytes.begin(), bytes.end()}; }
@@ -29,20 +29,39 @@ std::string HeaderRecord(const std::string& scope, const std::string& id) {
   return Encode(bytes);
 }
 
-std::string UpdateRecord(size_t kept, std::span<const engine::ChatMessage> added,
-                         const kv::BlockName& tail) {
+std::string UpdateRecord(size_t kept, std::span<const JournalTurn> added, const kv::BlockName& tail,
+                         int64_t clear_first_turn) {
   std::vector<uint8_t> bytes;
   VectorSink out(&bytes);
   PutFixed<uint8_t>(&out, kUpdate);
   PutVarint64(&out, kept);
   PutVarint64(&out, added.size());
-  for (const engine::ChatMessage& message : added) {
-    PutLengthPrefixed(&out, message.role);
-    PutLengthPrefixed(&out, message.content);
+  for (const JournalTurn& turn : added) {
+    PutLengthPrefixed(&out, turn.role);
+    PutLengthPrefixed(&out, turn.content);
+    PutVarint64(&out, turn.tokens.size());
+    for (int32_t token : turn.tokens) PutVarint64(&out, static_cast<uint32_t>(token));
   }
   PutFixed(&out, tail.low);
   PutFixed(&out, tail.high);
+  PutVarint64(&out, static_cast<uint64_t>(clear_first_turn + 1));
   return Encode(bytes);
+}
+
+Status GetTurn(SpanSource* in, JournalTurn* turn) {
+  KV_RETURN_IF_ERROR(GetLengthPrefixed(in, &turn->role, 64));
+  KV_RETURN_IF_ERROR(GetLengthPrefixed(in, &turn->content, kMaxText));
+  uint64_t n = 0;
+  KV_RETURN_IF_ERROR(GetVarint64(in, &n));
+  if (n > in->remaining()) return CorruptionError("journal turn claims too many tokens");
+  turn->tokens.resize(n);
+  for (int32_t& token : turn->tokens) {
+    uint64_t value = 0;
+    KV_RETURN_IF_ERROR(GetVarint64(in, &value));
+    if (value > INT32_MAX) return CorruptionError("journal token id out of range");
+    token = static_cast<int32_t>(value);
+  }
+  return Status::Ok();
 }
 
 Status ApplyUpdate(const std::string& record, JournalEntry* entry) {
@@ -59,13 +78,16 @@ Status ApplyUpdate(const std::string& record, JournalEntry* entry) {
   }
   entry->turns.resize(kept);
   for (uint64_t i = 0; i < n; ++i) {
-    engine::ChatMessage message;
-    KV_RETURN_IF_ERROR(GetLengthPrefixed(&in, &message.role, 64));
-    KV_RETURN_IF_ERROR(GetLengthPrefixed(&in, &message.content, kMaxText));
-    entry->turns.push_back(std::move(message));
+    JournalTurn turn;
+    KV_RETURN_IF_ERROR(GetTurn(&in, &turn));
+    entry->turns.push_back(std::move(turn));
   }
   KV_RETURN_IF_ERROR(GetFixed(&in, &entry->tail.low));
-  return GetFixed(&in, &entry->tail.high);
+  KV_RETURN_IF_ERROR(GetFixed(&in, &entry->tail.high));
+  uint64_t clear = 0;
+  KV_RETURN_IF_ERROR(GetVarint64(&in, &clear));
+  entry->clear_first_turn = static_cast<int64_t>(clear) - 1;
+  return Status::Ok();
 }
 
 Result<JournalEntry> Replay(const std::vector<std::string>& records, size_t* n_dropped_turns) {
@@ -111,8 +133,9 @@ Status Journal::Load() {
       continue;
     }
     if (dropped > entry->turns.size()) {  // mostly rewritten history: compact
-      const std::vector<std::string> records = {HeaderRecord(entry->scope, entry->id),
-                                                UpdateRecord(0, entry->turns, entry->tail)};
+      const std::vector<std::string> records = {
+          HeaderRecord(entry->scope, entry->id),
+          UpdateRecord(0, entry->turns, entry->tail, entry->clear_first_turn)};
       opened->log.reset();
       store::RecordLog::Rewrite(path, records).IgnoreError();
     }
@@ -129,7 +152,8 @@ std::string Journal::PathOf(const std::string& scope, const std::string& id) con
 }
 
 Status Journal::Record(const std::string& scope, const std::string& id, size_t kept,
-                       std::span<const engine::ChatMessage> added, const kv::BlockName& tail) {
+                       std::span<const JournalTurn> added, const kv::BlockName& tail,
+                       int64_t clear_first_turn) {
   const std::string path = PathOf(scope, id);
   std::unique_ptr<store::RecordLog> log;
   if (PathExists(path)) {
@@ -139,7 +163,15 @@ Status Journal::Record(const std::string& scope, const std::string& id, size_t k
     log = std::move(opened.log);
     KV_RETURN_IF_ERROR(log->Append(HeaderRecord(scope, id), false));
   }
-  return log->Append(UpdateRecord(kept, added, tail), /*sync=*/true);
+  return log->Append(UpdateRecord(kept, added, tail, clear_first_turn), /*sync=*/true);
+}
+
+Result<JournalEntry> Journal::Read(const std::string& scope, const std::string& id) const {
+  const std::string path = PathOf(scope, id);
+  if (!PathExists(path)) return NotFoundError("conversation '" + id + "' has no journal");
+  KV_ASSIGN_OR_RETURN(store::RecordLog::Opened opened, store::RecordLog::Open(path));
+  size_t dropped = 0;
+  return Replay(opened.records, &dropped);
 }
 
 Status Journal::Remove(const std::string& scope, const std::string& id) {

@@ -5,12 +5,15 @@
 // (scope, id) key:
 //
 //   record 1, header:  u8 1 | scope | id                         (length-prefixed strings)
-//   later, updates:    u8 2 | varint kept | varint n | n x (role | content) | 16-byte tail
+//   later, updates:    u8 3 | varint kept | varint n | n x turn | 16-byte tail |
+//                      varint clear zone first turn + 1
+//   turn:              role | content | varint n_tokens | n_tokens x varint token id
 //
-// An update says: of the turns recorded so far keep the first `kept`, append these n, and
-// the KV tail block is now `tail`. A turn is thus written once, when it happens; a client
-// that rewrites history costs one record. Logs whose dropped turns outweigh the live ones are
-// rewritten compactly at start-up.
+// An update says: of the turns recorded so far keep the first `kept`, append these n, the KV
+// tail block is now `tail`, and the window's clear zone starts at that turn. A turn is thus
+// written once, when it happens, with its rendered tokens (a restart does not tokenize the
+// history again); a client that rewrites history costs one record. Logs whose dropped turns
+// outweigh the live ones are rewritten compactly at start-up.
 //
 // Thread-safety: all methods may be called from any thread; callers serialize writes to one
 // conversation (its turn lock).
@@ -22,16 +25,22 @@
 #include <vector>
 
 #include "kvault/base/result.h"
-#include "kvault/engine/chat_template.h"
 #include "kvault/kv/block_hash.h"
 
 namespace kvault::conversation {
 
+struct JournalTurn {
+  std::string role;
+  std::string content;
+  std::vector<int32_t> tokens;  // the turn as rendered by the chat template
+};
+
 struct JournalEntry {
   std::string scope;
   std::string id;
-  std::vector<engine::ChatMessage> turns;
+  std::vector<JournalTurn> turns;
   kv::BlockName tail;
+  int64_t clear_first_turn = -1;
 };
 
 class Journal {
@@ -44,9 +53,13 @@ class Journal {
   std::vector<JournalEntry> TakeRecovered();
 
   // Records the conversation's new state: the first `kept` recorded turns stay, `added`
-  // follow, and its KV tail block is `tail`. Creates the log on first use.
+  // follow, its KV tail block is `tail` and its clear zone starts at `clear_first_turn`.
+  // Creates the log on first use.
   Status Record(const std::string& scope, const std::string& id, size_t kept,
-                std::span<const engine::ChatMessage> added, const kv::BlockName& tail);
+                std::span<const JournalTurn> added, const kv::BlockName& tail,
+                int64_t clear_first_turn);
+  // Reads one conversation back (sessions need its turns' text). NotFound if it has no log.
+  Result<JournalEntry> Read(const std::string& scope, const std::string& id) const;
   // Deletes the conversation's log (OK if it has none).
   Status Remove(const std::string& scope, const std::string& id);
 

@@ -2,104 +2,33 @@
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
 
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
+#include "kvault/conversation/manager_pending.h"
 #include "kvault/engine/context.h"
 #include "kvault/engine/model.h"
-#include "kvault/engine/stop_matcher.h"
 
 namespace kvault::conversation {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double MillisBetween(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-// Text pieces and the final outcome, from the scheduler thread to the request's thread.
-class ReplyChannel {
- public:
-  void PushText(std::string text) {
-    MutexLock lock(&mu_);
-    texts_.push_back({std::move(text), Clock::now()});
-    ready_.Signal();
-  }
-  void PushDone(engine::GenerationOutcome outcome) {
-    MutexLock lock(&mu_);
-    outcome_ = std::move(outcome);
-    done_ = true;
-    ready_.Signal();
-  }
-  struct Piece {
-    std::string text;
-    Clock::time_point at;
-  };
-  // Waits for text or the end; returns false once everything has been taken and it ended.
-  bool Next(std::deque<Piece>* pieces, engine::GenerationOutcome* outcome) {
-    MutexLock lock(&mu_);
-    while (texts_.empty() && !done_) ready_.Wait(&mu_);
-    pieces->swap(texts_);
-    texts_.clear();
-    if (done_ && pieces->empty()) {
-      *outcome = std::move(outcome_);
-      return false;
-    }
-    return true;
-  }
-
- private:
-  Mutex mu_;
-  CondVar ready_;
-  std::deque<Piece> texts_ KV_GUARDED_BY(mu_);
-  engine::GenerationOutcome outcome_ KV_GUARDED_BY(mu_);
-  bool done_ KV_GUARDED_BY(mu_) = false;
-};
-
-// Detokenizes and applies stop strings on the scheduler thread.
-struct ReplyFilter {
-  ReplyFilter(const engine::Tokenizer* tokenizer, std::vector<std::string> stops)
-      : decoder(tokenizer), stops(std::move(stops)) {}
-  engine::StreamDecoder decoder;
-  engine::StopMatcher stops;
-};
-
-bool SameMessage(const engine::ChatMessage& a, const engine::ChatMessage& b) {
-  return a.role == b.role && a.content == b.content;
-}
-
-}  // namespace
-
-class ConversationManager::Pending {
- public:
-  ~Pending() KV_NO_THREAD_SAFETY_ANALYSIS {
-    if (!conversation) return;
-    // A stateless request's conversation has nothing to remember: the client keeps it.
-    if (forget_in != nullptr) forget_in->Remove(conversation);
-    conversation->turn_lock.Unlock();
-  }
-  Registry* forget_in = nullptr;  // set for a stateless request's conversation
-  std::unique_ptr<Admission::Ticket> ticket;
-  std::shared_ptr<Conversation> conversation;  // its turn_lock is held
-  GenerateRequest request;
-  std::vector<engine::ChatMessage> turns;  // the conversation after this request's messages
-  std::vector<llama_token> prompt;
-  int max_tokens = 0;
-  Clock::time_point start;
-};
 
 void ConversationManager::PendingDeleter::operator()(Pending* pending) const { delete pending; }
 
 ConversationManager::ConversationManager(const engine::Model& model, engine::Scheduler* scheduler,
-                                         const ManagerParams& params, store::BlockStore* store,
-                                         Journal* journal, SessionStore* sessions)
+                                         const ManagerParams& params, ManagerDeps deps)
     : scheduler_(scheduler),
       model_fingerprint_(model.fingerprint().ToHex()),
       params_(params),
+      deps_(deps),
       tokenizer_(model),
       chat_template_(engine::ChatTemplate::ForModel(model)),
+      renderer_(&tokenizer_, &chat_template_),
+      memory_(&renderer_, deps.index, deps.journal, deps.knowledge,
+              {.window = params.window,
+               .cache_size = params.cache_size,
+               .recall_budget = params.recall_budget,
+               .recall_k = params.recall_k,
+               .min_score = params.recall_min_score,
+               .fog_alpha = params.fog_alpha}),
       admission_(params.threads, params.queue),
       pool_(params.n_sequences,
             [scheduler](llama_seq_id seq_id) {
@@ -108,9 +37,7 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
                 return Status::Ok();
               });
             }),
-      kv_cache_(scheduler, &pool_, store, params.restore),
-      journal_(journal),
-      sessions_(sessions) {
+      kv_cache_(scheduler, &pool_, deps.store, params.restore) {
   RecoverJournal();
   RepinSessions();
 }
@@ -118,46 +45,29 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
 ConversationManager::~ConversationManager() { Shutdown(); }
 
 void ConversationManager::RecoverJournal() KV_NO_THREAD_SAFETY_ANALYSIS {
-  if (journal_ == nullptr) return;
-  std::vector<JournalEntry> entries = journal_->TakeRecovered();
+  if (deps_.journal == nullptr) return;
+  std::vector<JournalEntry> entries = deps_.journal->TakeRecovered();
+  int64_t tokens = 0;
   for (JournalEntry& entry : entries) {
     std::shared_ptr<Conversation> conversation = registry_.GetOrCreate(entry.scope, entry.id);
     MutexLock lock(&conversation->turn_lock);  // no request can hold it yet
-    conversation->n_turns = static_cast<int64_t>(entry.turns.size());
-    conversation->turns = std::move(entry.turns);
-    conversation->kv_tail = entry.tail;
+    Status recovered = memory_.Recover(*conversation, std::move(entry));
+    if (!recovered.ok()) {
+      KV_LOG(kWarning) << "journal: conversation '" << conversation->id()
+                       << "' not resumed: " << recovered.ToString();
+    }
+    tokens += conversation->n_tokens.load();
   }
   if (!entries.empty()) {
-    KV_LOG(kInfo) << "conversation: resumed " << entries.size()
-                  << " conversations from the journal";
+    KV_LOG(kInfo) << "conversation: resumed " << entries.size() << " conversations (" << tokens
+                  << " tokens of history) from the journal";
   }
-}
-
-void ConversationManager::CommitTurns(Conversation& conversation,
-                                      std::vector<engine::ChatMessage> turns)
-    KV_NO_THREAD_SAFETY_ANALYSIS {
-  size_t kept = 0;
-  const std::vector<engine::ChatMessage>& stored = conversation.turns;
-  while (kept < stored.size() && kept < turns.size() && SameMessage(stored[kept], turns[kept])) {
-    ++kept;
-  }
-  if (journal_ != nullptr) {
-    Status recorded = journal_->Record(conversation.scope(), conversation.id(), kept,
-                                       std::span<const engine::ChatMessage>(turns).subspan(kept),
-                                       conversation.kv_tail);
-    if (!recorded.ok()) {
-      KV_LOG(kWarning) << "journal: conversation '" << conversation.id()
-                       << "' not saved: " << recorded.ToString();
-    }
-  }
-  conversation.turns = std::move(turns);
-  conversation.n_turns = static_cast<int64_t>(conversation.turns.size());
 }
 
 Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateRequest request)
     KV_NO_THREAD_SAFETY_ANALYSIS {
   PendingPtr pending(new Pending);
-  pending->start = Clock::now();
+  pending->start = std::chrono::steady_clock::now();
   KV_ASSIGN_OR_RETURN(pending->ticket, admission_.Enter());
   if (!request.explicit_conversation) {
     // Stateless (no conversation_id): a conversation of its own for this request only, so
@@ -186,156 +96,120 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
     return FailedPreconditionError("pin: all " + std::to_string(spares) +
                                    " dedicated sequences are taken; end a pinned conversation");
   }
-  KV_ASSIGN_OR_RETURN(pending->prompt,
-                      BuildPrompt(request, *pending->conversation, &pending->turns));
+  const int requested = request.max_tokens.value_or(params_.max_generation);
+  if (requested <= 0) return InvalidArgumentError("max_tokens must be at least 1");
+  pending->windowed = request.explicit_conversation && !request.raw_prompt;
+  if (pending->windowed) {
+    KV_RETURN_IF_ERROR(memory_.Ingest(*pending->conversation, request.messages, true).status());
+    const memory::TokenStore& history = *pending->conversation->history;
+    pending->query = renderer_.Text(history.TurnTokens(history.turns().back()));
+    pending->generation_budget = std::clamp(requested, 1, params_.window / 4);
+    pending->request = std::move(request);
+    KV_ASSIGN_OR_RETURN(pending->prompt, BuildWindowPrompt(*pending, pending->query, ""));
+    recalled_chunks_ += pending->recalled_chunks;
+  } else {
+    KV_ASSIGN_OR_RETURN(pending->prompt, BuildPrompt(request));
+    pending->request = std::move(request);
+  }
   const int prompt_size = static_cast<int>(pending->prompt.size());
   if (prompt_size + 1 > params_.window) {
     return InvalidArgumentError("context_length_exceeded: the prompt has " +
                                 std::to_string(prompt_size) + " tokens; the window is " +
                                 std::to_string(params_.window) + " (--window)");
   }
-  const int requested = request.max_tokens.value_or(params_.max_generation);
-  if (requested <= 0) return InvalidArgumentError("max_tokens must be at least 1");
   pending->max_tokens = std::min({requested, params_.max_generation, params_.window - prompt_size});
-  pending->request = std::move(request);
   return pending;
 }
 
-Result<std::vector<llama_token>> ConversationManager::BuildPrompt(
-    const GenerateRequest& request, Conversation& conversation,
-    std::vector<engine::ChatMessage>* turns) KV_NO_THREAD_SAFETY_ANALYSIS {
+Result<std::vector<llama_token>> ConversationManager::BuildPrompt(const GenerateRequest& request) {
   if (request.raw_prompt) {
     return tokenizer_.Tokenize(*request.raw_prompt, {.add_special = true, .parse_special = true});
   }
-  const std::vector<engine::ChatMessage>& stored = conversation.turns;
-  const bool restates = stored.empty() || !request.explicit_conversation ||
-                        (!request.messages.empty() && SameMessage(request.messages[0], stored[0]));
-  if (restates) {
-    *turns = request.messages;
-  } else {
-    *turns = stored;
-    turns->insert(turns->end(), request.messages.begin(), request.messages.end());
-  }
-  KV_ASSIGN_OR_RETURN(std::string text, chat_template_.Apply(*turns, true));
+  KV_ASSIGN_OR_RETURN(std::string text, chat_template_.Apply(request.messages, true));
   return tokenizer_.Tokenize(text, {.add_special = true, .parse_special = true});
 }
 
-Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
-                                                ReplySink* sink) KV_NO_THREAD_SAFETY_ANALYSIS {
-  Conversation& conversation = *pending->conversation;
-  KV_ASSIGN_OR_RETURN(SequenceLease lease, pool_.Acquire(conversation.key()));
-  const std::vector<llama_token>& prompt = pending->prompt;
-  Result<PreparedPrefix> prepared = kv_cache_.Prepare(lease, prompt);
-  if (!prepared.ok()) {
-    pool_.Release(conversation.key(), {});
-    return prepared.status();
+Result<std::vector<llama_token>> ConversationManager::BuildWindowPrompt(
+    Pending& pending, const std::string& query,
+    const std::string& reply_so_far) KV_NO_THREAD_SAFETY_ANALYSIS {
+  KV_ASSIGN_OR_RETURN(memory::Window window,
+                      memory_.BuildWindow(*pending.conversation, query, pending.generation_budget,
+                                          pending.request.recall));
+  std::vector<llama_token> prompt = renderer_.prompt_start();
+  prompt.insert(prompt.end(), window.tokens.begin(), window.tokens.end());
+  if (!reply_so_far.empty()) {  // resuming a reply after a mid-generation recall
+    KV_ASSIGN_OR_RETURN(std::vector<llama_token> reply,
+                        tokenizer_.Tokenize(reply_so_far, {.parse_special = false}));
+    prompt.insert(prompt.end(), reply.begin(), reply.end());
   }
-  const size_t reused = prepared->n_tokens;
-  KV_LOG(kDebug) << "conversation '" << conversation.id() << "': " << reused << " of "
-                 << prompt.size() << " prompt tokens from " << PrefixSourceName(prepared->source)
-                 << " in " << prepared->restore_ms << " ms";
-  if (pending->request.pin) pool_.SetReserved(conversation.key(), true).IgnoreError();
+  pending.recalled_chunks = static_cast<int>(window.recalled.size());
+  pending.recalled_turns.clear();
+  for (const memory::RecalledChunk& chunk : window.recalled) {
+    if (chunk.hit.chunk_id >= 0) pending.recalled_turns.push_back(chunk.hit.first_turn);
+  }
+  if (window.slid || !window.recalled.empty()) {
+    KV_LOG(kDebug) << "conversation '" << pending.conversation->id() << "': window of "
+                   << prompt.size() << " tokens, clear zone from turn " << window.first_clear_turn
+                   << (window.slid ? " (slid)" : "") << ", " << window.recalled.size()
+                   << " chunks recalled from " << window.n_fog_tokens << " tokens of fog";
+  }
+  return prompt;
+}
 
-  auto channel = std::make_shared<ReplyChannel>();
-  auto filter = std::make_shared<ReplyFilter>(&tokenizer_, pending->request.stop);
-  auto cancelled = std::make_shared<std::atomic<bool>>(false);
-  engine::GenerationRequest generation;
-  generation.seq_id = lease.seq_id;
-  generation.first_pos = static_cast<llama_pos>(reused);
-  generation.prompt.assign(prompt.begin() + static_cast<std::ptrdiff_t>(reused), prompt.end());
-  generation.sampling = pending->request.sampling;
-  generation.max_tokens = pending->max_tokens;
-  generation.stop_at_end_of_generation = !pending->request.ignore_eos;
-  generation.cancelled = cancelled;
-  generation.on_token = [channel, filter](llama_token token) {
-    engine::StopMatcher::Output out = filter->stops.Push(filter->decoder.Push(token));
-    if (!out.text.empty()) channel->PushText(std::move(out.text));
-    return out.stopped ? engine::TokenAction::kStop : engine::TokenAction::kContinue;
-  };
-  generation.on_done = [channel, filter](engine::GenerationOutcome outcome) {
-    std::string rest = filter->stops.Push(filter->decoder.Flush()).text + filter->stops.Flush();
-    if (!rest.empty()) channel->PushText(std::move(rest));
-    channel->PushDone(std::move(outcome));
-  };
-  const Clock::time_point submitted_at = Clock::now();
-  Status submitted = scheduler_->Submit(std::move(generation));
-  if (!submitted.ok()) {
-    pool_.Release(conversation.key(),
-                  std::vector<llama_token>(prompt.begin(), prompt.begin() + reused));
-    return submitted;
+Result<std::shared_ptr<Conversation>> ConversationManager::LockExisting(
+    const std::string& scope, const std::string& id) KV_NO_THREAD_SAFETY_ANALYSIS {
+  std::shared_ptr<Conversation> conversation = registry_.Find(scope, id);
+  if (!conversation) return NotFoundError("no conversation '" + id + "'");
+  conversation->turn_lock.Lock();  // waits for a running generation
+  if (conversation->ended) {
+    conversation->turn_lock.Unlock();
+    return NotFoundError("no conversation '" + id + "'");
   }
-
-  GenerateResult result;
-  std::deque<ReplyChannel::Piece> pieces;
-  engine::GenerationOutcome outcome;
-  while (channel->Next(&pieces, &outcome)) {
-    for (ReplyChannel::Piece& piece : pieces) {
-      result.text += piece.text;
-      result.text_times_ms.push_back(MillisBetween(pending->start, piece.at));
-      if (sink != nullptr && !cancelled->load() && !sink->OnText(piece.text)) {
-        cancelled->store(true);  // the client is gone: stop within one decode step
-      }
-    }
-  }
-
-  // What the sequence holds now: the reused prefix, then everything this request decoded.
-  std::vector<llama_token> held(prompt.begin(), prompt.begin() + reused);
-  held.insert(held.end(), outcome.decoded_tokens.begin(), outcome.decoded_tokens.end());
-  if (outcome.reason != engine::FinishReason::kError) {
-    conversation.kv_tail = kv_cache_.Checkpoint(lease.seq_id, held, conversation.kv_tail,
-                                                pending->request.explicit_conversation);
-  }
-  pool_.Release(conversation.key(), std::move(held));
-  const size_t prefilled = prompt.size() - reused;
-  if (prefilled >= 32 && !outcome.generated_tokens.empty()) {
-    kv_cache_.RecordPrefill(static_cast<int64_t>(prefilled),
-                            (outcome.first_token_us - outcome.queue_us) / 1e6);
-  }
-
-  result.finish_reason = outcome.reason;
-  result.prompt_tokens = static_cast<int>(prompt.size());
-  result.cached_tokens = static_cast<int>(reused);
-  result.cache_source = prepared->source;
-  result.completion_tokens = static_cast<int>(outcome.generated_tokens.size());
-  const double before_submit_ms = MillisBetween(pending->start, submitted_at);
-  result.queue_ms = before_submit_ms + outcome.queue_us / 1000.0;
-  result.first_token_ms =
-      outcome.generated_tokens.empty() ? -1 : before_submit_ms + outcome.first_token_us / 1000.0;
-  result.total_ms = MillisBetween(pending->start, Clock::now());
-  if (outcome.reason == engine::FinishReason::kError) return outcome.error;
-
-  conversation.Touch();
-  ++conversation.n_requests;
-  if (pending->request.explicit_conversation && !pending->request.raw_prompt &&
-      outcome.reason != engine::FinishReason::kCancelled) {
-    pending->turns.push_back({"assistant", result.text});
-    CommitTurns(conversation, std::move(pending->turns));
-  }
-  conversation.n_tokens = static_cast<int64_t>(prompt.size()) + result.completion_tokens;
-  return result;
+  return conversation;
 }
 
 Status ConversationManager::End(const std::string& scope,
                                 const std::string& id) KV_NO_THREAD_SAFETY_ANALYSIS {
-  std::shared_ptr<Conversation> conversation = registry_.Find(scope, id);
-  if (!conversation) return NotFoundError("no conversation '" + id + "'");
-  MutexLock lock(&conversation->turn_lock);  // waits for a running generation
-  if (conversation->ended) return NotFoundError("no conversation '" + id + "'");
-  conversation->ended = true;
-  conversation->turns.clear();
-  conversation->turns.shrink_to_fit();
-  if (journal_ != nullptr) {
-    Status removed = journal_->Remove(scope, id);
-    if (!removed.ok()) {
-      KV_LOG(kWarning) << "journal: " << removed.ToString();
+  KV_ASSIGN_OR_RETURN(std::shared_ptr<Conversation> conversation, LockExisting(scope, id));
+  {
+    MutexLock lock(&conversation->turn_lock, std::adopt_lock);
+    conversation->ended = true;
+    memory_.Forget(*conversation);
+    conversation->history.reset();
+    if (deps_.journal != nullptr) {
+      Status removed = deps_.journal->Remove(scope, id);
+      if (!removed.ok()) {
+        KV_LOG(kWarning) << "journal: " << removed.ToString();
+      }
     }
+    if (kv_cache_.store() != nullptr && !(conversation->kv_tail == kv::BlockName{})) {
+      kv_cache_.store()->Drop(conversation->kv_tail);  // its own; shared blocks age out
+    }
+    registry_.Remove(conversation);
   }
-  if (kv_cache_.store() != nullptr && !(conversation->kv_tail == kv::BlockName{})) {
-    kv_cache_.store()->Drop(conversation->kv_tail);  // its own; shared blocks age out
-  }
-  registry_.Remove(conversation);
   ++ended_;
   return pool_.Forget(conversation->key());
+}
+
+Result<IngestResult> ConversationManager::Append(const std::string& scope, const std::string& id,
+                                                 std::span<const engine::ChatMessage> messages)
+    KV_NO_THREAD_SAFETY_ANALYSIS {
+  while (true) {
+    std::shared_ptr<Conversation> conversation = registry_.GetOrCreate(scope, id);
+    MutexLock lock(&conversation->turn_lock);
+    if (conversation->ended) continue;
+    conversation->Touch();
+    return memory_.Ingest(*conversation, messages, /*to_answer=*/false);
+  }
+}
+
+Result<std::vector<SearchResult>> ConversationManager::Search(const std::string& scope,
+                                                              const std::string& id,
+                                                              const std::string& query,
+                                                              int k) KV_NO_THREAD_SAFETY_ANALYSIS {
+  KV_ASSIGN_OR_RETURN(std::shared_ptr<Conversation> conversation, LockExisting(scope, id));
+  MutexLock lock(&conversation->turn_lock, std::adopt_lock);
+  return memory_.Search(*conversation, query, k);
 }
 
 std::vector<ConversationInfo> ConversationManager::List(const std::string& scope) const {
@@ -346,6 +220,9 @@ std::vector<ConversationInfo> ConversationManager::List(const std::string& scope
     info.tokens = conversation->n_tokens.load();
     info.turns = conversation->n_turns.load();
     info.device_tokens = pool_.DeviceTokens(conversation->key());
+    info.index_entries = conversation->n_chunks.load();
+    info.dropped_turns = conversation->n_dropped_turns.load();
+    info.dropped_tokens = conversation->n_dropped_tokens.load();
     info.idle_seconds = conversation->IdleSeconds();
     out.push_back(std::move(info));
   }
@@ -361,26 +238,24 @@ ManagerStats ConversationManager::stats() const {
   stats.ended_conversations = ended_.load();
   for (const std::shared_ptr<Conversation>& conversation : registry_.ListAll()) {
     stats.active_tokens += conversation->n_tokens.load();
+    stats.index_entries += conversation->n_chunks.load();
   }
+  stats.recalled_chunks = recalled_chunks_.load();
+  stats.mid_generation_recalls = mid_generation_recalls_.load();
   return stats;
 }
 
 void ConversationManager::Shutdown() { admission_.Close(); }
 
 Status ConversationManager::Preload(std::vector<GenerateRequest> requests) {
-  int i = 0;
   for (GenerateRequest& request : requests) {
-    request.conversation_id = "__preload_" + std::to_string(i++);
-    request.explicit_conversation = true;
+    request.explicit_conversation = false;  // a stateless request: nothing to remember
     request.max_tokens = 1;
     request.sampling = {};
-    const std::string scope = request.scope;
-    const std::string id = request.conversation_id;
     KV_ASSIGN_OR_RETURN(PendingPtr pending, Prepare(std::move(request)));
     const std::vector<llama_token> prompt = pending->prompt;
     KV_ASSIGN_OR_RETURN(GenerateResult result, Run(std::move(pending), nullptr));
     if (kv_cache_.store() != nullptr) kv_cache_.store()->Pin(prompt, +1);
-    KV_RETURN_IF_ERROR(End(scope, id));
     KV_LOG(kInfo) << "preloaded a prefix of " << prompt.size() << " tokens ("
                   << result.cached_tokens << " were cached already)";
   }

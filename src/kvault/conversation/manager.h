@@ -1,19 +1,27 @@
 // conversation/manager.h: the life of a request. Admission (threads + queue, refusal beyond),
-// the conversation's exclusive turn lock, the prompt (the conversation's turns through the
-// chat template, or a raw completion prompt), reuse of the KV the conversation's sequence
-// still holds, generation through the scheduler with stop strings, and the reply streamed to
-// a sink on the request's own thread.
+// the conversation's exclusive turn lock, the prompt, where its KV comes from (kv_cache.h),
+// generation through the scheduler with stop strings, mid-generation recall, and the reply
+// streamed to a sink on the request's own thread.
 //
 // A request runs in two phases so that an HTTP layer can answer errors before it commits to
 // a streamed response: Prepare() does everything that can fail because of the request or
 // load (admission, validation, tokenization, length); Run() generates.
 //
-// Conversation semantics. Without an explicit conversation id the messages are the whole
-// conversation (OpenAI's stateless contract): the request gets a conversation of its own,
-// forgotten afterwards (its KV stays in the cache for any request that shares its prefix).
-// With a conversation id, a request whose first message equals the stored first turn
-// restates the history and replaces it; any other request appends its messages to the stored
-// turns (clients that send only the new message).
+// Conversation semantics.
+//  - Without a conversation id the messages are the whole conversation (OpenAI's stateless
+//    contract): the request gets a conversation of its own, forgotten afterwards (its KV
+//    stays in the cache for any request that shares its prefix). Its prompt must fit the
+//    window (context_length_exceeded otherwise), as with any OpenAI server.
+//  - With a conversation id the server keeps the conversation's whole history (up to
+//    --cache-size tokens): a client may send only its new messages or resend the whole
+//    history (matched turn by turn; only what is new is processed; a history that diverges
+//    from the stored one replaces it). The prompt is the window of that history
+//    (memory/window_builder.h): system turns, the most recent turns, chunks recalled from
+//    older ones, the new message.
+//  - Mid-generation recall: when the reply contains a hedge ("if I recall", ...), the
+//    phrase is held back, the sequence stops, chunks are recalled with the question and the
+//    reply so far, and generation resumes after the text already sent, under a prompt that
+//    holds them. The client sees one stream without the phrase; at most max_recalls times.
 //
 // Thread-safety: all methods may be called from any thread.
 #pragma once
@@ -28,6 +36,7 @@
 
 #include "kvault/base/result.h"
 #include "kvault/conversation/admission.h"
+#include "kvault/conversation/conversation_memory.h"
 #include "kvault/conversation/journal.h"
 #include "kvault/conversation/kv_cache.h"
 #include "kvault/conversation/registry.h"
@@ -37,6 +46,8 @@
 #include "kvault/engine/sampler.h"
 #include "kvault/engine/scheduler.h"
 #include "kvault/engine/tokenizer.h"
+#include "kvault/memory/hedge_detector.h"
+#include "kvault/memory/knowledge_store.h"
 
 namespace kvault::conversation {
 
@@ -48,6 +59,23 @@ struct ManagerParams {
   int queue = 64;
   int n_sequences = 8;  // sequences of the llama context (>= threads)
   int64_t cache_size = 10000000;
+  // Long-conversation memory (conversation_memory.h); window and cache_size come from above.
+  int recall_budget = 1024;  // 0 = no recall
+  int recall_k = 8;
+  double recall_min_score = 1.0;
+  double fog_alpha = 0.5;
+  // Mid-generation recall: phrases that make the model's reply stop, recall and resume.
+  std::vector<std::string> hedge_phrases = memory::HedgeDetector::DefaultPhrases();
+  int max_recalls = 2;  // per response; 0 = off
+};
+
+// What the manager uses and does not own; each may be null (that feature is then off).
+struct ManagerDeps {
+  store::BlockStore* store = nullptr;           // KV blocks off the device
+  Journal* journal = nullptr;                   // conversations survive restarts
+  SessionStore* sessions = nullptr;             // named sessions
+  memory::ChunkIndex* index = nullptr;          // recall and search
+  memory::KnowledgeStore* knowledge = nullptr;  // facts recalled like chunks
 };
 
 struct GenerateRequest {
@@ -63,6 +91,13 @@ struct GenerateRequest {
   // Keep the conversation's sequence on the device between requests (a dedicated slot):
   // never taken by another conversation, until the conversation ends.
   bool pin = false;
+  bool recall = true;  // pre- and mid-generation recall for this request
+};
+
+// One mid-generation recall, for the response's kvault extension and the log.
+struct RecallEvent {
+  std::string phrase;          // the hedge that triggered it
+  std::vector<int64_t> turns;  // first turn of each recalled chunk
 };
 
 struct GenerateResult {
@@ -76,6 +111,8 @@ struct GenerateResult {
   double first_token_ms = 0;  // request start to the first generated token; -1 if none
   double total_ms = 0;
   std::vector<double> text_times_ms;  // when each streamed piece of text was produced
+  int recalled_chunks = 0;            // chunks recalled into the first prompt
+  std::vector<RecallEvent> recalls;   // mid-generation recalls
 };
 
 // Receives the reply while it is generated, on the thread that called Run().
@@ -92,6 +129,8 @@ struct ConversationInfo {
   int64_t turns = 0;
   int64_t device_tokens = 0;
   int64_t index_entries = 0;
+  int64_t dropped_turns = 0;  // beyond --cache-size, the oldest turns drop
+  int64_t dropped_tokens = 0;
   double idle_seconds = 0;
 };
 
@@ -102,16 +141,17 @@ struct ManagerStats {
   int64_t total_conversations = 0;
   int64_t ended_conversations = 0;
   int64_t active_tokens = 0;
+  int64_t index_entries = 0;    // chunks indexed, all conversations
+  int64_t recalled_chunks = 0;  // pre-generation recall, chunks injected
+  int64_t mid_generation_recalls = 0;
 };
 
 class ConversationManager {
  public:
-  // The sequence pool of the scheduler's context is the manager's own; `store` (the block
-  // store, may be null) and `journal` (may be null: nothing persists) outlive the manager.
-  // Conversations in the journal are registered at once.
+  // The sequence pool of the scheduler's context is the manager's own. Conversations in the
+  // journal are registered at once.
   ConversationManager(const engine::Model& model, engine::Scheduler* scheduler,
-                      const ManagerParams& params, store::BlockStore* store = nullptr,
-                      Journal* journal = nullptr, SessionStore* sessions = nullptr);
+                      const ManagerParams& params, ManagerDeps deps = {});
   ~ConversationManager();
 
   // A prepared request: it holds its admission ticket and its conversation's turn lock until
@@ -136,6 +176,14 @@ class ConversationManager {
   ManagerStats stats() const;
   KvCacheStats kv_stats() const { return kv_cache_.stats(); }
 
+  // --- History without generation (conversation_memory.h) ---------------------------------
+  // Stores messages (bulk ingestion, reconnects); creates the conversation if needed.
+  Result<IngestResult> Append(const std::string& scope, const std::string& id,
+                              std::span<const engine::ChatMessage> messages);
+  // The conversation's best chunks for `query`. NotFound for an unknown conversation.
+  Result<std::vector<SearchResult>> Search(const std::string& scope, const std::string& id,
+                                           const std::string& query, int k);
+
   // --- Named sessions (session_store.h), all within the caller's scope ---------------------
   // Saves the conversation (waiting for a running request) as `name`, pinning the KV blocks
   // of its turns. NotFound for an unknown conversation; FailedPrecondition without a store.
@@ -157,29 +205,36 @@ class ConversationManager {
   void Shutdown();
 
  private:
-  Result<std::vector<llama_token>> BuildPrompt(const GenerateRequest& request,
-                                               Conversation& conversation,
-                                               std::vector<engine::ChatMessage>* turns);
+  struct Generation;
+  // The prompt of a stateless request or raw completion: all its messages, rendered whole.
+  Result<std::vector<llama_token>> BuildPrompt(const GenerateRequest& request);
+  // The prompt of a chat conversation: the history's window, with recall from its fog.
+  Result<std::vector<llama_token>> BuildWindowPrompt(Pending& pending, const std::string& query,
+                                                     const std::string& reply_so_far);
+  Status Generate(Pending& pending, Generation& generation, ReplySink* sink);
   void RecoverJournal();
   void RepinSessions();
-  Result<std::vector<llama_token>> RenderTurns(const std::vector<engine::ChatMessage>& turns) const;
   Status Unpin(const Session& session);
-  // Stores the conversation's turns after a reply, and journals what changed.
-  void CommitTurns(Conversation& conversation, std::vector<engine::ChatMessage> turns);
+  // Locks a registered conversation of `scope`, waiting for a running request; NotFound.
+  Result<std::shared_ptr<Conversation>> LockExisting(const std::string& scope,
+                                                     const std::string& id);
 
   engine::Scheduler* const scheduler_;
   const std::string model_fingerprint_;  // hex, recorded in sessions
   const ManagerParams params_;
+  const ManagerDeps deps_;
   const engine::Tokenizer tokenizer_;
   const engine::ChatTemplate chat_template_;
+  ChatTurnRenderer renderer_;
+  ConversationMemory memory_;
   Admission admission_;
   Registry registry_;
   SequencePool pool_;
   KvCache kv_cache_;
-  Journal* const journal_;
-  SessionStore* const sessions_;
   std::atomic<int64_t> ended_{0};
   std::atomic<int64_t> stateless_counter_{0};
+  std::atomic<int64_t> recalled_chunks_{0};
+  std::atomic<int64_t> mid_generation_recalls_{0};
 };
 
 }  // namespace kvault::conversation

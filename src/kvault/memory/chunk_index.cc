@@ -279,6 +279,12 @@ Result<int64_t> ChunkIndex::IndexedEnd(std::string_view conversation) {
   return state == nullptr ? 0 : state->chunker.next_pos();
 }
 
+Result<int64_t> ChunkIndex::CountChunks(std::string_view conversation) {
+  MutexLock lock(&impl_->mu);
+  KV_ASSIGN_OR_RETURN(ConversationState * state, impl_->Find(conversation, /*create=*/false));
+  return state == nullptr ? 0 : state->next_chunk - state->first_chunk;
+}
+
 Result<std::vector<ChunkHit>> ChunkIndex::Search(std::string_view conversation,
                                                  std::string_view query,
                                                  const ChunkSearchParams& params) {

@@ -114,6 +114,8 @@ class ChunkIndex {
   Status AppendTurns(std::string_view conversation, std::span<const IndexTurn> turns);
   // The position from which turns still have to be fed (0 for an unknown conversation).
   Result<int64_t> IndexedEnd(std::string_view conversation);
+  // Closed chunks of the conversation that are searchable (0 for an unknown one).
+  Result<int64_t> CountChunks(std::string_view conversation);
 
   // The best chunks of `conversation` for the content words of `query` (search_terms.h),
   // best first. Empty for an unknown conversation or a query without content words.

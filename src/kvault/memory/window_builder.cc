@@ -124,7 +124,7 @@ Result<Window> WindowBuilder::Assemble(const WindowInputs& inputs, const Layout&
   AppendRange(store, store.begin_pos(), system_end, &window.tokens);
   AppendRange(store, window.clear_first_pos, new_turn.first_pos, &window.tokens);
   window.n_prefix_tokens = static_cast<int64_t>(window.tokens.size());
-  if (layout.recall_reserve > 0 && window.n_fog_tokens > 0) {
+  if (layout.recall_reserve > 0 && (window.n_fog_tokens > 0 || !inputs.facts.empty())) {
     KV_ASSIGN_OR_RETURN(std::vector<int32_t> message,
                         Recall(inputs, system_end, window.clear_first_pos, layout.recall_reserve,
                                &window.recalled));
@@ -142,12 +142,22 @@ Result<std::vector<int32_t>> WindowBuilder::Recall(const WindowInputs& inputs, i
   KV_ASSIGN_OR_RETURN(const std::vector<ChunkHit> hits, inputs.recall(fog_end));
   const TokenStore& store = *inputs.store;
   std::vector<int32_t> message;
+  for (const RecalledFact& fact : inputs.facts) {
+    chosen->push_back({ChunkHit{.chunk_id = -1}, fact.annotation, fact.text});
+    KV_ASSIGN_OR_RETURN(std::vector<int32_t> rendered,
+                        inputs.renderer->Render(Role::kSystem, RecallMessageText(*chosen)));
+    if (static_cast<int64_t>(rendered.size()) > reserve) {
+      chosen->pop_back();
+      continue;
+    }
+    message = std::move(rendered);
+  }
   for (const ChunkHit& hit : hits) {
     const bool usable = hit.score >= params_.min_score && hit.n_tokens > 0 &&
                         hit.first_pos >= store.begin_pos() && hit.end_pos() <= fog_end &&
                         hit.end_pos() > system_end;
     const bool taken = std::any_of(chosen->begin(), chosen->end(), [&](const RecalledChunk& c) {
-      return c.hit.chunk_id == hit.chunk_id || Overlaps(c.hit, hit);
+      return c.hit.chunk_id >= 0 && (c.hit.chunk_id == hit.chunk_id || Overlaps(c.hit, hit));
     });
     if (!usable || taken) continue;
     KV_ASSIGN_OR_RETURN(const std::vector<int32_t> tokens,

@@ -58,11 +58,19 @@ struct WindowParams {
   double min_score = 0;             // recall relevance threshold (ChunkHit::score)
 };
 
+// A piece of knowledge recalled like a chunk (knowledge_store.h facts), best first.
+struct RecalledFact {
+  std::string annotation;  // "[known fact: travel / city]"
+  std::string text;
+};
+
 struct WindowInputs {
   const TokenStore* store = nullptr;  // REQUIRED; its last turn is the new message
   TurnRenderer* renderer = nullptr;   // REQUIRED
   RecallFn recall;                    // empty: recall disabled
   Detokenizer detokenize;             // REQUIRED with recall: text of a chunk's tokens
+  // Facts to recall ahead of chunks, within the same budget (only with `recall`).
+  std::vector<RecalledFact> facts;
 };
 
 // Where the clear zone starts, kept by the conversation between builds (and persisted with
@@ -72,7 +80,7 @@ struct ClearZoneState {
 };
 
 struct RecalledChunk {
-  ChunkHit hit;
+  ChunkHit hit;            // chunk_id -1: a recalled fact, not a chunk of the history
   std::string annotation;  // "[recalled from turn 812, about 51234 tokens ago]"
   std::string text;        // the chunk's detokenized text
 };

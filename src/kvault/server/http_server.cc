@@ -13,6 +13,8 @@
 #include "kvault/engine/context.h"
 #include "kvault/engine/model.h"
 #include "kvault/engine/scheduler.h"
+#include "kvault/engine/tokenizer.h"
+#include "kvault/memory/chunk_index.h"
 #include "kvault/server/http_errors.h"
 #include "kvault/server/http_route.h"
 #include "kvault/server/openai_schema.h"
@@ -28,6 +30,8 @@ struct Server::Impl {
   std::unique_ptr<store::BlockStore> block_store;
   std::unique_ptr<conversation::Journal> journal;
   std::unique_ptr<conversation::SessionStore> sessions;
+  std::unique_ptr<engine::Tokenizer> index_tokenizer;
+  std::unique_ptr<memory::ChunkIndex> index;
   std::unique_ptr<memory::KnowledgeStore> knowledge;
   std::unique_ptr<engine::Scheduler> scheduler;
   std::unique_ptr<conversation::ConversationManager> manager;
@@ -136,6 +140,14 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
                       conversation::Journal::Open(config.data_dir + "/conversations"));
   KV_ASSIGN_OR_RETURN(impl->sessions,
                       conversation::SessionStore::Open(config.data_dir + "/sessions"));
+  impl->index_tokenizer = std::make_unique<engine::Tokenizer>(*impl->model);
+  memory::ChunkIndexOptions index_options;
+  index_options.path = config.data_dir + "/index.db";
+  index_options.detokenize = [tokenizer =
+                                  impl->index_tokenizer.get()](std::span<const int32_t> tokens) {
+    return tokenizer->Detokenize(tokens, /*render_special=*/false);
+  };
+  KV_ASSIGN_OR_RETURN(impl->index, memory::ChunkIndex::Open(std::move(index_options)));
   KV_ASSIGN_OR_RETURN(impl->knowledge,
                       memory::KnowledgeStore::Open(config.data_dir + "/knowledge.db"));
   KV_ASSIGN_OR_RETURN(impl->scheduler,
@@ -149,9 +161,18 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   manager_params.n_sequences = n_sequences;
   manager_params.cache_size = config.cache_size;
   manager_params.restore = restore;
+  manager_params.recall_budget = config.recall_budget;
+  manager_params.recall_min_score = config.recall_min_score;
+  manager_params.fog_alpha = config.fog_alpha;
+  manager_params.max_recalls = config.max_recalls;
+  if (!config.hedge_phrases.empty()) manager_params.hedge_phrases = config.hedge_phrases;
   impl->manager = std::make_unique<conversation::ConversationManager>(
-      *impl->model, impl->scheduler.get(), manager_params, impl->block_store.get(),
-      impl->journal.get(), impl->sessions.get());
+      *impl->model, impl->scheduler.get(), manager_params,
+      conversation::ManagerDeps{.store = impl->block_store.get(),
+                                .journal = impl->journal.get(),
+                                .sessions = impl->sessions.get(),
+                                .index = impl->index.get(),
+                                .knowledge = impl->knowledge.get()});
   if (!config.preload_path.empty()) {
     KV_ASSIGN_OR_RETURN(std::vector<conversation::GenerateRequest> preloads,
                         ReadPreloads(config.preload_path));

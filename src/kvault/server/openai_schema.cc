@@ -37,6 +37,8 @@ Result<std::string> ContentText(const Json& message, const std::string& path) {
   return text;
 }
 
+}  // namespace
+
 Result<std::vector<engine::ChatMessage>> ParseMessages(const Json& body) {
   auto it = body.find("messages");
   if (it == body.end() || it->is_null()) return FieldError("messages", "is required");
@@ -64,6 +66,8 @@ Result<std::vector<engine::ChatMessage>> ParseMessages(const Json& body) {
   }
   return messages;
 }
+
+namespace {
 
 Result<std::vector<std::string>> ParseStop(const Json& body) {
   auto it = body.find("stop");
@@ -159,6 +163,12 @@ Status ParseCommon(const Json& body, OpenAiRequest* request) {
   generate.ignore_eos = ignore_eos.value_or(false);
   KV_ASSIGN_OR_RETURN(std::optional<bool> pin, OptionalBool(body, "pin", "pin"));
   request->generate.pin = pin.value_or(false);
+  KV_ASSIGN_OR_RETURN(std::optional<bool> recall, OptionalBool(body, "recall", "recall"));
+  request->generate.recall = recall.value_or(true);
+  // GBNF, as llama-server's "grammar": constrains the reply (e.g. to a format).
+  KV_ASSIGN_OR_RETURN(std::optional<std::string> grammar,
+                      OptionalString(body, "grammar", "grammar"));
+  if (grammar) sampling.grammar = *grammar;
   return Status::Ok();
 }
 
@@ -167,6 +177,18 @@ Json UsageFields(const conversation::GenerateResult& result) {
           {"completion_tokens", result.completion_tokens},
           {"total_tokens", result.prompt_tokens + result.completion_tokens},
           {"prompt_tokens_details", {{"cached_tokens", result.cached_tokens}}}};
+}
+
+// kvault's own account of a response (OpenAI clients ignore unknown fields): where the
+// prompt's KV came from and what was recalled.
+Json KvaultFields(const conversation::GenerateResult& result) {
+  Json recalls = Json::array();
+  for (const conversation::RecallEvent& event : result.recalls) {
+    recalls.push_back({{"phrase", event.phrase}, {"turns", event.turns}});
+  }
+  return {{"cache_source", std::string(conversation::PrefixSourceName(result.cache_source))},
+          {"recalled_chunks", result.recalled_chunks},
+          {"mid_generation_recalls", recalls}};
 }
 
 }  // namespace
@@ -228,7 +250,8 @@ Json ChatCompletionJson(const ResponseMeta& meta, const conversation::GenerateRe
                                     {"message", {{"role", "assistant"}, {"content", result.text}}},
                                     {"logprobs", nullptr},
                                     {"finish_reason", FinishReasonText(result.finish_reason)}}})},
-          {"usage", UsageFields(result)}};
+          {"usage", UsageFields(result)},
+          {"kvault", KvaultFields(result)}};
 }
 
 Json ChatChunkJson(const ResponseMeta& meta, Json delta, const Json& finish_reason,
@@ -253,7 +276,8 @@ Json ChatUsageChunkJson(const ResponseMeta& meta, const conversation::GenerateRe
           {"model", meta.model},
           {"system_fingerprint", meta.system_fingerprint},
           {"choices", Json::array()},
-          {"usage", UsageFields(result)}};
+          {"usage", UsageFields(result)},
+          {"kvault", KvaultFields(result)}};
 }
 
 Json CompletionJson(const ResponseMeta& meta, const conversation::GenerateResult& result) {

@@ -28,6 +28,8 @@ struct OpenAiRequest {
 };
 
 Result<OpenAiRequest> ParseChatCompletionRequest(const Json& body);
+// The "messages" array of a body (also POST /v1/conversations/append).
+Result<std::vector<engine::ChatMessage>> ParseMessages(const Json& body);
 Result<OpenAiRequest> ParseCompletionRequest(const Json& body);
 
 // "chatcmpl-<24 hex>" or "cmpl-<24 hex>".

@@ -1,5 +1,7 @@
 // kvault's conversation routes: POST /v1/conversations/end and /v1/conversations/list.
+#include "kvault/base/status_macros.h"
 #include "kvault/server/http_route.h"
+#include "kvault/server/openai_schema.h"
 #include "kvault/server/routes.h"
 
 namespace kvault::server {
@@ -22,13 +24,75 @@ Json ManagerStatsJson(const ServerState& state) {
           {"cache_hits", stats.sequences.hits},
           {"cache_misses", stats.sequences.misses},
           {"active_tokens", stats.active_tokens},
-          {"active_index_entries", 0},
+          {"active_index_entries", stats.index_entries},
+          {"recalled_chunks", stats.recalled_chunks},
+          {"mid_generation_recalls", stats.mid_generation_recalls},
           {"active_memory_mb", kv_memory_mb}};
+}
+
+// The body's conversation_id; InvalidArgument if absent or empty.
+Result<std::string> RequiredConversationId(const Json& body) {
+  KV_ASSIGN_OR_RETURN(std::optional<std::string> id,
+                      OptionalString(body, "conversation_id", "conversation_id"));
+  if (!id || id->empty()) return InvalidArgumentError("'conversation_id' is required");
+  if (id->size() > 256) return InvalidArgumentError("'conversation_id' must be 1 to 256 bytes");
+  return *id;
+}
+
+void HandleAppend(ServerState& state, RouteContext& context) {
+  Result<Json> body = RequestJson(context.request);
+  if (!body.ok()) return SendError(context.response, body.status());
+  Result<std::string> id = RequiredConversationId(*body);
+  if (!id.ok()) return SendError(context.response, id.status());
+  Result<std::vector<engine::ChatMessage>> messages = ParseMessages(*body);
+  if (!messages.ok()) return SendError(context.response, messages.status());
+  Result<conversation::IngestResult> ingested =
+      state.manager->Append(context.scope, *id, *messages);
+  if (!ingested.ok()) return SendError(context.response, ingested.status());
+  SendJson(context.response, {{"object", "conversation.append"},
+                              {"conversation_id", *id},
+                              {"new_turns", ingested->new_turns},
+                              {"new_tokens", ingested->new_tokens},
+                              {"replaced_history", ingested->replaced}});
+}
+
+void HandleSearch(ServerState& state, RouteContext& context) {
+  Result<Json> body = RequestJson(context.request);
+  if (!body.ok()) return SendError(context.response, body.status());
+  Result<std::string> id = RequiredConversationId(*body);
+  if (!id.ok()) return SendError(context.response, id.status());
+  Result<std::optional<std::string>> query = OptionalString(*body, "query", "query");
+  if (!query.ok()) return SendError(context.response, query.status());
+  if (!query->has_value() || (*query)->empty()) {
+    return SendError(context.response, InvalidArgumentError("'query' is required"));
+  }
+  Result<std::optional<int64_t>> k = OptionalInteger(*body, "k", "k");
+  if (!k.ok()) return SendError(context.response, k.status());
+  if (k->value_or(5) < 1 || k->value_or(5) > 100) {
+    return SendError(context.response, InvalidArgumentError("'k' must be in 1..100"));
+  }
+  Result<std::vector<conversation::SearchResult>> results =
+      state.manager->Search(context.scope, *id, **query, static_cast<int>(k->value_or(5)));
+  if (!results.ok()) return SendError(context.response, results.status());
+  Json out = Json::array();
+  for (const conversation::SearchResult& r : *results) {
+    out.push_back({{"score", r.score},
+                   {"text", r.text},
+                   {"first_turn", r.first_turn},
+                   {"last_turn", r.last_turn},
+                   {"first_position", r.first_pos},
+                   {"tokens", r.n_tokens}});
+  }
+  SendJson(context.response, {{"object", "list"}, {"results", out}});
 }
 
 }  // namespace
 
 void AddConversationRoutes(httplib::Server& http, ServerState& state) {
+  AddRoute(http, state, "POST", "/v1/conversations/append", "conversations_append",
+           RouteAuth::kRequired, [&state](RouteContext& context) { HandleAppend(state, context); });
+  AddRoute(http, state, "POST", "/v1/conversations/search", "conversations_search",
+           RouteAuth::kRequired, [&state](RouteContext& context) { HandleSearch(state, context); });
   AddRoute(http, state, "POST", "/v1/conversations/end", "conversations_end", RouteAuth::kRequired,
            [&state](RouteContext& context) {
              Result<Json> body = RequestJson(context.request);
@@ -52,6 +116,8 @@ void AddConversationRoutes(httplib::Server& http, ServerState& state) {
                                         {"tokens", info.tokens},
                                         {"turns", info.turns},
                                         {"index_entries", info.index_entries},
+                                        {"dropped_turns", info.dropped_turns},
+                                        {"dropped_tokens", info.dropped_tokens},
                                         {"device_tokens", info.device_tokens},
                                         {"idle_seconds", info.idle_seconds}});
              }

@@ -1,0 +1,41 @@
+// conversation/manager_pending.h: the state of a request between Prepare() and Run(), shared
+// by manager.cc and manager_run.cc. Private to the conversation module.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <llama.h>
+
+#include "kvault/conversation/admission.h"
+#include "kvault/conversation/conversation.h"
+#include "kvault/conversation/manager.h"
+#include "kvault/conversation/registry.h"
+
+namespace kvault::conversation {
+
+class ConversationManager::Pending {
+ public:
+  ~Pending() KV_NO_THREAD_SAFETY_ANALYSIS {
+    if (!conversation) return;
+    // A stateless request's conversation has nothing to remember: the client keeps it.
+    if (forget_in != nullptr) forget_in->Remove(conversation);
+    conversation->turn_lock.Unlock();
+  }
+  Registry* forget_in = nullptr;  // set for a stateless request's conversation
+  std::unique_ptr<Admission::Ticket> ticket;
+  std::shared_ptr<Conversation> conversation;  // its turn_lock is held
+  GenerateRequest request;
+  bool windowed = false;      // a chat conversation whose prompt is its history's window
+  std::string query;          // the newest user message: what recall searches for
+  int generation_budget = 0;  // tokens the window keeps free for the reply
+  std::vector<llama_token> prompt;
+  int recalled_chunks = 0;              // in the current prompt
+  std::vector<int64_t> recalled_turns;  // first turn of each
+  int max_tokens = 0;
+  std::chrono::steady_clock::time_point start;
+};
+
+}  // namespace kvault::conversation

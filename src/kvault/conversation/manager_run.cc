@@ -1,0 +1,232 @@
+// ConversationManager::Run: one response, in one or more generation rounds. A round decodes
+// the prompt (its prefix restored by the KV cache) and streams the reply through stop
+// strings and the hedge detector; a hedge ends the round, and the next one resumes after the
+// text already sent, under a prompt with the chunks recalled for it (mid-generation recall).
+#include <chrono>
+#include <deque>
+
+#include "kvault/base/log.h"
+#include "kvault/base/status_macros.h"
+#include "kvault/conversation/manager_pending.h"
+#include "kvault/engine/stop_matcher.h"
+
+namespace kvault::conversation {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MillisBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Text pieces and the final outcome, from the scheduler thread to the request's thread.
+class ReplyChannel {
+ public:
+  void PushText(std::string text) {
+    MutexLock lock(&mu_);
+    texts_.push_back({std::move(text), Clock::now()});
+    ready_.Signal();
+  }
+  void PushDone(engine::GenerationOutcome outcome) {
+    MutexLock lock(&mu_);
+    outcome_ = std::move(outcome);
+    done_ = true;
+    ready_.Signal();
+  }
+  struct Piece {
+    std::string text;
+    Clock::time_point at;
+  };
+  // Waits for text or the end; returns false once everything has been taken and it ended.
+  bool Next(std::deque<Piece>* pieces, engine::GenerationOutcome* outcome) {
+    MutexLock lock(&mu_);
+    while (texts_.empty() && !done_) ready_.Wait(&mu_);
+    pieces->swap(texts_);
+    texts_.clear();
+    if (done_ && pieces->empty()) {
+      *outcome = std::move(outcome_);
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  Mutex mu_;
+  CondVar ready_;
+  std::deque<Piece> texts_ KV_GUARDED_BY(mu_);
+  engine::GenerationOutcome outcome_ KV_GUARDED_BY(mu_);
+  bool done_ KV_GUARDED_BY(mu_) = false;
+};
+
+// Detokenizes, applies stop strings and watches for hedges, on the scheduler thread. The
+// request's thread reads `hedged` and `phrase` only after the round ended (the channel's
+// lock orders the two).
+struct ReplyFilter {
+  ReplyFilter(const engine::Tokenizer* tokenizer, std::vector<std::string> stops,
+              memory::HedgeDetector* hedge)
+      : decoder(tokenizer), stops(std::move(stops)), hedge(hedge) {}
+
+  // The text to send for `piece` (after stop strings); sets `hedged` on a hedge.
+  std::string Pass(std::string piece) {
+    if (hedged) return "";
+    memory::HedgeOutput out = hedge->Push(piece);
+    if (out.hit) {
+      hedged = true;
+      phrase = out.phrase;
+    }
+    return std::move(out.text);
+  }
+
+  engine::StreamDecoder decoder;
+  engine::StopMatcher stops;
+  memory::HedgeDetector* hedge;
+  bool hedged = false;
+  std::string phrase;
+};
+
+}  // namespace
+
+// A response across its rounds.
+struct ConversationManager::Generation {
+  SequenceLease lease;
+  GenerateResult result;
+  memory::HedgeDetector hedge;
+  int remaining_tokens = 0;
+  int rounds = 0;
+  bool hedged = false;  // the last round ended on a hedge
+  std::string phrase;
+  engine::FinishReason reason = engine::FinishReason::kStop;
+  std::vector<llama_token> held;  // what the sequence holds after the last round
+};
+
+Status ConversationManager::Generate(Pending& pending, Generation& g,
+                                     ReplySink* sink) KV_NO_THREAD_SAFETY_ANALYSIS {
+  Conversation& conversation = *pending.conversation;
+  const std::vector<llama_token>& prompt = pending.prompt;
+  KV_ASSIGN_OR_RETURN(PreparedPrefix prepared, kv_cache_.Prepare(g.lease, prompt));
+  const size_t reused = prepared.n_tokens;
+  KV_LOG(kDebug) << "conversation '" << conversation.id() << "': " << reused << " of "
+                 << prompt.size() << " prompt tokens from " << PrefixSourceName(prepared.source)
+                 << " in " << prepared.restore_ms << " ms";
+  if (g.rounds++ == 0) {
+    g.result.prompt_tokens = static_cast<int>(prompt.size());
+    g.result.cached_tokens = static_cast<int>(reused);
+    g.result.cache_source = prepared.source;
+  }
+  auto channel = std::make_shared<ReplyChannel>();
+  auto filter = std::make_shared<ReplyFilter>(&tokenizer_, pending.request.stop, &g.hedge);
+  auto cancelled = std::make_shared<std::atomic<bool>>(false);
+  engine::GenerationRequest request;
+  request.seq_id = g.lease.seq_id;
+  request.first_pos = static_cast<llama_pos>(reused);
+  request.prompt.assign(prompt.begin() + static_cast<std::ptrdiff_t>(reused), prompt.end());
+  request.sampling = pending.request.sampling;
+  request.max_tokens = g.remaining_tokens;
+  request.stop_at_end_of_generation = !pending.request.ignore_eos;
+  request.cancelled = cancelled;
+  request.on_token = [channel, filter](llama_token token) {
+    engine::StopMatcher::Output out = filter->stops.Push(filter->decoder.Push(token));
+    std::string text = filter->Pass(std::move(out.text));
+    if (!text.empty()) channel->PushText(std::move(text));
+    return out.stopped || filter->hedged ? engine::TokenAction::kStop
+                                         : engine::TokenAction::kContinue;
+  };
+  request.on_done = [channel, filter](engine::GenerationOutcome outcome) {
+    std::string rest =
+        filter->Pass(filter->stops.Push(filter->decoder.Flush()).text + filter->stops.Flush());
+    if (!filter->hedged) rest += filter->hedge->Flush();
+    if (!rest.empty()) channel->PushText(std::move(rest));
+    channel->PushDone(std::move(outcome));
+  };
+  const Clock::time_point submitted_at = Clock::now();
+  KV_RETURN_IF_ERROR(scheduler_->Submit(std::move(request)));
+
+  std::deque<ReplyChannel::Piece> pieces;
+  engine::GenerationOutcome outcome;
+  while (channel->Next(&pieces, &outcome)) {
+    for (ReplyChannel::Piece& piece : pieces) {
+      g.result.text += piece.text;
+      g.result.text_times_ms.push_back(MillisBetween(pending.start, piece.at));
+      if (sink != nullptr && !cancelled->load() && !sink->OnText(piece.text)) {
+        cancelled->store(true);  // the client is gone: stop within one decode step
+      }
+    }
+  }
+  // What the sequence holds now: the reused prefix, then everything this round decoded.
+  g.held.assign(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(reused));
+  g.held.insert(g.held.end(), outcome.decoded_tokens.begin(), outcome.decoded_tokens.end());
+  g.lease.tokens = g.held;
+  const size_t prefilled = prompt.size() - reused;
+  if (prefilled >= 32 && !outcome.generated_tokens.empty()) {
+    kv_cache_.RecordPrefill(static_cast<int64_t>(prefilled),
+                            (outcome.first_token_us - outcome.queue_us) / 1e6);
+  }
+  const double before_submit_ms = MillisBetween(pending.start, submitted_at);
+  if (g.result.completion_tokens == 0 && !outcome.generated_tokens.empty()) {
+    g.result.queue_ms = before_submit_ms + outcome.queue_us / 1000.0;
+    g.result.first_token_ms = before_submit_ms + outcome.first_token_us / 1000.0;
+  }
+  g.result.completion_tokens += static_cast<int>(outcome.generated_tokens.size());
+  g.remaining_tokens -= static_cast<int>(outcome.generated_tokens.size());
+  g.reason = outcome.reason;
+  g.hedged = filter->hedged && outcome.reason != engine::FinishReason::kCancelled;
+  g.phrase = filter->phrase;
+  return outcome.reason == engine::FinishReason::kError ? outcome.error : Status::Ok();
+}
+
+Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
+                                                ReplySink* sink) KV_NO_THREAD_SAFETY_ANALYSIS {
+  Conversation& conversation = *pending->conversation;
+  Generation g;
+  KV_ASSIGN_OR_RETURN(g.lease, pool_.Acquire(conversation.key()));
+  if (pending->request.pin) pool_.SetReserved(conversation.key(), true).IgnoreError();
+  const bool may_recall = pending->windowed && pending->request.recall && params_.max_recalls > 0;
+  g.hedge = memory::HedgeDetector(may_recall ? params_.hedge_phrases : std::vector<std::string>{});
+  g.remaining_tokens = pending->max_tokens;
+  g.result.first_token_ms = -1;
+  g.result.recalled_chunks = pending->recalled_chunks;
+  Status status;
+  while (true) {
+    status = Generate(*pending, g, sink);
+    if (!status.ok() || !g.hedged || g.remaining_tokens <= 0) break;
+    // Mid-generation recall: search with the question and the reply so far, resume after it.
+    Result<std::vector<llama_token>> prompt =
+        BuildWindowPrompt(*pending, pending->query + "\n" + g.result.text, g.result.text);
+    if (!prompt.ok()) {
+      KV_LOG(kWarning) << "conversation '" << conversation.id()
+                       << "': mid-generation recall failed: " << prompt.status().ToString();
+      break;
+    }
+    pending->prompt = std::move(prompt).value();
+    g.result.recalls.push_back({g.phrase, pending->recalled_turns});
+    ++mid_generation_recalls_;
+    KV_LOG(kInfo) << "conversation '" << conversation.id() << "': the reply hedged (\"" << g.phrase
+                  << "\"); recalled " << pending->recalled_chunks << " chunks and resumed";
+    if (static_cast<int>(g.result.recalls.size()) >= params_.max_recalls) {
+      g.hedge = memory::HedgeDetector(std::vector<std::string>{});  // the last round runs free
+    }
+  }
+  if (status.ok() && !g.held.empty()) {
+    conversation.kv_tail = kv_cache_.Checkpoint(g.lease.seq_id, g.held, conversation.kv_tail,
+                                                pending->request.explicit_conversation);
+  }
+  pool_.Release(conversation.key(), std::move(g.held));
+  if (!status.ok()) return status;
+  GenerateResult& result = g.result;
+  result.finish_reason = g.hedged ? engine::FinishReason::kLength : g.reason;
+  result.total_ms = MillisBetween(pending->start, Clock::now());
+  conversation.Touch();
+  ++conversation.n_requests;
+  if (pending->windowed && result.finish_reason != engine::FinishReason::kCancelled) {
+    Status stored = memory_.AppendReply(conversation, result.text);
+    if (!stored.ok()) {
+      KV_LOG(kWarning) << "conversation '" << conversation.id()
+                       << "': reply not stored: " << stored.ToString();
+    }
+  } else if (!pending->windowed) {
+    conversation.n_tokens = static_cast<int64_t>(pending->prompt.size()) + result.completion_tokens;
+  }
+  return result;
+}
+
+}  // namespace kvault::conversation

@@ -1,0 +1,172 @@
+// End to end, long-conversation memory over HTTP: a history far beyond the window, appended
+// in bulk; search finds a planted fact with its turns; a question about it gets the fact
+// recalled into its prompt (and not with "recall": false); a hedge in the reply triggers
+// mid-generation recall and the client receives exactly the documented stream; a reconnecting
+// client's resent history costs only its new turn; all of it survives a restart.
+#include <filesystem>
+#include <random>
+
+#include "tests/integration/server_process.h"
+#include "tests/test_env.h"
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include "kvault/base/json.h"
+
+namespace kvault::testing {
+namespace {
+
+const char* kFact = "The combination of the blue garden locker is 4721, write it down.";
+const char* kQuestion = "What is the combination of the blue garden locker?";
+
+// ~`turns` filler messages of ~60 tokens, the fact at `fact_turn` (a user turn).
+Json History(int turns, int fact_turn) {
+  static const char* kWords[] = {"weather", "train",  "coffee", "meeting", "garden",
+                                 "cousin",  "market", "bread",  "rain",    "bicycle",
+                                 "museum",  "letter", "dinner", "window",  "holiday"};
+  std::mt19937 rng(3);
+  Json messages = Json::array();
+  messages.push_back({{"role", "system"}, {"content", "You are a patient assistant."}});
+  for (int turn = 0; turn < turns; ++turn) {
+    std::string text;
+    for (int w = 0; w < 40; ++w) text += std::string(w ? " " : "") + kWords[rng() % 15];
+    messages.push_back(
+        {{"role", turn % 2 ? "assistant" : "user"}, {"content", turn == fact_turn ? kFact : text}});
+  }
+  return messages;
+}
+
+class LongMemoryTest : public ::testing::Test {
+ protected:
+  LongMemoryTest() {
+    char pattern[] = "/tmp/kvault_memory_XXXXXX";
+    dir_ = ::mkdtemp(pattern);
+  }
+  ~LongMemoryTest() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<ServerProcess> Start(std::vector<std::string> args = {}) {
+    args.insert(args.begin(), {"--model", TestModelPath(), "--window", "4096", "--cache-dir",
+                               dir_ + "/blocks", "--data-dir", dir_ + "/data"});
+    auto server = std::make_unique<ServerProcess>(args);
+    EXPECT_TRUE(server->ok()) << server->log();
+    return server;
+  }
+
+  static Json Post(const ServerProcess& server, const std::string& path, const Json& body,
+                   int expect_status = 200) {
+    httplib::Client client("127.0.0.1", server.port());
+    client.set_read_timeout(std::chrono::seconds(300));
+    httplib::Result result = client.Post(path, DumpJson(body), "application/json");
+    EXPECT_TRUE(result) << path;
+    if (!result) return Json();
+    EXPECT_EQ(result->status, expect_status) << result->body.substr(0, 2000);
+    return ParseJson(result->body).value_or(Json());
+  }
+
+  static Json Ask(const ServerProcess& server, Json extra = Json::object()) {
+    Json body = {{"conversation_id", "long"},
+                 {"messages", {{{"role", "user"}, {"content", kQuestion}}}},
+                 {"max_tokens", 8},
+                 {"temperature", 0}};
+    body.update(extra);
+    return Post(server, "/v1/chat/completions", body);
+  }
+
+  std::string dir_;
+};
+
+TEST_F(LongMemoryTest, APlantedFactIsFoundAndRecalledFromFarBeyondTheWindow) {
+  auto server = Start();
+  const Json appended = Post(*server, "/v1/conversations/append",
+                             {{"conversation_id", "long"}, {"messages", History(1200, 40)}});
+  EXPECT_EQ(appended["new_turns"], 1201);
+  EXPECT_GT(appended["new_tokens"].get<int64_t>(), 50000);
+
+  const Json found = Post(*server, "/v1/conversations/search",
+                          {{"conversation_id", "long"}, {"query", kQuestion}, {"k", 3}});
+  ASSERT_FALSE(found["results"].empty()) << found.dump();
+  const Json& best = found["results"][0];
+  EXPECT_NE(best["text"].get<std::string>().find("4721"), std::string::npos) << best.dump();
+  // Turn numbers count messages from 0: the system message is 0, the fact is message 41.
+  EXPECT_LE(best["first_turn"].get<int64_t>(), 41);
+  EXPECT_GE(best["last_turn"].get<int64_t>(), 41);
+  EXPECT_GT(best["score"].get<double>(), 0);
+
+  const Json reply = Ask(*server);
+  EXPECT_GE(reply["kvault"]["recalled_chunks"].get<int64_t>(), 1) << reply.dump();
+  EXPECT_LE(reply["usage"]["prompt_tokens"].get<int64_t>(), 4096);
+  const Json unrecalled = Ask(*server, {{"recall", false}});
+  EXPECT_EQ(unrecalled["kvault"]["recalled_chunks"].get<int64_t>(), 0) << unrecalled.dump();
+
+  // Listed with its size; 404 and 400 where they belong.
+  const Json list = Post(*server, "/v1/conversations/list", Json::object());
+  ASSERT_EQ(list["conversations"].size(), 1u);
+  EXPECT_GT(list["conversations"][0]["tokens"].get<int64_t>(), 50000);
+  EXPECT_GT(list["conversations"][0]["index_entries"].get<int64_t>(), 300);
+  Post(*server, "/v1/conversations/search", {{"conversation_id", "nobody"}, {"query", "x"}}, 404);
+  Post(*server, "/v1/conversations/search", {{"conversation_id", "long"}}, 400);
+  Post(*server, "/v1/conversations/append", {{"conversation_id", "long"}}, 400);
+
+  // After a restart the history, its index and the recall are all still there.
+  EXPECT_EQ(server->Terminate(), 0);
+  server = Start();
+  const Json again = Post(*server, "/v1/conversations/search",
+                          {{"conversation_id", "long"}, {"query", kQuestion}, {"k", 3}});
+  ASSERT_FALSE(again["results"].empty());
+  EXPECT_EQ(again["results"][0]["text"], best["text"]);
+  EXPECT_GE(Ask(*server)["kvault"]["recalled_chunks"].get<int64_t>(), 1);
+}
+
+TEST_F(LongMemoryTest, AReconnectingClientPaysOnlyForItsNewTurn) {
+  auto server = Start();
+  Json history = History(300, 10);
+  history.push_back({{"role", "user"}, {"content", kQuestion}});
+  const Json first = Post(
+      *server, "/v1/chat/completions",
+      {{"conversation_id", "re"}, {"messages", history}, {"max_tokens", 4}, {"temperature", 0}});
+  const std::string reply = first["choices"][0]["message"]["content"].get<std::string>();
+  history.push_back({{"role", "assistant"}, {"content", reply}});
+  history.push_back({{"role", "user"}, {"content", "And the red one?"}});
+  const Json appended =
+      Post(*server, "/v1/conversations/append", {{"conversation_id", "re"}, {"messages", history}});
+  EXPECT_EQ(appended["new_turns"], 1) << appended.dump();
+  EXPECT_FALSE(appended["replaced_history"].get<bool>());
+  EXPECT_LT(appended["new_tokens"].get<int64_t>(), 20);
+}
+
+// The grammar forces the reply "Well, if I recall, the code is 7.". The hedge detector holds
+// "if I recall" back and stops the sequence after "Well, ": the client has received "Well, ".
+// The prompt is rebuilt with chunks recalled for the question and "Well, ", and generation
+// resumes after "Well, ". The grammar starts over and forces the same text: "Well, " is sent
+// again before the next hedge. After --max-recalls recalls the last round runs without the
+// detector. So with max_recalls = N the client receives exactly N + 1 times "Well, ", then
+// "if I recall, the code is 7.", never a piece of the phrase before that.
+TEST_F(LongMemoryTest, AHedgeStopsRecallsAndResumesAsOneStream) {
+  for (int max_recalls : {1, 2}) {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto server = Start({"--max-recalls", std::to_string(max_recalls)});
+    Post(*server, "/v1/conversations/append",
+         {{"conversation_id", "long"}, {"messages", History(400, 20)}});
+    const Json reply = Ask(*server, {{"grammar", "root ::= \"Well, if I recall, the code is 7.\""},
+                                     {"max_tokens", 64}});
+    std::string expected;
+    for (int i = 0; i <= max_recalls; ++i) expected += "Well, ";
+    expected += "if I recall, the code is 7.";
+    EXPECT_EQ(reply["choices"][0]["message"]["content"], expected) << reply.dump();
+    const Json& recalls = reply["kvault"]["mid_generation_recalls"];
+    ASSERT_EQ(recalls.size(), static_cast<size_t>(max_recalls)) << reply.dump();
+    EXPECT_EQ(recalls[0]["phrase"], "if i recall");
+    // The search for the question and the reply so far brought the fact's turn back.
+    bool fact_recalled = false;
+    for (const Json& turn : recalls[0]["turns"]) {
+      fact_recalled = fact_recalled || (turn.get<int64_t>() <= 21 && turn.get<int64_t>() >= 15);
+    }
+    EXPECT_TRUE(fact_recalled) << reply.dump();
+    EXPECT_NE(server->log().find("the reply hedged"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace kvault::testing

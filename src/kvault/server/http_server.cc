@@ -216,6 +216,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   AddHealthRoutes(http, state);
   AddCacheRoutes(http, state);
   AddSessionRoutes(http, state);
+  AddDashboardRoutes(http, state);
   AddKnowledgeRoutes(http, state);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

@@ -17,6 +17,8 @@ void AddHealthRoutes(httplib::Server& http, ServerState& state);
 
 // /v1/sessions: save, load, list, info, clear, delete.
 void AddSessionRoutes(httplib::Server& http, ServerState& state);
+// GET /dashboard (public, static HTML that polls the routes above), GET / redirects to it.
+void AddDashboardRoutes(httplib::Server& http, ServerState& state);
 // GET /v1/knowledge, POST /v1/knowledge/{topic}, GET /v1/knowledge/search.
 void AddKnowledgeRoutes(httplib::Server& http, ServerState& state);
 // The knowledge store's counts over every API key (part of /health).

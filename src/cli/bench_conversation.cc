@@ -38,6 +38,13 @@ Result<std::unique_ptr<BenchConversation>> BenchConversation::Create(
       new BenchConversation(std::move(options), std::move(model)));
   memory::ChunkIndexOptions index_options;
   index_options.path = conversation->options_.index_path;
+  if (!conversation->options_.embedding_model.empty()) {
+    // All layers on a GPU when llama.cpp has one.
+    KV_ASSIGN_OR_RETURN(conversation->embedder_,
+                        conversation::LlamaEmbedder::Open(
+                            {.path = conversation->options_.embedding_model, .n_gpu_layers = -1}));
+    index_options.embedder = conversation->embedder_.get();
+  }
   const engine::Tokenizer* tokenizer = &conversation->tokenizer_;
   index_options.detokenize = [tokenizer](std::span<const int32_t> tokens) {
     return tokenizer->Detokenize(tokens, /*render_special=*/false);

@@ -5,7 +5,8 @@
 // server's recall does: ChunkIndex::Search over the fog (everything before the last --window
 // tokens) with fog demotion (--fog-alpha over --cache-size). A fact is found at rank r if the
 // r-th hit overlaps the turn that states it. Reports recall@1, @5 and @10 by depth and
-// overall; the target is recall@5 >= 0.9 overall.
+// overall; the target is recall@5 >= 0.9 overall. With --embedding-model the index also
+// searches chunk embeddings and fuses both rankings, as `kvault serve --embedding-model` does.
 //
 // Questions name the fact's subject, never its value ("What did I say my sister's dog's name
 // was?" for "my sister's dog is called Biscuit"), and the filler dialogue mentions the same
@@ -28,6 +29,7 @@ namespace {
 
 struct RecallBenchOptions {
   std::string model_path;
+  std::string embedding_model;  // "" = BM25 only
   std::vector<int64_t> depths = {10'000, 50'000, 100'000, 500'000, 1'000'000, 5'000'000};
   int facts_per_depth = 20;
   uint64_t seed = 1;
@@ -141,7 +143,8 @@ Result<Json> Measure(const RecallBenchOptions& options, const std::string& dir) 
       std::unique_ptr<BenchConversation> conversation,
       BenchConversation::Create({.model_path = options.model_path,
                                  .index_path = dir + "/chunks.db",
-                                 .cache_size = std::max(options.cache_size, total + (1 << 20))}));
+                                 .cache_size = std::max(options.cache_size, total + (1 << 20)),
+                                 .embedding_model = options.embedding_model}));
   DialogueGenerator facts(options.seed + 7);
   std::vector<Plant> plants = PlanFacts(options, total, facts);
   KV_RETURN_IF_ERROR(BuildConversation(*conversation, plants, total, options.seed));
@@ -160,16 +163,42 @@ Result<Json> Measure(const RecallBenchOptions& options, const std::string& dir) 
     row["depth"] = depth;
     rows.push_back(row);
   }
-  return Json{{"model", options.model_path},    {"tokens", end_pos},
-              {"fog_alpha", options.fog_alpha}, {"cache_size", options.cache_size},
-              {"window", options.window},       {"by_depth", rows},
+  Json search = {{"mode", "bm25"}};
+  if (const engine::EmbeddingModel* embedding = conversation->embedding_model()) {
+    search = {{"mode", "bm25+dense"},
+              {"embedding_model", options.embedding_model},
+              {"dim", embedding->dim()},
+              {"pooling", engine::EmbeddingPoolingName(embedding->pooling())}};
+  }
+  search["index_seconds"] = conversation->seconds().index;
+  return Json{{"model", options.model_path},
+              {"tokens", end_pos},
+              {"search", search},
+              {"fog_alpha", options.fog_alpha},
+              {"cache_size", options.cache_size},
+              {"window", options.window},
+              {"by_depth", rows},
               {"overall", Row(all, end_pos)}};
+}
+
+// A string field of our own report, "" if absent.
+std::string StringOr(const Json& object, const char* key) {
+  const auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get_ref<const std::string&>() : "";
 }
 
 void PrintReport(const Json& report) {
   std::printf("conversation of %.0f tokens, fog alpha %.2f over a cache of %.0f, window %.0f\n",
               NumberOr(report, "tokens", 0), NumberOr(report, "fog_alpha", 0),
               NumberOr(report, "cache_size", 0), NumberOr(report, "window", 0));
+  const Json& search = report["search"];
+  std::printf("search: %s", StringOr(search, "mode").c_str());
+  if (search.contains("embedding_model")) {
+    std::printf(" with %s (%.0f dimensions, %s pooling)",
+                StringOr(search, "embedding_model").c_str(), NumberOr(search, "dim", 0),
+                StringOr(search, "pooling").c_str());
+  }
+  std::printf(", indexing took %.1f s\n", NumberOr(search, "index_seconds", 0));
   std::printf("%10s %6s %12s %9s %9s %9s\n", "depth", "facts", "mean depth", "recall@1", "recall@5",
               "recall@10");
   auto print = [](const std::string& label, const Json& row) {
@@ -220,6 +249,8 @@ int RunBenchRecall(int argc, char** argv) {
   RecallBenchOptions options;
   app.add_option("-m,--model", options.model_path, "GGUF model file (its vocabulary is used)")
       ->required();
+  app.add_option("--embedding-model", options.embedding_model,
+                 "GGUF embedding model: fuse dense search with BM25 (default: BM25 only)");
   app.add_option("--depths", options.depths, "fact depths in tokens, e.g. 10000,50000")
       ->delimiter(',')
       ->capture_default_str()

@@ -14,6 +14,9 @@
 namespace kvault::cli {
 namespace {
 
+// --recall-min-score when --embedding-model is given and the threshold is not.
+constexpr double kFusedRecallMinScore = 0.02;
+
 std::string EnvName(const std::string& flag) {
   std::string name = "KVAULT_";
   for (char c : flag) name += c == '-' ? '_' : static_cast<char>(std::toupper(c));
@@ -106,10 +109,14 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       "tokens of recalled history per prompt (clamped to window/4); 0 = no recall")
       ->check(CLI::Range(0, 1 << 20));
   add("recall-min-score", c.recall_min_score,
-      "relevance a chunk needs to be recalled (BM25 score after fog demotion)")
+      "relevance a chunk needs to be recalled, after fog demotion: BM25 score, or with "
+      "--embedding-model the fused score (at most 2/61; default then 0.02)")
       ->check(CLI::Range(0.0, 1e9));
   add("max-recalls", c.max_recalls, "mid-generation recalls per response; 0 = off")
       ->check(CLI::Range(0, 16));
+  add("embedding-model", c.embedding_model,
+      "GGUF embedding model: recall also searches chunk embeddings, fused with BM25 "
+      "(default: BM25 only)");
   app_.add_option("--hedge-phrases", c.hedge_phrases,
                   "phrases that trigger mid-generation recall, comma-separated (default: an "
                   "English list such as \"if I recall\", \"I don't remember\")")
@@ -162,6 +169,13 @@ std::optional<int> ServeOptions::Parse(int argc, char** argv) {
   Status status =
       ApplyConfigFile(app_, explicit_config ? config_path_ : DefaultConfigPath(), explicit_config);
   if (!status.ok()) return ReportError(status);
+  // Fused scores are sums of 1 / (60 + rank) (memory/chunk_index.h), so the BM25 default
+  // would recall nothing. 0.02: ranked in the top 40 of both rankings, or near the top of
+  // one and listed in the other.
+  const CLI::Option* min_score = app_.get_option_no_throw("--recall-min-score");
+  if (!config_.embedding_model.empty() && min_score != nullptr && min_score->count() == 0) {
+    config_.recall_min_score = kFusedRecallMinScore;
+  }
   config_.max_body_bytes = static_cast<int64_t>(max_body_mb_) << 20;
   config_.api_keys = server::SplitKeys(api_keys_);
   if (config_.cache_dir.empty()) config_.cache_dir = DefaultCacheDir() + "/blocks";

@@ -9,6 +9,7 @@
 #include "kvault/base/hash.h"
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
+#include "kvault/conversation/llama_embedder.h"
 #include "kvault/conversation/manager.h"
 #include "kvault/engine/context.h"
 #include "kvault/engine/model.h"
@@ -31,6 +32,7 @@ struct Server::Impl {
   std::unique_ptr<conversation::Journal> journal;
   std::unique_ptr<conversation::SessionStore> sessions;
   std::unique_ptr<engine::Tokenizer> index_tokenizer;
+  std::unique_ptr<conversation::LlamaEmbedder> embedder;  // --embedding-model; outlives index
   std::unique_ptr<memory::ChunkIndex> index;
   std::unique_ptr<memory::KnowledgeStore> knowledge;
   std::unique_ptr<engine::Scheduler> scheduler;
@@ -111,6 +113,20 @@ Result<std::vector<conversation::GenerateRequest>> ReadPreloads(const std::strin
   return requests;
 }
 
+// --embedding-model: its own model and context, on the GPUs when the generation model is.
+Result<std::unique_ptr<conversation::LlamaEmbedder>> OpenEmbedder(const ServerConfig& config) {
+  if (config.embedding_model.empty()) return std::unique_ptr<conversation::LlamaEmbedder>();
+  KV_ASSIGN_OR_RETURN(
+      std::unique_ptr<conversation::LlamaEmbedder> embedder,
+      conversation::LlamaEmbedder::Open({.path = config.embedding_model,
+                                         .n_threads = config.threads,
+                                         .n_gpu_layers = config.gpus > 0 ? -1 : 0}));
+  const engine::EmbeddingModel& model = embedder->model();
+  KV_LOG(kInfo) << "chunk search: BM25 + dense with " << model.name() << " (" << model.dim()
+                << " dimensions, " << engine::EmbeddingPoolingName(model.pooling()) << " pooling)";
+  return embedder;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
@@ -141,7 +157,9 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   KV_ASSIGN_OR_RETURN(impl->sessions,
                       conversation::SessionStore::Open(config.data_dir + "/sessions"));
   impl->index_tokenizer = std::make_unique<engine::Tokenizer>(*impl->model);
+  KV_ASSIGN_OR_RETURN(impl->embedder, OpenEmbedder(config));
   memory::ChunkIndexOptions index_options;
+  index_options.embedder = impl->embedder.get();
   index_options.path = config.data_dir + "/index.db";
   index_options.detokenize = [tokenizer =
                                   impl->index_tokenizer.get()](std::span<const int32_t> tokens) {
@@ -191,6 +209,8 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   state.metrics = &impl->metrics;
   state.auth = impl->auth.get();
   state.knowledge = impl->knowledge.get();
+  state.index = impl->index.get();
+  state.embedding_model = impl->embedder ? &impl->embedder->model() : nullptr;
   state.started_at = std::chrono::steady_clock::now();
 
   httplib::Server& http = impl->http;

@@ -3,6 +3,33 @@
 #include "kvault/server/routes.h"
 
 namespace kvault::server {
+namespace {
+
+// The chunk index: BM25 only, or BM25 fused with dense search (and with which model).
+Json IndexStatsJson(const ServerState& state) {
+  if (state.index == nullptr) return {{"status", "not configured"}};
+  Json json = {{"search", state.embedding_model == nullptr ? "bm25" : "bm25+dense"}};
+  if (const engine::EmbeddingModel* model = state.embedding_model; model != nullptr) {
+    json["embedding_model"] = {{"name", model->name()},
+                               {"path", model->model().path()},
+                               {"dim", model->dim()},
+                               {"pooling", engine::EmbeddingPoolingName(model->pooling())}};
+  }
+  const Result<memory::ChunkIndexStats> stats = state.index->Stats();
+  if (!stats.ok()) {
+    json["status"] = "error";
+    json["error"] = stats.status().ToString();
+    return json;
+  }
+  json["status"] = "ok";
+  json["conversations"] = stats->n_conversations;
+  json["chunks"] = stats->n_chunks;
+  json["db_bytes"] = stats->db_bytes;
+  json["vectors_loaded"] = stats->vectors;
+  return json;
+}
+
+}  // namespace
 
 void DefineMetrics(ServerState& state) {
   MetricsRegistry& m = *state.metrics;
@@ -73,7 +100,7 @@ void AddHealthRoutes(httplib::Server& http, ServerState& state) {
                                            {"prompt_tokens", scheduler.prompt_tokens},
                                            {"generated_tokens", scheduler.generated_tokens}}},
                                          {"knowledge", KnowledgeStatsJson(state)},
-                                         {"index", {{"status", "not configured"}}}});
+                                         {"index", IndexStatsJson(state)}});
            });
   AddRoute(http, state, "GET", "/metrics", "metrics", RouteAuth::kRequired,
            [&state](RouteContext& context) {

@@ -25,9 +25,11 @@ struct ServerConfig {
   int conversation_queue = 64;
   double fog_alpha = 0.5;
   int recall_budget = 1024;                // tokens of recalled chunks per prompt; 0 = no recall
-  double recall_min_score = 1.0;           // relevance threshold (BM25, fog demotion applied)
+  double recall_min_score = 1.0;           // relevance threshold (BM25 or fused score, fog applied)
   int max_recalls = 2;                     // mid-generation recalls per response; 0 = off
   std::vector<std::string> hedge_phrases;  // empty = the built-in English list
+  // GGUF embedding model for dense chunk search fused with BM25; "" = BM25 only.
+  std::string embedding_model;
   std::vector<std::string> api_keys;
   std::string log_format = "text";
   std::string log_level = "info";

@@ -8,8 +8,10 @@
 #include <string>
 
 #include "kvault/conversation/manager.h"
+#include "kvault/engine/embedding_model.h"
 #include "kvault/engine/model.h"
 #include "kvault/engine/scheduler.h"
+#include "kvault/memory/chunk_index.h"
 #include "kvault/memory/knowledge_store.h"
 #include "kvault/server/auth.h"
 #include "kvault/server/metrics.h"
@@ -28,7 +30,9 @@ struct ServerState {
   store::BlockStore* block_store = nullptr;
   MetricsRegistry* metrics = nullptr;
   const ApiKeyAuth* auth = nullptr;
-  memory::KnowledgeStore* knowledge = nullptr;  // <data_dir>/knowledge.db
+  memory::KnowledgeStore* knowledge = nullptr;              // <data_dir>/knowledge.db
+  memory::ChunkIndex* index = nullptr;                      // <data_dir>/index.db
+  const engine::EmbeddingModel* embedding_model = nullptr;  // null: the index is BM25 only
   std::chrono::steady_clock::time_point started_at;
 };
 

@@ -40,5 +40,7 @@ int RunBenchRecall(int argc, char** argv);
 int RunBenchResume(int argc, char** argv);
 int RunBenchFidelity(int argc, char** argv);
 int RunBenchPrefix(int argc, char** argv);
+int RunBenchReconnect(int argc, char** argv);
+int RunBenchFootprint(int argc, char** argv);
 
 }  // namespace kvault::cli

@@ -20,6 +20,8 @@ int RunBench(int argc, char** argv) {
       {"recall", RunBenchRecall, "recall@k of facts planted deep in a long dialogue"},
       {"resume", RunBenchResume, "TTFT of resumed conversations per KV tier vs llama-server"},
       {"prefix", RunBenchPrefix, "shared-prefix traffic: hit rate and throughput vs llama-server"},
+      {"reconnect", RunBenchReconnect, "a client back with a long history: first time, one turn"},
+      {"footprint", RunBenchFootprint, "memory of cached KV: sharing, encodings, compute types"},
       {"fidelity", RunBenchFidelity, "KL divergence and size of q8/q4 KV blocks at rest vs f16"},
   };
   if (argc >= 2) {

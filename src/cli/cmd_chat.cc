@@ -4,7 +4,9 @@
 //
 //   /store <topic> <key> <value>  stored <topic>/<key>: <value>
 //   /topics                       <topic> (<n> facts)  per topic, by name
-//   /search <query>               [<score>] <topic>/<key>: <value>  best first, at most 5
+//   /search <query>               [<score>] <topic>/<key>: <value>  facts, best first, at most 5
+//                                 [<score>] turns <a>-<b>: <text>  then chunks of the
+//                                 conversation's history, as the recall pipeline finds them
 //   /stats                        conversation <id>: <n> turns, <n> tokens
 //                                 last reply: ... (after a reply)
 //                                 knowledge: <n> topics, <n> facts (<file>)
@@ -12,8 +14,10 @@
 //   /quit (or /exit)              ends the chat, exit status 0
 //   any other /word               unknown command /word; commands: ...
 //
-// The knowledge store is the server's (<data-dir>/knowledge.db) in the scope of a server
-// without API keys.
+// The knowledge store, the conversation journals and the chunk index are the server's
+// (<data-dir>/knowledge.db, conversations/, index.db), in the scope of a server without API
+// keys: a chat conversation is kept across runs (and a server can continue it, and back).
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -32,6 +36,8 @@
 #include "kvault/engine/context.h"
 #include "kvault/engine/model.h"
 #include "kvault/engine/scheduler.h"
+#include "kvault/engine/tokenizer.h"
+#include "kvault/memory/chunk_index.h"
 #include "kvault/memory/knowledge_store.h"
 
 namespace kvault::cli {
@@ -81,9 +87,21 @@ class ChatSession {
     manager.threads = 1;
     manager.queue = 0;
     manager.n_sequences = 1;
-    session->manager_ = std::make_unique<conversation::ConversationManager>(
-        *session->model_, session->scheduler_.get(), manager);
     KV_ASSIGN_OR_RETURN(session->knowledge_, memory::KnowledgeStore::Open(options.knowledge_db));
+    KV_ASSIGN_OR_RETURN(session->journal_,
+                        conversation::Journal::Open(options.data_dir + "/conversations"));
+    session->tokenizer_ = std::make_unique<engine::Tokenizer>(*session->model_);
+    memory::ChunkIndexOptions index;
+    index.path = options.data_dir + "/index.db";
+    index.detokenize = [tokenizer = session->tokenizer_.get()](std::span<const int32_t> tokens) {
+      return tokenizer->Detokenize(tokens, /*render_special=*/false);
+    };
+    KV_ASSIGN_OR_RETURN(session->index_, memory::ChunkIndex::Open(std::move(index)));
+    session->manager_ = std::make_unique<conversation::ConversationManager>(
+        *session->model_, session->scheduler_.get(), manager,
+        conversation::ManagerDeps{.journal = session->journal_.get(),
+                                  .index = session->index_.get(),
+                                  .knowledge = session->knowledge_.get()});
     return session;
   }
 
@@ -173,11 +191,23 @@ class ChatSession {
     }
     Result<std::vector<memory::Fact>> facts = knowledge_->Search(kScope, query, 5);
     if (!facts.ok()) return PrintError(facts.status());
-    if (facts->empty()) std::printf("nothing found for \"%s\"\n", query.c_str());
     for (const memory::Fact& fact : *facts) {
       std::printf("[%.2f] %s/%s: %s\n", fact.score, fact.topic.c_str(), fact.key.c_str(),
                   fact.value.c_str());
     }
+    // The same search the recall pipeline runs over the conversation's history.
+    Result<std::vector<conversation::SearchResult>> chunks =
+        manager_->Search(kScope, options_.conversation_id, query, 5);
+    const size_t n_chunks = chunks.ok() ? chunks->size() : 0;
+    for (size_t i = 0; i < n_chunks; ++i) {
+      const conversation::SearchResult& chunk = (*chunks)[i];
+      std::string text = chunk.text.substr(0, 120);
+      std::replace(text.begin(), text.end(), '\n', ' ');
+      std::printf("[%.2f] turns %lld-%lld: %s\n", chunk.score,
+                  static_cast<long long>(chunk.first_turn), static_cast<long long>(chunk.last_turn),
+                  text.c_str());
+    }
+    if (facts->empty() && n_chunks == 0) std::printf("nothing found for \"%s\"\n", query.c_str());
   }
 
   void Stats() {
@@ -212,8 +242,12 @@ class ChatSession {
   std::unique_ptr<engine::Model> model_;
   std::unique_ptr<engine::Context> context_;
   std::unique_ptr<engine::Scheduler> scheduler_;
-  std::unique_ptr<conversation::ConversationManager> manager_;
   std::unique_ptr<memory::KnowledgeStore> knowledge_;
+  std::unique_ptr<conversation::Journal> journal_;
+  std::unique_ptr<engine::Tokenizer> tokenizer_;
+  std::unique_ptr<memory::ChunkIndex> index_;
+  // Last: it uses everything above, so it goes first.
+  std::unique_ptr<conversation::ConversationManager> manager_;
   conversation::GenerateResult last_;
   bool first_turn_ = true;
   int n_replies_ = 0;
@@ -250,9 +284,11 @@ int RunChat(int argc, char** argv) {
   SetLogLevel(LogLevel::kWarning);
   if (options.knowledge_db.empty()) options.knowledge_db = options.data_dir + "/knowledge.db";
 
-  Status dir =
-      CreateDirectories(std::filesystem::path(options.knowledge_db).parent_path().string());
-  if (!dir.ok()) return ReportError(dir);
+  for (const std::string& folder :
+       {options.data_dir, std::filesystem::path(options.knowledge_db).parent_path().string()}) {
+    Status dir = CreateDirectories(folder);
+    if (!dir.ok()) return ReportError(dir);
+  }
   Result<std::unique_ptr<ChatSession>> session = ChatSession::Create(options);
   if (!session.ok()) return ReportError(session.status());
   const bool interactive = ::isatty(STDIN_FILENO);

@@ -149,20 +149,19 @@ void RadixTree::Pin(const BlockName& name, int delta) {
 
 std::vector<const RadixNode*> RadixTree::EvictableIn(uint8_t tier, uint8_t faster_mask) const {
   std::vector<const RadixNode*> out;
-  const uint8_t blocking = tier | faster_mask;
   for (const auto& [name, node] : nodes_) {
-    if ((node.tiers & tier) == 0 || node.pins > 0) continue;
-    bool child_holds = false;
-    for (const BlockName& child : node.children) {
-      auto it = nodes_.find(child);
-      if (it != nodes_.end() && (it->second.tiers & blocking) != 0) {
-        child_holds = true;
-        break;
-      }
-    }
-    if (!child_holds) out.push_back(&node);
+    if ((node.tiers & tier) != 0 && EvictableFrom(node, tier | faster_mask)) out.push_back(&node);
   }
   return out;
+}
+
+bool RadixTree::EvictableFrom(const RadixNode& node, uint8_t mask) const {
+  if (node.pins > 0) return false;
+  for (const BlockName& child : node.children) {
+    auto it = nodes_.find(child);
+    if (it != nodes_.end() && (it->second.tiers & mask) != 0) return false;
+  }
+  return true;
 }
 
 void RadixTree::ForEach(const std::function<void(const RadixNode&)>& fn) const {

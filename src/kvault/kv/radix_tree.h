@@ -110,6 +110,8 @@ class RadixTree {
   // Nodes in `tier`, not pinned, with no child in `tier` or any faster tier (`faster_mask`):
   // the only ones eviction may take from that tier.
   std::vector<const RadixNode*> EvictableIn(uint8_t tier, uint8_t faster_mask) const;
+  // Whether no child of `node` is in any tier of `mask` (and `node` is not pinned).
+  bool EvictableFrom(const RadixNode& node, uint8_t mask) const;
 
   size_t size() const { return nodes_.size(); }
   void ForEach(const std::function<void(const RadixNode&)>& fn) const;

@@ -102,14 +102,20 @@ void BlockStore::Impl::EvictRam() {
   }
 }
 
+// Two kinds of candidates, the first all before the second: blocks only on disk whose
+// children are nowhere (they leave the tree), then disk copies of blocks also in RAM whose
+// children are not on disk (the block stays in RAM; only a restart would miss it).
 void BlockStore::Impl::EvictDisk() {
   if (!disk) return;
+  constexpr double kStillInRam = 1e30;
   while (disk->used_bytes() + pending_bytes > params.disk_budget_bytes) {
     std::vector<std::pair<double, BlockName>> ranked;
-    for (const kv::RadixNode* node : tree.EvictableIn(kv::kTierDisk, kv::kTierRam)) {
-      // Blocks still in RAM are the hot ones; and a block still queued cannot go yet.
-      if ((node->tiers & kv::kTierRam) != 0 || pending.count(node->name) > 0) continue;
-      ranked.emplace_back(policy->Score(RankStats(*node, kv::kTierDisk)), node->name);
+    for (const kv::RadixNode* node : tree.EvictableIn(kv::kTierDisk, 0)) {
+      if (pending.count(node->name) > 0) continue;  // its write is still queued
+      const bool in_ram = (node->tiers & kv::kTierRam) != 0;
+      if (!in_ram && !tree.EvictableFrom(*node, kv::kTierDisk | kv::kTierRam)) continue;
+      ranked.emplace_back(
+          policy->Score(RankStats(*node, kv::kTierDisk)) + (in_ram ? kStillInRam : 0), node->name);
     }
     if (ranked.empty()) return;
     std::sort(ranked.begin(), ranked.end(),

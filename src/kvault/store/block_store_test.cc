@@ -268,5 +268,27 @@ TEST_F(BlockStoreTest, DiskBudgetHoldsAfterWrites) {
   EXPECT_EQ(FetchAndVerify(*store, Tokens(kB, 25)), kB);  // the newest survived
 }
 
+TEST_F(BlockStoreTest, DiskBudgetHoldsEvenWhenEveryBlockIsAlsoInRam) {
+  BlockStoreParams params = Params(true);
+  auto probe = Open(Params(false));
+  StoreAll(*probe, Tokens(kB, 40));
+  const uint64_t block_bytes = static_cast<uint64_t>(probe->stats().ram.bytes);
+  params.disk_budget_bytes = 3 * block_bytes;  // RAM budget ample: all blocks stay in RAM
+  auto store = Open(params);
+  const std::vector<llama_token> tokens = Tokens(8 * kB, 41);
+  StoreAll(*store, tokens);
+  store->Flush();
+  const BlockStoreStats stats = store->stats();
+  EXPECT_LE(static_cast<uint64_t>(stats.disk.bytes), params.disk_budget_bytes);
+  EXPECT_EQ(stats.ram.blocks, 8);
+  // Only disk copies went: the whole sequence still comes back, from RAM.
+  EXPECT_EQ(FetchAndVerify(*store, tokens), tokens.size());
+  // The disk keeps a prefix of the sequence (what a restart can resume from).
+  store.reset();
+  BlockStoreParams reopened = Params(true);
+  reopened.disk_budget_bytes = params.disk_budget_bytes;
+  EXPECT_EQ(Open(reopened)->Find(tokens).n_tokens, 3 * kB);
+}
+
 }  // namespace
 }  // namespace kvault::store

@@ -58,8 +58,9 @@ $(BENCH_MODEL): | build
 	@mkdir -p $(dir $@)
 	@$(BUILD_DIR)/kvault make-model --preset q05 -o $@
 
+# Every benchmark of bench/RESULTS.md (about an hour and a half); `make bench ONLY=resume` for one.
 bench: build llama-tools $(BENCH_MODEL)
-	@$(BUILD_DIR)/kvault bench engine --model $(BENCH_MODEL)
+	@bench/run_all.sh $(ONLY)
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -37,7 +37,8 @@ class [[nodiscard]] Result {
     KV_CHECK(ok(), "Result::value() on error: " + status_.ToString());
     return *value_;
   }
-  T&& value() && {
+  // By value, not T&&: `for (x : F().value())` would otherwise iterate a dead temporary.
+  T value() && {
     KV_CHECK(ok(), "Result::value() on error: " + status_.ToString());
     return std::move(*value_);
   }

@@ -340,7 +340,7 @@ Result<ChunkDropResult> ChunkIndex::RemoveConversation(std::string_view conversa
   return result;
 }
 
-Result<ChunkIndexStats> ChunkIndex::Stats() {
+Result<ChunkIndexStats> ChunkIndex::Stats(bool with_fts_bytes) {
   MutexLock lock(&impl_->mu);
   ChunkIndexStats stats;
   auto scalar = [&](const char* query) KV_REQUIRES(impl_->mu) -> Result<int64_t> {
@@ -355,7 +355,9 @@ Result<ChunkIndexStats> ChunkIndex::Stats() {
   KV_ASSIGN_OR_RETURN(const int64_t page_size, scalar("PRAGMA page_size"));
   stats.db_bytes = (pages - free_pages) * page_size;
   stats.fts_bytes =
-      scalar("SELECT SUM(pgsize) FROM dbstat WHERE name LIKE 'chunk_text%'").value_or(-1);
+      with_fts_bytes
+          ? scalar("SELECT SUM(pgsize) FROM dbstat WHERE name LIKE 'chunk_text%'").value_or(-1)
+          : -1;
   stats.vectors = impl_->vectors == nullptr ? 0 : impl_->vectors->loaded_vectors();
   return stats;
 }

@@ -131,7 +131,9 @@ class ChunkIndex {
   Result<ChunkDropResult> RemoveConversation(std::string_view conversation,
                                              const TokenStore* store);
 
-  Result<ChunkIndexStats> Stats();
+  // Counts and sizes. `fts_bytes` needs a scan of every FTS page (dbstat): only when
+  // `with_fts_bytes` (benchmarks), not for frequent health checks (-1 then).
+  Result<ChunkIndexStats> Stats(bool with_fts_bytes = true);
 
  private:
   struct Impl;

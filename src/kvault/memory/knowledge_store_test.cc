@@ -19,7 +19,8 @@ class KnowledgeStoreTest : public ::testing::Test {
   }
   std::vector<std::string> SearchKeys(const std::string& scope, const std::string& query) {
     std::vector<std::string> keys;
-    for (const Fact& fact : store_->Search(scope, query, 10).value()) keys.push_back(fact.key);
+    const std::vector<Fact> facts = store_->Search(scope, query, 10).value();
+    for (const Fact& fact : facts) keys.push_back(fact.key);
     return keys;
   }
   static std::string TempPath(const std::string& name) {

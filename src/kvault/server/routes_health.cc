@@ -15,7 +15,7 @@ Json IndexStatsJson(const ServerState& state) {
                                {"dim", model->dim()},
                                {"pooling", engine::EmbeddingPoolingName(model->pooling())}};
   }
-  const Result<memory::ChunkIndexStats> stats = state.index->Stats();
+  const Result<memory::ChunkIndexStats> stats = state.index->Stats(/*with_fts_bytes=*/false);
   if (!stats.ok()) {
     json["status"] = "error";
     json["error"] = stats.status().ToString();

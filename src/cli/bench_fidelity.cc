@@ -132,7 +132,8 @@ Status MeasurePrompt(engine::Context& context, const std::vector<llama_token>& p
       s.ref2 += x * x;
     }
     context.ClearSequence(1);
-    KV_RETURN_IF_ERROR(context.ImportSequence(1, kv::SerializeSnapshot(decoded.block, 1)));
+    KV_RETURN_IF_ERROR(
+        context.ImportSequence(1, kv::SerializeSnapshot(decoded.block, 1, context.n_stream())));
     KV_ASSIGN_OR_RETURN(std::vector<float> restored, NextLogits(context, 1, n, prompt.back()));
     s.kl.push_back(Kl(p, Softmax(restored)));
     s.top1_agree += Argmax(original) == Argmax(restored);

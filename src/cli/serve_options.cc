@@ -96,6 +96,10 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       ->check(CLI::Range(0, 1 << 22));
   add("kv-cache-dtype", c.kv_cache_dtype, "KV cache type while computing")
       ->check(CLI::IsMember({"f16", "q8_0", "q4_0"}));
+  app_.add_flag("--kv-unified", c.kv_unified,
+                "one KV cell pool for all sequences: shared prefixes occupy cells once, but "
+                "attention spans every sequence's cells (slower prefill with many parked)")
+      ->envname("KVAULT_KV_UNIFIED");
   add("threads", c.threads, "CPU threads for llama.cpp; 0 = all cores")->check(CLI::Range(0, 1024));
   add("gpus", c.gpus, "GPUs: > 0 offloads all layers, split across that many")
       ->check(CLI::Range(0, 64));

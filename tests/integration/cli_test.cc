@@ -5,6 +5,7 @@
 #include "tests/integration/subprocess.h"
 #include "tests/test_env.h"
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 namespace kvault::testing {
 namespace {
@@ -65,9 +66,11 @@ TEST(CliTest, BadFlagsAndValuesExitTwoWithOneLine) {
 }
 
 TEST(CliTest, ChatCommandsDrivenThroughStdin) {
-  const std::string db =
-      (std::filesystem::temp_directory_path() / "kvault_cli_test_knowledge.db").string();
-  std::filesystem::remove(db);
+  const std::string data =
+      (std::filesystem::temp_directory_path() / ("kvault_cli_test_" + std::to_string(::getpid())))
+          .string();
+  std::filesystem::remove_all(data);
+  const std::string db = data + "/knowledge.db";
   const std::string script =
       "/topics\n"
       "/store travel passport expires in March 2027\n"
@@ -80,8 +83,9 @@ TEST(CliTest, ChatCommandsDrivenThroughStdin) {
       "/nonsense\n"
       "/quit\n"
       "this line is never read\n";
-  ProcessResult result = RunProcess({KvaultBinary(), "chat", "-m", TestModelPath(),
-                                     "--knowledge-db", db, "-n", "6", "--temp", "0"},
+  // A private data folder: chat keeps its conversation there, like the server.
+  ProcessResult result = RunProcess({KvaultBinary(), "chat", "-m", TestModelPath(), "--data-dir",
+                                     data, "--knowledge-db", db, "-n", "6", "--temp", "0"},
                                     script);
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const std::string& out = result.out;
@@ -98,9 +102,11 @@ TEST(CliTest, ChatCommandsDrivenThroughStdin) {
   EXPECT_NE(out.find("unknown command /nonsense"), std::string::npos);
   // The knowledge store outlives the session.
   ProcessResult again = RunProcess(
-      {KvaultBinary(), "chat", "-m", TestModelPath(), "--knowledge-db", db}, "/topics\n");
+      {KvaultBinary(), "chat", "-m", TestModelPath(), "--data-dir", data}, "/topics\n/stats\n");
   EXPECT_NE(again.out.find("travel (1 facts)"), std::string::npos) << again.out;
-  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
+  // So does the conversation (its journal in the data folder).
+  EXPECT_NE(again.out.find("conversation chat: 4 turns"), std::string::npos) << again.out;
+  std::filesystem::remove_all(data);
 }
 
 TEST(CliTest, DoctorReportsEachCheckAndFailsOnAMissingModel) {

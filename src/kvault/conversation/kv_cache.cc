@@ -57,8 +57,8 @@ struct KvCache::Restore {
 };
 
 KvCache::KvCache(engine::Scheduler* scheduler, SequencePool* pool, store::BlockStore* store,
-                 RestorePolicy policy)
-    : scheduler_(scheduler), pool_(pool), store_(store), policy_(policy) {}
+                 RestorePolicy policy, uint32_t n_stream)
+    : scheduler_(scheduler), pool_(pool), store_(store), policy_(policy), n_stream_(n_stream) {}
 
 KvCache::Restore KvCache::FetchFromStore(std::span<const llama_token> prefix, size_t own,
                                          llama_seq_id seq_id) {
@@ -79,7 +79,7 @@ KvCache::Restore KvCache::FetchFromStore(std::span<const llama_token> prefix, si
   if (fetched.n_tokens > own) {
     Result<kv::KvBlock> joined = kv::JoinBlocks(fetched.blocks);
     if (joined.ok()) {
-      restore.state = kv::SerializeSnapshot(*joined, seq_id);
+      restore.state = kv::SerializeSnapshot(*joined, seq_id, n_stream_);
       restore.n_tokens = fetched.n_tokens;
     } else {
       status = joined.status();
@@ -126,7 +126,12 @@ Result<PreparedPrefix> KvCache::Prepare(const SequenceLease& lease,
     }
     context.ClearSequence(seq_id);
     if (best == shared.n_tokens) {
-      context.CopySequence(shared.seq_id, seq_id, 0, static_cast<llama_pos>(best));
+      if (context.n_stream() == 1) {
+        context.CopySequence(shared.seq_id, seq_id, 0, static_cast<llama_pos>(best));
+      } else {  // across streams only whole sequences copy: copy, then cut to the prefix
+        context.CopySequence(shared.seq_id, seq_id);
+        KV_RETURN_IF_ERROR(context.RemoveTokens(seq_id, static_cast<llama_pos>(best), -1));
+      }
       prepared.n_tokens = best;
       prepared.source = PrefixSource::kShared;
       return Status::Ok();

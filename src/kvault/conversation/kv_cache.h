@@ -74,8 +74,9 @@ class KvCache {
  public:
   // `store` may be null: then only device sequences are reused. REQUIRES: the pointees
   // outlive the KvCache.
+  // `n_stream`: the streams of the context's KV cache (engine::Context::n_stream()).
   KvCache(engine::Scheduler* scheduler, SequencePool* pool, store::BlockStore* store,
-          RestorePolicy policy);
+          RestorePolicy policy, uint32_t n_stream);
 
   // Makes `lease.seq_id` hold the cheapest longest prefix of prompt[0, size - 1) (the last
   // token is always decoded: its logits start the reply). Errors only if the engine stopped.
@@ -103,6 +104,7 @@ class KvCache {
   SequencePool* const pool_;
   store::BlockStore* const store_;
   const RestorePolicy policy_;
+  const uint32_t n_stream_;
   mutable Mutex mu_;
   KvCacheStats stats_ KV_GUARDED_BY(mu_);
 };

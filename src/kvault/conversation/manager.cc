@@ -37,7 +37,7 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
                 return Status::Ok();
               });
             }),
-      kv_cache_(scheduler, &pool_, deps.store, params.restore) {
+      kv_cache_(scheduler, &pool_, deps.store, params.restore, params.n_stream) {
   RecoverJournal();
   RepinSessions();
 }

@@ -57,7 +57,8 @@ struct ManagerParams {
   int max_generation = 4096;  // default and upper bound of max_tokens
   int threads = 4;
   int queue = 64;
-  int n_sequences = 8;  // sequences of the llama context (>= threads)
+  int n_sequences = 8;    // sequences of the llama context (>= threads)
+  uint32_t n_stream = 1;  // streams of its KV cache (engine::Context::n_stream())
   int64_t cache_size = 10000000;
   // Long-conversation memory (conversation_memory.h); window and cache_size come from above.
   int recall_budget = 1024;  // 0 = no recall

@@ -75,10 +75,7 @@ Status ParseLayers(SpanSource* in, uint32_t n_cells, KvBlock* block,
     KV_ASSIGN_OR_RETURN(std::span<const uint8_t> rows, in->ReadView(layer.v_row_size * n_cells));
     v_rows->push_back(rows);
   }
-  if (in->remaining() != 0) {
-    return CorruptionError("snapshot has " + std::to_string(in->remaining()) + " trailing bytes");
-  }
-  return Status::Ok();
+  return Status::Ok();  // other (empty) streams may follow; ParseSnapshot checks the end
 }
 
 }  // namespace
@@ -97,24 +94,9 @@ std::string SnapshotShape::Describe() const {
          std::to_string(l.v_row_size) + " B, v_trans " + (v_trans ? "1" : "0");
 }
 
-Result<KvBlock> ParseSnapshot(std::span<const uint8_t> bytes) {
-  SpanSource in(bytes);
-  uint32_t magic = 0, n_stream = 0, n_cells = 0;
-  int32_t seq_id = 0;
-  KV_RETURN_IF_ERROR(GetFixed(&in, &magic));
-  if (magic != kLlamaStateMagic) return CorruptionError("not a llama.cpp sequence state");
-  KV_RETURN_IF_ERROR(GetFixed(&in, &seq_id));
-  KV_RETURN_IF_ERROR(GetFixed(&in, &n_stream));
-  if (n_stream != 1) {
-    return CorruptionError("snapshot has " + std::to_string(n_stream) +
-                           " streams; kvault needs a unified KV cache (1 stream)");
-  }
-  KV_RETURN_IF_ERROR(GetFixed(&in, &n_cells));
+// One stream's cells (n_cells > 0) and their rows, as one block in position order.
+Result<KvBlock> ParseStreamCells(SpanSource& in, uint32_t n_cells) {
   KvBlock block;
-  if (n_cells == 0) {
-    if (in.remaining() != 0) return CorruptionError("empty snapshot with trailing bytes");
-    return block;
-  }
   if (n_cells > in.remaining() / 12) return CorruptionError("snapshot cell count too large");
   std::vector<llama_pos> positions(n_cells);
   for (uint32_t i = 0; i < n_cells; ++i) {
@@ -159,6 +141,34 @@ Result<KvBlock> ParseSnapshot(std::span<const uint8_t> bytes) {
       block.data.insert(block.data.end(), v_rows[l].begin() + c * layer.v_row_size,
                         v_rows[l].begin() + (c + 1) * layer.v_row_size);
     }
+  }
+  return block;
+}
+
+Result<KvBlock> ParseSnapshot(std::span<const uint8_t> bytes) {
+  SpanSource in(bytes);
+  uint32_t magic = 0, n_stream = 0;
+  int32_t seq_id = 0;
+  KV_RETURN_IF_ERROR(GetFixed(&in, &magic));
+  if (magic != kLlamaStateMagic) return CorruptionError("not a llama.cpp sequence state");
+  KV_RETURN_IF_ERROR(GetFixed(&in, &seq_id));
+  KV_RETURN_IF_ERROR(GetFixed(&in, &n_stream));
+  if (n_stream == 0 || n_stream > kMaxStreams) {
+    return CorruptionError("snapshot has " + std::to_string(n_stream) + " streams");
+  }
+  // A sequence lives in one stream: every other stream of the export is empty.
+  KvBlock block;
+  bool found = false;
+  for (uint32_t s = 0; s < n_stream; ++s) {
+    uint32_t n_cells = 0;
+    KV_RETURN_IF_ERROR(GetFixed(&in, &n_cells));
+    if (n_cells == 0) continue;
+    if (found) return CorruptionError("snapshot has cells in more than one stream");
+    KV_ASSIGN_OR_RETURN(block, ParseStreamCells(in, n_cells));
+    found = true;
+  }
+  if (in.remaining() != 0) {
+    return CorruptionError("snapshot has " + std::to_string(in.remaining()) + " trailing bytes");
   }
   return block;
 }
@@ -255,15 +265,24 @@ Result<KvBlock> JoinBlocks(std::span<const KvBlock> blocks) {
   return joined;
 }
 
-std::vector<uint8_t> SerializeSnapshot(const KvBlock& block, llama_seq_id seq_id) {
+std::vector<uint8_t> SerializeSnapshot(const KvBlock& block, llama_seq_id seq_id,
+                                       uint32_t n_stream) {
   std::vector<uint8_t> bytes;
   VectorSink out(&bytes);
   out.Reserve(24 + 12ull * block.n_tokens + block.data.size() + 24ull * block.shape.layers.size());
   PutFixed<uint32_t>(&out, kLlamaStateMagic);
   PutFixed<int32_t>(&out, seq_id);
-  PutFixed<uint32_t>(&out, 1);  // n_stream
+  PutFixed<uint32_t>(&out, n_stream);
+  // Without a unified cache sequence i lives in stream i, where llama.cpp's own export puts
+  // its cells (on import it takes them for seq_id's stream, whichever slot they are in).
+  const uint32_t stream =
+      n_stream > 1 && seq_id >= 0 && static_cast<uint32_t>(seq_id) < n_stream ? seq_id : 0;
+  for (uint32_t s = 0; s < stream; ++s) PutFixed<uint32_t>(&out, 0);
   PutFixed<uint32_t>(&out, block.n_tokens);
-  if (block.n_tokens == 0) return bytes;
+  if (block.n_tokens == 0) {
+    for (uint32_t s = stream + 1; s < n_stream; ++s) PutFixed<uint32_t>(&out, 0);
+    return bytes;
+  }
   for (uint32_t i = 0; i < block.n_tokens; ++i) {
     PutFixed<int32_t>(&out, block.first_pos + static_cast<llama_pos>(i));
     PutFixed<uint32_t>(&out, 1);
@@ -291,6 +310,7 @@ std::vector<uint8_t> SerializeSnapshot(const KvBlock& block, llama_seq_id seq_id
     out.Append(std::span<const uint8_t>(block.data.data() + offset, n));
     offset += n;
   }
+  for (uint32_t s = stream + 1; s < n_stream; ++s) PutFixed<uint32_t>(&out, 0);
   return bytes;
 }
 

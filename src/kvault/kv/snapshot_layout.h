@@ -4,14 +4,14 @@
 // little of it on import, so kvault pins it here; snapshot_layout_test.cc fails loudly if a
 // llama.cpp update changes it.
 //
-// Layout (llama.cpp de3ff81, unified KV cache = one stream, models without per-cell
-// extensions such as M-RoPE):
+// Layout (llama.cpp de3ff81, models without per-cell extensions such as M-RoPE):
 //
 //   size        field
 //   4           magic 0xaf143cd8                       (llama-context.cpp io_magic)
 //   4           source seq_id (i32)
-//   4           n_stream (u32), 1
-//   4           cell_count C (u32); the blob ends here when C = 0
+//   4           n_stream (u32): 1 for a unified KV cache, n_seq_max otherwise
+//   then for each stream: cell_count C (u32), and when C > 0 the rest below; a sequence
+//   lives in one stream, so all other streams have C = 0
 //   C * 12      per cell: pos (i32), n_seq_id (u32) = 1, seq_id (i32)
 //   4           v_trans (u32): 1 when V is stored transposed (flash attention off)
 //   4           n_layer (u32)
@@ -39,6 +39,7 @@
 namespace kvault::kv {
 
 inline constexpr uint32_t kLlamaStateMagic = 0xaf143cd8;
+inline constexpr uint32_t kMaxStreams = 4096;
 
 // Everything about a snapshot's rows except the rows: two snapshots with equal shapes can be
 // sliced and joined together.
@@ -84,7 +85,8 @@ Result<KvBlock> SliceBlock(const KvBlock& block, llama_pos first_pos, uint32_t n
 Result<KvBlock> JoinBlocks(std::span<const KvBlock> blocks);
 
 // The bytes llama_state_seq_set_data accepts for `block` (cells in position order, tagged
-// with `seq_id`).
-std::vector<uint8_t> SerializeSnapshot(const KvBlock& block, llama_seq_id seq_id);
+// with `seq_id`), for a cache of `n_stream` streams (Context::n_stream()).
+std::vector<uint8_t> SerializeSnapshot(const KvBlock& block, llama_seq_id seq_id,
+                                       uint32_t n_stream = 1);
 
 }  // namespace kvault::kv

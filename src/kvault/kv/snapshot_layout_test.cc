@@ -237,5 +237,54 @@ TEST(SnapshotLayoutQ05Test, Q05StateRoundTripsBitIdentically) {
   std::filesystem::remove(path);
 }
 
+// Without a unified cache every sequence has a stream of its own; the export then lists every
+// stream, all but the sequence's empty. Pinned here like the unified layout.
+TEST(SnapshotStreamsTest, PerSequenceStreamsExportOneNonEmptyStreamAndImportBitExactly) {
+  std::unique_ptr<engine::Model> model =
+      engine::Model::Load({.path = testing::TestModelPath()}).value();
+  engine::ContextParams params;
+  params.n_ctx = 4 * 256;
+  params.n_seq_max = 4;
+  params.n_threads = 2;
+  params.kv_unified = false;
+  std::unique_ptr<engine::Context> context = engine::Context::Create(*model, params).value();
+  ASSERT_EQ(context->n_stream(), 4u);
+  const std::vector<llama_token> prompt =
+      engine::Tokenizer(*model)
+          .Tokenize("Streams of their own, one per sequence, four in all.")
+          .value();
+  const auto n = static_cast<llama_pos>(prompt.size());
+  auto decode = [&](llama_seq_id seq, llama_pos pos, std::span<const llama_token> tokens) {
+    engine::BatchDecoder decoder(context.get());
+    const engine::SequenceChunk chunk{seq, pos, tokens, true};
+    EXPECT_TRUE(decoder.Decode({&chunk, 1}).ok());
+    std::span<const float> logits = context->Logits(decoder.OutputIndex(0));
+    return std::vector<float>(logits.begin(), logits.end());
+  };
+  decode(2, 0, prompt);
+  const std::vector<uint8_t> bytes = context->ExportSequence(2).value();
+  uint32_t n_stream = 0;
+  std::memcpy(&n_stream, bytes.data() + 8, 4);
+  EXPECT_EQ(n_stream, 4u);
+  Result<KvBlock> block = ParseSnapshot(bytes);
+  ASSERT_TRUE(block.ok()) << block.status().ToString();
+  EXPECT_EQ(block->n_tokens, prompt.size());
+  EXPECT_EQ(SerializeSnapshot(*block, 2, 4), bytes);
+  const llama_token next = prompt[1];
+  const std::vector<float> expected = decode(2, n, {&next, 1});
+  context->ClearAll();
+  ASSERT_TRUE(context->ImportSequence(1, SerializeSnapshot(*block, 1, 4)).ok());
+  EXPECT_EQ(context->SequenceLength(1), n);
+  const std::vector<float> actual = decode(1, n, {&next, 1});
+  ASSERT_EQ(actual.size(), expected.size());
+  EXPECT_EQ(std::memcmp(actual.data(), expected.data(), expected.size() * sizeof(float)), 0);
+  // A stream count that does not match what follows is refused.
+  EXPECT_FALSE(ParseSnapshot(std::span<const uint8_t>(bytes).first(bytes.size() - 1)).ok());
+  std::vector<uint8_t> more_streams = bytes;
+  const uint32_t five = 5;
+  std::memcpy(more_streams.data() + 8, &five, 4);
+  EXPECT_FALSE(ParseSnapshot(more_streams).ok());
+}
+
 }  // namespace
 }  // namespace kvault::kv

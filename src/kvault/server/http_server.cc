@@ -148,6 +148,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   context_params.n_seq_max = static_cast<uint32_t>(n_sequences);
   context_params.n_threads = config.threads;
   context_params.cache_type = cache_type;
+  context_params.kv_unified = config.kv_unified;
   KV_ASSIGN_OR_RETURN(impl->context, engine::Context::Create(*impl->model, context_params));
   KV_ASSIGN_OR_RETURN(conversation::RestorePolicy restore,
                       conversation::ParseRestorePolicy(config.restore));
@@ -177,6 +178,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   manager_params.threads = config.conversation_threads;
   manager_params.queue = config.conversation_queue;
   manager_params.n_sequences = n_sequences;
+  manager_params.n_stream = impl->context->n_stream();
   manager_params.cache_size = config.cache_size;
   manager_params.restore = restore;
   manager_params.recall_budget = config.recall_budget;

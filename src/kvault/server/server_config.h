@@ -19,6 +19,9 @@ struct ServerConfig {
   int max_generation = 4096;      // most tokens one reply may have
   int max_model_len = 0;          // KV cells per sequence; 0 = window
   std::string kv_cache_dtype = "f16";
+  // One KV cell pool for all sequences (shared prefixes held once) instead of one per
+  // sequence (faster prefill when many sequences are parked; see engine/context.h).
+  bool kv_unified = false;
   int threads = 0;  // CPU threads for llama.cpp; 0 = all cores
   int gpus = 0;     // > 0: offload all layers, split over this many GPUs
   int conversation_threads = 4;

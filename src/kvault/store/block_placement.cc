@@ -195,6 +195,7 @@ void BlockStore::Impl::WriterLoop() {
       pending_bytes -= bytes->size();
       writing = false;
       const bool full = skipped || written.code() == StatusCode::kResourceExhausted;
+      if (full) disk_full_since_s = Now();  // the next retry is a full interval away
       if (full != counters.disk_full) {
         counters.disk_full = full;
         if (full) {

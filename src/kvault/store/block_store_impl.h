@@ -55,7 +55,13 @@ struct BlockStore::Impl {
   double Now() const {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   }
-  bool DiskWritable() const KV_REQUIRES(mu) { return disk && !counters.disk_full; }
+  // While the disk is full nothing is queued for it, but every kRetryFullDiskSeconds a
+  // write is tried again, so writes resume once space is back.
+  bool DiskWritable() const KV_REQUIRES(mu) {
+    return disk && (!counters.disk_full || Now() - disk_full_since_s > kRetryFullDiskSeconds);
+  }
+  static constexpr double kRetryFullDiskSeconds = 10;
+  double disk_full_since_s KV_GUARDED_BY(mu) = 0;
 
   // --- block_placement.cc ---------------------------------------------------------------
   void StartWriter();

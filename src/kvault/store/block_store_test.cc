@@ -290,5 +290,26 @@ TEST_F(BlockStoreTest, DiskBudgetHoldsEvenWhenEveryBlockIsAlsoInRam) {
   EXPECT_EQ(Open(reopened)->Find(tokens).n_tokens, 3 * kB);
 }
 
+// A full file system, as the disk tier sees it: free space below what it must leave free.
+TEST_F(BlockStoreTest, AFullDiskStopsWritesAndServingGoesOnFromRam) {
+  BlockStoreParams params = Params(true);
+  params.disk_reserve_bytes = uint64_t{1} << 62;
+  auto store = Open(params);
+  const std::vector<llama_token> tokens = Tokens(3 * kB, 50);
+  StoreAll(*store, tokens);
+  store->Flush();
+  const BlockStoreStats stats = store->stats();
+  EXPECT_TRUE(stats.disk_full);
+  EXPECT_GE(stats.writes_skipped, 3);
+  EXPECT_EQ(stats.disk.blocks, 0);
+  EXPECT_EQ(stats.write_errors, 0);
+  EXPECT_EQ(FetchAndVerify(*store, tokens), tokens.size());
+  // While full (and until the retry interval passes), nothing more is queued.
+  StoreAll(*store, Tokens(2 * kB, 51));
+  store->Flush();
+  EXPECT_EQ(store->stats().disk.blocks, 0);
+  EXPECT_EQ(store->stats().ram.blocks, 5);
+}
+
 }  // namespace
 }  // namespace kvault::store

@@ -58,7 +58,7 @@ $(BENCH_MODEL): | build
 	@mkdir -p $(dir $@)
 	@$(BUILD_DIR)/kvault make-model --preset q05 -o $@
 
-# Every benchmark of bench/RESULTS.md (about an hour and a half); `make bench ONLY=resume` for one.
+# Every benchmark of bench/RESULTS.md (about two hours on 2 cores); `make bench ONLY=resume` for one.
 bench: build llama-tools $(BENCH_MODEL)
 	@bench/run_all.sh $(ONLY)
 

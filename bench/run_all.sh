@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark of bench/RESULTS.md with the parameters recorded there, one after the
 # other (they must not share the machine), and keeps each report in bench/out/<name>.txt.
-#   bench/run_all.sh            all of them (about an hour and a half on a 2-core VM)
+#   bench/run_all.sh            all of them (about two hours on a 2-core VM)
 #   bench/run_all.sh resume     only those whose names are given
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,8 +3,8 @@
 // and the vectors survive a restart. The embedding model is the generated tiny model (random
 // weights), so its similarities mean nothing: these tests check the mechanics, not relevance.
 #include <filesystem>
-#include <random>
 
+#include "tests/integration/planted_history.h"
 #include "tests/integration/server_process.h"
 #include "tests/test_env.h"
 #include <gtest/gtest.h>
@@ -16,29 +16,10 @@
 namespace kvault::testing {
 namespace {
 
-const char* kFact = "The combination of the blue garden locker is 4721, write it down.";
-const char* kQuestion = "What is the combination of the blue garden locker?";
 // No word of it occurs in the history: BM25 finds nothing, dense search always finds some.
 const char* kUnrelated = "zeppelin quartz xylophone";
 // The largest fused score: first in both rankings, 2 / (60 + 1).
 constexpr double kMaxFusedScore = 2.0 / 61;
-
-// ~`turns` filler messages of ~60 tokens, the fact at `fact_turn` (a user turn).
-Json History(int turns, int fact_turn) {
-  static const char* kWords[] = {"weather", "train",  "coffee", "meeting", "garden",
-                                 "cousin",  "market", "bread",  "rain",    "bicycle",
-                                 "museum",  "letter", "dinner", "window",  "holiday"};
-  std::mt19937 rng(3);
-  Json messages = Json::array();
-  messages.push_back({{"role", "system"}, {"content", "You are a patient assistant."}});
-  for (int turn = 0; turn < turns; ++turn) {
-    std::string text;
-    for (int w = 0; w < 40; ++w) text += std::string(w ? " " : "") + kWords[rng() % 15];
-    messages.push_back(
-        {{"role", turn % 2 ? "assistant" : "user"}, {"content", turn == fact_turn ? kFact : text}});
-  }
-  return messages;
-}
 
 class DenseSearchTest : public ::testing::Test {
  protected:
@@ -96,13 +77,13 @@ TEST_F(DenseSearchTest, AppendedChunksAreEmbeddedAndSearchFusesBothRankings) {
   EXPECT_EQ(index["chunks"], 0);
 
   const Json appended = Post(*server, "/v1/conversations/append",
-                             {{"conversation_id", "long"}, {"messages", History(300, 40)}});
+                             {{"conversation_id", "long"}, {"messages", PlantedHistory(300, 40)}});
   EXPECT_GT(appended["new_tokens"].get<int64_t>(), 12000);
   index = Index(*server);
   const int64_t n_chunks = index["chunks"].get<int64_t>();
   EXPECT_GT(n_chunks, 100) << index.dump();
 
-  const Json hits = Search(*server, kQuestion, 5);
+  const Json hits = Search(*server, kPlantedQuestion, 5);
   ASSERT_EQ(hits.size(), 5u);
   double previous = kMaxFusedScore + 1e-9;
   for (const Json& hit : hits) {
@@ -125,7 +106,7 @@ TEST_F(DenseSearchTest, AppendedChunksAreEmbeddedAndSearchFusesBothRankings) {
   // most chunks, so some chunk is high in both rankings.
   const Json reply = Post(*server, "/v1/chat/completions",
                           {{"conversation_id", "long"},
-                           {"messages", {{{"role", "user"}, {"content", kQuestion}}}},
+                           {"messages", {{{"role", "user"}, {"content", kPlantedQuestion}}}},
                            {"max_tokens", 4},
                            {"temperature", 0}});
   EXPECT_GE(reply["kvault"]["recalled_chunks"].get<int64_t>(), 1) << reply.dump();
@@ -134,7 +115,7 @@ TEST_F(DenseSearchTest, AppendedChunksAreEmbeddedAndSearchFusesBothRankings) {
   // chunks without embedding the history again.
   EXPECT_EQ(server->Terminate(), 0);
   server = Start();
-  const Json again = Search(*server, kQuestion, 5);
+  const Json again = Search(*server, kPlantedQuestion, 5);
   ASSERT_EQ(again.size(), hits.size());
   for (size_t i = 0; i < hits.size(); ++i) EXPECT_EQ(again[i]["text"], hits[i]["text"]);
 }
@@ -142,13 +123,13 @@ TEST_F(DenseSearchTest, AppendedChunksAreEmbeddedAndSearchFusesBothRankings) {
 TEST_F(DenseSearchTest, WithoutAnEmbeddingModelTheIndexIsBm25Only) {
   auto server = Start(/*dense=*/false);
   Post(*server, "/v1/conversations/append",
-       {{"conversation_id", "long"}, {"messages", History(100, 40)}});
+       {{"conversation_id", "long"}, {"messages", PlantedHistory(100, 40)}});
   const Json index = Index(*server);
   EXPECT_EQ(index["search"], "bm25") << index.dump();
   EXPECT_FALSE(index.contains("embedding_model"));
   EXPECT_GT(index["chunks"].get<int64_t>(), 10);
   EXPECT_TRUE(Search(*server, kUnrelated, 3).empty());
-  const Json hits = Search(*server, kQuestion, 1);
+  const Json hits = Search(*server, kPlantedQuestion, 1);
   ASSERT_EQ(hits.size(), 1u);
   EXPECT_GT(hits[0]["score"].get<double>(), kMaxFusedScore);  // BM25's own, unbounded scale
 }

@@ -104,6 +104,18 @@ class KvResumeTest : public ::testing::Test {
     }
   }
 
+  // Conversation "c" plays every turn, displaced from the device before each one after the
+  // first; its replies must be the reference's and its prompts mostly cached.
+  static void ExpectDisplacedTurnsMatch(const ServerProcess& server,
+                                        const std::vector<std::string>& reference) {
+    for (size_t i = 0; i < kTurns.size(); ++i) {
+      if (i > 0) Displace(server, static_cast<int>(i));
+      const Reply reply = Chat(server, "c", kTurns[i], i == 0);
+      EXPECT_EQ(reply.content, reference[i]) << "turn " << i;
+      if (i > 0) EXPECT_GT(reply.cached_tokens, 100) << "turn " << i;
+    }
+  }
+
   // The replies of a conversation that never leaves the device.
   std::vector<std::string> Reference() {
     auto server = Start({"--conversation-threads", "4", "--restore", "never"});
@@ -123,12 +135,7 @@ class KvResumeTest : public ::testing::Test {
 TEST_F(KvResumeTest, ResumedFromRamContinuesExactlyAsANeverEvictedRun) {
   const std::vector<std::string> reference = Reference();
   auto server = Start({"--conversation-threads", "1", "--cache-disk-gb", "0"});
-  for (size_t i = 0; i < kTurns.size(); ++i) {
-    if (i > 0) Displace(*server, static_cast<int>(i));
-    const Reply reply = Chat(*server, "c", kTurns[i], i == 0);
-    EXPECT_EQ(reply.content, reference[i]) << "turn " << i;
-    if (i > 0) EXPECT_GT(reply.cached_tokens, 100) << "turn " << i;
-  }
+  ExpectDisplacedTurnsMatch(*server, reference);
   const Json stats = CacheStats(*server);
   EXPECT_GE(stats["prefix_sources"]["ram"].get<int64_t>(), 2) << stats.dump();
   EXPECT_EQ(stats["safe_mode_fallbacks"].get<int64_t>(), 0);
@@ -138,12 +145,7 @@ TEST_F(KvResumeTest, ResumedFromDiskContinuesExactlyAsANeverEvictedRun) {
   const std::vector<std::string> reference = Reference();
   // No RAM budget: every block is demoted to disk at once and read back from there.
   auto server = Start({"--conversation-threads", "1", "--cache-ram-mb", "0"});
-  for (size_t i = 0; i < kTurns.size(); ++i) {
-    if (i > 0) Displace(*server, static_cast<int>(i));
-    const Reply reply = Chat(*server, "c", kTurns[i], i == 0);
-    EXPECT_EQ(reply.content, reference[i]) << "turn " << i;
-    if (i > 0) EXPECT_GT(reply.cached_tokens, 100) << "turn " << i;
-  }
+  ExpectDisplacedTurnsMatch(*server, reference);
   const Json stats = CacheStats(*server);
   EXPECT_GE(stats["prefix_sources"]["disk"].get<int64_t>(), 2) << stats.dump();
   EXPECT_GT(stats["tiers"]["disk"]["hits"].get<int64_t>(), 0);

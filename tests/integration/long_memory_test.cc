@@ -4,8 +4,8 @@
 // mid-generation recall and the client receives exactly the documented stream; a reconnecting
 // client's resent history costs only its new turn; all of it survives a restart.
 #include <filesystem>
-#include <random>
 
+#include "tests/integration/planted_history.h"
 #include "tests/integration/server_process.h"
 #include "tests/test_env.h"
 #include <gtest/gtest.h>
@@ -16,26 +16,6 @@
 
 namespace kvault::testing {
 namespace {
-
-const char* kFact = "The combination of the blue garden locker is 4721, write it down.";
-const char* kQuestion = "What is the combination of the blue garden locker?";
-
-// ~`turns` filler messages of ~60 tokens, the fact at `fact_turn` (a user turn).
-Json History(int turns, int fact_turn) {
-  static const char* kWords[] = {"weather", "train",  "coffee", "meeting", "garden",
-                                 "cousin",  "market", "bread",  "rain",    "bicycle",
-                                 "museum",  "letter", "dinner", "window",  "holiday"};
-  std::mt19937 rng(3);
-  Json messages = Json::array();
-  messages.push_back({{"role", "system"}, {"content", "You are a patient assistant."}});
-  for (int turn = 0; turn < turns; ++turn) {
-    std::string text;
-    for (int w = 0; w < 40; ++w) text += std::string(w ? " " : "") + kWords[rng() % 15];
-    messages.push_back(
-        {{"role", turn % 2 ? "assistant" : "user"}, {"content", turn == fact_turn ? kFact : text}});
-  }
-  return messages;
-}
 
 class LongMemoryTest : public ::testing::Test {
  protected:
@@ -66,7 +46,7 @@ class LongMemoryTest : public ::testing::Test {
 
   static Json Ask(const ServerProcess& server, Json extra = Json::object()) {
     Json body = {{"conversation_id", "long"},
-                 {"messages", {{{"role", "user"}, {"content", kQuestion}}}},
+                 {"messages", {{{"role", "user"}, {"content", kPlantedQuestion}}}},
                  {"max_tokens", 8},
                  {"temperature", 0}};
     body.update(extra);
@@ -79,12 +59,12 @@ class LongMemoryTest : public ::testing::Test {
 TEST_F(LongMemoryTest, APlantedFactIsFoundAndRecalledFromFarBeyondTheWindow) {
   auto server = Start();
   const Json appended = Post(*server, "/v1/conversations/append",
-                             {{"conversation_id", "long"}, {"messages", History(1200, 40)}});
+                             {{"conversation_id", "long"}, {"messages", PlantedHistory(1200, 40)}});
   EXPECT_EQ(appended["new_turns"], 1201);
   EXPECT_GT(appended["new_tokens"].get<int64_t>(), 50000);
 
   const Json found = Post(*server, "/v1/conversations/search",
-                          {{"conversation_id", "long"}, {"query", kQuestion}, {"k", 3}});
+                          {{"conversation_id", "long"}, {"query", kPlantedQuestion}, {"k", 3}});
   ASSERT_FALSE(found["results"].empty()) << found.dump();
   const Json& best = found["results"][0];
   EXPECT_NE(best["text"].get<std::string>().find("4721"), std::string::npos) << best.dump();
@@ -112,7 +92,7 @@ TEST_F(LongMemoryTest, APlantedFactIsFoundAndRecalledFromFarBeyondTheWindow) {
   EXPECT_EQ(server->Terminate(), 0);
   server = Start();
   const Json again = Post(*server, "/v1/conversations/search",
-                          {{"conversation_id", "long"}, {"query", kQuestion}, {"k", 3}});
+                          {{"conversation_id", "long"}, {"query", kPlantedQuestion}, {"k", 3}});
   ASSERT_FALSE(again["results"].empty());
   EXPECT_EQ(again["results"][0]["text"], best["text"]);
   EXPECT_GE(Ask(*server)["kvault"]["recalled_chunks"].get<int64_t>(), 1);
@@ -120,8 +100,8 @@ TEST_F(LongMemoryTest, APlantedFactIsFoundAndRecalledFromFarBeyondTheWindow) {
 
 TEST_F(LongMemoryTest, AReconnectingClientPaysOnlyForItsNewTurn) {
   auto server = Start();
-  Json history = History(300, 10);
-  history.push_back({{"role", "user"}, {"content", kQuestion}});
+  Json history = PlantedHistory(300, 10);
+  history.push_back({{"role", "user"}, {"content", kPlantedQuestion}});
   const Json first = Post(
       *server, "/v1/chat/completions",
       {{"conversation_id", "re"}, {"messages", history}, {"max_tokens", 4}, {"temperature", 0}});
@@ -148,7 +128,7 @@ TEST_F(LongMemoryTest, AHedgeStopsRecallsAndResumesAsOneStream) {
     std::filesystem::create_directories(dir_);
     auto server = Start({"--max-recalls", std::to_string(max_recalls)});
     Post(*server, "/v1/conversations/append",
-         {{"conversation_id", "long"}, {"messages", History(400, 20)}});
+         {{"conversation_id", "long"}, {"messages", PlantedHistory(400, 20)}});
     const Json reply = Ask(*server, {{"grammar", "root ::= \"Well, if I recall, the code is 7.\""},
                                      {"max_tokens", 64}});
     std::string expected;

@@ -135,3 +135,20 @@ test('completions endpoint works with the client', async () => {
   assert.ok(reply.choices[0].text.length > 0);
   assert.ok(reply.usage.completion_tokens > 0 && reply.usage.completion_tokens <= 8);
 });
+
+test('response_format json_object constrains the reply to JSON', async () => {
+  const reply = await client.chat.completions.create({
+    model: 'any', messages: question, temperature: 0, max_tokens: 48,
+    response_format: { type: 'json_object' }, presence_penalty: 0.5,
+  });
+  const text = reply.choices[0].message.content;
+  assert.ok(text.startsWith('{'), text);
+  // A reply the grammar let finish is one whole JSON object; a cut one is a prefix of one.
+  if (reply.choices[0].finish_reason === 'stop') assert.equal(typeof JSON.parse(text), 'object');
+  await assert.rejects(
+    client.chat.completions.create({
+      model: 'any', messages: question, response_format: { type: 'json_schema', json_schema: {} },
+    }),
+    (error) => error instanceof OpenAI.BadRequestError && /json_schema/.test(error.message),
+  );
+});

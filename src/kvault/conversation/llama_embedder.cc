@@ -1,6 +1,9 @@
 #include "kvault/conversation/llama_embedder.h"
 
+#include <string>
+
 #include "kvault/base/status_macros.h"
+#include "kvault/engine/model.h"
 
 namespace kvault::conversation {
 
@@ -16,6 +19,12 @@ LlamaEmbedder::LlamaEmbedder(std::unique_ptr<engine::EmbeddingModel> model)
 
 Result<std::vector<float>> LlamaEmbedder::Embed(std::string_view text) {
   return model_->Embed(text);
+}
+
+std::string LlamaEmbedder::Identity() const {
+  return model_->model().fingerprint().ToHex() + "/" +
+         std::string(engine::EmbeddingPoolingName(model_->pooling())) + "/" +
+         std::to_string(model_->dim());
 }
 
 }  // namespace kvault::conversation

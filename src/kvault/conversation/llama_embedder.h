@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -24,6 +25,8 @@ class LlamaEmbedder final : public memory::Embedder {
 
   // A unit-length vector of model().dim() floats.
   Result<std::vector<float>> Embed(std::string_view text) override;
+  // The model's fingerprint, pooling and dimensions.
+  std::string Identity() const override;
 
   const engine::EmbeddingModel& model() const { return *model_; }
 

@@ -266,6 +266,51 @@ TEST_F(EngineTest, LogitBiasForcesAToken) {
   EXPECT_EQ(result.tokens, std::vector<llama_token>(3, forced));
 }
 
+TEST_F(EngineTest, PresencePenaltyStopsAForcedRepeat) {
+  // Two tokens far above all others, one 500 above the other: greedy picks it every time,
+  // unless seen tokens are penalized by more than that: then the other one comes next.
+  const llama_token a = Tokens(" banana")[0];
+  const llama_token b = Tokens(" cherry")[0];
+  auto run = [&](float presence_penalty) {
+    SamplingParams params{.temperature = 0};
+    params.logit_bias = {{a, 1000.0f}, {b, 500.0f}};
+    params.presence_penalty = presence_penalty;
+    std::unique_ptr<Sampler> sampler = Sampler::Create(*model_, params).value();
+    std::unique_ptr<Context> context = NewContext();
+    CompletionParams completion;
+    completion.n_predict = 4;
+    completion.stop_at_end_of_generation = false;
+    return Complete(*context, *sampler, Tokenizer(*model_), Tokens("Fruit:"), completion)
+        .value()
+        .tokens;
+  };
+  EXPECT_EQ(run(0), std::vector<llama_token>(4, a));
+  const std::vector<llama_token> penalized = run(1000);
+  ASSERT_EQ(penalized.size(), 4u);
+  EXPECT_EQ(penalized[0], a);
+  EXPECT_EQ(penalized[1], b);
+  EXPECT_FALSE(Sampler::Create(*model_, {.repeat_penalty = 0.0f}).ok());
+}
+
+TEST_F(EngineTest, JsonObjectGrammarParsesAndConstrains) {
+  SamplingParams params{.temperature = 0};
+  params.grammar = std::string(JsonObjectGrammar());
+  std::unique_ptr<Sampler> sampler = Sampler::Create(*model_, params).value();
+  std::unique_ptr<Context> context = NewContext();
+  CompletionParams completion;
+  completion.n_predict = 24;
+  const Tokenizer tokenizer(*model_);
+  CompletionResult result =
+      Complete(*context, *sampler, tokenizer, Tokens("JSON:"), completion).value();
+  const std::string text = tokenizer.Detokenize(result.tokens, /*render_special=*/false);
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(text[0], '{') << text;
+  // Whatever the model prefers, no control character can appear outside the grammar's ws.
+  for (char c : text) {
+    EXPECT_TRUE(static_cast<unsigned char>(c) >= 0x20 || c == '\n' || c == '\t') << text;
+  }
+}
+
 TEST_F(EngineTest, DecodeBeyondTheCacheIsResourceExhausted) {
   std::unique_ptr<Context> context = NewContext(/*n_seq_max=*/1, /*n_ctx=*/256);
   BatchDecoder decoder(context.get());

@@ -21,6 +21,13 @@ Status Validate(const SamplingParams& params, int32_t n_vocab) {
   if (!(params.min_p >= 0.0f && params.min_p <= 1.0f)) {
     return InvalidArgumentError("min_p must be in [0, 1]");
   }
+  if (!(std::isfinite(params.repeat_penalty) && params.repeat_penalty > 0.0f)) {
+    return InvalidArgumentError("repeat_penalty must be a finite number > 0");
+  }
+  if (!std::isfinite(params.frequency_penalty) || !std::isfinite(params.presence_penalty)) {
+    return InvalidArgumentError("frequency_penalty and presence_penalty must be finite");
+  }
+  if (params.penalty_last_n < 0) return InvalidArgumentError("penalty_last_n must be >= 0");
   for (const llama_logit_bias& bias : params.logit_bias) {
     if (bias.token < 0 || bias.token >= n_vocab) {
       return InvalidArgumentError("logit_bias token " + std::to_string(bias.token) +
@@ -33,7 +40,21 @@ Status Validate(const SamplingParams& params, int32_t n_vocab) {
   return Status::Ok();
 }
 
+// Written from RFC 8259's grammar. `ws` is bounded: with an unbounded one a weak model can
+// emit whitespace until max_tokens.
+constexpr std::string_view kJsonObjectGrammar = R"gbnf(root ::= object
+value ::= object | array | string | number | "true" | "false" | "null"
+object ::= "{" ws ( member ( "," ws member )* )? "}"
+member ::= string ws ":" ws value ws
+array ::= "[" ws ( value ws ( "," ws value ws )* )? "]"
+string ::= "\"" ( [^"\\\x00-\x1f] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} ) )* "\""
+number ::= "-"? ( "0" | [1-9] [0-9]{0,15} ) ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?
+ws ::= [ \t\n]{0,16}
+)gbnf";
+
 }  // namespace
+
+std::string_view JsonObjectGrammar() { return kJsonObjectGrammar; }
 
 Result<std::unique_ptr<Sampler>> Sampler::Create(const Model& model, const SamplingParams& params) {
   const int32_t n_vocab = llama_vocab_n_tokens(model.vocab());
@@ -49,6 +70,11 @@ Result<std::unique_ptr<Sampler>> Sampler::Create(const Model& model, const Sampl
                                        n_vocab, static_cast<int32_t>(params.logit_bias.size()),
                                        params.logit_bias.data()));
   }
+  if (params.has_penalties() && params.penalty_last_n > 0) {
+    llama_sampler_chain_add(
+        chain, llama_sampler_init_penalties(n_vocab, params.penalty_last_n, params.repeat_penalty,
+                                            params.frequency_penalty, params.presence_penalty));
+  }
   if (!params.grammar.empty()) {
     TakeLastLlamaError();
     llama_sampler* grammar =
@@ -61,7 +87,8 @@ Result<std::unique_ptr<Sampler>> Sampler::Create(const Model& model, const Sampl
   }
   if (params.temperature <= 0.0f) {
     llama_sampler_chain_add(chain, llama_sampler_init_greedy());
-    sampler->plain_greedy_ = params.logit_bias.empty() && params.grammar.empty();
+    sampler->plain_greedy_ =
+        params.logit_bias.empty() && params.grammar.empty() && !params.has_penalties();
     return sampler;
   }
   if (params.top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(params.top_k));

@@ -1,6 +1,6 @@
 // engine/sampler.h: picks the next token from a sequence's logits with llama.cpp's sampler
-// chain: logit bias, optional grammar, top-k, top-p, min-p, temperature, then a seeded
-// draw; or plain argmax when temperature is 0.
+// chain: logit bias, repetition penalties, optional grammar, top-k, top-p, min-p,
+// temperature, then a seeded draw; or argmax when temperature is 0.
 //
 // Thread-safety: one Sampler per generating sequence, used by the thread that owns the
 // Context.
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <llama.h>
@@ -28,7 +29,22 @@ struct SamplingParams {
   uint32_t seed = LLAMA_DEFAULT_SEED;
   std::vector<llama_logit_bias> logit_bias;
   std::string grammar;  // GBNF; empty = none
+  // Over the last penalty_last_n tokens the sampler has seen (generated or Accept()ed), as
+  // llama-server: logits of seen tokens divided (positive) or multiplied (negative) by
+  // repeat_penalty, minus frequency_penalty per occurrence, minus presence_penalty once.
+  float repeat_penalty = 1.0f;  // 1: off
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+  int32_t penalty_last_n = 64;
+
+  bool has_penalties() const {
+    return repeat_penalty != 1.0f || frequency_penalty != 0.0f || presence_penalty != 0.0f;
+  }
 };
+
+// A GBNF grammar of one JSON object (RFC 8259 syntax; whitespace runs bounded so a model
+// cannot stall in them): what `response_format: {"type": "json_object"}` constrains to.
+std::string_view JsonObjectGrammar();
 
 class Sampler {
  public:

@@ -29,6 +29,17 @@ ChunkHit ReadHit(const SqliteStatement& row) {
   return hit;
 }
 
+bool IsBlank(std::string_view text) {
+  return text.find_first_not_of(" \t\r\n") == std::string_view::npos;
+}
+
+// A closed chunk whose embedding is still to be computed, outside the mutex, and stored.
+struct PendingEmbedding {
+  int64_t conversation_id;
+  int64_t chunk_id;
+  std::string text;
+};
+
 struct ConversationState {
   ConversationState(int64_t id_, int32_t chunk_tokens, int64_t indexed_end)
       : id(id_), chunker(chunk_tokens, indexed_end) {}
@@ -56,18 +67,25 @@ struct ChunkIndex::Impl {
   std::unique_ptr<SqliteDatabase> db KV_PT_GUARDED_BY(mu);
   ChunkStatements sql KV_GUARDED_BY(mu);
   std::unique_ptr<ChunkVectors> vectors KV_PT_GUARDED_BY(mu);  // with an embedder
+  int64_t embedding_failures KV_GUARDED_BY(mu) = 0;
   std::map<std::string, std::unique_ptr<ConversationState>, std::less<>> conversations
       KV_GUARDED_BY(mu);
 
   Result<ConversationState*> Find(std::string_view name, bool create) KV_REQUIRES(mu);
   Status Save(const ConversationState& state) KV_REQUIRES(mu);
-  Status Insert(ConversationState& state, const Chunk& chunk) KV_REQUIRES(mu);
-  Status Append(ConversationState& state, std::span<const IndexTurn> turns) KV_REQUIRES(mu);
+  Status Insert(ConversationState& state, const Chunk& chunk,
+                std::vector<PendingEmbedding>* pending) KV_REQUIRES(mu);
+  Status Append(ConversationState& state, std::span<const IndexTurn> turns,
+                std::vector<PendingEmbedding>* pending) KV_REQUIRES(mu);
+  // Embeds the chunks (without the mutex) and stores their vectors, skipping chunks dropped
+  // meanwhile. Best effort: a chunk whose vector fails is counted in embedding_failures and
+  // found by BM25 only; its text is indexed and journaled like any other.
+  void EmbedAndStore(std::span<const PendingEmbedding> pending) KV_EXCLUDES(mu);
   Result<int64_t> LastChunkEndingBy(const ConversationState& state, int64_t pos) KV_REQUIRES(mu);
   Result<std::vector<ChunkHit>> Bm25(const ConversationState& state, const std::string& match,
                                      int64_t hi, const ChunkSearchParams& params, int32_t n)
       KV_REQUIRES(mu);
-  Result<std::vector<ChunkHit>> Dense(const ConversationState& state, std::string_view query,
+  Result<std::vector<ChunkHit>> Dense(const ConversationState& state, std::span<const float> query,
                                       int64_t hi, const ChunkSearchParams& params) KV_REQUIRES(mu);
   Result<ChunkHit> ChunkById(int64_t id) KV_REQUIRES(mu);
   Result<ChunkDropResult> Drop(ConversationState& state, int64_t pos, const TokenStore* store)
@@ -124,7 +142,8 @@ Status ChunkIndex::Impl::Save(const ConversationState& state) {
   return save->Run();
 }
 
-Status ChunkIndex::Impl::Insert(ConversationState& state, const Chunk& chunk) {
+Status ChunkIndex::Impl::Insert(ConversationState& state, const Chunk& chunk,
+                                std::vector<PendingEmbedding>* pending) {
   if (state.next_chunk > kMaxChunkNumber) return ResourceExhaustedError("memory: chunk ids");
   const int64_t id = state.ChunkId(state.next_chunk);
   const std::string text = options.detokenize(chunk.tokens);
@@ -138,17 +157,54 @@ Status ChunkIndex::Impl::Insert(ConversationState& state, const Chunk& chunk) {
     KV_RETURN_IF_ERROR(BindAll(insert_text, id, std::string_view(text)));
     KV_RETURN_IF_ERROR(insert_text->Run());
   }
-  if (vectors != nullptr) KV_RETURN_IF_ERROR(vectors->Add(state.id, id, text));
+  // A chunk of special tokens only has no text: nothing to embed, no query can be near it.
+  if (vectors != nullptr && !IsBlank(text)) pending->push_back({state.id, id, text});
   ++state.next_chunk;
   state.indexed_end = chunk.end_pos();
   return Status::Ok();
 }
 
-Status ChunkIndex::Impl::Append(ConversationState& state, std::span<const IndexTurn> turns) {
+Status ChunkIndex::Impl::Append(ConversationState& state, std::span<const IndexTurn> turns,
+                                std::vector<PendingEmbedding>* pending) {
   for (const IndexTurn& turn : turns) {
-    for (const Chunk& chunk : state.chunker.Add(turn)) KV_RETURN_IF_ERROR(Insert(state, chunk));
+    for (const Chunk& chunk : state.chunker.Add(turn)) {
+      KV_RETURN_IF_ERROR(Insert(state, chunk, pending));
+    }
   }
   return Save(state);
+}
+
+void ChunkIndex::Impl::EmbedAndStore(std::span<const PendingEmbedding> pending) {
+  std::vector<std::pair<const PendingEmbedding*, std::vector<float>>> embedded;
+  embedded.reserve(pending.size());
+  int64_t failed = 0;
+  for (const PendingEmbedding& chunk : pending) {
+    Result<std::vector<float>> vector = options.embedder->Embed(chunk.text);
+    if (vector.ok()) {
+      embedded.emplace_back(&chunk, std::move(vector).value());
+    } else {
+      ++failed;
+    }
+  }
+  MutexLock lock(&mu);
+  embedding_failures += failed;
+  if (embedded.empty()) return;
+  Status status = db->Execute("BEGIN");
+  for (size_t i = 0; status.ok() && i < embedded.size(); ++i) {
+    const auto& [chunk, vector] = embedded[i];
+    // Dropped meanwhile (DropBefore, RemoveConversation): its vector would be an orphan.
+    if (!ChunkById(chunk->chunk_id).ok()) continue;
+    const Status added = vectors->Add(chunk->conversation_id, chunk->chunk_id, vector);
+    if (added.code() == StatusCode::kInvalidArgument) {
+      ++embedding_failures;  // a zero vector; rejected before any write
+    } else {
+      status = added;
+    }
+  }
+  if (Finish(status).ok()) return;
+  // Rolled back: the in-memory vector indexes may hold vectors the table does not.
+  embedding_failures += static_cast<int64_t>(embedded.size());
+  for (const auto& [chunk, vector] : embedded) vectors->ForgetConversation(chunk->conversation_id);
 }
 
 Result<int64_t> ChunkIndex::Impl::LastChunkEndingBy(const ConversationState& state, int64_t pos) {
@@ -188,7 +244,7 @@ Result<ChunkHit> ChunkIndex::Impl::ChunkById(int64_t id) {
 }
 
 Result<std::vector<ChunkHit>> ChunkIndex::Impl::Dense(const ConversationState& state,
-                                                      std::string_view query, int64_t hi,
+                                                      std::span<const float> query, int64_t hi,
                                                       const ChunkSearchParams& params) {
   KV_ASSIGN_OR_RETURN(std::vector<VectorHit> found,
                       vectors->Search(state.id, query, state.lo(), hi, kFusionCandidates));
@@ -258,19 +314,26 @@ Result<std::unique_ptr<ChunkIndex>> ChunkIndex::Open(ChunkIndexOptions options) 
   KV_ASSIGN_OR_RETURN(impl->sql, ChunkStatements::Prepare(impl->db.get()));
   if (impl->options.embedder != nullptr) {
     KV_ASSIGN_OR_RETURN(impl->vectors,
-                        ChunkVectors::Create(impl->db.get(), impl->options.embedder));
+                        ChunkVectors::Create(impl->db.get(), impl->options.embedder->Identity()));
   }
   return std::unique_ptr<ChunkIndex>(new ChunkIndex(std::move(impl)));
 }
 
 Status ChunkIndex::AppendTurns(std::string_view conversation, std::span<const IndexTurn> turns) {
-  MutexLock lock(&impl_->mu);
-  KV_ASSIGN_OR_RETURN(ConversationState * state, impl_->Find(conversation, /*create=*/true));
-  KV_RETURN_IF_ERROR(impl_->db->Execute("BEGIN"));
-  const Status status = impl_->Finish(impl_->Append(*state, turns));
-  // The rollback undid the rows; reload the state from what was committed.
-  if (!status.ok()) impl_->Forget(conversation, state->id);
-  return status;
+  std::vector<PendingEmbedding> pending;
+  {
+    MutexLock lock(&impl_->mu);
+    KV_ASSIGN_OR_RETURN(ConversationState * state, impl_->Find(conversation, /*create=*/true));
+    KV_RETURN_IF_ERROR(impl_->db->Execute("BEGIN"));
+    const Status status = impl_->Finish(impl_->Append(*state, turns, &pending));
+    if (!status.ok()) {
+      // The rollback undid the rows; reload the state from what was committed.
+      impl_->Forget(conversation, state->id);
+      return status;
+    }
+  }
+  if (!pending.empty()) impl_->EmbedAndStore(pending);
+  return Status::Ok();
 }
 
 Result<int64_t> ChunkIndex::IndexedEnd(std::string_view conversation) {
@@ -289,11 +352,16 @@ Result<std::vector<ChunkHit>> ChunkIndex::Search(std::string_view conversation,
                                                  std::string_view query,
                                                  const ChunkSearchParams& params) {
   const SearchQuery parsed = ParseSearchQuery(query);
+  // The embedder is fixed at Open; the query is embedded before taking the mutex.
+  const bool dense = impl_->options.embedder != nullptr && !IsBlank(query);
+  if (params.k <= 0 || (parsed.empty() && !dense)) return std::vector<ChunkHit>();
+  std::vector<float> query_vector;
+  if (dense) {
+    KV_ASSIGN_OR_RETURN(query_vector, impl_->options.embedder->Embed(query));
+  }
   MutexLock lock(&impl_->mu);
   KV_ASSIGN_OR_RETURN(ConversationState * state, impl_->Find(conversation, /*create=*/false));
-  if (state == nullptr || params.k <= 0 || (parsed.empty() && impl_->vectors == nullptr)) {
-    return std::vector<ChunkHit>();
-  }
+  if (state == nullptr) return std::vector<ChunkHit>();
   KV_ASSIGN_OR_RETURN(const int64_t hi, impl_->LastChunkEndingBy(*state, params.end_pos_limit));
   if (hi < state->lo()) return std::vector<ChunkHit>();
   const std::string match = MatchExpression(parsed);
@@ -302,7 +370,9 @@ Result<std::vector<ChunkHit>> ChunkIndex::Search(std::string_view conversation,
   if (!match.empty()) {
     KV_ASSIGN_OR_RETURN(rankings[0], impl_->Bm25(*state, match, hi, params, kFusionCandidates));
   }
-  KV_ASSIGN_OR_RETURN(rankings[1], impl_->Dense(*state, query, hi, params));
+  if (dense) {
+    KV_ASSIGN_OR_RETURN(rankings[1], impl_->Dense(*state, query_vector, hi, params));
+  }
   return FuseRankings(rankings, params.k);
 }
 
@@ -359,6 +429,8 @@ Result<ChunkIndexStats> ChunkIndex::Stats(bool with_fts_bytes) {
           ? scalar("SELECT SUM(pgsize) FROM dbstat WHERE name LIKE 'chunk_text%'").value_or(-1)
           : -1;
   stats.vectors = impl_->vectors == nullptr ? 0 : impl_->vectors->loaded_vectors();
+  stats.vectors_dropped = impl_->vectors == nullptr ? 0 : impl_->vectors->dropped_at_open();
+  stats.embedding_failures = impl_->embedding_failures;
   return stats;
 }
 

@@ -32,6 +32,8 @@
 // retained tokens just after it are no longer searchable.
 //
 // Thread-safety: every method may be called from any thread; one mutex serializes them.
+// Embeddings (of chunks and of queries) are computed outside it: an embedding model takes
+// milliseconds to seconds per text, and a long ingestion must not stall other searches.
 #pragma once
 
 #include <cstdint>
@@ -72,7 +74,11 @@ struct ChunkSearchParams {
 class Embedder {
  public:
   virtual ~Embedder() = default;
+  // May be called from several threads at once (the index does not serialize it).
   virtual Result<std::vector<float>> Embed(std::string_view text) = 0;
+  // What makes the vectors (model, pooling, dimensions): vectors of different identities are
+  // not comparable, so the index drops stored vectors made under another identity.
+  virtual std::string Identity() const = 0;
 };
 
 // The text of some tokens, special tokens left out. Must be deterministic (see above).
@@ -96,6 +102,11 @@ struct ChunkIndexStats {
   int64_t db_bytes = 0;   // used pages of the database
   int64_t fts_bytes = 0;  // pages of the FTS5 tables (-1 if SQLite lacks dbstat)
   int64_t vectors = 0;    // embeddings held in memory
+  // Stored embeddings dropped when the index was opened because another embedder (another
+  // --embedding-model) made them; their chunks are found by BM25 only.
+  int64_t vectors_dropped = 0;
+  // Chunks indexed without a vector since the index was opened (the embedder failed).
+  int64_t embedding_failures = 0;
 };
 
 class ChunkIndex {
@@ -110,7 +121,9 @@ class ChunkIndex {
   // Indexes turns of `conversation` (created on first use), in one transaction. Turns must
   // come in position order; tokens before IndexedEnd() are skipped, so feeding a turn twice
   // is harmless. On error nothing of this call is kept and the open chunk is forgotten: feed
-  // again from IndexedEnd().
+  // again from IndexedEnd(). With an embedder, the closed chunks are then embedded and their
+  // vectors stored in a second transaction, best effort: a chunk whose embedding fails is
+  // found by BM25 only (ChunkIndexStats::embedding_failures).
   Status AppendTurns(std::string_view conversation, std::span<const IndexTurn> turns);
   // The position from which turns still have to be fed (0 for an unknown conversation).
   Result<int64_t> IndexedEnd(std::string_view conversation);

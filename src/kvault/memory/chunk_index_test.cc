@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <random>
 
@@ -29,9 +30,13 @@ class BagOfWordsEmbedder final : public Embedder {
  public:
   static constexpr size_t kDims = 512;
   Result<std::vector<float>> Embed(std::string_view text) override {
+    if (on_embed) on_embed();
+    const std::vector<std::string> words = TestWords::Split(text);
+    // As engine::EmbeddingModel: a text without tokens is an error.
+    if (words.empty()) return InvalidArgumentError("test embedder: no words");
     std::vector<float> vector(kDims, 0.0f);
     vector[0] = 0.01f;  // never all zero
-    for (const std::string& word : TestWords::Split(text)) {
+    for (const std::string& word : words) {
       const std::string key = word == "automobile" ? "car" : word;
       const size_t dim = dims_.try_emplace(key, 1 + dims_.size()).first->second;
       if (dim >= kDims) return InternalError("test embedder: too many distinct words");
@@ -40,7 +45,10 @@ class BagOfWordsEmbedder final : public Embedder {
     ++calls;
     return vector;
   }
+  std::string Identity() const override { return identity; }
   int calls = 0;
+  std::string identity = "bag-of-words";
+  std::function<void()> on_embed;  // runs at the start of every Embed()
 
  private:
   std::map<std::string, size_t> dims_;
@@ -258,6 +266,75 @@ TEST_F(ChunkIndexTest, DenseRankingFindsSynonymsAndIsFusedWithBm25) {
   ASSERT_FALSE(hits.empty());
   EXPECT_LE(hits[0].first_turn, car.number);
   EXPECT_EQ(embedder.calls, calls + 1);  // the query only
+  EXPECT_EQ(index_->Stats().value().vectors_dropped, 0);
+}
+
+TEST_F(ChunkIndexTest, AChunkWithoutTextIsIndexedWithoutAVector) {
+  BagOfWordsEmbedder embedder;
+  Open(&embedder);
+  for (int t = 0; t < 80; ++t) Say("a", "");  // turn framing only: a chunk of special tokens
+  Filler("a", 10);
+  const int64_t n_chunks = index_->CountChunks("a").value();
+  EXPECT_GT(n_chunks, 1);
+  EXPECT_FALSE(Search("a", std::string(kFillerWords[0]), {.k = 3}).empty());
+  const ChunkIndexStats stats = index_->Stats().value();
+  EXPECT_EQ(stats.vectors, n_chunks - 1);  // loaded by the search: all but the blank chunk
+  EXPECT_EQ(stats.embedding_failures, 0);
+}
+
+TEST_F(ChunkIndexTest, ChunksAreEmbeddedOutsideTheLockAndDroppedOnesGetNoVector) {
+  BagOfWordsEmbedder embedder;
+  Open(&embedder);
+  Filler("a", 10);
+  // While the next chunks are being embedded, the index serves a search and drops every
+  // chunk. Run from inside Embed() on this thread, both would deadlock if embedding held the
+  // index's mutex.
+  bool intervened = false;
+  embedder.on_embed = [&] {
+    if (intervened) return;
+    intervened = true;
+    EXPECT_TRUE(index_->Search("a", "river", {.k = 1}).ok());
+    EXPECT_TRUE(index_->DropBefore("a", Store("a").end_pos(), Store("a")).ok());
+  };
+  Filler("a", 10);
+  embedder.on_embed = nullptr;
+  ASSERT_TRUE(intervened);
+  std::unique_ptr<SqliteDatabase> db = SqliteDatabase::Open(path_).value();
+  auto orphans =
+      db->Prepare("SELECT count(*) FROM chunk_vectors WHERE id NOT IN (SELECT id FROM chunks)")
+          .value();
+  ASSERT_TRUE(orphans->Step().value());
+  EXPECT_EQ(orphans->ColumnInt(0), 0);
+  EXPECT_EQ(index_->Stats().value().embedding_failures, 0);
+}
+
+TEST_F(ChunkIndexTest, VectorsOfAnotherEmbedderAreDroppedAtOpen) {
+  BagOfWordsEmbedder embedder;
+  Open(&embedder);
+  Filler("a", 30);
+  const Turn car = Say("a", "my car is a blue hatchback");
+  Filler("a", 30);
+  ASSERT_FALSE(Search("a", "automobile", {.k = 3}).empty());
+  const int64_t n_chunks = index_->Stats().value().n_chunks;
+  ASSERT_GT(n_chunks, 0);
+
+  // Another model's vectors would be compared with this one's queries: meaningless.
+  BagOfWordsEmbedder other;
+  other.identity = "another-model";
+  Open(&other);
+  EXPECT_EQ(index_->Stats().value().vectors_dropped, n_chunks);
+  EXPECT_TRUE(Search("a", "automobile", {.k = 3}).empty());  // no dense hit, no BM25 term
+  std::vector<ChunkHit> hits = Search("a", "hatchback", {.k = 3});
+  ASSERT_FALSE(hits.empty());  // BM25 still finds it
+  EXPECT_LE(hits[0].first_turn, car.number);
+  EXPECT_GE(hits[0].last_turn, car.number);
+
+  // New chunks get the new identity's vectors, which a reopen keeps.
+  Filler("a", 30);
+  Open(&other);
+  EXPECT_EQ(index_->Stats().value().vectors_dropped, 0);
+  EXPECT_FALSE(Search("a", "river", {.k = 3}).empty());
+  EXPECT_GT(index_->Stats().value().vectors, 0);
 }
 
 }  // namespace

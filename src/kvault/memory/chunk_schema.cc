@@ -20,7 +20,9 @@ constexpr const char* kSchema =
     "  first_turn INTEGER NOT NULL, last_turn INTEGER NOT NULL);"
     "CREATE VIRTUAL TABLE IF NOT EXISTS chunk_text USING fts5("
     "  text, content='', tokenize='porter unicode61 remove_diacritics 2');"
-    "CREATE TABLE IF NOT EXISTS chunk_vectors (id INTEGER PRIMARY KEY, vector BLOB NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS chunk_vectors (id INTEGER PRIMARY KEY, vector BLOB NOT NULL);"
+    // key 'embedder': the Embedder::Identity() that made chunk_vectors.
+    "CREATE TABLE IF NOT EXISTS chunk_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
 using StatementField = std::unique_ptr<SqliteStatement> ChunkStatements::*;
 const std::pair<StatementField, const char*> kStatementSql[] = {

@@ -1,6 +1,7 @@
 #include "kvault/memory/chunk_vectors.h"
 
 #include <algorithm>
+#include <string>
 #include <unordered_map>
 
 #include "kvault/base/status_macros.h"
@@ -18,8 +19,9 @@ int64_t LastId(int64_t conversation_id) { return (conversation_id << 32) | 0xfff
 
 }  // namespace
 
-Result<std::unique_ptr<ChunkVectors>> ChunkVectors::Create(SqliteDatabase* db, Embedder* embedder) {
-  auto vectors = std::unique_ptr<ChunkVectors>(new ChunkVectors(embedder));
+Result<std::unique_ptr<ChunkVectors>> ChunkVectors::Create(SqliteDatabase* db,
+                                                           std::string_view embedder_identity) {
+  auto vectors = std::unique_ptr<ChunkVectors>(new ChunkVectors());
   KV_ASSIGN_OR_RETURN(vectors->insert_,
                       db->Prepare("INSERT OR REPLACE INTO chunk_vectors (id, vector)"
                                   " VALUES (?1, ?2)"));
@@ -27,11 +29,40 @@ Result<std::unique_ptr<ChunkVectors>> ChunkVectors::Create(SqliteDatabase* db, E
   KV_ASSIGN_OR_RETURN(
       vectors->select_range_,
       db->Prepare("SELECT id, vector FROM chunk_vectors WHERE id BETWEEN ?1 AND ?2"));
+  KV_RETURN_IF_ERROR(vectors->AdoptStoredVectors(db, std::string(embedder_identity)));
   return vectors;
 }
 
-Status ChunkVectors::Add(int64_t conversation_id, int64_t chunk_id, std::string_view text) {
-  KV_ASSIGN_OR_RETURN(std::vector<float> vector, embedder_->Embed(text));
+Status ChunkVectors::AdoptStoredVectors(SqliteDatabase* db, const std::string& identity) {
+  {
+    KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> read,
+                        db->Prepare("SELECT value FROM chunk_meta WHERE key = 'embedder'"));
+    KV_ASSIGN_OR_RETURN(const bool recorded, read->Step());
+    if (recorded && read->ColumnText(0) == identity) return Status::Ok();
+    // An index from before identities were recorded: its vectors are taken to be this
+    // embedder's (the server had one --embedding-model then too).
+    if (recorded) {
+      KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> count,
+                          db->Prepare("SELECT count(*) FROM chunk_vectors"));
+      KV_ASSIGN_OR_RETURN(const bool counted, count->Step());
+      dropped_at_open_ = counted ? count->ColumnInt(0) : 0;
+    }
+  }  // statements finalized: no read stays open across the write
+  KV_ASSIGN_OR_RETURN(
+      std::unique_ptr<SqliteStatement> record,
+      db->Prepare("INSERT OR REPLACE INTO chunk_meta (key, value) VALUES ('embedder', ?1)"));
+  KV_RETURN_IF_ERROR(db->Execute("BEGIN"));
+  Status status = dropped_at_open_ > 0 ? db->Execute("DELETE FROM chunk_vectors") : Status::Ok();
+  if (status.ok()) status = record->Bind(1, identity);
+  if (status.ok()) status = record->Run();
+  if (!status.ok()) {
+    db->Execute("ROLLBACK").IgnoreError();
+    return status;
+  }
+  return db->Execute("COMMIT");
+}
+
+Status ChunkVectors::Add(int64_t conversation_id, int64_t chunk_id, std::span<const float> vector) {
   if (Normalized(vector).empty()) {
     return InvalidArgumentError("memory: the embedder returned an empty or zero vector");
   }
@@ -85,16 +116,16 @@ Result<VectorIndex*> ChunkVectors::Load(int64_t conversation_id) {
   return raw;
 }
 
-Result<std::vector<VectorHit>> ChunkVectors::Search(int64_t conversation_id, std::string_view query,
-                                                    int64_t lo, int64_t hi, size_t n) {
+Result<std::vector<VectorHit>> ChunkVectors::Search(int64_t conversation_id,
+                                                    std::span<const float> query, int64_t lo,
+                                                    int64_t hi, size_t n) {
   KV_ASSIGN_OR_RETURN(VectorIndex * index, Load(conversation_id));
   if (index == nullptr) return std::vector<VectorHit>();
-  KV_ASSIGN_OR_RETURN(std::vector<float> vector, embedder_->Embed(query));
-  if (static_cast<int32_t>(vector.size()) != index->dim()) {
-    return InvalidArgumentError("memory: query embedding has " + std::to_string(vector.size()) +
+  if (static_cast<int32_t>(query.size()) != index->dim()) {
+    return InvalidArgumentError("memory: query embedding has " + std::to_string(query.size()) +
                                 " dimensions, stored ones " + std::to_string(index->dim()));
   }
-  return index->Search(vector, n, lo, hi);
+  return index->Search(query, n, lo, hi);
 }
 
 int64_t ChunkVectors::loaded_vectors() const {

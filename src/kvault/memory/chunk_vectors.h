@@ -3,14 +3,16 @@
 // chunk_vectors) and searched in memory with one hnswlib VectorIndex per conversation,
 // loaded from the table on the conversation's first search.
 //
-// Used only by ChunkIndex. Thread-safety: not thread-safe; ChunkIndex calls it with its mutex
-// held, and the database is ChunkIndex's.
+// Used only by ChunkIndex, which computes the embeddings (outside its mutex: an embedding
+// model takes milliseconds to seconds) and passes them in. Thread-safety: not thread-safe;
+// ChunkIndex calls it with its mutex held, and the database is ChunkIndex's.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -20,31 +22,37 @@
 
 namespace kvault::memory {
 
-class Embedder;
 struct ChunkHit;
 
 class ChunkVectors {
  public:
-  // `db` and `embedder` are not owned and must outlive this object.
-  static Result<std::unique_ptr<ChunkVectors>> Create(SqliteDatabase* db, Embedder* embedder);
+  // `db` is not owned and must outlive this object. Stored vectors that another embedder
+  // (Embedder::Identity()) made are deleted: dropped_at_open(). Nothing re-embeds their
+  // chunks.
+  static Result<std::unique_ptr<ChunkVectors>> Create(SqliteDatabase* db,
+                                                      std::string_view embedder_identity);
 
-  // Embeds `text` and stores it as chunk `chunk_id` of conversation `conversation_id`.
-  Status Add(int64_t conversation_id, int64_t chunk_id, std::string_view text);
+  // Stores `vector` (the embedding of the chunk's text) as chunk `chunk_id` of conversation
+  // `conversation_id`. InvalidArgument for an empty or zero vector.
+  Status Add(int64_t conversation_id, int64_t chunk_id, std::span<const float> vector);
   Status Remove(int64_t conversation_id, int64_t chunk_id);
   void ForgetConversation(int64_t conversation_id) { loaded_.erase(conversation_id); }
-  // Up to n chunks with ids in [lo, hi], most similar to `query` first; ChunkHit-like pairs of
-  // chunk id and cosine similarity.
-  Result<std::vector<VectorHit>> Search(int64_t conversation_id, std::string_view query, int64_t lo,
-                                        int64_t hi, size_t n);
+  // Up to n chunks with ids in [lo, hi], most similar to `query` (the query text's embedding)
+  // first; pairs of chunk id and cosine similarity.
+  Result<std::vector<VectorHit>> Search(int64_t conversation_id, std::span<const float> query,
+                                        int64_t lo, int64_t hi, size_t n);
   // Embeddings held in memory, all conversations.
   int64_t loaded_vectors() const;
+  int64_t dropped_at_open() const { return dropped_at_open_; }
 
  private:
-  explicit ChunkVectors(Embedder* embedder) : embedder_(embedder) {}
+  ChunkVectors() = default;
   Result<VectorIndex*> Load(int64_t conversation_id);
   Status ReadVectors(int64_t conversation_id, std::unique_ptr<VectorIndex>* index);
+  // Keeps the stored vectors if `identity` made them, else deletes them and records it.
+  Status AdoptStoredVectors(SqliteDatabase* db, const std::string& identity);
 
-  Embedder* embedder_;
+  int64_t dropped_at_open_ = 0;
   std::unique_ptr<SqliteStatement> insert_, delete_, select_range_;
   // Loaded conversations; a null index means "loaded, no vectors yet".
   std::map<int64_t, std::unique_ptr<VectorIndex>> loaded_;

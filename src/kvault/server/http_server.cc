@@ -167,6 +167,12 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
     return tokenizer->Detokenize(tokens, /*render_special=*/false);
   };
   KV_ASSIGN_OR_RETURN(impl->index, memory::ChunkIndex::Open(std::move(index_options)));
+  if (const Result<memory::ChunkIndexStats> index_stats = impl->index->Stats(false);
+      index_stats.ok() && index_stats->vectors_dropped > 0) {
+    KV_LOG(kWarning) << "chunk index: " << index_stats->vectors_dropped
+                     << " chunk embeddings made by another embedding model were dropped; their "
+                        "chunks are found by BM25 only";
+  }
   KV_ASSIGN_OR_RETURN(impl->knowledge,
                       memory::KnowledgeStore::Open(config.data_dir + "/knowledge.db"));
   KV_ASSIGN_OR_RETURN(impl->scheduler,

@@ -104,6 +104,55 @@ Result<std::vector<llama_logit_bias>> ParseLogitBias(const Json& body) {
   return biases;
 }
 
+// top_k, min_p and repeat_penalty as llama-server; presence_penalty and frequency_penalty as
+// OpenAI (range [-2, 2]), over the last 64 tokens, as llama-server.
+Status ParseSamplingExtras(const Json& body, engine::SamplingParams* sampling) {
+  KV_ASSIGN_OR_RETURN(std::optional<int64_t> top_k, OptionalInteger(body, "top_k", "top_k"));
+  if (top_k && (*top_k < 0 || *top_k > INT32_MAX)) return FieldError("top_k", "must be >= 0");
+  sampling->top_k = static_cast<int32_t>(top_k.value_or(0));
+  KV_ASSIGN_OR_RETURN(std::optional<double> min_p, OptionalNumber(body, "min_p", "min_p"));
+  if (min_p && !(*min_p >= 0 && *min_p <= 1)) return FieldError("min_p", "must be in [0, 1]");
+  sampling->min_p = static_cast<float>(min_p.value_or(0));
+  KV_ASSIGN_OR_RETURN(std::optional<double> repeat,
+                      OptionalNumber(body, "repeat_penalty", "repeat_penalty"));
+  if (repeat && !(*repeat > 0 && *repeat <= 10)) {
+    return FieldError("repeat_penalty", "must be in (0, 10]");
+  }
+  sampling->repeat_penalty = static_cast<float>(repeat.value_or(1));
+  for (const auto& [name, field] :
+       {std::pair{"presence_penalty", &engine::SamplingParams::presence_penalty},
+        std::pair{"frequency_penalty", &engine::SamplingParams::frequency_penalty}}) {
+    KV_ASSIGN_OR_RETURN(std::optional<double> penalty, OptionalNumber(body, name, name));
+    if (penalty && !(*penalty >= -2 && *penalty <= 2))
+      return FieldError(name, "must be in [-2, 2]");
+    sampling->*field = static_cast<float>(penalty.value_or(0));
+  }
+  return Status::Ok();
+}
+
+// response_format: "text" (the default) or "json_object" (the reply is one JSON object, by
+// grammar). A JSON schema is refused rather than ignored: the reply would not follow it.
+Status ParseResponseFormat(const Json& body, engine::SamplingParams* sampling) {
+  auto it = body.find("response_format");
+  if (it == body.end() || it->is_null()) return Status::Ok();
+  if (!it->is_object()) return FieldError("response_format", "must be an object");
+  KV_ASSIGN_OR_RETURN(std::optional<std::string> type,
+                      OptionalString(*it, "type", "response_format.type"));
+  if (!type || *type == "text") return Status::Ok();
+  if (*type == "json_schema") {
+    return InvalidArgumentError(
+        "response_format 'json_schema' is not supported; use 'json_object' or a GBNF 'grammar'");
+  }
+  if (*type != "json_object") {
+    return FieldError("response_format.type", "must be 'text' or 'json_object'");
+  }
+  if (!sampling->grammar.empty()) {
+    return FieldError("response_format", "cannot be combined with 'grammar'");
+  }
+  sampling->grammar = std::string(engine::JsonObjectGrammar());
+  return Status::Ok();
+}
+
 // The fields chat and completion requests share.
 Status ParseCommon(const Json& body, OpenAiRequest* request) {
   if (!body.is_object()) return InvalidArgumentError("the request body must be a JSON object");
@@ -169,7 +218,8 @@ Status ParseCommon(const Json& body, OpenAiRequest* request) {
   KV_ASSIGN_OR_RETURN(std::optional<std::string> grammar,
                       OptionalString(body, "grammar", "grammar"));
   if (grammar) sampling.grammar = *grammar;
-  return Status::Ok();
+  KV_RETURN_IF_ERROR(ParseResponseFormat(body, &sampling));
+  return ParseSamplingExtras(body, &sampling);
 }
 
 Json UsageFields(const conversation::GenerateResult& result) {

@@ -39,6 +39,40 @@ TEST(OpenAiSchemaTest, ParsesAFullChatRequest) {
   EXPECT_EQ(g.sampling.logit_bias[0].token, 42);
 }
 
+TEST(OpenAiSchemaTest, PenaltiesTopKMinPAndJsonMode) {
+  Result<OpenAiRequest> request = Chat(R"({
+    "messages": [{"role": "user", "content": "x"}], "top_k": 40, "min_p": 0.05,
+    "repeat_penalty": 1.1, "presence_penalty": 0.5, "frequency_penalty": -0.5,
+    "response_format": {"type": "json_object"}})");
+  ASSERT_TRUE(request.ok()) << request.status().ToString();
+  const engine::SamplingParams& s = request->generate.sampling;
+  EXPECT_EQ(s.top_k, 40);
+  EXPECT_EQ(s.min_p, 0.05f);
+  EXPECT_EQ(s.repeat_penalty, 1.1f);
+  EXPECT_EQ(s.presence_penalty, 0.5f);
+  EXPECT_EQ(s.frequency_penalty, -0.5f);
+  EXPECT_EQ(s.grammar, engine::JsonObjectGrammar());
+
+  const std::string one = R"("messages": [{"role": "user", "content": "x"}])";
+  EXPECT_TRUE(Chat("{" + one + R"(, "response_format": {"type": "text"}})")
+                  ->generate.sampling.grammar.empty());
+  EXPECT_EQ(ErrorOf("{" + one + R"(, "presence_penalty": 3})"),
+            "'presence_penalty' must be in [-2, 2]");
+  EXPECT_EQ(ErrorOf("{" + one + R"(, "frequency_penalty": "x"})"),
+            "'frequency_penalty' must be a number, got string");
+  EXPECT_EQ(ErrorOf("{" + one + R"(, "repeat_penalty": 0})"),
+            "'repeat_penalty' must be in (0, 10]");
+  EXPECT_EQ(ErrorOf("{" + one + R"(, "top_k": -1})"), "'top_k' must be >= 0");
+  EXPECT_EQ(ErrorOf("{" + one + R"(, "response_format": {"type": "yaml"}})"),
+            "'response_format.type' must be 'text' or 'json_object'");
+  EXPECT_EQ(
+      ErrorOf("{" + one + R"(, "response_format": {"type": "json_schema"}})"),
+      "response_format 'json_schema' is not supported; use 'json_object' or a GBNF 'grammar'");
+  EXPECT_EQ(ErrorOf("{" + one + R"(, "grammar": "root ::= [a]",)" +
+                    R"( "response_format": {"type": "json_object"}})"),
+            "'response_format' cannot be combined with 'grammar'");
+}
+
 TEST(OpenAiSchemaTest, DefaultsFollowOpenAi) {
   Result<OpenAiRequest> request = Chat(R"({"messages": [{"role": "user", "content": "x"}]})");
   ASSERT_TRUE(request.ok());

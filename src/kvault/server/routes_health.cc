@@ -26,6 +26,8 @@ Json IndexStatsJson(const ServerState& state) {
   json["chunks"] = stats->n_chunks;
   json["db_bytes"] = stats->db_bytes;
   json["vectors_loaded"] = stats->vectors;
+  json["vectors_dropped_at_start"] = stats->vectors_dropped;
+  json["embedding_failures"] = stats->embedding_failures;
   return json;
 }
 

@@ -123,7 +123,9 @@ Result<Outcome> MeasureServer(bool kvault, const PrefixOptions& o, const Workloa
                                 .string();
   std::filesystem::remove_all(state);
   const std::string threads = std::to_string(o.threads);
-  const int window = o.prefix_tokens + 256;
+  // --prefix-tokens is approximate: Qwen's vocabulary spells numbers digit by digit, so a
+  // scaffold may run ~60% over. Both servers get the same generous window per slot.
+  const int window = 2 * o.prefix_tokens + 256;
   std::vector<std::string> argv;
   if (kvault) {
     argv = {SelfPath(),

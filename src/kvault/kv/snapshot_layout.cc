@@ -265,11 +265,48 @@ Result<KvBlock> JoinBlocks(std::span<const KvBlock> blocks) {
   return joined;
 }
 
+namespace {
+
+// One stream's cells (block.n_tokens > 0, all of seq_id) and their rows: what
+// ParseStreamCells reads.
+void PutStreamCells(VectorSink* out, const KvBlock& block, llama_seq_id seq_id) {
+  for (uint32_t i = 0; i < block.n_tokens; ++i) {
+    PutFixed<int32_t>(out, block.first_pos + static_cast<llama_pos>(i));
+    PutFixed<uint32_t>(out, 1);
+    PutFixed<int32_t>(out, seq_id);
+  }
+  PutFixed<uint32_t>(out, block.shape.v_trans ? 1 : 0);
+  PutFixed<uint32_t>(out, static_cast<uint32_t>(block.shape.layers.size()));
+  size_t offset = 0;
+  for (const LayerShape& layer : block.shape.layers) {
+    PutFixed<int32_t>(out, layer.k_type);
+    PutFixed<uint64_t>(out, layer.k_row_size);
+    const size_t n = layer.k_row_size * block.n_tokens;
+    out->Append(std::span<const uint8_t>(block.data.data() + offset, n));
+    offset += n;
+  }
+  for (const LayerShape& layer : block.shape.layers) {
+    PutFixed<int32_t>(out, layer.v_type);
+    if (block.shape.v_trans) {
+      PutFixed<uint32_t>(out, layer.v_el_size);
+      PutFixed<uint32_t>(out, layer.n_embd_v_gqa);
+    } else {
+      PutFixed<uint64_t>(out, layer.v_row_size);
+    }
+    const size_t n = layer.v_row_size * block.n_tokens;
+    out->Append(std::span<const uint8_t>(block.data.data() + offset, n));
+    offset += n;
+  }
+}
+
+}  // namespace
+
 std::vector<uint8_t> SerializeSnapshot(const KvBlock& block, llama_seq_id seq_id,
                                        uint32_t n_stream) {
   std::vector<uint8_t> bytes;
   VectorSink out(&bytes);
-  out.Reserve(24 + 12ull * block.n_tokens + block.data.size() + 24ull * block.shape.layers.size());
+  out.Reserve(20 + 4ull * n_stream + 12ull * block.n_tokens + block.data.size() +
+              24ull * block.shape.layers.size());
   PutFixed<uint32_t>(&out, kLlamaStateMagic);
   PutFixed<int32_t>(&out, seq_id);
   PutFixed<uint32_t>(&out, n_stream);
@@ -277,40 +314,11 @@ std::vector<uint8_t> SerializeSnapshot(const KvBlock& block, llama_seq_id seq_id
   // its cells (on import it takes them for seq_id's stream, whichever slot they are in).
   const uint32_t stream =
       n_stream > 1 && seq_id >= 0 && static_cast<uint32_t>(seq_id) < n_stream ? seq_id : 0;
-  for (uint32_t s = 0; s < stream; ++s) PutFixed<uint32_t>(&out, 0);
-  PutFixed<uint32_t>(&out, block.n_tokens);
-  if (block.n_tokens == 0) {
-    for (uint32_t s = stream + 1; s < n_stream; ++s) PutFixed<uint32_t>(&out, 0);
-    return bytes;
+  for (uint32_t s = 0; s < n_stream; ++s) {
+    const uint32_t n_cells = s == stream ? block.n_tokens : 0;
+    PutFixed<uint32_t>(&out, n_cells);
+    if (n_cells > 0) PutStreamCells(&out, block, seq_id);
   }
-  for (uint32_t i = 0; i < block.n_tokens; ++i) {
-    PutFixed<int32_t>(&out, block.first_pos + static_cast<llama_pos>(i));
-    PutFixed<uint32_t>(&out, 1);
-    PutFixed<int32_t>(&out, seq_id);
-  }
-  PutFixed<uint32_t>(&out, block.shape.v_trans ? 1 : 0);
-  PutFixed<uint32_t>(&out, static_cast<uint32_t>(block.shape.layers.size()));
-  size_t offset = 0;
-  for (const LayerShape& layer : block.shape.layers) {
-    PutFixed<int32_t>(&out, layer.k_type);
-    PutFixed<uint64_t>(&out, layer.k_row_size);
-    const size_t n = layer.k_row_size * block.n_tokens;
-    out.Append(std::span<const uint8_t>(block.data.data() + offset, n));
-    offset += n;
-  }
-  for (const LayerShape& layer : block.shape.layers) {
-    PutFixed<int32_t>(&out, layer.v_type);
-    if (block.shape.v_trans) {
-      PutFixed<uint32_t>(&out, layer.v_el_size);
-      PutFixed<uint32_t>(&out, layer.n_embd_v_gqa);
-    } else {
-      PutFixed<uint64_t>(&out, layer.v_row_size);
-    }
-    const size_t n = layer.v_row_size * block.n_tokens;
-    out.Append(std::span<const uint8_t>(block.data.data() + offset, n));
-    offset += n;
-  }
-  for (uint32_t s = stream + 1; s < n_stream; ++s) PutFixed<uint32_t>(&out, 0);
   return bytes;
 }
 

@@ -40,6 +40,14 @@ struct PendingEmbedding {
   std::string text;
 };
 
+struct ConversationState;
+
+// Chunk ids up to `hi` of `state`'s conversation are searchable.
+struct SearchRange {
+  ConversationState* state = nullptr;
+  int64_t hi = 0;
+};
+
 struct ConversationState {
   ConversationState(int64_t id_, int32_t chunk_tokens, int64_t indexed_end)
       : id(id_), chunker(chunk_tokens, indexed_end) {}
@@ -82,6 +90,9 @@ struct ChunkIndex::Impl {
   // found by BM25 only; its text is indexed and journaled like any other.
   void EmbedAndStore(std::span<const PendingEmbedding> pending) KV_EXCLUDES(mu);
   Result<int64_t> LastChunkEndingBy(const ConversationState& state, int64_t pos) KV_REQUIRES(mu);
+  // The conversation and its last chunk ending by `end_pos_limit`; state null when it has
+  // nothing to search.
+  Result<SearchRange> Searchable(std::string_view name, int64_t end_pos_limit) KV_REQUIRES(mu);
   Result<std::vector<ChunkHit>> Bm25(const ConversationState& state, const std::string& match,
                                      int64_t hi, const ChunkSearchParams& params, int32_t n)
       KV_REQUIRES(mu);
@@ -213,6 +224,14 @@ Result<int64_t> ChunkIndex::Impl::LastChunkEndingBy(const ConversationState& sta
   KV_RETURN_IF_ERROR(BindAll(last, state.lo(), state.hi(), pos));
   KV_ASSIGN_OR_RETURN(bool row, last->Step());
   return row ? last->ColumnInt(0) : state.lo() - 1;
+}
+
+Result<SearchRange> ChunkIndex::Impl::Searchable(std::string_view name, int64_t end_pos_limit) {
+  KV_ASSIGN_OR_RETURN(ConversationState * state, Find(name, /*create=*/false));
+  if (state == nullptr) return SearchRange();
+  KV_ASSIGN_OR_RETURN(const int64_t hi, LastChunkEndingBy(*state, end_pos_limit));
+  if (hi < state->lo()) return SearchRange();
+  return SearchRange{state, hi};
 }
 
 Result<std::vector<ChunkHit>> ChunkIndex::Impl::Bm25(const ConversationState& state,
@@ -352,18 +371,27 @@ Result<std::vector<ChunkHit>> ChunkIndex::Search(std::string_view conversation,
                                                  std::string_view query,
                                                  const ChunkSearchParams& params) {
   const SearchQuery parsed = ParseSearchQuery(query);
-  // The embedder is fixed at Open; the query is embedded before taking the mutex.
+  // The embedder is fixed at Open.
   const bool dense = impl_->options.embedder != nullptr && !IsBlank(query);
   if (params.k <= 0 || (parsed.empty() && !dense)) return std::vector<ChunkHit>();
   std::vector<float> query_vector;
   if (dense) {
+    // Embedded without the mutex, and only when there is something to search: most requests
+    // of a young conversation have no closed chunk yet.
+    {
+      MutexLock lock(&impl_->mu);
+      KV_ASSIGN_OR_RETURN(const SearchRange range,
+                          impl_->Searchable(conversation, params.end_pos_limit));
+      if (range.state == nullptr) return std::vector<ChunkHit>();
+    }
     KV_ASSIGN_OR_RETURN(query_vector, impl_->options.embedder->Embed(query));
   }
   MutexLock lock(&impl_->mu);
-  KV_ASSIGN_OR_RETURN(ConversationState * state, impl_->Find(conversation, /*create=*/false));
-  if (state == nullptr) return std::vector<ChunkHit>();
-  KV_ASSIGN_OR_RETURN(const int64_t hi, impl_->LastChunkEndingBy(*state, params.end_pos_limit));
-  if (hi < state->lo()) return std::vector<ChunkHit>();
+  KV_ASSIGN_OR_RETURN(const SearchRange range,
+                      impl_->Searchable(conversation, params.end_pos_limit));
+  if (range.state == nullptr) return std::vector<ChunkHit>();
+  ConversationState* const state = range.state;
+  const int64_t hi = range.hi;
   const std::string match = MatchExpression(parsed);
   if (impl_->vectors == nullptr) return impl_->Bm25(*state, match, hi, params, params.k);
   std::vector<ChunkHit> rankings[2];

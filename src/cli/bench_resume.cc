@@ -125,7 +125,8 @@ Result<StreamTiming> FollowUp(int port, int index, Conversation& conversation,
 struct ModeResult {
   std::vector<double> ttft_s;
   std::vector<double> cached_fraction;
-  Json cache_stats;  // kvault's /v1/cache/stats at the end
+  std::vector<double> uncached_tokens;  // prompt tokens the server computed
+  Json cache_stats;                     // kvault's /v1/cache/stats at the end
 };
 
 class ModeRunner {
@@ -154,6 +155,7 @@ class ModeRunner {
                                                           conversations[c], options_));
         result.ttft_s.push_back(timing.first_token_s);
         result.cached_fraction.push_back(Ratio(timing.cached_tokens, timing.prompt_tokens));
+        result.uncached_tokens.push_back(timing.prompt_tokens - timing.cached_tokens);
       }
     }
     if (mode_.starts_with("kvault")) {
@@ -239,6 +241,7 @@ Json ModeJson(const std::string& mode, const ModeResult& r) {
           {"p95_over_p50", Ratio(p95, p50)},
           {"ttft_mean_s", Summarize(r.ttft_s).mean},
           {"cached_fraction", Summarize(r.cached_fraction).mean},
+          {"uncached_tokens_mean", Summarize(r.uncached_tokens).mean},
           {"requests", r.ttft_s.size()}};
 }
 
@@ -292,11 +295,13 @@ int RunResume(ResumeOptions options) {
       "%d threads, small RAM %d MiB\n",
       options.model_path.c_str(), options.conversations, options.history, options.rounds,
       options.conversation_threads, options.threads, small_ram_mb);
-  std::printf("%-20s %12s %12s %8s %8s\n", "mode", "TTFT p50 s", "TTFT p95 s", "p95/p50", "cached");
+  std::printf("%-20s %12s %12s %8s %8s %9s\n", "mode", "TTFT p50 s", "TTFT p95 s", "p95/p50",
+              "cached", "computed");
   for (const Json& m : report_modes) {
-    std::printf("%-20s %12.3f %12.3f %8.2f %7.0f%%\n", m["mode"].get<std::string>().c_str(),
+    std::printf("%-20s %12.3f %12.3f %8.2f %7.0f%% %9.1f\n", m["mode"].get<std::string>().c_str(),
                 NumberOr(m, "ttft_p50_s", 0), NumberOr(m, "ttft_p95_s", 0),
-                NumberOr(m, "p95_over_p50", 0), 100 * NumberOr(m, "cached_fraction", 0));
+                NumberOr(m, "p95_over_p50", 0), 100 * NumberOr(m, "cached_fraction", 0),
+                NumberOr(m, "uncached_tokens_mean", 0));
   }
   for (auto it = ratios.begin(); it != ratios.end(); ++it) {
     std::printf("%-36s %.3f\n", it.key().c_str(), it.value().get<double>());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "kvault/base/log.h"
@@ -74,15 +75,27 @@ KvCache::Restore KvCache::FetchFromStore(std::span<const llama_token> prefix, si
     return restore;
   }
   const Clock::time_point start = Clock::now();
-  store::Fetched fetched = store_->Fetch(lookup);
-  Status status = fetched.error;
-  if (fetched.n_tokens > own) {
-    Result<kv::KvBlock> joined = kv::JoinBlocks(fetched.blocks);
-    if (joined.ok()) {
-      restore.state = kv::SerializeSnapshot(*joined, seq_id, n_stream_);
+  // Each block is copied straight into the bytes llama.cpp imports, in a buffer kept from
+  // an earlier restore: one copy into mapped pages per byte.
+  std::optional<kv::SnapshotWriter> writer;
+  size_t n_blocks = 0;
+  const store::FetchProgress fetched =
+      store_->FetchEach(lookup, [&](const kv::KvBlock& block, uint32_t n_tokens) {
+        if (!writer) {
+          writer.emplace(block.shape, 0, static_cast<uint32_t>(lookup.n_tokens), seq_id, n_stream_,
+                         state_buffers_.Take());
+        }
+        ++n_blocks;
+        return writer->Append(block, n_tokens);
+      });
+  const Status& status = fetched.error;
+  if (writer) {
+    std::vector<uint8_t> state = std::move(*writer).Finish();
+    if (fetched.n_tokens > own) {
+      restore.state = std::move(state);
       restore.n_tokens = fetched.n_tokens;
     } else {
-      status = joined.status();
+      state_buffers_.Give(std::move(state));
     }
   }
   if (!status.ok()) {
@@ -92,7 +105,7 @@ KvCache::Restore KvCache::FetchFromStore(std::span<const llama_token> prefix, si
                      << "); recomputing the rest (safe mode)";
   }
   bool all_in_ram = true;
-  for (size_t i = 0; i < fetched.blocks.size(); ++i) {
+  for (size_t i = 0; i < n_blocks; ++i) {
     all_in_ram = all_in_ram && (lookup.blocks[i].tiers & kv::kTierRam) != 0;
   }
   restore.source = all_in_ram ? PrefixSource::kRam : PrefixSource::kDisk;
@@ -149,6 +162,7 @@ Result<PreparedPrefix> KvCache::Prepare(const SequenceLease& lease,
     prepared.restore_ms = (restore.seconds + SecondsSince(start)) * 1000.0;
     return Status::Ok();
   }));
+  state_buffers_.Give(std::move(restore.state));
   CountSource(prepared);
   return prepared;
 }

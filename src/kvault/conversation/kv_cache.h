@@ -26,6 +26,7 @@
 
 #include <llama.h>
 
+#include "kvault/base/buffer_pool.h"
 #include "kvault/base/result.h"
 #include "kvault/conversation/sequence_pool.h"
 #include "kvault/engine/context.h"
@@ -105,6 +106,9 @@ class KvCache {
   store::BlockStore* const store_;
   const RestorePolicy policy_;
   const uint32_t n_stream_;
+  // Restored states are assembled in these (see base/buffer_pool.h): two, for restores of
+  // requests that overlap.
+  BufferPool state_buffers_{2, size_t{1} << 30};
   mutable Mutex mu_;
   KvCacheStats stats_ KV_GUARDED_BY(mu_);
 };

@@ -232,7 +232,7 @@ Result<BlockMeta> PeekBlockMeta(std::span<const uint8_t> bytes) {
   return decoded.meta;
 }
 
-Result<DecodedBlock> DecodeBlock(std::span<const uint8_t> bytes) {
+Status DecodeBlockInto(std::span<const uint8_t> bytes, DecodedBlock* out) {
   if (bytes.size() < 8) return CorruptionError("block is truncated");
   uint64_t checksum = 0;
   std::memcpy(&checksum, bytes.data() + bytes.size() - 8, 8);
@@ -240,7 +240,7 @@ Result<DecodedBlock> DecodeBlock(std::span<const uint8_t> bytes) {
     return CorruptionError("block checksum mismatch");
   }
   SpanSource in(bytes.first(bytes.size() - 8));
-  DecodedBlock decoded;
+  DecodedBlock& decoded = *out;
   uint8_t flags = 0;
   KV_RETURN_IF_ERROR(GetHeader(&in, &decoded.meta, &decoded.block, &flags));
   uint64_t raw_size = 0, payload_size = 0;
@@ -274,6 +274,12 @@ Result<DecodedBlock> DecodeBlock(std::span<const uint8_t> bytes) {
     if (!IsF16Block(block)) return CorruptionError("quantized encoding of a non-f16 block");
     KV_RETURN_IF_ERROR(Dequantize(payload, decoded.meta.encoding, &block));
   }
+  return Status::Ok();
+}
+
+Result<DecodedBlock> DecodeBlock(std::span<const uint8_t> bytes) {
+  DecodedBlock decoded;
+  KV_RETURN_IF_ERROR(DecodeBlockInto(bytes, &decoded));
   return decoded;
 }
 

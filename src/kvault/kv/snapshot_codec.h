@@ -63,6 +63,9 @@ struct DecodedBlock {
 
 // Corruption for a bad magic, version, checksum, truncation or inconsistent sizes.
 Result<DecodedBlock> DecodeBlock(std::span<const uint8_t> bytes);
+// The same into `out`, whose buffers' capacity is reused (a restore decodes block after block
+// into one). On error `out` holds garbage.
+Status DecodeBlockInto(std::span<const uint8_t> bytes, DecodedBlock* out);
 // The header only (no checksum over the payload): for scanning a disk tier at start-up.
 Result<BlockMeta> PeekBlockMeta(std::span<const uint8_t> bytes);
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "kvault/base/check.h"
 #include "kvault/base/coding.h"
 #include "kvault/base/status_macros.h"
 
@@ -173,6 +174,116 @@ Result<KvBlock> ParseSnapshot(std::span<const uint8_t> bytes) {
   return block;
 }
 
+namespace {
+
+// Where each layer's K and V rows of `cells` cells start in a buffer: a KvBlock's data, or
+// the data sections of a llama.cpp snapshot between their headers.
+struct CellLayout {
+  uint32_t cells = 0;
+  std::vector<size_t> k, v;
+};
+
+// The layout of a KvBlock's data: per layer K, then per layer V, back to back.
+CellLayout BlockLayout(const SnapshotShape& shape, uint32_t cells) {
+  CellLayout layout{cells, {}, {}};
+  size_t offset = 0;
+  for (const LayerShape& layer : shape.layers) {
+    layout.k.push_back(offset);
+    offset += layer.k_row_size * cells;
+  }
+  for (const LayerShape& layer : shape.layers) {
+    layout.v.push_back(offset);
+    offset += layer.v_row_size * cells;
+  }
+  return layout;
+}
+
+// Copies cells [src_cell, src_cell + n) of `src` to cells [dst_cell, dst_cell + n) of `dst`.
+// Cell-major rows move in one piece per layer; element-major (v_trans) V in one per element.
+void CopyCells(const SnapshotShape& shape, const CellLayout& from, const uint8_t* src,
+               uint32_t src_cell, const CellLayout& to, uint8_t* dst, uint32_t dst_cell,
+               uint32_t n) {
+  for (size_t l = 0; l < shape.layers.size(); ++l) {
+    const size_t row = shape.layers[l].k_row_size;
+    std::memcpy(dst + to.k[l] + dst_cell * row, src + from.k[l] + src_cell * row, n * row);
+  }
+  for (size_t l = 0; l < shape.layers.size(); ++l) {
+    const LayerShape& layer = shape.layers[l];
+    if (!shape.v_trans) {
+      const size_t row = layer.v_row_size;
+      std::memcpy(dst + to.v[l] + dst_cell * row, src + from.v[l] + src_cell * row, n * row);
+      continue;
+    }
+    const size_t el = layer.v_el_size;
+    for (size_t j = 0; j < layer.n_embd_v_gqa; ++j) {
+      std::memcpy(dst + to.v[l] + (j * to.cells + dst_cell) * el,
+                  src + from.v[l] + (j * from.cells + src_cell) * el, n * el);
+    }
+  }
+}
+
+// Writes the headers of a snapshot of `cells` cells from `first_pos` (cells > 0) into `out`,
+// sized for the whole snapshot, and returns where its rows go. ParseSnapshot reads this.
+CellLayout WriteSnapshotHeaders(const SnapshotShape& shape, llama_pos first_pos, uint32_t cells,
+                                llama_seq_id seq_id, uint32_t n_stream, std::vector<uint8_t>* out) {
+  const size_t size = 12 + 4ull * n_stream + 12ull * cells + 8 + 24ull * shape.layers.size() +
+                      shape.BytesPerCell() * cells;
+  // A recycled buffer that is too small grows by half again: the conversations whose
+  // restores it serves grow a little every turn, and each regrowth costs fresh pages.
+  const bool recycled = out->capacity() > 0;
+  out->clear();
+  if (out->capacity() < size) out->reserve(recycled ? size + size / 2 : size);
+  VectorSink sink(out);
+  CellLayout layout{cells, {}, {}};
+  PutFixed<uint32_t>(&sink, kLlamaStateMagic);
+  PutFixed<int32_t>(&sink, seq_id);
+  PutFixed<uint32_t>(&sink, n_stream);
+  // Without a unified cache sequence i lives in stream i, where llama.cpp's own export puts
+  // its cells (on import it takes them for seq_id's stream, whichever slot they are in).
+  const uint32_t stream =
+      n_stream > 1 && seq_id >= 0 && static_cast<uint32_t>(seq_id) < n_stream ? seq_id : 0;
+  for (uint32_t s = 0; s < n_stream; ++s) {
+    PutFixed<uint32_t>(&sink, s == stream ? cells : 0);
+    if (s != stream) continue;
+    for (uint32_t i = 0; i < cells; ++i) {
+      PutFixed<int32_t>(&sink, first_pos + static_cast<llama_pos>(i));
+      PutFixed<uint32_t>(&sink, 1);
+      PutFixed<int32_t>(&sink, seq_id);
+    }
+    PutFixed<uint32_t>(&sink, shape.v_trans ? 1 : 0);
+    PutFixed<uint32_t>(&sink, static_cast<uint32_t>(shape.layers.size()));
+    for (const LayerShape& layer : shape.layers) {
+      PutFixed<int32_t>(&sink, layer.k_type);
+      PutFixed<uint64_t>(&sink, layer.k_row_size);
+      layout.k.push_back(out->size());
+      out->resize(out->size() + layer.k_row_size * cells);
+    }
+    for (const LayerShape& layer : shape.layers) {
+      PutFixed<int32_t>(&sink, layer.v_type);
+      if (shape.v_trans) {
+        PutFixed<uint32_t>(&sink, layer.v_el_size);
+        PutFixed<uint32_t>(&sink, layer.n_embd_v_gqa);
+      } else {
+        PutFixed<uint64_t>(&sink, layer.v_row_size);
+      }
+      layout.v.push_back(out->size());
+      out->resize(out->size() + layer.v_row_size * cells);
+    }
+  }
+  return layout;
+}
+
+Status CheckBlockData(const KvBlock& block) {
+  if (block.data.size() != block.ExpectedDataSize()) {
+    return InvalidArgumentError("block data has " + std::to_string(block.data.size()) +
+                                " bytes, its shape needs " +
+                                std::to_string(block.ExpectedDataSize()));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<KvBlock> SliceBlock(const KvBlock& block, llama_pos first_pos, uint32_t n_tokens) {
   const llama_pos end = block.first_pos + static_cast<llama_pos>(block.n_tokens);
   if (first_pos < block.first_pos || first_pos + static_cast<llama_pos>(n_tokens) > end ||
@@ -181,32 +292,15 @@ Result<KvBlock> SliceBlock(const KvBlock& block, llama_pos first_pos, uint32_t n
                                 std::to_string(n_tokens) + ") outside the block's [" +
                                 std::to_string(block.first_pos) + ", " + std::to_string(end) + ")");
   }
+  KV_RETURN_IF_ERROR(CheckBlockData(block));
   KvBlock slice;
   slice.first_pos = first_pos;
   slice.n_tokens = n_tokens;
   slice.shape = block.shape;
-  slice.data.reserve(slice.ExpectedDataSize());
-  const uint32_t skip = static_cast<uint32_t>(first_pos - block.first_pos);
-  size_t offset = 0;
-  for (const LayerShape& layer : block.shape.layers) {
-    const uint8_t* rows = block.data.data() + offset;
-    slice.data.insert(slice.data.end(), rows + skip * layer.k_row_size,
-                      rows + (skip + n_tokens) * layer.k_row_size);
-    offset += layer.k_row_size * block.n_tokens;
-  }
-  std::vector<uint32_t> cells(n_tokens);
-  std::iota(cells.begin(), cells.end(), skip);
-  for (const LayerShape& layer : block.shape.layers) {
-    const std::span<const uint8_t> rows(block.data.data() + offset,
-                                        layer.v_row_size * block.n_tokens);
-    if (block.shape.v_trans) {
-      CopyTransposedCells(rows, block.n_tokens, cells, layer, &slice.data);
-    } else {
-      slice.data.insert(slice.data.end(), rows.begin() + skip * layer.v_row_size,
-                        rows.begin() + (skip + n_tokens) * layer.v_row_size);
-    }
-    offset += rows.size();
-  }
+  slice.data.resize(slice.ExpectedDataSize());
+  CopyCells(block.shape, BlockLayout(block.shape, block.n_tokens), block.data.data(),
+            static_cast<uint32_t>(first_pos - block.first_pos), BlockLayout(slice.shape, n_tokens),
+            slice.data.data(), 0, n_tokens);
   return slice;
 }
 
@@ -225,101 +319,77 @@ Result<KvBlock> JoinBlocks(std::span<const KvBlock> blocks) {
                                   " does not follow position " +
                                   std::to_string(joined.first_pos + joined.n_tokens - 1));
     }
-    if (block.data.size() != block.ExpectedDataSize()) {
-      return InvalidArgumentError("block data has " + std::to_string(block.data.size()) +
-                                  " bytes, its shape needs " +
-                                  std::to_string(block.ExpectedDataSize()));
-    }
+    KV_RETURN_IF_ERROR(CheckBlockData(block));
     joined.n_tokens += block.n_tokens;
   }
-  joined.data.reserve(joined.ExpectedDataSize());
-  // Per layer, K of every block; then per layer, V of every block (per element if v_trans).
-  std::vector<size_t> offsets(blocks.size(), 0);
-  for (const LayerShape& layer : joined.shape.layers) {
-    for (size_t b = 0; b < blocks.size(); ++b) {
-      const size_t n = layer.k_row_size * blocks[b].n_tokens;
-      const uint8_t* rows = blocks[b].data.data() + offsets[b];
-      joined.data.insert(joined.data.end(), rows, rows + n);
-      offsets[b] += n;
-    }
-  }
-  for (const LayerShape& layer : joined.shape.layers) {
-    if (!joined.shape.v_trans) {
-      for (size_t b = 0; b < blocks.size(); ++b) {
-        const size_t n = layer.v_row_size * blocks[b].n_tokens;
-        const uint8_t* rows = blocks[b].data.data() + offsets[b];
-        joined.data.insert(joined.data.end(), rows, rows + n);
-        offsets[b] += n;
-      }
-      continue;
-    }
-    for (uint32_t j = 0; j < layer.n_embd_v_gqa; ++j) {
-      for (size_t b = 0; b < blocks.size(); ++b) {
-        const size_t run = static_cast<size_t>(layer.v_el_size) * blocks[b].n_tokens;
-        const uint8_t* src = blocks[b].data.data() + offsets[b] + j * run;
-        joined.data.insert(joined.data.end(), src, src + run);
-      }
-    }
-    for (size_t b = 0; b < blocks.size(); ++b) offsets[b] += layer.v_row_size * blocks[b].n_tokens;
+  joined.data.resize(joined.ExpectedDataSize());
+  const CellLayout to = BlockLayout(joined.shape, joined.n_tokens);
+  uint32_t at = 0;
+  for (const KvBlock& block : blocks) {
+    CopyCells(joined.shape, BlockLayout(block.shape, block.n_tokens), block.data.data(), 0, to,
+              joined.data.data(), at, block.n_tokens);
+    at += block.n_tokens;
   }
   return joined;
 }
 
-namespace {
-
-// One stream's cells (block.n_tokens > 0, all of seq_id) and their rows: what
-// ParseStreamCells reads.
-void PutStreamCells(VectorSink* out, const KvBlock& block, llama_seq_id seq_id) {
-  for (uint32_t i = 0; i < block.n_tokens; ++i) {
-    PutFixed<int32_t>(out, block.first_pos + static_cast<llama_pos>(i));
-    PutFixed<uint32_t>(out, 1);
-    PutFixed<int32_t>(out, seq_id);
-  }
-  PutFixed<uint32_t>(out, block.shape.v_trans ? 1 : 0);
-  PutFixed<uint32_t>(out, static_cast<uint32_t>(block.shape.layers.size()));
-  size_t offset = 0;
-  for (const LayerShape& layer : block.shape.layers) {
-    PutFixed<int32_t>(out, layer.k_type);
-    PutFixed<uint64_t>(out, layer.k_row_size);
-    const size_t n = layer.k_row_size * block.n_tokens;
-    out->Append(std::span<const uint8_t>(block.data.data() + offset, n));
-    offset += n;
-  }
-  for (const LayerShape& layer : block.shape.layers) {
-    PutFixed<int32_t>(out, layer.v_type);
-    if (block.shape.v_trans) {
-      PutFixed<uint32_t>(out, layer.v_el_size);
-      PutFixed<uint32_t>(out, layer.n_embd_v_gqa);
-    } else {
-      PutFixed<uint64_t>(out, layer.v_row_size);
-    }
-    const size_t n = layer.v_row_size * block.n_tokens;
-    out->Append(std::span<const uint8_t>(block.data.data() + offset, n));
-    offset += n;
-  }
-}
-
-}  // namespace
-
 std::vector<uint8_t> SerializeSnapshot(const KvBlock& block, llama_seq_id seq_id,
                                        uint32_t n_stream) {
-  std::vector<uint8_t> bytes;
-  VectorSink out(&bytes);
-  out.Reserve(20 + 4ull * n_stream + 12ull * block.n_tokens + block.data.size() +
-              24ull * block.shape.layers.size());
-  PutFixed<uint32_t>(&out, kLlamaStateMagic);
-  PutFixed<int32_t>(&out, seq_id);
-  PutFixed<uint32_t>(&out, n_stream);
-  // Without a unified cache sequence i lives in stream i, where llama.cpp's own export puts
-  // its cells (on import it takes them for seq_id's stream, whichever slot they are in).
-  const uint32_t stream =
-      n_stream > 1 && seq_id >= 0 && static_cast<uint32_t>(seq_id) < n_stream ? seq_id : 0;
-  for (uint32_t s = 0; s < n_stream; ++s) {
-    const uint32_t n_cells = s == stream ? block.n_tokens : 0;
-    PutFixed<uint32_t>(&out, n_cells);
-    if (n_cells > 0) PutStreamCells(&out, block, seq_id);
+  SnapshotWriter writer(block.shape, block.first_pos, block.n_tokens, seq_id, n_stream);
+  const Status appended = writer.Append(block);
+  KV_CHECK(appended.ok(), appended.message());
+  return std::move(writer).Finish();
+}
+
+struct SnapshotWriter::Layout : CellLayout {};
+
+SnapshotWriter::SnapshotWriter(const SnapshotShape& shape, llama_pos first_pos, uint32_t n_tokens,
+                               llama_seq_id seq_id, uint32_t n_stream, std::vector<uint8_t> buffer)
+    : shape_(shape),
+      first_pos_(first_pos),
+      n_planned_(n_tokens),
+      seq_id_(seq_id),
+      n_stream_(n_stream),
+      bytes_(std::move(buffer)),
+      layout_(std::make_unique<Layout>()) {
+  static_cast<CellLayout&>(*layout_) =
+      WriteSnapshotHeaders(shape_, first_pos_, n_planned_, seq_id_, n_stream_, &bytes_);
+}
+
+SnapshotWriter::~SnapshotWriter() = default;
+
+Status SnapshotWriter::Append(const KvBlock& block, uint32_t n_tokens) {
+  if (!(block.shape == shape_)) {
+    return InvalidArgumentError("block of shape " + block.shape.Describe() + ", snapshot has " +
+                                shape_.Describe());
   }
-  return bytes;
+  const llama_pos next = first_pos_ + static_cast<llama_pos>(n_written_);
+  if (block.first_pos != next) {
+    return InvalidArgumentError("block at position " + std::to_string(block.first_pos) +
+                                ", the snapshot continues at " + std::to_string(next));
+  }
+  if (n_tokens > block.n_tokens || n_tokens > n_planned_ - n_written_) {
+    return InvalidArgumentError("appending " + std::to_string(n_tokens) + " of a block's " +
+                                std::to_string(block.n_tokens) + " tokens to a snapshot with " +
+                                std::to_string(n_planned_ - n_written_) + " left");
+  }
+  KV_RETURN_IF_ERROR(CheckBlockData(block));
+  CopyCells(shape_, BlockLayout(shape_, block.n_tokens), block.data.data(), 0, *layout_,
+            bytes_.data(), n_written_, n_tokens);
+  n_written_ += n_tokens;
+  return Status::Ok();
+}
+
+std::vector<uint8_t> SnapshotWriter::Finish() && {
+  if (n_written_ == n_planned_) return std::move(bytes_);
+  if (n_written_ == 0) return {};
+  // Fewer positions than planned (a block failed): every section is shorter, so lay it out
+  // again. Only safe mode takes this path.
+  std::vector<uint8_t> shorter;
+  const CellLayout to =
+      WriteSnapshotHeaders(shape_, first_pos_, n_written_, seq_id_, n_stream_, &shorter);
+  CopyCells(shape_, *layout_, bytes_.data(), 0, to, shorter.data(), 0, n_written_);
+  return shorter;
 }
 
 }  // namespace kvault::kv

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -85,8 +86,45 @@ Result<KvBlock> SliceBlock(const KvBlock& block, llama_pos first_pos, uint32_t n
 Result<KvBlock> JoinBlocks(std::span<const KvBlock> blocks);
 
 // The bytes llama_state_seq_set_data accepts for `block` (cells in position order, tagged
-// with `seq_id`), for a cache of `n_stream` streams (Context::n_stream()).
+// with `seq_id`), for a cache of `n_stream` streams (Context::n_stream()). REQUIRES: the
+// block's data has the size its shape needs (ParseSnapshot and DecodeBlock make sure of it).
 std::vector<uint8_t> SerializeSnapshot(const KvBlock& block, llama_seq_id seq_id,
                                        uint32_t n_stream = 1);
+
+// Assembles what SerializeSnapshot makes for positions [first_pos, first_pos + n_tokens) from
+// blocks handed over in position order, each block's rows copied straight to their place: a
+// restore copies every byte once, with no joined block in between.
+class SnapshotWriter {
+ public:
+  // `buffer`'s capacity is reused: a buffer kept from an earlier restore costs no fresh pages
+  // (a page fault per 4 KiB, ~70 ms for the 26 MB of 2,000 q05 tokens on a 2-core VM).
+  SnapshotWriter(const SnapshotShape& shape, llama_pos first_pos, uint32_t n_tokens,
+                 llama_seq_id seq_id, uint32_t n_stream, std::vector<uint8_t> buffer = {});
+  ~SnapshotWriter();
+  SnapshotWriter(const SnapshotWriter&) = delete;
+  SnapshotWriter& operator=(const SnapshotWriter&) = delete;
+
+  // Appends the first `n_tokens` positions of `block`, which must start where the snapshot
+  // continues and have its shape. InvalidArgument otherwise (nothing is written).
+  Status Append(const KvBlock& block, uint32_t n_tokens);
+  Status Append(const KvBlock& block) { return Append(block, block.n_tokens); }
+
+  uint32_t n_written() const { return n_written_; }
+
+  // The bytes for the positions appended so far; if fewer than planned, laid out for just
+  // those (empty if none).
+  std::vector<uint8_t> Finish() &&;
+
+ private:
+  struct Layout;
+  const SnapshotShape shape_;
+  const llama_pos first_pos_;
+  const uint32_t n_planned_;
+  const llama_seq_id seq_id_;
+  const uint32_t n_stream_;
+  uint32_t n_written_ = 0;
+  std::vector<uint8_t> bytes_;
+  std::unique_ptr<Layout> layout_;
+};
 
 }  // namespace kvault::kv

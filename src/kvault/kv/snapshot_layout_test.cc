@@ -157,6 +157,71 @@ TEST_P(SnapshotLayoutTest, PrefixSliceEqualsARunCutBackWithSeqRm) {
   EXPECT_EQ(SerializeSnapshot(prefix, 0), expected);
 }
 
+// The restore path's writer, from blocks of 16 with the last one used only in part, makes
+// exactly the bytes of serializing the joined blocks; stopped short, exactly those of the
+// shorter prefix (what llama.cpp exports for a run cut back there).
+TEST_P(SnapshotLayoutTest, WriterFromBlocksEqualsSerializingTheJoinedPrefix) {
+  const std::vector<llama_token> prompt = Prompt();
+  std::unique_ptr<engine::Context> context = NewContext();
+  Decode(*context, 0, 0, prompt);
+  const KvBlock whole = ParseSnapshot(context->ExportSequence(0).value()).value();
+  const uint32_t n = whole.n_tokens - 3;  // the last block is cut 3 tokens short
+  std::vector<KvBlock> blocks;
+  for (uint32_t p = 0; p < whole.n_tokens; p += 16) {
+    blocks.push_back(
+        SliceBlock(whole, static_cast<llama_pos>(p), std::min<uint32_t>(16, whole.n_tokens - p))
+            .value());
+  }
+  const std::vector<uint8_t> expected =
+      SerializeSnapshot(SliceBlock(whole, 0, n).value(), 2, context->n_stream());
+
+  // Writing into a recycled buffer that is larger and holds stale bytes changes nothing.
+  SnapshotWriter writer(whole.shape, 0, n, 2, context->n_stream(),
+                        std::vector<uint8_t>(expected.size() + 100, 0xAB));
+  uint32_t left = n;
+  for (const KvBlock& block : blocks) {
+    const uint32_t take = std::min(left, block.n_tokens);
+    ASSERT_TRUE(writer.Append(block, take).ok());
+    left -= take;
+  }
+  EXPECT_EQ(writer.n_written(), n);
+  const std::vector<uint8_t> written = std::move(writer).Finish();
+  EXPECT_EQ(written, expected);
+  context->ClearAll();
+  ASSERT_TRUE(context->ImportSequence(2, written).ok());
+  EXPECT_EQ(context->SequenceLength(2), static_cast<llama_pos>(n));
+
+  SnapshotWriter short_writer(whole.shape, 0, n, 0, context->n_stream());
+  ASSERT_TRUE(short_writer.Append(blocks[0]).ok());
+  ASSERT_TRUE(short_writer.Append(blocks[1], 5).ok());
+  EXPECT_EQ(std::move(short_writer).Finish(),
+            SerializeSnapshot(SliceBlock(whole, 0, 21).value(), 0, context->n_stream()));
+}
+
+TEST_P(SnapshotLayoutTest, WriterRefusesBlocksThatDoNotContinueIt) {
+  const std::vector<llama_token> prompt = Prompt();
+  std::unique_ptr<engine::Context> context = NewContext();
+  Decode(*context, 0, 0, prompt);
+  const KvBlock whole = ParseSnapshot(context->ExportSequence(0).value()).value();
+  const KvBlock first = SliceBlock(whole, 0, 8).value();
+  const KvBlock second = SliceBlock(whole, 8, 8).value();
+  SnapshotWriter writer(whole.shape, 0, 12, 0, 1);
+  EXPECT_FALSE(writer.Append(second).ok());  // a gap: position 8 before 0
+  ASSERT_TRUE(writer.Append(first).ok());
+  EXPECT_FALSE(writer.Append(first).ok());      // position 0 again
+  EXPECT_FALSE(writer.Append(second).ok());     // 8 tokens where 4 are left
+  EXPECT_FALSE(writer.Append(second, 9).ok());  // more than the block has
+  KvBlock other_shape = second;
+  other_shape.shape.layers.pop_back();
+  EXPECT_FALSE(writer.Append(other_shape, 4).ok());
+  KvBlock short_data = second;
+  short_data.data.resize(short_data.data.size() - 1);
+  EXPECT_FALSE(writer.Append(short_data, 4).ok());
+  EXPECT_EQ(writer.n_written(), 8u);  // refused appends wrote nothing
+  ASSERT_TRUE(writer.Append(second, 4).ok());
+  EXPECT_EQ(std::move(writer).Finish(), SerializeSnapshot(SliceBlock(whole, 0, 12).value(), 0));
+}
+
 TEST_P(SnapshotLayoutTest, ByteFlipsAndTruncationsNeverCrash) {
   std::unique_ptr<engine::Context> context = NewContext();
   Decode(*context, 0, 0, Prompt());

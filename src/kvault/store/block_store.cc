@@ -62,8 +62,32 @@ Lookup BlockStore::Find(std::span<const llama_token> tokens) const {
 }
 
 Fetched BlockStore::Fetch(const Lookup& lookup) {
-  Impl& s = *impl_;
   Fetched fetched;
+  const FetchProgress progress =
+      FetchEach(lookup, [&](const kv::KvBlock& block, uint32_t n_tokens) -> Status {
+        if (n_tokens == block.n_tokens) {
+          fetched.blocks.push_back(block);
+        } else {
+          KV_ASSIGN_OR_RETURN(kv::KvBlock sliced, kv::SliceBlock(block, block.first_pos, n_tokens));
+          fetched.blocks.push_back(std::move(sliced));
+        }
+        return Status::Ok();
+      });
+  fetched.n_tokens = progress.n_tokens;
+  fetched.error = progress.error;
+  return fetched;
+}
+
+FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& visit) {
+  Impl& s = *impl_;
+  FetchProgress fetched;
+  kv::DecodedBlock decoded;  // one buffer for every block of the lookup, from the pool
+  decoded.block.data = s.decode_buffers.Take();
+  struct GiveBack {
+    Impl& s;
+    kv::DecodedBlock& decoded;
+    ~GiveBack() { s.decode_buffers.Give(std::move(decoded.block.data)); }
+  } give_back{s, decoded};
   for (const LocatedBlock& located : lookup.blocks) {
     const auto start = std::chrono::steady_clock::now();
     BlockBytes bytes;
@@ -94,54 +118,52 @@ Fetched BlockStore::Fetch(const Lookup& lookup) {
         fetched.error = NotFoundError("block " + located.name.ToHex() + " is gone");
       return fetched;
     }
-    Result<kv::DecodedBlock> decoded = kv::DecodeBlock(*bytes);
-    Status checked = decoded.ok() ? Status::Ok() : decoded.status();
-    if (checked.ok() && !(decoded->meta.name == located.name)) {
+    Status checked = kv::DecodeBlockInto(*bytes, &decoded);
+    if (checked.ok() && !(decoded.meta.name == located.name)) {
       checked = CorruptionError("block file " + located.name.ToHex() + " holds another block");
     }
-    if (checked.ok() && decoded->block.first_pos != static_cast<llama_pos>(fetched.n_tokens)) {
+    if (checked.ok() && decoded.block.first_pos != static_cast<llama_pos>(fetched.n_tokens)) {
       checked = CorruptionError("block " + located.name.ToHex() + " starts at the wrong position");
+    }
+    if (checked.ok() && located.n_tokens > decoded.block.n_tokens) {
+      checked = CorruptionError("block " + located.name.ToHex() + " is shorter than the tree says");
     }
     if (checked.ok() && !s.params.shape.layers.empty()) {
       checked =
-          kv::CheckCompatible(decoded->meta, decoded->block.shape, s.params.space, s.params.shape);
+          kv::CheckCompatible(decoded.meta, decoded.block.shape, s.params.space, s.params.shape);
     }
     const double seconds = SecondsSince(start);
-    MutexLock lock(&s.mu);
-    if (!checked.ok()) {
-      if (checked.code() == StatusCode::kCorruption) {
-        ++s.counters.corrupt_blocks;
-      } else {
-        ++s.counters.incompatible_blocks;
-      }
-      KV_LOG(kWarning) << "store: dropping block " << located.name.ToHex() << ": "
-                       << checked.message();
-      s.ForgetRemoved(s.tree.Remove(located.name));
-      if (s.disk) s.disk->Erase(located.name).IgnoreError();
-      fetched.error = checked;
-      return fetched;
-    }
-    TierStats& tier = from_disk ? s.counters.disk : s.counters.ram;
-    ++tier.hits;
-    tier.read_bytes += static_cast<int64_t>(bytes->size());
-    tier.read_seconds += seconds;
-    s.tree.Touch(located.name, s.Now());
-    if (from_disk && s.tree.Find(located.name) != nullptr) {  // promotion
-      s.ram->Put(located.name, bytes).IgnoreError();
-      s.tree.AddTiers(located.name, kv::kTierRam);
-      s.EvictRam();
-    }
-    kv::KvBlock block = std::move(decoded->block);
-    if (located.n_tokens < block.n_tokens) {
-      Result<kv::KvBlock> sliced = kv::SliceBlock(block, block.first_pos, located.n_tokens);
-      if (!sliced.ok()) {
-        fetched.error = sliced.status();
+    {
+      MutexLock lock(&s.mu);
+      if (!checked.ok()) {
+        if (checked.code() == StatusCode::kCorruption) {
+          ++s.counters.corrupt_blocks;
+        } else {
+          ++s.counters.incompatible_blocks;
+        }
+        KV_LOG(kWarning) << "store: dropping block " << located.name.ToHex() << ": "
+                         << checked.message();
+        s.ForgetRemoved(s.tree.Remove(located.name));
+        if (s.disk) s.disk->Erase(located.name).IgnoreError();
+        fetched.error = checked;
         return fetched;
       }
-      block = std::move(sliced).value();
+      TierStats& tier = from_disk ? s.counters.disk : s.counters.ram;
+      ++tier.hits;
+      tier.read_bytes += static_cast<int64_t>(bytes->size());
+      tier.read_seconds += seconds;
+      s.tree.Touch(located.name, s.Now());
+      if (from_disk && s.tree.Find(located.name) != nullptr) {  // promotion
+        s.ram->Put(located.name, bytes).IgnoreError();
+        s.tree.AddTiers(located.name, kv::kTierRam);
+        s.EvictRam();
+      }
     }
-    fetched.n_tokens += block.n_tokens;
-    fetched.blocks.push_back(std::move(block));
+    if (Status visited = visit(decoded.block, located.n_tokens); !visited.ok()) {
+      fetched.error = visited;
+      return fetched;
+    }
+    fetched.n_tokens += located.n_tokens;
   }
   return fetched;
 }

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -118,6 +119,16 @@ struct Fetched {
   Status error;  // why it stopped short of the lookup (OK if it did not)
 };
 
+// How far FetchEach got: tokens handed over, and why it stopped short (OK if it did not).
+struct FetchProgress {
+  size_t n_tokens = 0;
+  Status error;
+};
+
+// Receives a decoded block and how many of its leading tokens the lookup uses; the block is
+// valid only during the call. An error ends the fetch.
+using BlockVisitor = std::function<Status(const kv::KvBlock& block, uint32_t n_tokens)>;
+
 struct StoreResult {
   int n_new_blocks = 0;  // encoded and added now
   int n_known_blocks = 0;
@@ -155,6 +166,9 @@ class BlockStore {
   // and recording hits. A block that fails (corrupt, gone, incompatible) ends the fetch:
   // corrupt files are deleted and the block leaves the tree.
   Fetched Fetch(const Lookup& lookup);
+  // The same, handing each block to `visit` as it is decoded instead of keeping them all:
+  // the restore path, which copies each block straight into the bytes llama.cpp imports.
+  FetchProgress FetchEach(const Lookup& lookup, const BlockVisitor& visit);
   // Stores the blocks of a sequence: `kv` holds positions [0, tokens.size()) and `tokens`
   // their ids. Blocks already cached only record a use. `previous_tail` (the partial block
   // this sequence stored last time, if any) is dropped when the new blocks supersede it.

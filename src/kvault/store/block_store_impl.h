@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kvault/base/buffer_pool.h"
 #include "kvault/base/mutex.h"
 #include "kvault/kv/eviction_policy.h"
 #include "kvault/kv/radix_tree.h"
@@ -27,6 +28,8 @@ struct BlockStore::Impl {
   BlockStoreParams params;
   std::unique_ptr<kv::EvictionPolicy> policy;
   std::unique_ptr<Tier> ram;
+  // FetchEach decodes into these (one per fetch in flight; see base/buffer_pool.h).
+  BufferPool decode_buffers{4, size_t{256} << 20};
   std::unique_ptr<DiskTier> disk;  // null without a disk tier
   const std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 

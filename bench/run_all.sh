@@ -22,8 +22,9 @@ declare -A commands=(
   [memory]="build/kvault bench memory --model build/testdata/tiny.gguf --tokens 10000000"
   [recall]="build/kvault bench recall --model build/testdata/tiny.gguf"
   [reconnect]="build/kvault bench reconnect --model models/q05.gguf --tokens 1000000"
+  [restore-path]="build/bench/restore_path_bench"
 )
-order=(engine serve resume prefix prefix-tiny footprint fidelity fidelity-peaked memory recall reconnect)
+order=(engine serve resume prefix prefix-tiny footprint fidelity fidelity-peaked memory recall reconnect restore-path)
 (($#)) && order=("$@")
 for name in "${order[@]}"; do
   command=${commands[$name]:?unknown benchmark $name}

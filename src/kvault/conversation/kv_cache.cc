@@ -76,7 +76,7 @@ KvCache::Restore KvCache::FetchFromStore(std::span<const llama_token> prefix, si
   }
   const Clock::time_point start = Clock::now();
   // Each block is copied straight into the bytes llama.cpp imports, in a buffer kept from
-  // an earlier restore: one copy into mapped pages per byte.
+  // an earlier restore: no joined block in between, and no fresh pages to fault in.
   std::optional<kv::SnapshotWriter> writer;
   size_t n_blocks = 0;
   const store::FetchProgress fetched =
@@ -85,8 +85,9 @@ KvCache::Restore KvCache::FetchFromStore(std::span<const llama_token> prefix, si
           writer.emplace(block.shape, 0, static_cast<uint32_t>(lookup.n_tokens), seq_id, n_stream_,
                          state_buffers_.Take());
         }
+        KV_RETURN_IF_ERROR(writer->Append(block, n_tokens));
         ++n_blocks;
-        return writer->Append(block, n_tokens);
+        return Status::Ok();
       });
   const Status& status = fetched.error;
   if (writer) {
@@ -129,7 +130,7 @@ Result<PreparedPrefix> KvCache::Prepare(const SequenceLease& lease,
   const size_t own = CommonPrefix(lease.tokens, prefix);
   Restore restore = FetchFromStore(prefix, own, seq_id);
   prepared.fell_back = restore.failed;
-  KV_RETURN_IF_ERROR(scheduler_->RunOnEngineThread([&](engine::Context& context) {
+  const Status ran = scheduler_->RunOnEngineThread([&](engine::Context& context) {
     const Clock::time_point start = Clock::now();
     const SequencePool::SharedPrefix shared = pool_->LongestParkedPrefix(prefix, seq_id);
     const size_t best = std::max({own, shared.n_tokens, restore.n_tokens});
@@ -161,8 +162,9 @@ Result<PreparedPrefix> KvCache::Prepare(const SequenceLease& lease,
     prepared.source = restore.source;
     prepared.restore_ms = (restore.seconds + SecondsSince(start)) * 1000.0;
     return Status::Ok();
-  }));
+  });
   state_buffers_.Give(std::move(restore.state));
+  KV_RETURN_IF_ERROR(ran);
   CountSource(prepared);
   return prepared;
 }

@@ -222,7 +222,7 @@ void CopyCells(const SnapshotShape& shape, const CellLayout& from, const uint8_t
   }
 }
 
-// Writes the headers of a snapshot of `cells` cells from `first_pos` (cells > 0) into `out`,
+// Writes the headers of a snapshot of `cells` cells from `first_pos` into `out`,
 // sized for the whole snapshot, and returns where its rows go. ParseSnapshot reads this.
 CellLayout WriteSnapshotHeaders(const SnapshotShape& shape, llama_pos first_pos, uint32_t cells,
                                 llama_seq_id seq_id, uint32_t n_stream, std::vector<uint8_t>* out) {
@@ -244,7 +244,7 @@ CellLayout WriteSnapshotHeaders(const SnapshotShape& shape, llama_pos first_pos,
       n_stream > 1 && seq_id >= 0 && static_cast<uint32_t>(seq_id) < n_stream ? seq_id : 0;
   for (uint32_t s = 0; s < n_stream; ++s) {
     PutFixed<uint32_t>(&sink, s == stream ? cells : 0);
-    if (s != stream) continue;
+    if (s != stream || cells == 0) continue;
     for (uint32_t i = 0; i < cells; ++i) {
       PutFixed<int32_t>(&sink, first_pos + static_cast<llama_pos>(i));
       PutFixed<uint32_t>(&sink, 1);

@@ -3,8 +3,10 @@
 // once, exported, encoded, decoded and imported back into another sequence of the same
 // context; then the next token's logits are computed from the original cells and from the
 // restored ones. Reported per encoding: mean and max KL divergence of the next-token
-// distribution (restored || original), top-1 agreement, the relative L2 error of K and V,
-// and the bytes per token at rest (with and without zstd).
+// distribution (restored || original), top-1 agreement, the relative L2 error of K and V and
+// of the attention output of that next token (every layer's, before the output projection,
+// read through llama.cpp's graph callback), and the bytes per token at rest (with and
+// without zstd).
 //
 // Random-weight models have nearly flat logits, which makes KL small whatever the error;
 // run it on a model made with `make-model --output-scale 8` as well (peaked distributions).
@@ -14,6 +16,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <string_view>
 
 #include "cli/bench_common.h"
 #include "cli/cli_util.h"
@@ -40,7 +43,8 @@ struct FidelityOptions {
 struct EncodingStats {
   std::vector<double> kl;
   int top1_agree = 0;
-  double err2 = 0, ref2 = 0;  // sums of squared differences and of squared values
+  double err2 = 0, ref2 = 0;            // K and V: sums of squared differences and values
+  double attn_err2 = 0, attn_ref2 = 0;  // attention outputs: the same
   double bytes_plain = 0, bytes_zstd = 0, tokens = 0;
 };
 
@@ -90,8 +94,41 @@ size_t Argmax(std::span<const float> v) {
   return static_cast<size_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
+// "kqv_out-<layer>" exactly: views of it are named "kqv_out-<layer> (reshaped)" and the like.
+bool IsAttentionOutput(std::string_view name) {
+  constexpr std::string_view kPrefix = "kqv_out-";
+  if (!name.starts_with(kPrefix) || name.size() == kPrefix.size()) return false;
+  name.remove_prefix(kPrefix.size());
+  return std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The attention outputs ("kqv_out-<layer>") of the decodes made while `armed`, layer by
+// layer in graph order: a llama.cpp graph evaluation callback.
+struct AttentionCapture {
+  bool armed = false;
+  std::vector<std::vector<float>> outputs;
+
+  static bool Observe(ggml_tensor* tensor, bool ask, void* data) {
+    auto* self = static_cast<AttentionCapture*>(data);
+    const bool wanted = self->armed && tensor->type == GGML_TYPE_F32 &&
+                        ggml_is_contiguous(tensor) && IsAttentionOutput(ggml_get_name(tensor));
+    if (ask) return wanted;  // asked whether to show it computed
+    if (wanted) {
+      std::vector<float>& out = self->outputs.emplace_back(ggml_nelements(tensor));
+      ggml_backend_tensor_get(tensor, out.data(), 0, ggml_nbytes(tensor));
+    }
+    return true;  // go on computing
+  }
+};
+
 Result<std::vector<float>> NextLogits(engine::Context& context, llama_seq_id seq, llama_pos pos,
-                                      llama_token token) {
+                                      llama_token token, AttentionCapture* capture) {
+  capture->outputs.clear();
+  capture->armed = true;
+  struct Disarm {
+    AttentionCapture* capture;
+    ~Disarm() { capture->armed = false; }
+  } disarm{capture};
   engine::BatchDecoder decoder(&context);
   const engine::SequenceChunk chunk{seq, pos, {&token, 1}, true};
   KV_RETURN_IF_ERROR(decoder.Decode({&chunk, 1}));
@@ -100,7 +137,8 @@ Result<std::vector<float>> NextLogits(engine::Context& context, llama_seq_id seq
 }
 
 // One prompt: original next-token logits vs those after each encoding round trip.
-Status MeasurePrompt(engine::Context& context, const std::vector<llama_token>& prompt,
+Status MeasurePrompt(engine::Context& context, AttentionCapture* capture,
+                     const std::vector<llama_token>& prompt,
                      std::map<std::string, EncodingStats>* stats) {
   const auto n = static_cast<llama_pos>(prompt.size() - 1);
   context.ClearAll();
@@ -109,7 +147,12 @@ Status MeasurePrompt(engine::Context& context, const std::vector<llama_token>& p
   KV_RETURN_IF_ERROR(decoder.Decode({&chunk, 1}));
   KV_ASSIGN_OR_RETURN(std::vector<uint8_t> exported, context.ExportSequence(0));
   KV_ASSIGN_OR_RETURN(kv::KvBlock block, kv::ParseSnapshot(exported));
-  KV_ASSIGN_OR_RETURN(std::vector<float> original, NextLogits(context, 0, n, prompt.back()));
+  KV_ASSIGN_OR_RETURN(std::vector<float> original,
+                      NextLogits(context, 0, n, prompt.back(), capture));
+  const std::vector<std::vector<float>> original_attention = capture->outputs;
+  if (original_attention.empty()) {
+    return InternalError("llama.cpp showed no attention output (kqv_out) to the callback");
+  }
   const std::vector<double> p = Softmax(original);
   kv::BlockMeta meta;
   meta.tokens.assign(prompt.begin(), prompt.begin() + n);
@@ -134,7 +177,20 @@ Status MeasurePrompt(engine::Context& context, const std::vector<llama_token>& p
     context.ClearSequence(1);
     KV_RETURN_IF_ERROR(
         context.ImportSequence(1, kv::SerializeSnapshot(decoded.block, 1, context.n_stream())));
-    KV_ASSIGN_OR_RETURN(std::vector<float> restored, NextLogits(context, 1, n, prompt.back()));
+    KV_ASSIGN_OR_RETURN(std::vector<float> restored,
+                        NextLogits(context, 1, n, prompt.back(), capture));
+    if (capture->outputs.size() != original_attention.size()) {
+      return InternalError("attention outputs of the restored run do not match the original's");
+    }
+    for (size_t l = 0; l < original_attention.size(); ++l) {
+      const std::vector<float>& x = original_attention[l];
+      const std::vector<float>& y = capture->outputs[l];
+      if (x.size() != y.size()) return InternalError("attention output sizes differ");
+      for (size_t i = 0; i < x.size(); ++i) {
+        s.attn_err2 += (double(x[i]) - y[i]) * (double(x[i]) - y[i]);
+        s.attn_ref2 += double(x[i]) * x[i];
+      }
+    }
     s.kl.push_back(Kl(p, Softmax(restored)));
     s.top1_agree += Argmax(original) == Argmax(restored);
     context.ClearSequence(1);
@@ -149,6 +205,9 @@ int RunFidelity(const FidelityOptions& options) {
   params.n_ctx = static_cast<uint32_t>(2 * options.prompt_tokens + 64);
   params.n_seq_max = 2;
   params.n_threads = options.threads > 0 ? options.threads : DefaultThreadCount();
+  AttentionCapture capture;
+  params.eval_callback = &AttentionCapture::Observe;
+  params.eval_callback_data = &capture;
   Result<std::unique_ptr<engine::Context>> context = engine::Context::Create(**model, params);
   if (!context.ok()) return ReportError(context.status());
   const engine::Tokenizer tokenizer(**model);
@@ -159,19 +218,21 @@ int RunFidelity(const FidelityOptions& options) {
     // Token ids drawn from the vocabulary's ordinary range: content varies, shape is fixed.
     std::vector<llama_token> prompt(static_cast<size_t>(options.prompt_tokens));
     for (llama_token& t : prompt) t = static_cast<llama_token>(rng() % std::min(n_vocab, 100000));
-    Status status = MeasurePrompt(**context, prompt, &stats);
+    Status status = MeasurePrompt(**context, &capture, prompt, &stats);
     if (!status.ok()) return ReportError(status);
   }
   Json rows = Json::array();
   for (const char* name : {"f16", "q8", "q4"}) {
     const EncodingStats& s = stats[name];
-    rows.push_back({{"encoding", name},
-                    {"kl_mean", Summarize(s.kl).mean},
-                    {"kl_max", *std::max_element(s.kl.begin(), s.kl.end())},
-                    {"top1_agreement", double(s.top1_agree) / options.prompts},
-                    {"kv_relative_l2_error", std::sqrt(s.err2 / std::max(s.ref2, 1e-30))},
-                    {"bytes_per_token", s.bytes_plain / s.tokens},
-                    {"bytes_per_token_zstd", s.bytes_zstd / s.tokens}});
+    rows.push_back(
+        {{"encoding", name},
+         {"kl_mean", Summarize(s.kl).mean},
+         {"kl_max", *std::max_element(s.kl.begin(), s.kl.end())},
+         {"top1_agreement", double(s.top1_agree) / options.prompts},
+         {"kv_relative_l2_error", std::sqrt(s.err2 / std::max(s.ref2, 1e-30))},
+         {"attention_relative_l2_error", std::sqrt(s.attn_err2 / std::max(s.attn_ref2, 1e-30))},
+         {"bytes_per_token", s.bytes_plain / s.tokens},
+         {"bytes_per_token_zstd", s.bytes_zstd / s.tokens}});
   }
   const Json report = {{"model", options.model_path},
                        {"prompts", options.prompts},
@@ -183,13 +244,14 @@ int RunFidelity(const FidelityOptions& options) {
   }
   std::printf("model %s, %d prompts of %d tokens\n", options.model_path.c_str(), options.prompts,
               options.prompt_tokens);
-  std::printf("%-8s %12s %12s %8s %12s %12s %12s\n", "encoding", "KL mean", "KL max", "top-1",
-              "K/V rel err", "B/token", "B/token zstd");
+  std::printf("%-8s %12s %12s %8s %12s %12s %12s %12s\n", "encoding", "KL mean", "KL max", "top-1",
+              "K/V rel err", "attn rel err", "B/token", "B/token zstd");
   for (const Json& r : rows) {
-    std::printf("%-8s %12.3e %12.3e %8.3f %12.3e %12.1f %12.1f\n",
+    std::printf("%-8s %12.3e %12.3e %8.3f %12.3e %12.3e %12.1f %12.1f\n",
                 r["encoding"].get<std::string>().c_str(), NumberOr(r, "kl_mean", 0),
                 NumberOr(r, "kl_max", 0), NumberOr(r, "top1_agreement", 0),
-                NumberOr(r, "kv_relative_l2_error", 0), NumberOr(r, "bytes_per_token", 0),
+                NumberOr(r, "kv_relative_l2_error", 0),
+                NumberOr(r, "attention_relative_l2_error", 0), NumberOr(r, "bytes_per_token", 0),
                 NumberOr(r, "bytes_per_token_zstd", 0));
   }
   return 0;

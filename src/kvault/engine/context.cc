@@ -81,6 +81,8 @@ Result<std::unique_ptr<Context>> Context::Create(const Model& model, const Conte
   cparams.type_v = ToGgmlType(params.cache_type);
   cparams.flash_attn_type = ToLlamaFlashAttn(params.flash_attention);
   cparams.kv_unified = params.kv_unified;
+  cparams.cb_eval = params.eval_callback;
+  cparams.cb_eval_user_data = params.eval_callback_data;
   cparams.no_perf = true;
   TakeLastLlamaError();
   llama_context* ctx = llama_init_from_model(model.raw(), cparams);

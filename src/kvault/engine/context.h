@@ -43,6 +43,10 @@ struct ContextParams {
   // only the sequence's own cells, so prefill does not slow down as other sequences fill up
   // (measured on q05: +33% prefill time with 3 other full sequences in a unified cache).
   bool kv_unified = true;
+  // llama.cpp's graph evaluation callback (llama_context_params.cb_eval): lets a benchmark
+  // read intermediate tensors, e.g. an attention output ("kqv_out-<layer>"). Null in serving.
+  ggml_backend_sched_eval_callback eval_callback = nullptr;
+  void* eval_callback_data = nullptr;
 };
 
 class Context {

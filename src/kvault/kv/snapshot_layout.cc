@@ -25,15 +25,49 @@ const char* TypeName(int32_t type) {
   }
 }
 
-// Bytes of V that belong to cell c of a block of n cells, for element-major (v_trans) data:
-// element j of cell c sits at (j * n + c) * el_size.
-void CopyTransposedCells(std::span<const uint8_t> src, uint32_t src_cells,
-                         std::span<const uint32_t> cells, const LayerShape& layer,
-                         std::vector<uint8_t>* out) {
-  const size_t el = layer.v_el_size;
-  for (uint32_t j = 0; j < layer.n_embd_v_gqa; ++j) {
-    const uint8_t* row = src.data() + static_cast<size_t>(j) * src_cells * el;
-    for (uint32_t c : cells) out->insert(out->end(), row + c * el, row + (c + 1) * el);
+// Where each layer's K and V rows of `cells` cells start in a buffer: a KvBlock's data, or
+// the data sections of a llama.cpp snapshot between their headers.
+struct CellLayout {
+  uint32_t cells = 0;
+  std::vector<size_t> k, v;
+};
+
+// The layout of a KvBlock's data: per layer K, then per layer V, back to back.
+CellLayout BlockLayout(const SnapshotShape& shape, uint32_t cells) {
+  CellLayout layout{cells, {}, {}};
+  size_t offset = 0;
+  for (const LayerShape& layer : shape.layers) {
+    layout.k.push_back(offset);
+    offset += layer.k_row_size * cells;
+  }
+  for (const LayerShape& layer : shape.layers) {
+    layout.v.push_back(offset);
+    offset += layer.v_row_size * cells;
+  }
+  return layout;
+}
+
+// Copies cells [src_cell, src_cell + n) of `src` to cells [dst_cell, dst_cell + n) of `dst`.
+// Cell-major rows move in one piece per layer; element-major (v_trans) V in one per element.
+void CopyCells(const SnapshotShape& shape, const CellLayout& from, const uint8_t* src,
+               uint32_t src_cell, const CellLayout& to, uint8_t* dst, uint32_t dst_cell,
+               uint32_t n) {
+  for (size_t l = 0; l < shape.layers.size(); ++l) {
+    const size_t row = shape.layers[l].k_row_size;
+    std::memcpy(dst + to.k[l] + dst_cell * row, src + from.k[l] + src_cell * row, n * row);
+  }
+  for (size_t l = 0; l < shape.layers.size(); ++l) {
+    const LayerShape& layer = shape.layers[l];
+    if (!shape.v_trans) {
+      const size_t row = layer.v_row_size;
+      std::memcpy(dst + to.v[l] + dst_cell * row, src + from.v[l] + src_cell * row, n * row);
+      continue;
+    }
+    const size_t el = layer.v_el_size;
+    for (size_t j = 0; j < layer.n_embd_v_gqa; ++j) {
+      std::memcpy(dst + to.v[l] + (j * to.cells + dst_cell) * el,
+                  src + from.v[l] + (j * from.cells + src_cell) * el, n * el);
+    }
   }
 }
 
@@ -124,24 +158,19 @@ Result<KvBlock> ParseStreamCells(SpanSource& in, uint32_t n_cells) {
                              std::to_string(positions[order[i]]));
     }
   }
-  block.data.reserve(block.ExpectedDataSize());
-  for (size_t l = 0; l < k_rows.size(); ++l) {
-    const uint64_t row = block.shape.layers[l].k_row_size;
-    for (uint32_t c : order) {
-      block.data.insert(block.data.end(), k_rows[l].begin() + c * row,
-                        k_rows[l].begin() + (c + 1) * row);
-    }
-  }
-  for (size_t l = 0; l < v_rows.size(); ++l) {
-    const LayerShape& layer = block.shape.layers[l];
-    if (block.shape.v_trans) {
-      CopyTransposedCells(v_rows[l], n_cells, order, layer, &block.data);
-      continue;
-    }
-    for (uint32_t c : order) {
-      block.data.insert(block.data.end(), v_rows[l].begin() + c * layer.v_row_size,
-                        v_rows[l].begin() + (c + 1) * layer.v_row_size);
-    }
+  // The rows as they lie in the export (offsets from its first K row), copied a run of
+  // consecutive cells at a time: cells are usually already in position order.
+  const uint8_t* const base = k_rows[0].data();
+  CellLayout from{n_cells, {}, {}};
+  for (const std::span<const uint8_t> rows : k_rows) from.k.push_back(rows.data() - base);
+  for (const std::span<const uint8_t> rows : v_rows) from.v.push_back(rows.data() - base);
+  const CellLayout to = BlockLayout(block.shape, n_cells);
+  block.data.resize(block.ExpectedDataSize());
+  for (uint32_t i = 0; i < n_cells;) {
+    uint32_t run = 1;
+    while (i + run < n_cells && order[i + run] == order[i] + run) ++run;
+    CopyCells(block.shape, from, base, order[i], to, block.data.data(), i, run);
+    i += run;
   }
   return block;
 }
@@ -175,52 +204,6 @@ Result<KvBlock> ParseSnapshot(std::span<const uint8_t> bytes) {
 }
 
 namespace {
-
-// Where each layer's K and V rows of `cells` cells start in a buffer: a KvBlock's data, or
-// the data sections of a llama.cpp snapshot between their headers.
-struct CellLayout {
-  uint32_t cells = 0;
-  std::vector<size_t> k, v;
-};
-
-// The layout of a KvBlock's data: per layer K, then per layer V, back to back.
-CellLayout BlockLayout(const SnapshotShape& shape, uint32_t cells) {
-  CellLayout layout{cells, {}, {}};
-  size_t offset = 0;
-  for (const LayerShape& layer : shape.layers) {
-    layout.k.push_back(offset);
-    offset += layer.k_row_size * cells;
-  }
-  for (const LayerShape& layer : shape.layers) {
-    layout.v.push_back(offset);
-    offset += layer.v_row_size * cells;
-  }
-  return layout;
-}
-
-// Copies cells [src_cell, src_cell + n) of `src` to cells [dst_cell, dst_cell + n) of `dst`.
-// Cell-major rows move in one piece per layer; element-major (v_trans) V in one per element.
-void CopyCells(const SnapshotShape& shape, const CellLayout& from, const uint8_t* src,
-               uint32_t src_cell, const CellLayout& to, uint8_t* dst, uint32_t dst_cell,
-               uint32_t n) {
-  for (size_t l = 0; l < shape.layers.size(); ++l) {
-    const size_t row = shape.layers[l].k_row_size;
-    std::memcpy(dst + to.k[l] + dst_cell * row, src + from.k[l] + src_cell * row, n * row);
-  }
-  for (size_t l = 0; l < shape.layers.size(); ++l) {
-    const LayerShape& layer = shape.layers[l];
-    if (!shape.v_trans) {
-      const size_t row = layer.v_row_size;
-      std::memcpy(dst + to.v[l] + dst_cell * row, src + from.v[l] + src_cell * row, n * row);
-      continue;
-    }
-    const size_t el = layer.v_el_size;
-    for (size_t j = 0; j < layer.n_embd_v_gqa; ++j) {
-      std::memcpy(dst + to.v[l] + (j * to.cells + dst_cell) * el,
-                  src + from.v[l] + (j * from.cells + src_cell) * el, n * el);
-    }
-  }
-}
 
 // Writes the headers of a snapshot of `cells` cells from `first_pos` into `out`,
 // sized for the whole snapshot, and returns where its rows go. ParseSnapshot reads this.

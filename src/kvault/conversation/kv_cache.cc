@@ -90,14 +90,9 @@ KvCache::Restore KvCache::FetchFromStore(std::span<const llama_token> prefix, si
         return Status::Ok();
       });
   const Status& status = fetched.error;
-  if (writer) {
-    std::vector<uint8_t> state = std::move(*writer).Finish();
-    if (fetched.n_tokens > own) {
-      restore.state = std::move(state);
-      restore.n_tokens = fetched.n_tokens;
-    } else {
-      state_buffers_.Give(std::move(state));
-    }
+  if (writer && fetched.n_tokens > own) {
+    restore.state = std::move(*writer).Finish();
+    restore.n_tokens = fetched.n_tokens;
   }
   if (!status.ok()) {
     restore.failed = true;

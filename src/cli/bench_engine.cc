@@ -76,7 +76,7 @@ Result<double> TimeGeneration(engine::Context& context, engine::Sampler& sampler
   for (int i = 0; i < n_gen; ++i) {
     const engine::SequenceChunk chunk{0, static_cast<llama_pos>(i), {&token, 1}, true};
     KV_RETURN_IF_ERROR(decoder.Decode({&chunk, 1}));
-    token = sampler.Sample(context, decoder.OutputIndex(0));
+    KV_ASSIGN_OR_RETURN(token, sampler.Sample(context, decoder.OutputIndex(0)));
   }
   return static_cast<double>(n_gen) / Seconds(start);
 }

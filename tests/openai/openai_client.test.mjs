@@ -127,6 +127,20 @@ test('a 400 surfaces as the client\'s BadRequestError', async () => {
   );
 });
 
+test('a stateless prompt beyond the window is context_length_exceeded', async () => {
+  const content = 'lengthy '.repeat(3000);  // far more than the 1,024-token window
+  await assert.rejects(
+    client.chat.completions.create({ model: 'any', messages: [{ role: 'user', content }] }),
+    (error) => {
+      assert.ok(error instanceof OpenAI.BadRequestError, String(error));
+      assert.equal(error.status, 400);
+      assert.equal(error.code, 'context_length_exceeded');
+      assert.equal(error.type, 'invalid_request_error');
+      return true;
+    },
+  );
+});
+
 test('completions endpoint works with the client', async () => {
   const reply = await client.completions.create({
     model: 'any', prompt: 'Once upon a time', max_tokens: 8, temperature: 0,

@@ -23,6 +23,22 @@ std::string_view StatusCodeName(StatusCode code) {
   return "Unknown";
 }
 
+std::string_view ErrorDetailName(ErrorDetail detail) {
+  switch (detail) {
+    case ErrorDetail::kNone: return "";
+    case ErrorDetail::kContextLengthExceeded: return "context_length_exceeded";
+    case ErrorDetail::kServerOverloaded: return "server_overloaded";
+    case ErrorDetail::kShuttingDown: return "shutting_down";
+    case ErrorDetail::kPinsExhausted: return "pins_exhausted";
+    case ErrorDetail::kConversationBusy: return "conversation_busy";
+    case ErrorDetail::kConversationNotFound: return "conversation_not_found";
+    case ErrorDetail::kSessionNotFound: return "session_not_found";
+    case ErrorDetail::kInvalidApiKey: return "invalid_api_key";
+    case ErrorDetail::kInvalidGrammar: return "invalid_grammar";
+  }
+  return "";
+}
+
 std::string Status::ToString() const {
   if (ok()) return "OK";
   std::string out(StatusCodeName(code_));
@@ -36,7 +52,12 @@ Status Status::WithPrefix(std::string_view prefix) const {
   std::string message(prefix);
   message += ": ";
   message += message_;
-  return Status(code_, std::move(message));
+  return Status(code_, std::move(message), detail_);
+}
+
+Status Status::WithDetail(ErrorDetail detail) const {
+  if (ok()) return *this;
+  return Status(code_, message_, detail);
 }
 
 Status InvalidArgumentError(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }

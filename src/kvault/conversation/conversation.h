@@ -42,6 +42,11 @@ class Conversation {
   // The partial last block of the conversation's latest KV checkpoint (kv/radix_tree.h): its
   // own, replaced at each checkpoint. {} if none.
   kv::BlockName kv_tail KV_GUARDED_BY(turn_lock);
+  // The history's last turn, a user turn a chat request stored whose reply never came
+  // (history_plan.h); -1 if none. Journaled.
+  int64_t unanswered_turn KV_GUARDED_BY(turn_lock) = -1;
+  // Branches archived so far (replaced histories; journal.h names them).
+  int64_t n_branches KV_GUARDED_BY(turn_lock) = 0;
 
   void Touch();
   double IdleSeconds() const;

@@ -9,11 +9,6 @@
 namespace kvault::conversation {
 namespace {
 
-// Turns the conversation has had (numbers 0 .. n-1), dropped ones included.
-int64_t TurnCount(const memory::TokenStore& store) {
-  return store.turns().empty() ? store.n_dropped_turns() : store.turns().back().number + 1;
-}
-
 // Tokens of new turns beyond which ingestion reports its progress in the log (a client
 // reconnecting with a long history to a server that does not know it).
 constexpr int64_t kProgressTokens = 200000;
@@ -33,79 +28,151 @@ ConversationMemory::ConversationMemory(ChatTurnRenderer* renderer, memory::Chunk
       knowledge_(knowledge),
       params_(params) {}
 
-Result<IngestResult> ConversationMemory::Ingest(Conversation& conversation,
-                                                std::span<const engine::ChatMessage> messages,
-                                                bool to_answer) KV_NO_THREAD_SAFETY_ANALYSIS {
-  if (!conversation.history) conversation.history.emplace(params_.cache_size);
-  memory::TokenStore& store = *conversation.history;
+Result<IngestPlan> ConversationMemory::Plan(Conversation& conversation,
+                                            std::span<const engine::ChatMessage> messages,
+                                            HistoryMode mode,
+                                            bool to_answer) KV_NO_THREAD_SAFETY_ANALYSIS {
+  const memory::TokenStore* store = conversation.history ? &*conversation.history : nullptr;
   std::vector<memory::TurnDigest> digests;
   for (const engine::ChatMessage& message : messages) {
     KV_ASSIGN_OR_RETURN(memory::Role role, memory::RoleFromName(message.role));
     digests.push_back({role, MessageDigest(message.role, message.content)});
   }
-  const auto known = static_cast<size_t>(TurnCount(store));
-  const size_t matched = store.CountMatchingDigests(digests);
-  IngestResult result;
-  size_t first_new = matched;
-  if (matched < known && !(matched == 0 && !messages.empty() && messages[0].role != "system")) {
-    result.replaced = true;  // the client's history diverges from ours at turn `matched`
-  } else if (matched < known) {
-    first_new = 0;  // a client that sends only its new messages
-  }
-  if (result.replaced) {
-    memory::TokenStore kept(params_.cache_size);
-    for (const memory::Turn& turn : store.turns()) {
-      if (turn.number >= static_cast<int64_t>(matched)) break;
-      KV_RETURN_IF_ERROR(kept.Append(turn.role, store.TurnTokens(turn), turn.text_hash).status());
-    }
-    if (index_ != nullptr)
-      index_->RemoveConversation(conversation.key(), &store).status().IgnoreError();
-    store = std::move(kept);
-    conversation.clear_zone = {};
-    KV_RETURN_IF_ERROR(IndexFrom(conversation, 0));
-  }
-  std::vector<JournalTurn> turns;
-  int64_t n_tokens = 0, reported = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (size_t i = first_new; i < messages.size(); ++i) {
+  IngestPlan plan;
+  plan.to_answer = to_answer;
+  plan.history = PlanHistory({store, digests, mode, conversation.unanswered_turn});
+  // Render what is new: the only expensive step, and one that can refuse a message.
+  const memory::TokenStore empty(params_.cache_size);
+  const memory::TokenStore& capacity = store != nullptr ? *store : empty;
+  int64_t reported = 0;
+  const size_t first = plan.history.first_new_message;
+  for (size_t i = first; i < messages.size(); ++i) {
     JournalTurn turn{messages[i].role, messages[i].content, {}};
-    KV_ASSIGN_OR_RETURN(memory::Role role, memory::RoleFromName(turn.role));
-    KV_ASSIGN_OR_RETURN(turn.tokens, renderer_->Render(role, turn.content));
-    n_tokens += static_cast<int64_t>(turn.tokens.size());
-    turns.push_back(std::move(turn));
-    if (n_tokens - reported >= kProgressTokens) {
-      reported = n_tokens;
+    KV_ASSIGN_OR_RETURN(turn.tokens, renderer_->Render(digests[i].role, turn.content));
+    KV_RETURN_IF_ERROR(capacity.CheckTurn(turn.tokens));
+    plan.new_tokens += static_cast<int64_t>(turn.tokens.size());
+    plan.new_turns.push_back(std::move(turn));
+    if (plan.new_tokens - reported >= kProgressTokens) {
+      reported = plan.new_tokens;
       KV_LOG(kInfo) << "conversation '" << conversation.id() << "': ingesting history, "
-                    << (i + 1 - first_new) << " of " << (messages.size() - first_new)
-                    << " messages (" << n_tokens << " tokens) rendered";
+                    << (i + 1 - first) << " of " << (messages.size() - first) << " messages ("
+                    << plan.new_tokens << " tokens) rendered";
     }
   }
-  KV_RETURN_IF_ERROR(AppendTurns(conversation, turns, result.replaced ? matched : known));
-  if (reported > 0) {
-    KV_LOG(kInfo) << "conversation '" << conversation.id() << "': ingested " << turns.size()
-                  << " messages, " << n_tokens << " tokens, in "
-                  << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
-                  << " s";
+  // The history the plan leads to: the kept turns, then the new ones. Its leading system
+  // turns and its last turn are what every window must hold (window_builder.h).
+  std::vector<std::pair<memory::Role, int64_t>> result_turns;
+  if (store != nullptr) {
+    for (const memory::Turn& turn : store->turns()) {
+      if (turn.number >= plan.history.keep_turns) break;
+      result_turns.push_back({turn.role, turn.n_tokens});
+    }
   }
-  result.new_turns = static_cast<int64_t>(turns.size());
-  result.new_tokens = n_tokens;
+  for (size_t i = 0; i < plan.new_turns.size(); ++i) {
+    result_turns.push_back(
+        {digests[first + i].role, static_cast<int64_t>(plan.new_turns[i].tokens.size())});
+  }
   if (to_answer) {
-    if (store.turns().empty()) return InvalidArgumentError("'messages' has nothing to answer");
-    const memory::Role last = store.turns().back().role;
+    if (result_turns.empty()) return InvalidArgumentError("'messages' has nothing to answer");
+    const memory::Role last = result_turns.back().first;
     if (last == memory::Role::kAssistant || last == memory::Role::kSystem) {
       return InvalidArgumentError("the conversation ends with a " +
                                   std::string(memory::RoleName(last)) +
                                   " message; send a user message to answer");
     }
   }
+  if (!result_turns.empty()) {
+    plan.last_turn_tokens = result_turns.back().second;
+    for (size_t i = 0; i + 1 < result_turns.size(); ++i) {
+      if (result_turns[i].first != memory::Role::kSystem) break;
+      plan.system_tokens += result_turns[i].second;
+    }
+  }
+  return plan;
+}
+
+Result<IngestResult> ConversationMemory::Commit(Conversation& conversation,
+                                                IngestPlan plan) KV_NO_THREAD_SAFETY_ANALYSIS {
+  if (!conversation.history) conversation.history.emplace(params_.cache_size);
+  memory::TokenStore& store = *conversation.history;
+  const HistoryPlan& history = plan.history;
+  IngestResult result;
+  result.action = history.action;
+  result.reason = history.reason;
+  result.new_turns = static_cast<int64_t>(plan.new_turns.size());
+  result.new_tokens = plan.new_tokens;
+  if (history.replaces()) {
+    result.replaced = true;
+    result.from_turn = history.keep_turns;
+    result.archived_turns = history.known_turns - history.keep_turns;
+    result.archived_branch = BranchName(conversation.n_branches + 1);
+  }
+  // A chat request's new last turn waits for its reply until AppendReply; bulk ingestion
+  // clears the mark once anything comes after (or replaces) the unanswered turn.
+  int64_t unanswered = conversation.unanswered_turn;
+  if (history.replaces() || !plan.new_turns.empty()) unanswered = -1;
+  if (plan.to_answer) {
+    unanswered = history.keep_turns + static_cast<int64_t>(plan.new_turns.size()) - 1;
+  }
+  const JournalState state{conversation.kv_tail,
+                           history.replaces() ? -1 : conversation.clear_zone.first_turn,
+                           unanswered};
+  if (!history.replaces() && plan.new_turns.empty()) {
+    // Nothing new to store; only a changed unanswered mark is worth a record.
+    if (unanswered != conversation.unanswered_turn) {
+      KV_RETURN_IF_ERROR(Record(conversation, static_cast<size_t>(history.known_turns), {}, state));
+      conversation.unanswered_turn = unanswered;
+    }
+    return result;
+  }
+  if (history.replaces()) {
+    // Journal first: the record that drops the turns from the live history is the one that
+    // archives them (journal.h), and once written the change survives a crash.
+    KV_RETURN_IF_ERROR(
+        Record(conversation, static_cast<size_t>(history.keep_turns), plan.new_turns, state));
+    // The index reads the removed chunks' text from the store: before the truncation.
+    if (index_ != nullptr) {
+      index_->RemoveConversation(conversation.key(), &store).status().IgnoreError();
+    }
+    KV_RETURN_IF_ERROR(store.TruncateTurns(history.keep_turns));
+    conversation.clear_zone = {};
+    ++conversation.n_branches;
+    KV_LOG(kInfo) << "conversation '" << conversation.id() << "': history replaced from turn "
+                  << history.keep_turns << " (" << history.reason << "); " << result.archived_turns
+                  << " turns archived as " << result.archived_branch;
+  } else {
+    KV_RETURN_IF_ERROR(
+        Record(conversation, static_cast<size_t>(history.known_turns), plan.new_turns, state));
+  }
+  conversation.unanswered_turn = unanswered;
+  // A replaced history is indexed again from its start (its old entries are gone).
+  const int64_t index_from = history.replaces() ? 0 : store.end_pos();
+  KV_RETURN_IF_ERROR(AppendTurns(conversation, plan.new_turns));
+  KV_RETURN_IF_ERROR(IndexFrom(conversation, index_from));
+  UpdateCounts(conversation);
+  if (plan.new_tokens >= kProgressTokens) {
+    KV_LOG(kInfo) << "conversation '" << conversation.id() << "': ingested "
+                  << plan.new_turns.size() << " messages, " << plan.new_tokens << " tokens";
+  }
   return result;
 }
 
-Status ConversationMemory::AppendTurns(Conversation& conversation,
-                                       std::span<const JournalTurn> turns,
-                                       size_t journal_kept) KV_NO_THREAD_SAFETY_ANALYSIS {
+Result<IngestResult> ConversationMemory::Ingest(Conversation& conversation,
+                                                std::span<const engine::ChatMessage> messages,
+                                                bool to_answer, HistoryMode mode) {
+  KV_ASSIGN_OR_RETURN(IngestPlan plan, Plan(conversation, messages, mode, to_answer));
+  return Commit(conversation, std::move(plan));
+}
+
+Status ConversationMemory::Record(Conversation& conversation, size_t kept,
+                                  std::span<const JournalTurn> turns, const JournalState& state) {
+  if (journal_ == nullptr) return Status::Ok();
+  return journal_->Record(conversation.scope(), conversation.id(), kept, turns, state);
+}
+
+Status ConversationMemory::AppendTurns(
+    Conversation& conversation, std::span<const JournalTurn> turns) KV_NO_THREAD_SAFETY_ANALYSIS {
   memory::TokenStore& store = *conversation.history;
-  const int64_t first_pos = store.end_pos();
   for (const JournalTurn& turn : turns) {
     KV_ASSIGN_OR_RETURN(memory::Role role, memory::RoleFromName(turn.role));
     const int64_t keep_from = store.BeginPosAfterAppend(static_cast<int64_t>(turn.tokens.size()));
@@ -116,11 +183,7 @@ Status ConversationMemory::AppendTurns(Conversation& conversation,
     KV_RETURN_IF_ERROR(
         store.Append(role, turn.tokens, MessageDigest(turn.role, turn.content)).status());
   }
-  KV_RETURN_IF_ERROR(IndexFrom(conversation, first_pos));
-  UpdateCounts(conversation);
-  if (journal_ == nullptr) return Status::Ok();
-  return journal_->Record(conversation.scope(), conversation.id(), journal_kept, turns,
-                          conversation.kv_tail, conversation.clear_zone.first_turn);
+  return Status::Ok();
 }
 
 Status ConversationMemory::IndexFrom(Conversation& conversation,
@@ -142,16 +205,27 @@ Status ConversationMemory::IndexFrom(Conversation& conversation,
   return index_->AppendTurns(conversation.key(), turns);
 }
 
-Result<memory::Window> ConversationMemory::BuildWindow(Conversation& conversation,
-                                                       const std::string& query,
-                                                       int generation_budget,
-                                                       bool recall) KV_NO_THREAD_SAFETY_ANALYSIS {
-  memory::TokenStore& store = *conversation.history;
+memory::WindowParams ConversationMemory::WindowParamsFor(int generation_budget) const {
   memory::WindowParams window_params;
   window_params.window = params_.window;
   window_params.generation_budget = generation_budget;
   window_params.recall_budget = std::min(params_.recall_budget, params_.window / 4);
   window_params.min_score = params_.min_score;
+  return window_params;
+}
+
+Status ConversationMemory::CheckWindow(const IngestPlan& plan, int generation_budget) const {
+  const int64_t fixed = plan.system_tokens + plan.last_turn_tokens +
+                        static_cast<int64_t>(renderer_->GenerationPrompt().size());
+  return memory::WindowBuilder(WindowParamsFor(generation_budget)).CheckFits(fixed);
+}
+
+Result<memory::Window> ConversationMemory::BuildWindow(Conversation& conversation,
+                                                       const std::string& query,
+                                                       int generation_budget,
+                                                       bool recall) KV_NO_THREAD_SAFETY_ANALYSIS {
+  memory::TokenStore& store = *conversation.history;
+  const memory::WindowParams window_params = WindowParamsFor(generation_budget);
   memory::WindowInputs inputs;
   inputs.store = &store;
   inputs.renderer = renderer_;
@@ -188,8 +262,17 @@ Status ConversationMemory::AppendReply(Conversation& conversation,
                                        const std::string& text) KV_NO_THREAD_SAFETY_ANALYSIS {
   JournalTurn turn{"assistant", text, {}};
   KV_ASSIGN_OR_RETURN(turn.tokens, renderer_->Render(memory::Role::kAssistant, text));
-  const auto known = static_cast<size_t>(TurnCount(*conversation.history));
-  return AppendTurns(conversation, {&turn, 1}, known);
+  memory::TokenStore& store = *conversation.history;
+  KV_RETURN_IF_ERROR(store.CheckTurn(turn.tokens));
+  const auto known = static_cast<size_t>(TurnCount(store));
+  const JournalState state{conversation.kv_tail, conversation.clear_zone.first_turn, -1};
+  KV_RETURN_IF_ERROR(Record(conversation, known, {&turn, 1}, state));  // durable: acknowledged
+  conversation.unanswered_turn = -1;
+  const int64_t index_from = store.end_pos();
+  KV_RETURN_IF_ERROR(AppendTurns(conversation, {&turn, 1}));
+  KV_RETURN_IF_ERROR(IndexFrom(conversation, index_from));
+  UpdateCounts(conversation);
+  return Status::Ok();
 }
 
 Result<std::vector<SearchResult>> ConversationMemory::Search(Conversation& conversation,
@@ -232,6 +315,8 @@ Status ConversationMemory::Recover(Conversation& conversation,
   }
   conversation.kv_tail = entry.tail;
   conversation.clear_zone.first_turn = entry.clear_first_turn;
+  conversation.unanswered_turn = entry.unanswered_turn;
+  conversation.n_branches = static_cast<int64_t>(entry.branches.size());
   if (index_ != nullptr) {
     KV_ASSIGN_OR_RETURN(int64_t indexed, index_->IndexedEnd(conversation.key()));
     KV_RETURN_IF_ERROR(IndexFrom(conversation, indexed));

@@ -3,10 +3,12 @@
 // chunk index shared by all conversations (ChunkIndex), the fog-of-war window
 // (WindowBuilder), and the journal that makes all of it survive a restart.
 //
-//   Ingest       a request's messages: new turns are rendered once, stored, indexed and
-//                journaled; a client that resends its whole history is matched turn by turn
-//                (by digest, without tokenizing it again) and only what is new is processed;
-//                a history that diverges from the stored one replaces it.
+//   Plan         what a request's messages do to the history (history_plan.h: append, delta,
+//                replace, retry), with the new turns rendered and everything that can reject
+//                the request checked. Changes nothing.
+//   Commit       carries a plan out: journal first (durable), then the token store and the
+//                index. Replaced turns stay in the journal as an archived branch.
+//   Ingest       Plan + Commit (bulk ingestion: POST /v1/conversations/append).
 //   BuildWindow  the prompt: system turns, the clear zone, recalled fog chunks, the new turn.
 //   AppendReply  the assistant's reply, once generated.
 //   Search       POST /v1/conversations/search and `kvault chat`'s /search.
@@ -22,6 +24,7 @@
 
 #include "kvault/base/result.h"
 #include "kvault/conversation/conversation.h"
+#include "kvault/conversation/history_plan.h"
 #include "kvault/conversation/journal.h"
 #include "kvault/conversation/turn_renderer.h"
 #include "kvault/engine/chat_template.h"
@@ -41,10 +44,29 @@ struct MemoryParams {
   double fog_alpha = 0.5;         // recency demotion in recall ranking
 };
 
+// A validated change to a conversation's history. Valid until the conversation's turn lock
+// is released (it refers to the history as it was planned against).
+struct IngestPlan {
+  HistoryPlan history;
+  std::vector<JournalTurn> new_turns;  // rendered, in order
+  int64_t new_tokens = 0;
+  bool to_answer = false;
+  // Of the history the plan leads to: tokens of its leading system turns and of its last
+  // turn (what the window must hold whatever else it drops).
+  int64_t system_tokens = 0;
+  int64_t last_turn_tokens = 0;
+};
+
 struct IngestResult {
+  HistoryAction action = HistoryAction::kUnchanged;
+  std::string_view reason;  // history_plan.h's words
   int64_t new_turns = 0;
   int64_t new_tokens = 0;
-  bool replaced = false;  // the history diverged from the stored one and replaced it
+  // A replaced history: turns from `from_turn` on were archived as `archived_branch`.
+  bool replaced = false;
+  int64_t from_turn = -1;
+  int64_t archived_turns = 0;
+  std::string archived_branch;
 };
 
 struct SearchResult {
@@ -63,14 +85,25 @@ class ConversationMemory {
   ConversationMemory(ChatTurnRenderer* renderer, memory::ChunkIndex* index, Journal* journal,
                      memory::KnowledgeStore* knowledge, MemoryParams params);
 
-  // Brings the stored history in line with `messages` (see above). With `to_answer`, the
-  // history must end with a message to answer (InvalidArgument otherwise).
+  // The plan for `messages` (see above). With `to_answer`, the resulting history must end
+  // with a message to answer. InvalidArgument for that, an unknown role or a message the
+  // cache cannot hold; nothing changes in any case.
+  Result<IngestPlan> Plan(Conversation& conversation, std::span<const engine::ChatMessage> messages,
+                          HistoryMode mode, bool to_answer);
+  // Carries out `plan` (made by Plan under the same lock hold). An error leaves the history
+  // as it was if the journal refused the record; later steps cannot fail on input.
+  Result<IngestResult> Commit(Conversation& conversation, IngestPlan plan);
+  // Plan, then Commit.
   Result<IngestResult> Ingest(Conversation& conversation,
-                              std::span<const engine::ChatMessage> messages, bool to_answer);
+                              std::span<const engine::ChatMessage> messages, bool to_answer,
+                              HistoryMode mode = HistoryMode::kAuto);
   // The prompt for the history's last turn; `query` selects what is recalled from the fog
   // (nothing without `recall`). `generation_budget` tokens are kept free for the reply.
   Result<memory::Window> BuildWindow(Conversation& conversation, const std::string& query,
                                      int generation_budget, bool recall);
+  // OK if BuildWindow will fit the history `plan` leads to in the window (the same check,
+  // made before the plan is committed); context_length_exceeded otherwise.
+  Status CheckWindow(const IngestPlan& plan, int generation_budget) const;
   // Stores, indexes and journals the reply; records the KV tail and clear zone with it.
   Status AppendReply(Conversation& conversation, const std::string& text);
   Result<std::vector<SearchResult>> Search(Conversation& conversation, const std::string& query,
@@ -84,9 +117,14 @@ class ConversationMemory {
   ChatTurnRenderer& renderer() { return *renderer_; }
 
  private:
-  Status AppendTurns(Conversation& conversation, std::span<const JournalTurn> turns,
-                     size_t journal_kept);
+  // The journal's record of a change: of the recorded turns keep `kept`, add `turns`.
+  Status Record(Conversation& conversation, size_t kept, std::span<const JournalTurn> turns,
+                const JournalState& state);
+  // Appends rendered turns to the token store (dropping the oldest beyond the cache size,
+  // and their index entries). Indexing the new turns is the caller's.
+  Status AppendTurns(Conversation& conversation, std::span<const JournalTurn> turns);
   Status IndexFrom(Conversation& conversation, int64_t first_pos);
+  memory::WindowParams WindowParamsFor(int generation_budget) const;
   void UpdateCounts(Conversation& conversation);
 
   ChatTurnRenderer* const renderer_;

@@ -4,10 +4,12 @@
 // and not when it is off; resent histories are matched turn by turn.
 #include "kvault/conversation/conversation_memory.h"
 
+#include <filesystem>
 #include <random>
 
 #include "tests/test_env.h"
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "kvault/engine/model.h"
 
@@ -122,11 +124,14 @@ TEST_F(ConversationMemoryTest, AResentHistoryOnlyAddsWhatIsNew) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->new_turns, 1);
   EXPECT_FALSE(again->replaced);
-  // Only the new message: appended as well.
+  // Only the new message: appended as well, once the second question has its answer.
+  ASSERT_TRUE(memory_->AppendReply(conversation, "another answer").ok());
+  history.push_back({"assistant", "another answer"});
   const std::vector<engine::ChatMessage> only_new = {{"user", "third question"}};
   Result<IngestResult> third = memory_->Ingest(conversation, only_new, true);
   ASSERT_TRUE(third.ok());
   EXPECT_EQ(third->new_turns, 1);
+  EXPECT_EQ(third->action, HistoryAction::kAppended);
   EXPECT_EQ(conversation.n_turns.load(), static_cast<int64_t>(history.size()) + 1);
   // An edited earlier message replaces the history from there.
   std::vector<engine::ChatMessage> edited(history.begin(), history.begin() + 4);
@@ -176,6 +181,110 @@ TEST_F(ConversationMemoryTest, KnowledgeFactsAreRecalledLikeChunks) {
   ASSERT_TRUE(with_facts.Ingest(other, question, true).ok());
   EXPECT_EQ(PromptText(with_facts.BuildWindow(other, kQuestion, 512, true).value()).find("8812"),
             std::string::npos);
+}
+
+// With a journal on disk: a replaced history is archived as a branch that a restart reads
+// back, an unanswered turn is remembered across the restart, and a plan that is refused
+// writes nothing.
+class JournaledMemoryTest : public ConversationMemoryTest {
+ protected:
+  JournaledMemoryTest() {
+    char pattern[] = "/tmp/kvault_journal_XXXXXX";
+    dir_ = ::mkdtemp(pattern);
+    Reopen();
+  }
+  ~JournaledMemoryTest() override { std::filesystem::remove_all(dir_); }
+  void Reopen() {
+    journaled_.reset();
+    journal_ = Journal::Open(dir_).value();
+    journaled_ = std::make_unique<ConversationMemory>(&renderer_, index_.get(), journal_.get(),
+                                                      nullptr, MemoryParams{.window = 4096});
+  }
+  uintmax_t JournalBytes() const {
+    uintmax_t bytes = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_)) bytes += entry.file_size();
+    return bytes;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<ConversationMemory> journaled_;
+};
+
+TEST_F(JournaledMemoryTest, AReplacedHistoryIsArchivedAndSurvivesARestart) {
+  std::vector<engine::ChatMessage> messages = {{"system", "Be brief."}};
+  {
+    Conversation conversation("", "branchy");
+    MutexLock lock(&conversation.turn_lock);
+    for (int i = 0; i < 4; ++i) {
+      messages.push_back({"user", "question " + std::to_string(i)});
+      ASSERT_TRUE(journaled_->Ingest(conversation, messages, true).ok());
+      ASSERT_TRUE(journaled_->AppendReply(conversation, "answer " + std::to_string(i)).ok());
+      messages.push_back({"assistant", "answer " + std::to_string(i)});
+    }
+    std::vector<engine::ChatMessage> edited(messages.begin(), messages.begin() + 4);
+    edited[3].content = "question one, edited";
+    Result<IngestResult> replaced = journaled_->Ingest(conversation, edited, true);
+    ASSERT_TRUE(replaced.ok());
+    EXPECT_EQ(replaced->action, HistoryAction::kReplaced);
+    EXPECT_EQ(replaced->from_turn, 3);
+    EXPECT_EQ(replaced->archived_turns, 6);
+    EXPECT_EQ(replaced->archived_branch, "branch-1");
+    EXPECT_EQ(conversation.n_turns.load(), 4);
+    EXPECT_EQ(conversation.unanswered_turn, 3);  // the edited question awaits its reply
+  }
+  Reopen();  // a restart
+  std::vector<JournalEntry> recovered = journal_->TakeRecovered();
+  ASSERT_EQ(recovered.size(), 1u);
+  const JournalEntry& entry = recovered[0];
+  ASSERT_EQ(entry.turns.size(), 4u);
+  EXPECT_EQ(entry.turns[3].content, "question one, edited");
+  EXPECT_EQ(entry.unanswered_turn, 3);
+  ASSERT_EQ(entry.branches.size(), 1u);
+  EXPECT_EQ(entry.branches[0].name, "branch-1");
+  EXPECT_EQ(entry.branches[0].from_turn, 3);
+  ASSERT_EQ(entry.branches[0].turns.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(entry.branches[0].turns[i].content, messages[3 + i].content);
+    EXPECT_EQ(entry.branches[0].turns[i].role, messages[3 + i].role);
+  }
+  Conversation again("", "branchy");
+  MutexLock lock(&again.turn_lock);
+  ASSERT_TRUE(journaled_->Recover(again, entry).ok());
+  EXPECT_EQ(again.unanswered_turn, 3);
+  EXPECT_EQ(again.n_branches, 1);
+  // Another message supersedes the unanswered turn: the next branch.
+  const std::vector<engine::ChatMessage> delta = {{"system", "Be brief."}, {"user", "new one"}};
+  Result<IngestResult> superseded = journaled_->Ingest(again, delta, true);
+  ASSERT_TRUE(superseded.ok());
+  EXPECT_EQ(superseded->action, HistoryAction::kReplaced);
+  EXPECT_EQ(superseded->archived_branch, "branch-2");
+  EXPECT_EQ(again.n_turns.load(), 4);
+  EXPECT_EQ(journal_->Read("", "branchy").value().branches.size(), 2u);
+}
+
+TEST_F(JournaledMemoryTest, ARefusedPlanWritesNothing) {
+  Conversation conversation("", "refused");
+  MutexLock lock(&conversation.turn_lock);
+  const std::vector<engine::ChatMessage> first = {{"system", "Be brief."}, {"user", "hello"}};
+  ASSERT_TRUE(journaled_->Ingest(conversation, first, true).ok());
+  ASSERT_TRUE(journaled_->AppendReply(conversation, "hi").ok());
+  const uintmax_t bytes = JournalBytes();
+  const int64_t tokens = conversation.n_tokens.load();
+  const std::vector<engine::ChatMessage> ends_with_reply = {{"user", "q"}, {"assistant", "a"}};
+  EXPECT_FALSE(journaled_->Plan(conversation, ends_with_reply, HistoryMode::kAuto, true).ok());
+  const std::vector<engine::ChatMessage> bad_role = {{"wizard", "q"}};
+  EXPECT_FALSE(journaled_->Plan(conversation, bad_role, HistoryMode::kAuto, true).ok());
+  // A plan that fits nothing: the window check refuses it before the commit.
+  std::string huge;
+  for (int i = 0; i < 5000; ++i) huge += "word ";
+  const std::vector<engine::ChatMessage> too_long = {{"user", huge}};
+  Result<IngestPlan> plan = journaled_->Plan(conversation, too_long, HistoryMode::kAuto, true);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(journaled_->CheckWindow(*plan, 512).detail(), ErrorDetail::kContextLengthExceeded);
+  EXPECT_EQ(JournalBytes(), bytes);
+  EXPECT_EQ(conversation.n_tokens.load(), tokens);
+  EXPECT_EQ(conversation.n_turns.load(), 3);
 }
 
 }  // namespace

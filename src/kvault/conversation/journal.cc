@@ -15,7 +15,8 @@ namespace kvault::conversation {
 namespace {
 
 constexpr uint8_t kHeader = 1;
-constexpr uint8_t kUpdate = 3;
+constexpr uint8_t kUpdateV1 = 3;  // without the unanswered turn
+constexpr uint8_t kUpdate = 4;
 constexpr uint64_t kMaxText = 1ull << 32;
 
 std::string Encode(const std::vector<uint8_t>& bytes) { return {bytes.begin(), bytes.end()}; }
@@ -29,22 +30,27 @@ std::string HeaderRecord(const std::string& scope, const std::string& id) {
   return Encode(bytes);
 }
 
-std::string UpdateRecord(size_t kept, std::span<const JournalTurn> added, const kv::BlockName& tail,
-                         int64_t clear_first_turn) {
+void PutTurns(ByteSink* out, std::span<const JournalTurn> turns) {
+  PutVarint64(out, turns.size());
+  for (const JournalTurn& turn : turns) {
+    PutLengthPrefixed(out, turn.role);
+    PutLengthPrefixed(out, turn.content);
+    PutVarint64(out, turn.tokens.size());
+    for (int32_t token : turn.tokens) PutVarint64(out, static_cast<uint32_t>(token));
+  }
+}
+
+std::string UpdateRecord(size_t kept, std::span<const JournalTurn> added,
+                         const JournalState& state) {
   std::vector<uint8_t> bytes;
   VectorSink out(&bytes);
   PutFixed<uint8_t>(&out, kUpdate);
   PutVarint64(&out, kept);
-  PutVarint64(&out, added.size());
-  for (const JournalTurn& turn : added) {
-    PutLengthPrefixed(&out, turn.role);
-    PutLengthPrefixed(&out, turn.content);
-    PutVarint64(&out, turn.tokens.size());
-    for (int32_t token : turn.tokens) PutVarint64(&out, static_cast<uint32_t>(token));
-  }
-  PutFixed(&out, tail.low);
-  PutFixed(&out, tail.high);
-  PutVarint64(&out, static_cast<uint64_t>(clear_first_turn + 1));
+  PutTurns(&out, added);
+  PutFixed(&out, state.tail.low);
+  PutFixed(&out, state.tail.high);
+  PutVarint64(&out, static_cast<uint64_t>(state.clear_first_turn + 1));
+  PutVarint64(&out, static_cast<uint64_t>(state.unanswered_turn + 1));
   return Encode(bytes);
 }
 
@@ -64,33 +70,56 @@ Status GetTurn(SpanSource* in, JournalTurn* turn) {
   return Status::Ok();
 }
 
-Status ApplyUpdate(const std::string& record, JournalEntry* entry) {
-  SpanSource in(AsBytes(record));
-  uint8_t type = 0;
-  uint64_t kept = 0, n = 0;
-  KV_RETURN_IF_ERROR(GetFixed(&in, &type));
-  if (type != kUpdate)
-    return CorruptionError("unknown journal record type " + std::to_string(type));
-  KV_RETURN_IF_ERROR(GetVarint64(&in, &kept));
-  KV_RETURN_IF_ERROR(GetVarint64(&in, &n));
-  if (kept > entry->turns.size() || n > in.remaining()) {
-    return CorruptionError("journal update keeps more turns than were recorded");
-  }
-  entry->turns.resize(kept);
+Status GetTurns(SpanSource* in, std::vector<JournalTurn>* turns) {
+  uint64_t n = 0;
+  KV_RETURN_IF_ERROR(GetVarint64(in, &n));
+  if (n > in->remaining()) return CorruptionError("journal record claims too many turns");
   for (uint64_t i = 0; i < n; ++i) {
     JournalTurn turn;
-    KV_RETURN_IF_ERROR(GetTurn(&in, &turn));
-    entry->turns.push_back(std::move(turn));
+    KV_RETURN_IF_ERROR(GetTurn(in, &turn));
+    turns->push_back(std::move(turn));
   }
-  KV_RETURN_IF_ERROR(GetFixed(&in, &entry->tail.low));
-  KV_RETURN_IF_ERROR(GetFixed(&in, &entry->tail.high));
-  uint64_t clear = 0;
-  KV_RETURN_IF_ERROR(GetVarint64(&in, &clear));
-  entry->clear_first_turn = static_cast<int64_t>(clear) - 1;
   return Status::Ok();
 }
 
-Result<JournalEntry> Replay(const std::vector<std::string>& records, size_t* n_dropped_turns) {
+Status GetTurnNumber(SpanSource* in, int64_t* number) {
+  uint64_t value = 0;
+  KV_RETURN_IF_ERROR(GetVarint64(in, &value));
+  if (value > (uint64_t{1} << 48)) return CorruptionError("journal turn number out of range");
+  *number = static_cast<int64_t>(value) - 1;
+  return Status::Ok();
+}
+
+Status ApplyUpdate(const std::string& record, JournalEntry* entry) {
+  SpanSource in(AsBytes(record));
+  uint8_t type = 0;
+  uint64_t kept = 0;
+  KV_RETURN_IF_ERROR(GetFixed(&in, &type));
+  if (type != kUpdate && type != kUpdateV1) {
+    return CorruptionError("unknown journal record type " + std::to_string(type));
+  }
+  KV_RETURN_IF_ERROR(GetVarint64(&in, &kept));
+  if (kept > entry->turns.size()) {
+    return CorruptionError("journal update keeps more turns than were recorded");
+  }
+  if (kept < entry->turns.size()) {  // a replaced history: its turns become a branch
+    JournalBranch branch{BranchName(static_cast<int64_t>(entry->branches.size()) + 1),
+                         static_cast<int64_t>(kept),
+                         {std::make_move_iterator(entry->turns.begin() + kept),
+                          std::make_move_iterator(entry->turns.end())}};
+    entry->branches.push_back(std::move(branch));
+    entry->turns.resize(kept);
+  }
+  KV_RETURN_IF_ERROR(GetTurns(&in, &entry->turns));
+  KV_RETURN_IF_ERROR(GetFixed(&in, &entry->tail.low));
+  KV_RETURN_IF_ERROR(GetFixed(&in, &entry->tail.high));
+  KV_RETURN_IF_ERROR(GetTurnNumber(&in, &entry->clear_first_turn));
+  entry->unanswered_turn = -1;
+  if (type == kUpdate) KV_RETURN_IF_ERROR(GetTurnNumber(&in, &entry->unanswered_turn));
+  return Status::Ok();
+}
+
+Result<JournalEntry> Replay(const std::vector<std::string>& records) {
   if (records.empty()) return CorruptionError("empty journal");
   JournalEntry entry;
   SpanSource in(AsBytes(records[0]));
@@ -99,13 +128,9 @@ Result<JournalEntry> Replay(const std::vector<std::string>& records, size_t* n_d
   if (type != kHeader) return CorruptionError("journal does not start with its header");
   KV_RETURN_IF_ERROR(GetLengthPrefixed(&in, &entry.scope, 1024));
   KV_RETURN_IF_ERROR(GetLengthPrefixed(&in, &entry.id, 1 << 20));
-  size_t written = 0;
   for (size_t i = 1; i < records.size(); ++i) {
-    const size_t before = entry.turns.size();
     KV_RETURN_IF_ERROR(ApplyUpdate(records[i], &entry));
-    written += entry.turns.size() - std::min(before, entry.turns.size());
   }
-  *n_dropped_turns = written > entry.turns.size() ? written - entry.turns.size() : 0;
   return entry;
 }
 
@@ -125,19 +150,11 @@ Status Journal::Load() {
     const std::string path = it->path().string();
     if (!path.ends_with(".log")) continue;
     Result<store::RecordLog::Opened> opened = store::RecordLog::Open(path);
-    size_t dropped = 0;
     Result<JournalEntry> entry =
-        opened.ok() ? Replay(opened->records, &dropped) : Result<JournalEntry>(opened.status());
+        opened.ok() ? Replay(opened->records) : Result<JournalEntry>(opened.status());
     if (!entry.ok()) {
       KV_LOG(kWarning) << "journal: skipping " << path << ": " << entry.status().ToString();
       continue;
-    }
-    if (dropped > entry->turns.size()) {  // mostly rewritten history: compact
-      const std::vector<std::string> records = {
-          HeaderRecord(entry->scope, entry->id),
-          UpdateRecord(0, entry->turns, entry->tail, entry->clear_first_turn)};
-      opened->log.reset();
-      store::RecordLog::Rewrite(path, records).IgnoreError();
     }
     recovered_.push_back(std::move(entry).value());
   }
@@ -151,9 +168,10 @@ std::string Journal::PathOf(const std::string& scope, const std::string& id) con
   return dir_ + "/" + HashBytes128(AsBytes(ConversationKey(scope, id))).ToHex() + ".log";
 }
 
+std::string BranchName(int64_t n) { return "branch-" + std::to_string(n); }
+
 Status Journal::Record(const std::string& scope, const std::string& id, size_t kept,
-                       std::span<const JournalTurn> added, const kv::BlockName& tail,
-                       int64_t clear_first_turn) {
+                       std::span<const JournalTurn> added, const JournalState& state) {
   const std::string path = PathOf(scope, id);
   std::unique_ptr<store::RecordLog> log;
   if (PathExists(path)) {
@@ -163,15 +181,14 @@ Status Journal::Record(const std::string& scope, const std::string& id, size_t k
     log = std::move(opened.log);
     KV_RETURN_IF_ERROR(log->Append(HeaderRecord(scope, id), false));
   }
-  return log->Append(UpdateRecord(kept, added, tail, clear_first_turn), /*sync=*/true);
+  return log->Append(UpdateRecord(kept, added, state), /*sync=*/true);
 }
 
 Result<JournalEntry> Journal::Read(const std::string& scope, const std::string& id) const {
   const std::string path = PathOf(scope, id);
   if (!PathExists(path)) return NotFoundError("conversation '" + id + "' has no journal");
   KV_ASSIGN_OR_RETURN(store::RecordLog::Opened opened, store::RecordLog::Open(path));
-  size_t dropped = 0;
-  return Replay(opened.records, &dropped);
+  return Replay(opened.records);
 }
 
 Status Journal::Remove(const std::string& scope, const std::string& id) {

@@ -5,15 +5,18 @@
 // (scope, id) key:
 //
 //   record 1, header:  u8 1 | scope | id                         (length-prefixed strings)
-//   later, updates:    u8 3 | varint kept | varint n | n x turn | 16-byte tail |
-//                      varint clear zone first turn + 1
+//   later, updates:    u8 4 | varint kept | varint n | n x turn | 16-byte tail |
+//                      varint clear zone first turn + 1 | varint unanswered turn + 1
+//                      (u8 3: the same without the unanswered turn, as written before)
 //   turn:              role | content | varint n_tokens | n_tokens x varint token id
 //
 // An update says: of the turns recorded so far keep the first `kept`, append these n, the KV
-// tail block is now `tail`, and the window's clear zone starts at that turn. A turn is thus
-// written once, when it happens, with its rendered tokens (a restart does not tokenize the
-// history again); a client that rewrites history costs one record. Logs whose dropped turns
-// outweigh the live ones are rewritten compactly at start-up.
+// tail block is now `tail`, the window's clear zone starts at that turn, and the last turn
+// is (or not) a user turn still waiting for its reply. A turn is thus written once, when it
+// happens, with its rendered tokens (a restart does not tokenize the history again). Turns
+// an update does not keep are never lost: replay archives them as the conversation's next
+// branch ("branch-1", "branch-2", ...; history_plan.h says when history is replaced). Every
+// turn is written once and kept, so a log is never compacted.
 //
 // Thread-safety: all methods may be called from any thread; callers serialize writes to one
 // conversation (its turn lock).
@@ -35,12 +38,31 @@ struct JournalTurn {
   std::vector<int32_t> tokens;  // the turn as rendered by the chat template
 };
 
+// Turns a replaced history had from `from_turn` on, kept readable.
+struct JournalBranch {
+  std::string name;  // "branch-<n>", n counting from 1 per conversation
+  int64_t from_turn = 0;
+  std::vector<JournalTurn> turns;
+};
+
 struct JournalEntry {
   std::string scope;
   std::string id;
   std::vector<JournalTurn> turns;
   kv::BlockName tail;
   int64_t clear_first_turn = -1;
+  int64_t unanswered_turn = -1;         // the last turn, stored but never answered; -1 if none
+  std::vector<JournalBranch> branches;  // oldest first
+};
+
+// The name replay gives the conversation's n-th archived branch (from 1).
+std::string BranchName(int64_t n);
+
+// What an update records besides its turns.
+struct JournalState {
+  kv::BlockName tail;
+  int64_t clear_first_turn = -1;
+  int64_t unanswered_turn = -1;
 };
 
 class Journal {
@@ -52,12 +74,11 @@ class Journal {
   // The conversations found by Open.
   std::vector<JournalEntry> TakeRecovered();
 
-  // Records the conversation's new state: the first `kept` recorded turns stay, `added`
-  // follow, its KV tail block is `tail` and its clear zone starts at `clear_first_turn`.
-  // Creates the log on first use.
+  // Records the conversation's new state: the first `kept` recorded turns stay (the others
+  // become an archived branch), `added` follow, and `state`. Creates the log on first use.
+  // Durable (fsynced) when it returns OK.
   Status Record(const std::string& scope, const std::string& id, size_t kept,
-                std::span<const JournalTurn> added, const kv::BlockName& tail,
-                int64_t clear_first_turn);
+                std::span<const JournalTurn> added, const JournalState& state);
   // Reads one conversation back (sessions need its turns' text). NotFound if it has no log.
   Result<JournalEntry> Read(const std::string& scope, const std::string& id) const;
   // Deletes the conversation's log (OK if it has none).

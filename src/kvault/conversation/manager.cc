@@ -89,21 +89,29 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
     conversation->turn_lock.Unlock();  // ended while we waited: use its successor
   }
   KV_RETURN_IF_ERROR(pending->ticket->Run());
+  Conversation& conversation = *pending->conversation;
+  // Validate: everything below up to the commit can refuse the request, and changes nothing.
   // Only the spare sequences can be dedicated: running requests always need theirs.
   const int64_t spares = params_.n_sequences - params_.threads;
-  if (request.pin && !pool_.IsReserved(pending->conversation->key()) &&
-      pool_.n_reserved() >= spares) {
+  if (request.pin && !pool_.IsReserved(conversation.key()) && pool_.n_reserved() >= spares) {
     return FailedPreconditionError("pin: all " + std::to_string(spares) +
-                                   " dedicated sequences are taken; end a pinned conversation");
+                                   " dedicated sequences are taken; end a pinned conversation")
+        .WithDetail(ErrorDetail::kPinsExhausted);
   }
   const int requested = request.max_tokens.value_or(params_.max_generation);
   if (requested <= 0) return InvalidArgumentError("max_tokens must be at least 1");
+  KV_RETURN_IF_ERROR(scheduler_->CheckSampling(request.sampling));
   pending->windowed = request.explicit_conversation && !request.raw_prompt;
   if (pending->windowed) {
-    KV_RETURN_IF_ERROR(memory_.Ingest(*pending->conversation, request.messages, true).status());
-    const memory::TokenStore& history = *pending->conversation->history;
-    pending->query = renderer_.Text(history.TurnTokens(history.turns().back()));
+    pending->forget_if_empty = &registry_;
     pending->generation_budget = std::clamp(requested, 1, params_.window / 4);
+    KV_ASSIGN_OR_RETURN(IngestPlan plan, memory_.Plan(conversation, request.messages,
+                                                      request.history_mode, /*to_answer=*/true));
+    KV_RETURN_IF_ERROR(memory_.CheckWindow(plan, WindowReserve(*pending)));
+    // Commit: the new turns are journaled before anything is generated for them.
+    KV_ASSIGN_OR_RETURN(pending->history, memory_.Commit(conversation, std::move(plan)));
+    const memory::TokenStore& history = *conversation.history;
+    pending->query = renderer_.Text(history.TurnTokens(history.turns().back()));
     pending->request = std::move(request);
     KV_ASSIGN_OR_RETURN(pending->prompt, BuildWindowPrompt(*pending, pending->query, ""));
     recalled_chunks_ += pending->recalled_chunks;
@@ -112,13 +120,19 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
     pending->request = std::move(request);
   }
   const int prompt_size = static_cast<int>(pending->prompt.size());
-  if (prompt_size + 1 > params_.window) {
-    return InvalidArgumentError("context_length_exceeded: the prompt has " +
-                                std::to_string(prompt_size) + " tokens; the window is " +
-                                std::to_string(params_.window) + " (--window)");
+  if (prompt_size + 1 > params_.window) {  // stateless: the window builder fits the others
+    return InvalidArgumentError("the prompt has " + std::to_string(prompt_size) +
+                                " tokens; the window is " + std::to_string(params_.window) +
+                                " (--window), and the reply needs at least one more")
+        .WithDetail(ErrorDetail::kContextLengthExceeded);
   }
   pending->max_tokens = std::min({requested, params_.max_generation, params_.window - prompt_size});
   return pending;
+}
+
+int ConversationManager::WindowReserve(const Pending& pending) const {
+  // The reply's budget, and the tokens every prompt starts with (outside the window's turns).
+  return pending.generation_budget + static_cast<int>(renderer_.prompt_start().size());
 }
 
 Result<std::vector<llama_token>> ConversationManager::BuildPrompt(const GenerateRequest& request) {
@@ -133,7 +147,7 @@ Result<std::vector<llama_token>> ConversationManager::BuildWindowPrompt(
     Pending& pending, const std::string& query,
     const std::string& reply_so_far) KV_NO_THREAD_SAFETY_ANALYSIS {
   KV_ASSIGN_OR_RETURN(memory::Window window,
-                      memory_.BuildWindow(*pending.conversation, query, pending.generation_budget,
+                      memory_.BuildWindow(*pending.conversation, query, WindowReserve(pending),
                                           pending.request.recall));
   std::vector<llama_token> prompt = renderer_.prompt_start();
   prompt.insert(prompt.end(), window.tokens.begin(), window.tokens.end());
@@ -159,11 +173,13 @@ Result<std::vector<llama_token>> ConversationManager::BuildWindowPrompt(
 Result<std::shared_ptr<Conversation>> ConversationManager::LockExisting(
     const std::string& scope, const std::string& id) KV_NO_THREAD_SAFETY_ANALYSIS {
   std::shared_ptr<Conversation> conversation = registry_.Find(scope, id);
-  if (!conversation) return NotFoundError("no conversation '" + id + "'");
+  const Status not_found =
+      NotFoundError("no conversation '" + id + "'").WithDetail(ErrorDetail::kConversationNotFound);
+  if (!conversation) return not_found;
   conversation->turn_lock.Lock();  // waits for a running generation
   if (conversation->ended) {
     conversation->turn_lock.Unlock();
-    return NotFoundError("no conversation '" + id + "'");
+    return not_found;
   }
   return conversation;
 }
@@ -192,15 +208,31 @@ Status ConversationManager::End(const std::string& scope,
 }
 
 Result<IngestResult> ConversationManager::Append(const std::string& scope, const std::string& id,
-                                                 std::span<const engine::ChatMessage> messages)
-    KV_NO_THREAD_SAFETY_ANALYSIS {
+                                                 std::span<const engine::ChatMessage> messages,
+                                                 HistoryMode mode) KV_NO_THREAD_SAFETY_ANALYSIS {
   while (true) {
     std::shared_ptr<Conversation> conversation = registry_.GetOrCreate(scope, id);
     MutexLock lock(&conversation->turn_lock);
     if (conversation->ended) continue;
     conversation->Touch();
-    return memory_.Ingest(*conversation, messages, /*to_answer=*/false);
+    Result<IngestResult> ingested =
+        memory_.Ingest(*conversation, messages, /*to_answer=*/false, mode);
+    if (!ingested.ok() && (!conversation->history || conversation->history->turns().empty())) {
+      conversation->ended = true;  // created for this request, which was refused
+      registry_.Remove(conversation);
+    }
+    return ingested;
   }
+}
+
+Result<JournalEntry> ConversationManager::History(const std::string& scope, const std::string& id)
+    KV_NO_THREAD_SAFETY_ANALYSIS {
+  if (deps_.journal == nullptr) {
+    return FailedPreconditionError("conversation history needs the journal (--data-dir)");
+  }
+  KV_ASSIGN_OR_RETURN(std::shared_ptr<Conversation> conversation, LockExisting(scope, id));
+  MutexLock lock(&conversation->turn_lock, std::adopt_lock);
+  return deps_.journal->Read(scope, id);
 }
 
 Result<std::vector<SearchResult>> ConversationManager::Search(const std::string& scope,

@@ -14,10 +14,16 @@
 //    window (context_length_exceeded otherwise), as with any OpenAI server.
 //  - With a conversation id the server keeps the conversation's whole history (up to
 //    --cache-size tokens): a client may send only its new messages or resend the whole
-//    history (matched turn by turn; only what is new is processed; a history that diverges
-//    from the stored one replaces it). The prompt is the window of that history
+//    history (matched turn by turn; only what is new is processed). What a request does to
+//    the history (append, delta, replace with the old turns archived, retry of an
+//    unanswered turn) is history_plan.h's rule. The prompt is the window of that history
 //    (memory/window_builder.h): system turns, the most recent turns, chunks recalled from
 //    older ones, the new message.
+//  - Validate, then commit: every check that can refuse a request (admission, pins,
+//    max_tokens, roles, the message list, the window, the grammar) runs in Prepare before
+//    anything is stored; a refused request leaves the conversation, its index and its
+//    journal as they were. The new turns are then journaled (durable) before generation,
+//    and the reply when it is complete.
 //  - Mid-generation recall: when the reply contains a hedge ("if I recall", ...), the
 //    phrase is held back, the sequence stops, chunks are recalled with the question and the
 //    reply so far, and generation resumes after the text already sent, under a prompt that
@@ -92,7 +98,9 @@ struct GenerateRequest {
   // Keep the conversation's sequence on the device between requests (a dedicated slot):
   // never taken by another conversation, until the conversation ends.
   bool pin = false;
-  bool recall = true;  // pre- and mid-generation recall for this request
+  bool recall = true;                             // pre- and mid-generation recall for this request
+  HistoryMode history_mode = HistoryMode::kAuto;  // the request's `history` field
+  bool return_prompt = false;  // put the prompt's text in the result (debugging, tests)
 };
 
 // One mid-generation recall, for the response's kvault extension and the log.
@@ -111,9 +119,11 @@ struct GenerateResult {
   double queue_ms = 0;
   double first_token_ms = 0;  // request start to the first generated token; -1 if none
   double total_ms = 0;
-  std::vector<double> text_times_ms;  // when each streamed piece of text was produced
-  int recalled_chunks = 0;            // chunks recalled into the first prompt
-  std::vector<RecallEvent> recalls;   // mid-generation recalls
+  std::vector<double> text_times_ms;    // when each streamed piece of text was produced
+  int recalled_chunks = 0;              // chunks recalled into the first prompt
+  std::vector<RecallEvent> recalls;     // mid-generation recalls
+  std::optional<IngestResult> history;  // what the request did to a kept conversation
+  std::string prompt_text;  // the first prompt, special tokens shown (return_prompt only)
 };
 
 // Receives the reply while it is generated, on the thread that called Run().
@@ -178,9 +188,15 @@ class ConversationManager {
   KvCacheStats kv_stats() const { return kv_cache_.stats(); }
 
   // --- History without generation (conversation_memory.h) ---------------------------------
-  // Stores messages (bulk ingestion, reconnects); creates the conversation if needed.
+  // Stores messages (bulk ingestion, reconnects) by history_plan.h's rule; creates the
+  // conversation if needed. An error leaves everything as it was.
   Result<IngestResult> Append(const std::string& scope, const std::string& id,
-                              std::span<const engine::ChatMessage> messages);
+                              std::span<const engine::ChatMessage> messages,
+                              HistoryMode mode = HistoryMode::kAuto);
+  // The conversation as the journal holds it: turns with their text, archived branches, the
+  // unanswered turn. NotFound for an unknown conversation; FailedPrecondition without a
+  // journal.
+  Result<JournalEntry> History(const std::string& scope, const std::string& id);
   // The conversation's best chunks for `query`. NotFound for an unknown conversation.
   Result<std::vector<SearchResult>> Search(const std::string& scope, const std::string& id,
                                            const std::string& query, int k);
@@ -213,6 +229,8 @@ class ConversationManager {
   Result<std::vector<llama_token>> BuildWindowPrompt(Pending& pending, const std::string& query,
                                                      const std::string& reply_so_far);
   Status Generate(Pending& pending, Generation& generation, ReplySink* sink);
+  // Tokens of the window a conversation's prompt leaves to the reply and the prompt start.
+  int WindowReserve(const Pending& pending) const;
   void RecoverJournal();
   void RepinSessions();
   Status Unpin(const Session& session);

@@ -20,11 +20,20 @@ class ConversationManager::Pending {
  public:
   ~Pending() KV_NO_THREAD_SAFETY_ANALYSIS {
     if (!conversation) return;
-    // A stateless request's conversation has nothing to remember: the client keeps it.
+    // A stateless request's conversation has nothing to remember: the client keeps it. A
+    // conversation this request created but refused is not kept either.
+    const bool refused_new = forget_if_empty != nullptr &&
+                             (!conversation->history || conversation->history->turns().empty());
+    if (refused_new) {
+      conversation->ended = true;  // a request waiting for it takes a new one
+      forget_if_empty->Remove(conversation);
+    }
     if (forget_in != nullptr) forget_in->Remove(conversation);
     conversation->turn_lock.Unlock();
   }
-  Registry* forget_in = nullptr;  // set for a stateless request's conversation
+  Registry* forget_in = nullptr;        // set for a stateless request's conversation
+  Registry* forget_if_empty = nullptr;  // set for a kept conversation's request
+  IngestResult history;                 // what the request did to its history
   std::unique_ptr<Admission::Ticket> ticket;
   std::shared_ptr<Conversation> conversation;  // its turn_lock is held
   GenerateRequest request;

@@ -185,6 +185,8 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
   g.remaining_tokens = pending->max_tokens;
   g.result.first_token_ms = -1;
   g.result.recalled_chunks = pending->recalled_chunks;
+  const std::vector<llama_token> first_prompt =
+      pending->request.return_prompt ? pending->prompt : std::vector<llama_token>{};
   Status status;
   while (true) {
     status = Generate(*pending, g, sink);
@@ -213,6 +215,10 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
   pool_.Release(conversation.key(), std::move(g.held));
   if (!status.ok()) return status;
   GenerateResult& result = g.result;
+  if (pending->windowed) result.history = pending->history;
+  if (pending->request.return_prompt) {
+    result.prompt_text = tokenizer_.Detokenize(first_prompt, /*render_special=*/true);
+  }
   result.finish_reason = g.hedged ? engine::FinishReason::kLength : g.reason;
   result.total_ms = MillisBetween(pending->start, Clock::now());
   conversation.Touch();

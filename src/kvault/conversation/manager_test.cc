@@ -109,7 +109,10 @@ TEST_F(ManagerTest, StopStringEndsTheReplyBeforeIt) {
   Result<GenerateResult> free_run = Generate(Chat("s", {{"user", "Say something long"}}, 16));
   ASSERT_TRUE(free_run.ok());
   ASSERT_GE(free_run->text.size(), 4u);
-  const std::string stop = free_run->text.substr(free_run->text.size() / 2, 2);
+  // Early in the reply: the second request reuses the first's cells for its prompt, and a
+  // random model's greedy text may part from the free run on a near-tie later on (README,
+  // "Determinism, stated").
+  const std::string stop = free_run->text.substr(std::min<size_t>(free_run->text.size() / 2, 6), 2);
   GenerateRequest request = Chat("s2", {{"user", "Say something long"}}, 16);
   request.stop = {stop};
   Result<GenerateResult> stopped = Generate(request);
@@ -163,7 +166,7 @@ TEST_F(ManagerTest, PromptLongerThanTheWindowIsRejected) {
   Result<GenerateResult> result = Generate(Chat("long", {{"user", long_text}}));
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(result.status().message().find("context_length_exceeded"), std::string::npos);
+  EXPECT_EQ(result.status().detail(), ErrorDetail::kContextLengthExceeded);
 }
 
 TEST_F(ManagerTest, ConcurrentConversationsGenerateTogether) {

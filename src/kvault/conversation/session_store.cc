@@ -137,9 +137,11 @@ Result<Session> SessionStore::Get(const std::string& scope, const std::string& n
   KV_RETURN_IF_ERROR(ValidateSessionName(name));
   MutexLock lock(&mu_);
   const std::string path = PathOf(name);
-  if (!PathExists(path)) return NotFoundError("no session '" + name + "'");
+  if (!PathExists(path))
+    return NotFoundError("no session '" + name + "'").WithDetail(ErrorDetail::kSessionNotFound);
   KV_ASSIGN_OR_RETURN(Session session, Read(path));
-  if (session.scope != scope) return NotFoundError("no session '" + name + "'");
+  if (session.scope != scope)
+    return NotFoundError("no session '" + name + "'").WithDetail(ErrorDetail::kSessionNotFound);
   return session;
 }
 

@@ -41,7 +41,7 @@ Result<CompletionResult> Complete(Context& context, Sampler& sampler, const Toke
   start = std::chrono::steady_clock::now();
   int32_t output_index = decoder.OutputIndex(0);
   for (int i = 0; i < params.n_predict; ++i) {
-    const llama_token token = sampler.Sample(context, output_index);
+    KV_ASSIGN_OR_RETURN(const llama_token token, sampler.Sample(context, output_index));
     result.tokens.push_back(token);
     if (params.stop_at_end_of_generation && tokenizer.IsEndOfGeneration(token)) {
       result.stopped_at_end_of_generation = true;

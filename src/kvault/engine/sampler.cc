@@ -2,8 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
+#include <string>
+#include <vector>
 
+#include "kvault/base/status_macros.h"
 #include "kvault/engine/context.h"
+#include "kvault/engine/grammar_check.h"
 #include "kvault/engine/llama_runtime.h"
 #include "kvault/engine/model.h"
 
@@ -52,9 +57,55 @@ number ::= "-"? ( "0" | [1-9] [0-9]{0,15} ) ( "." [0-9]{1,16} )? ( [eE] [-+]? [0
 ws ::= [ \t\n]{0,16}
 )gbnf";
 
+Status GrammarFailure(const std::string& what) {
+  return InvalidArgumentError("grammar: " + what).WithDetail(ErrorDetail::kInvalidGrammar);
+}
+
+// llama.cpp's grammar parser, bounded first (grammar_check.h). It reports most errors by
+// returning null, but can also throw (std::runtime_error, std::out_of_range): this is the
+// engine boundary where a llama.cpp exception becomes a Status.
+Result<llama_sampler*> InitGrammar(const Model& model, const std::string& gbnf) {
+  KV_RETURN_IF_ERROR(CheckGrammarText(gbnf));
+  TakeLastLlamaError();
+  llama_sampler* grammar = nullptr;
+  try {
+    grammar = llama_sampler_init_grammar(model.vocab(), gbnf.c_str(), "root");
+  } catch (const std::exception& error) {
+    return GrammarFailure(std::string("llama.cpp refused it: ") + error.what());
+  }
+  if (grammar == nullptr) {
+    std::string reason = TakeLastLlamaError();
+    return GrammarFailure("does not parse" + (reason.empty() ? "" : ": " + reason));
+  }
+  return grammar;
+}
+
 }  // namespace
 
 std::string_view JsonObjectGrammar() { return kJsonObjectGrammar; }
+
+Status Sampler::Check(const Model& model, const SamplingParams& params) {
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<Sampler> sampler, Create(model, params));
+  if (params.grammar.empty()) return Status::Ok();
+  // Apply the grammar alone to every token of the vocabulary, as the first sampling step
+  // would: a grammar that throws here or rejects every token would fail mid-request.
+  KV_ASSIGN_OR_RETURN(llama_sampler * grammar, InitGrammar(model, params.grammar));
+  const int32_t n_vocab = llama_vocab_n_tokens(model.vocab());
+  std::vector<llama_token_data> candidates(static_cast<size_t>(n_vocab));
+  for (int32_t i = 0; i < n_vocab; ++i) candidates[static_cast<size_t>(i)] = {i, 0.0f, 0.0f};
+  llama_token_data_array array{candidates.data(), candidates.size(), -1, false};
+  Status status;
+  try {
+    llama_sampler_apply(grammar, &array);
+    const bool any = std::any_of(candidates.begin(), candidates.end(),
+                                 [](const auto& c) { return std::isfinite(c.logit); });
+    if (!any) status = GrammarFailure("admits no token to start the reply with");
+  } catch (const std::exception& error) {
+    status = GrammarFailure(std::string("fails when applied: ") + error.what());
+  }
+  llama_sampler_free(grammar);
+  return status;
+}
 
 Result<std::unique_ptr<Sampler>> Sampler::Create(const Model& model, const SamplingParams& params) {
   const int32_t n_vocab = llama_vocab_n_tokens(model.vocab());
@@ -76,13 +127,7 @@ Result<std::unique_ptr<Sampler>> Sampler::Create(const Model& model, const Sampl
                                             params.frequency_penalty, params.presence_penalty));
   }
   if (!params.grammar.empty()) {
-    TakeLastLlamaError();
-    llama_sampler* grammar =
-        llama_sampler_init_grammar(model.vocab(), params.grammar.c_str(), "root");
-    if (grammar == nullptr) {
-      std::string reason = TakeLastLlamaError();
-      return InvalidArgumentError("grammar does not parse" + (reason.empty() ? "" : ": " + reason));
-    }
+    KV_ASSIGN_OR_RETURN(llama_sampler * grammar, InitGrammar(model, params.grammar));
     llama_sampler_chain_add(chain, grammar);
   }
   if (params.temperature <= 0.0f) {
@@ -103,7 +148,7 @@ Result<std::unique_ptr<Sampler>> Sampler::Create(const Model& model, const Sampl
 
 Sampler::~Sampler() { llama_sampler_free(chain_); }
 
-llama_token Sampler::Sample(Context& context, int32_t batch_index) {
+Result<llama_token> Sampler::Sample(Context& context, int32_t batch_index) {
   if (plain_greedy_) {
     // Argmax straight over the logits: llama_sampler_sample would first copy the whole
     // vocabulary into a candidate array (151,936 entries for Qwen) on every token.
@@ -113,8 +158,13 @@ llama_token Sampler::Sample(Context& context, int32_t batch_index) {
                                       logits.begin());
     }
   }
-  // llama_sampler_sample applies the chain and accepts the chosen token.
-  return llama_sampler_sample(chain_, context.raw(), batch_index);
+  // llama_sampler_sample applies the chain and accepts the chosen token. Its grammar sampler
+  // throws when the grammar breaks on the text so far: caught here, at the engine boundary.
+  try {
+    return llama_sampler_sample(chain_, context.raw(), batch_index);
+  } catch (const std::exception& error) {
+    return GrammarFailure(std::string("sampling failed: ") + error.what());
+  }
 }
 
 void Sampler::Accept(llama_token token) { llama_sampler_accept(chain_, token); }

@@ -50,12 +50,18 @@ class Sampler {
  public:
   // InvalidArgument for out-of-range values or a grammar that does not parse.
   static Result<std::unique_ptr<Sampler>> Create(const Model& model, const SamplingParams& params);
+  // Create, and with a grammar also one trial of it on the whole vocabulary: InvalidArgument
+  // (ErrorDetail::kInvalidGrammar) for a grammar that parses but admits no first token or
+  // fails when applied (llama.cpp throws for e.g. an empty range "[z-a]"). What a request is
+  // checked with before anything of it is stored.
+  static Status Check(const Model& model, const SamplingParams& params);
   ~Sampler();
   Sampler(const Sampler&) = delete;
   Sampler& operator=(const Sampler&) = delete;
 
   // Samples from the logits at `batch_index` of the last decode, and records the token.
-  llama_token Sample(Context& context, int32_t batch_index);
+  // InvalidArgument if llama.cpp's samplers fail (a grammar that breaks on this text).
+  Result<llama_token> Sample(Context& context, int32_t batch_index);
   // Records a token chosen elsewhere (e.g. prompt history for grammar state).
   void Accept(llama_token token);
   void Reset();

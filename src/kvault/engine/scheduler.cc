@@ -96,6 +96,10 @@ Scheduler::Scheduler(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Scheduler::~Scheduler() { Stop(); }
 
+Status Scheduler::CheckSampling(const SamplingParams& sampling) const {
+  return Sampler::Check(impl_->model, sampling);
+}
+
 Status Scheduler::Submit(GenerationRequest request) {
   if (request.prompt.empty()) return InvalidArgumentError("the prompt has no tokens");
   if (request.max_tokens <= 0) return InvalidArgumentError("max_tokens must be positive");
@@ -277,7 +281,12 @@ bool Scheduler::Impl::Step() {
 }
 
 void Scheduler::Impl::SampleAfterDecode(Active& entry, int32_t output_index) {
-  const llama_token token = entry.sampler->Sample(*context, output_index);
+  Result<llama_token> sampled = entry.sampler->Sample(*context, output_index);
+  if (!sampled.ok()) {
+    Finish(entry.request.seq_id, FinishReason::kError, sampled.status());
+    return;
+  }
+  const llama_token token = *sampled;
   GenerationOutcome& outcome = entry.outcome;
   if (outcome.generated_tokens.empty()) outcome.first_token_us = NowMicros() - entry.submitted_us;
   outcome.generated_tokens.push_back(token);

@@ -91,6 +91,9 @@ class Scheduler {
   // Queues a request; it joins at the next step. InvalidArgument for an empty prompt or a
   // sequence id already in use; Unavailable after Stop().
   Status Submit(GenerationRequest request);
+  // OK if `sampling` can be used for a request (engine::Sampler::Check): what Submit would
+  // refuse, and grammars that would fail at the first token. Callable from any thread.
+  Status CheckSampling(const SamplingParams& sampling) const;
 
   // Runs `task` on the scheduler thread between steps and returns its status.
   Status RunOnEngineThread(std::function<Status(Context&)> task);

@@ -2,6 +2,7 @@
 
 #include <climits>
 
+#include "kvault/base/utf8.h"
 #include "kvault/engine/model.h"
 
 namespace kvault::engine {
@@ -94,7 +95,9 @@ size_t CompleteUtf8Prefix(std::string_view bytes) {
 std::string StreamDecoder::Push(llama_token token) {
   pending_ += tokenizer_->TokenPiece(token);
   const size_t complete = CompleteUtf8Prefix(pending_);
-  std::string ready = pending_.substr(0, complete);
+  // Complete characters only, and only valid ones: what a client is sent is exactly what the
+  // conversation stores (base/utf8.h).
+  std::string ready = SanitizeUtf8(std::string_view(pending_).substr(0, complete));
   pending_.erase(0, complete);
   return ready;
 }

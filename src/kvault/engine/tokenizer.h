@@ -46,7 +46,8 @@ class Tokenizer {
   int32_t n_vocab_;
 };
 
-// Turns a stream of tokens into text chunks that are always whole UTF-8.
+// Turns a stream of tokens into text chunks that are always whole, valid UTF-8: a character
+// split across tokens is held back until it completes; invalid bytes become U+FFFD.
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer* tokenizer) : tokenizer_(tokenizer) {}

@@ -104,7 +104,7 @@ TokenStore::TokenStore(int64_t capacity_tokens) : capacity_(capacity_tokens) {
   KV_CHECK(capacity_tokens >= 1, "TokenStore capacity must be at least one token");
 }
 
-Result<Turn> TokenStore::Append(Role role, std::span<const int32_t> tokens, uint64_t text_hash) {
+Status TokenStore::CheckTurn(std::span<const int32_t> tokens) const {
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) return InvalidArgumentError("memory: a turn needs at least one token");
   if (n > capacity_ || n > kMaxTurnTokens) {
@@ -118,6 +118,35 @@ Result<Turn> TokenStore::Append(Role role, std::span<const int32_t> tokens, uint
                                   " is outside [0, 2^24)");
     }
   }
+  return Status::Ok();
+}
+
+Status TokenStore::TruncateTurns(int64_t n_turns) {
+  if (n_turns < n_dropped_turns_) {
+    return InvalidArgumentError("memory: cannot keep " + std::to_string(n_turns) + " turns, " +
+                                std::to_string(n_dropped_turns_) + " were dropped already");
+  }
+  const auto keep = static_cast<size_t>(n_turns - n_dropped_turns_);
+  if (keep >= turns().size()) return Status::Ok();
+  const int64_t new_end = turns()[keep].first_pos;
+  turns_.resize(static_cast<size_t>(turn_head_) + keep);
+  // Token storage: blocks_[0] starts block_head_ tokens before begin_pos_.
+  const int64_t kept_tokens = new_end - begin_pos_ + block_head_;
+  if (new_end == begin_pos_) {
+    blocks_.clear();
+    block_head_ = 0;
+  } else {
+    const int64_t n_blocks = (kept_tokens + kBlockTokens - 1) / kBlockTokens;
+    blocks_.resize(static_cast<size_t>(n_blocks));
+    blocks_.back().resize(static_cast<size_t>((kept_tokens - (n_blocks - 1) * kBlockTokens) * 3));
+  }
+  end_pos_ = new_end;
+  return Status::Ok();
+}
+
+Result<Turn> TokenStore::Append(Role role, std::span<const int32_t> tokens, uint64_t text_hash) {
+  KV_RETURN_IF_ERROR(CheckTurn(tokens));
+  const int64_t n = static_cast<int64_t>(tokens.size());
   while (n_tokens() + n > capacity_) DropOldestTurn();
   Turn turn;
   turn.number = n_dropped_turns_ + static_cast<int64_t>(turns().size());

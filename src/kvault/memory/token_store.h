@@ -74,6 +74,13 @@ class TokenStore {
   // new turn. InvalidArgument (and nothing changes) for an empty turn, one longer than the
   // capacity, or a token id outside [0, kMaxTokenId].
   Result<Turn> Append(Role role, std::span<const int32_t> tokens, uint64_t text_hash = 0);
+  // OK if Append(role, tokens) would succeed; the InvalidArgument it would return otherwise.
+  Status CheckTurn(std::span<const int32_t> tokens) const;
+  // Removes the retained turns numbered `n_turns` and above, and their tokens; the next
+  // Append numbers its turn `n_turns` and places it where the first removed turn was.
+  // InvalidArgument (nothing changes) if n_turns < n_dropped_turns(): dropped turns cannot
+  // come back.
+  Status TruncateTurns(int64_t n_turns);
   // The first position the store would keep if a turn of n_tokens were appended now (its
   // current begin_pos() when nothing would drop). Lets a caller remove index entries of
   // turns about to drop while their tokens are still readable.

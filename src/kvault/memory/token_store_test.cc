@@ -110,6 +110,45 @@ TEST(TokenStoreTest, RejectsBadTurnsWithoutChangingAnything) {
   EXPECT_EQ(store.Tokens(4, 1).value(), largest);
 }
 
+TEST(TokenStoreTest, TruncatedTurnsGoAndTheNextAppendTakesTheirPlace) {
+  TokenStore store(1 << 20);
+  std::vector<int32_t> all;
+  for (int t = 0; t < 6; ++t) {  // turns long enough to span token blocks
+    std::vector<int32_t> tokens(TokenStore::kBlockTokens / 2 + t, 100 + t);
+    all.insert(all.end(), tokens.begin(), tokens.end());
+    ASSERT_TRUE(store.Append(Role::kUser, tokens, 7 + t).ok());
+  }
+  const Turn third = store.turns()[3];
+  ASSERT_TRUE(store.TruncateTurns(3).ok());
+  EXPECT_EQ(store.turns().size(), 3u);
+  EXPECT_EQ(store.end_pos(), third.first_pos);
+  EXPECT_EQ(store.Tokens(0, third.first_pos).value(),
+            std::vector<int32_t>(all.begin(), all.begin() + third.first_pos));
+  const std::vector<int32_t> again = {5, 6, 7};
+  Result<Turn> appended = store.Append(Role::kAssistant, again, 99);
+  ASSERT_TRUE(appended.ok());
+  EXPECT_EQ(appended->number, 3);
+  EXPECT_EQ(appended->first_pos, third.first_pos);
+  EXPECT_EQ(store.TurnTokens(store.turns()[3]), again);
+  EXPECT_TRUE(store.TruncateTurns(10).ok());  // nothing that far: unchanged
+  EXPECT_EQ(store.turns().size(), 4u);
+  ASSERT_TRUE(store.TruncateTurns(0).ok());
+  EXPECT_EQ(store.n_tokens(), 0);
+  EXPECT_TRUE(store.Append(Role::kUser, again).ok());
+  EXPECT_EQ(store.TurnTokens(store.turns()[0]), again);
+}
+
+TEST(TokenStoreTest, DroppedTurnsCannotBeKeptByATruncation) {
+  TokenStore store(10);
+  const std::vector<int32_t> four = {1, 2, 3, 4};
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(store.Append(Role::kUser, four).ok());
+  ASSERT_EQ(store.n_dropped_turns(), 2);
+  EXPECT_EQ(store.TruncateTurns(1).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.turns().size(), 2u);
+  EXPECT_TRUE(store.TruncateTurns(2).ok());
+  EXPECT_EQ(store.n_tokens(), 0);
+}
+
 TEST(TokenStoreTest, OldestWholeTurnsDropAtCapacityAndNumbersAreNotReused) {
   TokenStore store(10);
   ASSERT_TRUE(store.Append(Role::kSystem, Range(1, 4)).ok());

@@ -92,13 +92,7 @@ Result<Window> WindowBuilder::Build(const WindowInputs& inputs, ClearZoneState* 
   const int64_t fixed = SumTokens(turns, 0, layout.n_system) + turns[layout.new_index].n_tokens +
                         static_cast<int64_t>(generation_prompt.size());
   const int64_t budget = int64_t{params_.window} - params_.generation_budget;
-  if (fixed > budget) {
-    return InvalidArgumentError(
-        "memory: the system messages and the new message need " + std::to_string(fixed) +
-        " tokens, more than the " + std::to_string(budget) + " the window of " +
-        std::to_string(params_.window) + " leaves after a generation budget of " +
-        std::to_string(params_.generation_budget) + " (context_length_exceeded)");
-  }
+  KV_RETURN_IF_ERROR(CheckFits(fixed));
   if (inputs.recall)
     layout.recall_reserve = std::min<int64_t>(params_.recall_budget, budget - fixed);
   Window window;
@@ -106,6 +100,17 @@ Result<Window> WindowBuilder::Build(const WindowInputs& inputs, ClearZoneState* 
                                       budget - fixed - layout.recall_reserve, params_.slide_step,
                                       state, &window.slid);
   return Assemble(inputs, layout, generation_prompt, std::move(window));
+}
+
+Status WindowBuilder::CheckFits(int64_t fixed_tokens) const {
+  const int64_t budget = int64_t{params_.window} - params_.generation_budget;
+  if (fixed_tokens <= budget) return Status::Ok();
+  return InvalidArgumentError(
+             "the system messages and the new message need " + std::to_string(fixed_tokens) +
+             " tokens, more than the " + std::to_string(budget) + " the window of " +
+             std::to_string(params_.window) + " leaves after a generation budget of " +
+             std::to_string(params_.generation_budget))
+      .WithDetail(ErrorDetail::kContextLengthExceeded);
 }
 
 Result<Window> WindowBuilder::Assemble(const WindowInputs& inputs, const Layout& layout,

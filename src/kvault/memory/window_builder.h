@@ -105,6 +105,10 @@ class WindowBuilder {
   // empty or the system turns, the new message and the generation prompt alone exceed
   // window - generation_budget (the message says by how much). Recall errors propagate.
   Result<Window> Build(const WindowInputs& inputs, ClearZoneState* state) const;
+  // OK if a prompt whose fixed part (leading system turns, new message, generation prompt)
+  // has `fixed_tokens` fits; InvalidArgument with ErrorDetail::kContextLengthExceeded if
+  // not. Build checks exactly this, so a caller can check before it stores the message.
+  Status CheckFits(int64_t fixed_tokens) const;
 
   const WindowParams& params() const { return params_; }
 

@@ -46,13 +46,14 @@ Result<std::string> ApiKeyAuth::Authorize(std::string_view header) const {
   if (!enabled()) return std::string();
   constexpr std::string_view kBearer = "Bearer ";
   if (header.substr(0, kBearer.size()) != kBearer) {
-    return UnauthenticatedError("missing API key: send 'Authorization: Bearer <key>'");
+    return UnauthenticatedError("missing API key: send 'Authorization: Bearer <key>'")
+        .WithDetail(ErrorDetail::kInvalidApiKey);
   }
   const std::string_view presented = header.substr(kBearer.size());
   for (const Entry& entry : scopes_) {
     if (ConstantTimeEquals(presented, entry.key)) return entry.scope;
   }
-  return UnauthenticatedError("invalid API key");
+  return UnauthenticatedError("invalid API key").WithDetail(ErrorDetail::kInvalidApiKey);
 }
 
 }  // namespace kvault::server

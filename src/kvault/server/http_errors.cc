@@ -3,29 +3,28 @@
 namespace kvault::server {
 namespace {
 
-constexpr std::string_view kContextLengthPrefix = "context_length_exceeded: ";
+// The HTTP status, OpenAI `type` and default `code` of a Status code.
+HttpError ForCode(StatusCode code) {
+  switch (code) {
+    case StatusCode::kInvalidArgument: return {400, "invalid_request_error", "invalid_request", ""};
+    case StatusCode::kUnauthenticated: return {401, "authentication_error", "invalid_api_key", ""};
+    case StatusCode::kNotFound: return {404, "not_found_error", "not_found", ""};
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kFailedPrecondition: return {409, "invalid_request_error", "conflict", ""};
+    case StatusCode::kResourceExhausted: return {503, "server_error", "resource_exhausted", ""};
+    case StatusCode::kUnavailable: return {503, "server_error", "unavailable", ""};
+    case StatusCode::kCancelled: return {499, "invalid_request_error", "cancelled", ""};
+    default: return {500, "server_error", "internal_error", ""};
+  }
+}
 
 }  // namespace
 
 HttpError ToHttpError(const Status& status) {
-  const std::string& message = status.message();
-  switch (status.code()) {
-    case StatusCode::kInvalidArgument:
-      if (message.rfind(kContextLengthPrefix, 0) == 0) {
-        return {400, "invalid_request_error", "context_length_exceeded",
-                message.substr(kContextLengthPrefix.size())};
-      }
-      return {400, "invalid_request_error", "invalid_request", message};
-    case StatusCode::kUnauthenticated:
-      return {401, "authentication_error", "invalid_api_key", message};
-    case StatusCode::kNotFound: return {404, "not_found_error", "not_found", message};
-    case StatusCode::kAlreadyExists:
-    case StatusCode::kFailedPrecondition:
-      return {409, "invalid_request_error", "conflict", message};
-    case StatusCode::kResourceExhausted: return {503, "server_error", "server_overloaded", message};
-    case StatusCode::kUnavailable: return {503, "server_error", "unavailable", message};
-    default: return {500, "server_error", "internal_error", message};
-  }
+  HttpError error = ForCode(status.code());
+  if (status.detail() != ErrorDetail::kNone) error.code = ErrorDetailName(status.detail());
+  error.message = status.message();
+  return error;
 }
 
 Json ErrorJson(const HttpError& error) {
@@ -45,6 +44,8 @@ HttpError HttpErrorForStatus(int status) {
       return {413, "invalid_request_error", "payload_too_large",
               "request body exceeds the server's limit (--max-body-mb)"};
     case 414: return {414, "invalid_request_error", "uri_too_long", "request URI too long"};
+    case 431:
+      return {431, "invalid_request_error", "headers_too_large", "request headers too large"};
     default:
       if (status >= 500) return {status, "server_error", "internal_error", "server error"};
       return {status, "invalid_request_error", "invalid_request", "request rejected"};

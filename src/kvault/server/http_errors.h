@@ -1,14 +1,19 @@
 // server/http_errors.h: the one place a Status becomes an HTTP status and an OpenAI-shaped
 // error body: {"error": {"message", "type", "code", "param"}}.
 //
-//   InvalidArgument     400 invalid_request_error (code context_length_exceeded when the
-//                           message starts with "context_length_exceeded: ")
+// The HTTP status and `type` follow the Status code; `error.code` is the Status's
+// ErrorDetail when it has one (base/status.h: "context_length_exceeded",
+// "server_overloaded", ...), else a word for the code:
+//
+//   InvalidArgument     400 invalid_request_error / invalid_request
 //   Unauthenticated     401 authentication_error / invalid_api_key
-//   NotFound            404 not_found_error
+//   NotFound            404 not_found_error / not_found
+//   AlreadyExists,
 //   FailedPrecondition  409 invalid_request_error / conflict
-//   ResourceExhausted   503 server_error / server_overloaded (threads and queue are full)
-//   Unavailable         503 server_error / unavailable (shutting down)
-//   anything else       500 server_error
+//   ResourceExhausted   503 server_error / resource_exhausted (server_overloaded from admission)
+//   Unavailable         503 server_error / unavailable
+//   Cancelled           499 (the client went away; nobody reads it) / cancelled
+//   anything else       500 server_error / internal_error
 //
 // Thread-safety: pure functions.
 #pragma once

@@ -214,6 +214,10 @@ Status ParseCommon(const Json& body, OpenAiRequest* request) {
   request->generate.pin = pin.value_or(false);
   KV_ASSIGN_OR_RETURN(std::optional<bool> recall, OptionalBool(body, "recall", "recall"));
   request->generate.recall = recall.value_or(true);
+  KV_ASSIGN_OR_RETURN(request->generate.history_mode, ParseHistoryMode(body));
+  KV_ASSIGN_OR_RETURN(std::optional<bool> return_prompt,
+                      OptionalBool(body, "return_prompt", "return_prompt"));
+  request->generate.return_prompt = return_prompt.value_or(false);
   // GBNF, as llama-server's "grammar": constrains the reply (e.g. to a format).
   KV_ASSIGN_OR_RETURN(std::optional<std::string> grammar,
                       OptionalString(body, "grammar", "grammar"));
@@ -236,12 +240,34 @@ Json KvaultFields(const conversation::GenerateResult& result) {
   for (const conversation::RecallEvent& event : result.recalls) {
     recalls.push_back({{"phrase", event.phrase}, {"turns", event.turns}});
   }
-  return {{"cache_source", std::string(conversation::PrefixSourceName(result.cache_source))},
-          {"recalled_chunks", result.recalled_chunks},
-          {"mid_generation_recalls", recalls}};
+  Json fields = {{"cache_source", std::string(conversation::PrefixSourceName(result.cache_source))},
+                 {"recalled_chunks", result.recalled_chunks},
+                 {"mid_generation_recalls", recalls}};
+  if (result.history) fields["history"] = HistoryJson(*result.history);
+  if (!result.prompt_text.empty()) fields["prompt"] = result.prompt_text;
+  return fields;
 }
 
 }  // namespace
+
+Result<conversation::HistoryMode> ParseHistoryMode(const Json& body) {
+  KV_ASSIGN_OR_RETURN(std::optional<std::string> name, OptionalString(body, "history", "history"));
+  if (!name) return conversation::HistoryMode::kAuto;
+  return conversation::HistoryModeFromName(*name);
+}
+
+Json HistoryJson(const conversation::IngestResult& result) {
+  Json json = {{"action", std::string(conversation::HistoryActionName(result.action))},
+               {"reason", std::string(result.reason)},
+               {"new_turns", result.new_turns},
+               {"new_tokens", result.new_tokens}};
+  if (result.replaced) {
+    json["from_turn"] = result.from_turn;
+    json["archived_turns"] = result.archived_turns;
+    json["archived_branch"] = result.archived_branch;
+  }
+  return json;
+}
 
 Result<OpenAiRequest> ParseChatCompletionRequest(const Json& body) {
   OpenAiRequest request;

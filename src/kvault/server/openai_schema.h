@@ -31,6 +31,11 @@ Result<OpenAiRequest> ParseChatCompletionRequest(const Json& body);
 // The "messages" array of a body (also POST /v1/conversations/append).
 Result<std::vector<engine::ChatMessage>> ParseMessages(const Json& body);
 Result<OpenAiRequest> ParseCompletionRequest(const Json& body);
+// The body's "history" field (absent: auto); InvalidArgument for another value.
+Result<conversation::HistoryMode> ParseHistoryMode(const Json& body);
+// kvault.history of a response: {action, reason, new_turns, new_tokens[, from_turn,
+// archived_turns, archived_branch]}.
+Json HistoryJson(const conversation::IngestResult& result);
 
 // "chatcmpl-<24 hex>" or "cmpl-<24 hex>".
 std::string NewResponseId(const std::string& prefix);

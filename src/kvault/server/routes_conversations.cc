@@ -1,4 +1,4 @@
-// kvault's conversation routes: POST /v1/conversations/end and /v1/conversations/list.
+// kvault's conversation routes: append, search, end, list, and GET .../{id}/history.
 #include "kvault/base/status_macros.h"
 #include "kvault/server/http_route.h"
 #include "kvault/server/openai_schema.h"
@@ -46,14 +46,60 @@ void HandleAppend(ServerState& state, RouteContext& context) {
   if (!id.ok()) return SendError(context.response, id.status());
   Result<std::vector<engine::ChatMessage>> messages = ParseMessages(*body);
   if (!messages.ok()) return SendError(context.response, messages.status());
+  Result<conversation::HistoryMode> mode = ParseHistoryMode(*body);
+  if (!mode.ok()) return SendError(context.response, mode.status());
   Result<conversation::IngestResult> ingested =
-      state.manager->Append(context.scope, *id, *messages);
+      state.manager->Append(context.scope, *id, *messages, *mode);
   if (!ingested.ok()) return SendError(context.response, ingested.status());
   SendJson(context.response, {{"object", "conversation.append"},
                               {"conversation_id", *id},
                               {"new_turns", ingested->new_turns},
                               {"new_tokens", ingested->new_tokens},
-                              {"replaced_history", ingested->replaced}});
+                              {"replaced_history", ingested->replaced},
+                              {"history", HistoryJson(*ingested)}});
+}
+
+Json TurnsJson(const std::vector<conversation::JournalTurn>& turns, int64_t first_turn) {
+  Json out = Json::array();
+  for (size_t i = 0; i < turns.size(); ++i) {
+    out.push_back({{"turn", first_turn + static_cast<int64_t>(i)},
+                   {"role", turns[i].role},
+                   {"content", turns[i].content},
+                   {"tokens", turns[i].tokens.size()}});
+  }
+  return out;
+}
+
+// GET /v1/conversations/{id}/history[?branch=NAME]: the turns as stored (the journal's
+// text), the archived branches, and the unanswered turn if any.
+void HandleHistory(ServerState& state, RouteContext& context) {
+  const std::string id = context.request.matches[1].str();
+  Result<conversation::JournalEntry> entry = state.manager->History(context.scope, id);
+  if (!entry.ok()) return SendError(context.response, entry.status());
+  const std::string branch = context.request.get_param_value("branch");
+  if (!branch.empty()) {
+    for (const conversation::JournalBranch& b : entry->branches) {
+      if (b.name != branch) continue;
+      return SendJson(context.response, {{"object", "conversation.branch"},
+                                         {"conversation_id", id},
+                                         {"branch", b.name},
+                                         {"from_turn", b.from_turn},
+                                         {"turns", TurnsJson(b.turns, b.from_turn)}});
+    }
+    return SendError(context.response,
+                     NotFoundError("conversation '" + id + "' has no branch '" + branch + "'"));
+  }
+  Json branches = Json::array();
+  for (const conversation::JournalBranch& b : entry->branches) {
+    branches.push_back({{"name", b.name}, {"from_turn", b.from_turn}, {"turns", b.turns.size()}});
+  }
+  SendJson(context.response,
+           {{"object", "conversation.history"},
+            {"conversation_id", id},
+            {"turns", TurnsJson(entry->turns, 0)},
+            {"unanswered_turn",
+             entry->unanswered_turn >= 0 ? Json(entry->unanswered_turn) : Json(nullptr)},
+            {"branches", branches}});
 }
 
 void HandleSearch(ServerState& state, RouteContext& context) {
@@ -108,6 +154,9 @@ void AddConversationRoutes(httplib::Server& http, ServerState& state) {
              if (!ended.ok()) return SendError(context.response, ended);
              SendJson(context.response, {{"status", "ended"}, {"conversation_id", **id}});
            });
+  AddRoute(http, state, "GET", R"(/v1/conversations/([^/]{1,256})/history)",
+           "conversations_history", RouteAuth::kRequired,
+           [&state](RouteContext& context) { HandleHistory(state, context); });
   AddRoute(http, state, "POST", "/v1/conversations/list", "conversations_list",
            RouteAuth::kRequired, [&state](RouteContext& context) {
              Json conversations = Json::array();

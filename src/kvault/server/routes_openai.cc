@@ -108,6 +108,9 @@ void HandleGeneration(ServerState& state, RouteContext& context, bool chat) {
   job->meta = meta;
   job->chat = chat;
   job->include_usage = request->include_usage;
+  // The stream starts after this handler returns, with 200: say so now, so the request is
+  // counted by that status (httplib leaves it -1 until then).
+  context.response.status = 200;
   context.response.set_header("Cache-Control", "no-cache");
   context.response.set_header("X-Accel-Buffering", "no");
   context.response.set_chunked_content_provider(

@@ -197,7 +197,7 @@ class ChatSession {
     }
     // The same search the recall pipeline runs over the conversation's history.
     Result<std::vector<conversation::SearchResult>> chunks =
-        manager_->Search(kScope, options_.conversation_id, query, 5);
+        manager_->history().Search(kScope, options_.conversation_id, query, 5);
     const size_t n_chunks = chunks.ok() ? chunks->size() : 0;
     for (size_t i = 0; i < n_chunks; ++i) {
       const conversation::SearchResult& chunk = (*chunks)[i];

@@ -28,4 +28,22 @@ double Conversation::IdleSeconds() const {
   return static_cast<double>(NowMillis() - last_used_ms_.load()) / 1000.0;
 }
 
+TurnLock::TurnLock(std::shared_ptr<Conversation> conversation)
+    : conversation_(std::move(conversation)), lock_(conversation_->turn_mu_) {}
+
+TurnLock& TurnLock::operator=(TurnLock&& other) noexcept {
+  if (this != &other) {
+    Release();  // the old conversation's lock goes before the reference that keeps it alive
+    conversation_ = std::move(other.conversation_);
+    lock_ = std::move(other.lock_);
+  }
+  return *this;
+}
+
+void TurnLock::Release() {
+  if (lock_.owns_lock()) lock_.unlock();
+  lock_ = {};
+  conversation_.reset();
+}
+
 }  // namespace kvault::conversation

@@ -28,11 +28,10 @@ ConversationMemory::ConversationMemory(ChatTurnRenderer* renderer, memory::Chunk
       knowledge_(knowledge),
       params_(params) {}
 
-Result<IngestPlan> ConversationMemory::Plan(Conversation& conversation,
+Result<IngestPlan> ConversationMemory::Plan(const TurnLock& conversation,
                                             std::span<const engine::ChatMessage> messages,
-                                            HistoryMode mode,
-                                            bool to_answer) KV_NO_THREAD_SAFETY_ANALYSIS {
-  const memory::TokenStore* store = conversation.history ? &*conversation.history : nullptr;
+                                            HistoryMode mode, bool to_answer) {
+  const memory::TokenStore* store = conversation->history ? &*conversation->history : nullptr;
   std::vector<memory::TurnDigest> digests;
   for (const engine::ChatMessage& message : messages) {
     KV_ASSIGN_OR_RETURN(memory::Role role, memory::RoleFromName(message.role));
@@ -40,7 +39,7 @@ Result<IngestPlan> ConversationMemory::Plan(Conversation& conversation,
   }
   IngestPlan plan;
   plan.to_answer = to_answer;
-  plan.history = PlanHistory({store, digests, mode, conversation.unanswered_turn});
+  plan.history = PlanHistory({store, digests, mode, conversation->unanswered_turn});
   // Render what is new: the only expensive step, and one that can refuse a message.
   const memory::TokenStore empty(params_.cache_size);
   const memory::TokenStore& capacity = store != nullptr ? *store : empty;
@@ -91,10 +90,9 @@ Result<IngestPlan> ConversationMemory::Plan(Conversation& conversation,
   return plan;
 }
 
-Result<IngestResult> ConversationMemory::Commit(Conversation& conversation,
-                                                IngestPlan plan) KV_NO_THREAD_SAFETY_ANALYSIS {
-  if (!conversation.history) conversation.history.emplace(params_.cache_size);
-  memory::TokenStore& store = *conversation.history;
+Result<IngestResult> ConversationMemory::Commit(TurnLock& conversation, IngestPlan plan) {
+  if (!conversation->history) conversation->history.emplace(params_.cache_size);
+  memory::TokenStore& store = *conversation->history;
   const HistoryPlan& history = plan.history;
   IngestResult result;
   result.action = history.action;
@@ -105,23 +103,23 @@ Result<IngestResult> ConversationMemory::Commit(Conversation& conversation,
     result.replaced = true;
     result.from_turn = history.keep_turns;
     result.archived_turns = history.known_turns - history.keep_turns;
-    result.archived_branch = BranchName(conversation.n_branches + 1);
+    result.archived_branch = BranchName(conversation->n_branches + 1);
   }
   // A chat request's new last turn waits for its reply until AppendReply; bulk ingestion
   // clears the mark once anything comes after (or replaces) the unanswered turn.
-  int64_t unanswered = conversation.unanswered_turn;
+  int64_t unanswered = conversation->unanswered_turn;
   if (history.replaces() || !plan.new_turns.empty()) unanswered = -1;
   if (plan.to_answer) {
     unanswered = history.keep_turns + static_cast<int64_t>(plan.new_turns.size()) - 1;
   }
-  const JournalState state{conversation.kv_tail,
-                           history.replaces() ? -1 : conversation.clear_zone.first_turn,
+  const JournalState state{conversation->kv_tail,
+                           history.replaces() ? -1 : conversation->clear_zone.first_turn,
                            unanswered};
   if (!history.replaces() && plan.new_turns.empty()) {
     // Nothing new to store; only a changed unanswered mark is worth a record.
-    if (unanswered != conversation.unanswered_turn) {
+    if (unanswered != conversation->unanswered_turn) {
       KV_RETURN_IF_ERROR(Record(conversation, static_cast<size_t>(history.known_turns), {}, state));
-      conversation.unanswered_turn = unanswered;
+      conversation->unanswered_turn = unanswered;
     }
     return result;
   }
@@ -135,8 +133,8 @@ Result<IngestResult> ConversationMemory::Commit(Conversation& conversation,
       index_->RemoveConversation(conversation.key(), &store).status().IgnoreError();
     }
     KV_RETURN_IF_ERROR(store.TruncateTurns(history.keep_turns));
-    conversation.clear_zone = {};
-    ++conversation.n_branches;
+    conversation->clear_zone = {};
+    ++conversation->n_branches;
     KV_LOG(kInfo) << "conversation '" << conversation.id() << "': history replaced from turn "
                   << history.keep_turns << " (" << history.reason << "); " << result.archived_turns
                   << " turns archived as " << result.archived_branch;
@@ -144,7 +142,7 @@ Result<IngestResult> ConversationMemory::Commit(Conversation& conversation,
     KV_RETURN_IF_ERROR(
         Record(conversation, static_cast<size_t>(history.known_turns), plan.new_turns, state));
   }
-  conversation.unanswered_turn = unanswered;
+  conversation->unanswered_turn = unanswered;
   // A replaced history is indexed again from its start (its old entries are gone).
   const int64_t index_from = history.replaces() ? 0 : store.end_pos();
   KV_RETURN_IF_ERROR(AppendTurns(conversation, plan.new_turns));
@@ -157,22 +155,21 @@ Result<IngestResult> ConversationMemory::Commit(Conversation& conversation,
   return result;
 }
 
-Result<IngestResult> ConversationMemory::Ingest(Conversation& conversation,
+Result<IngestResult> ConversationMemory::Ingest(TurnLock& conversation,
                                                 std::span<const engine::ChatMessage> messages,
                                                 bool to_answer, HistoryMode mode) {
   KV_ASSIGN_OR_RETURN(IngestPlan plan, Plan(conversation, messages, mode, to_answer));
   return Commit(conversation, std::move(plan));
 }
 
-Status ConversationMemory::Record(Conversation& conversation, size_t kept,
+Status ConversationMemory::Record(TurnLock& conversation, size_t kept,
                                   std::span<const JournalTurn> turns, const JournalState& state) {
   if (journal_ == nullptr) return Status::Ok();
   return journal_->Record(conversation.scope(), conversation.id(), kept, turns, state);
 }
 
-Status ConversationMemory::AppendTurns(
-    Conversation& conversation, std::span<const JournalTurn> turns) KV_NO_THREAD_SAFETY_ANALYSIS {
-  memory::TokenStore& store = *conversation.history;
+Status ConversationMemory::AppendTurns(TurnLock& conversation, std::span<const JournalTurn> turns) {
+  memory::TokenStore& store = *conversation->history;
   for (const JournalTurn& turn : turns) {
     KV_ASSIGN_OR_RETURN(memory::Role role, memory::RoleFromName(turn.role));
     const int64_t keep_from = store.BeginPosAfterAppend(static_cast<int64_t>(turn.tokens.size()));
@@ -186,10 +183,9 @@ Status ConversationMemory::AppendTurns(
   return Status::Ok();
 }
 
-Status ConversationMemory::IndexFrom(Conversation& conversation,
-                                     int64_t first_pos) KV_NO_THREAD_SAFETY_ANALYSIS {
+Status ConversationMemory::IndexFrom(TurnLock& conversation, int64_t first_pos) {
   if (index_ == nullptr) return Status::Ok();
-  const memory::TokenStore& store = *conversation.history;
+  const memory::TokenStore& store = *conversation->history;
   std::vector<std::vector<int32_t>> tokens;
   std::vector<memory::IndexTurn> turns;
   for (const memory::Turn& turn : store.turns()) {
@@ -220,11 +216,10 @@ Status ConversationMemory::CheckWindow(const IngestPlan& plan, int generation_bu
   return memory::WindowBuilder(WindowParamsFor(generation_budget)).CheckFits(fixed);
 }
 
-Result<memory::Window> ConversationMemory::BuildWindow(Conversation& conversation,
+Result<memory::Window> ConversationMemory::BuildWindow(TurnLock& conversation,
                                                        const std::string& query,
-                                                       int generation_budget,
-                                                       bool recall) KV_NO_THREAD_SAFETY_ANALYSIS {
-  memory::TokenStore& store = *conversation.history;
+                                                       int generation_budget, bool recall) {
+  memory::TokenStore& store = *conversation->history;
   const memory::WindowParams window_params = WindowParamsFor(generation_budget);
   memory::WindowInputs inputs;
   inputs.store = &store;
@@ -255,19 +250,18 @@ Result<memory::Window> ConversationMemory::BuildWindow(Conversation& conversatio
       return index_->Search(key, query, search);
     };
   }
-  return memory::WindowBuilder(window_params).Build(inputs, &conversation.clear_zone);
+  return memory::WindowBuilder(window_params).Build(inputs, &conversation->clear_zone);
 }
 
-Status ConversationMemory::AppendReply(Conversation& conversation,
-                                       const std::string& text) KV_NO_THREAD_SAFETY_ANALYSIS {
+Status ConversationMemory::AppendReply(TurnLock& conversation, const std::string& text) {
   JournalTurn turn{"assistant", text, {}};
   KV_ASSIGN_OR_RETURN(turn.tokens, renderer_->Render(memory::Role::kAssistant, text));
-  memory::TokenStore& store = *conversation.history;
+  memory::TokenStore& store = *conversation->history;
   KV_RETURN_IF_ERROR(store.CheckTurn(turn.tokens));
   const auto known = static_cast<size_t>(TurnCount(store));
-  const JournalState state{conversation.kv_tail, conversation.clear_zone.first_turn, -1};
+  const JournalState state{conversation->kv_tail, conversation->clear_zone.first_turn, -1};
   KV_RETURN_IF_ERROR(Record(conversation, known, {&turn, 1}, state));  // durable: acknowledged
-  conversation.unanswered_turn = -1;
+  conversation->unanswered_turn = -1;
   const int64_t index_from = store.end_pos();
   KV_RETURN_IF_ERROR(AppendTurns(conversation, {&turn, 1}));
   KV_RETURN_IF_ERROR(IndexFrom(conversation, index_from));
@@ -275,11 +269,10 @@ Status ConversationMemory::AppendReply(Conversation& conversation,
   return Status::Ok();
 }
 
-Result<std::vector<SearchResult>> ConversationMemory::Search(Conversation& conversation,
-                                                             const std::string& query,
-                                                             int k) KV_NO_THREAD_SAFETY_ANALYSIS {
+Result<std::vector<SearchResult>> ConversationMemory::Search(const TurnLock& conversation,
+                                                             const std::string& query, int k) {
   std::vector<SearchResult> results;
-  if (index_ == nullptr || !conversation.history) return results;
+  if (index_ == nullptr || !conversation->history) return results;
   memory::ChunkSearchParams search;
   search.k = k;
   search.fog_alpha = params_.fog_alpha;
@@ -287,7 +280,8 @@ Result<std::vector<SearchResult>> ConversationMemory::Search(Conversation& conve
   KV_ASSIGN_OR_RETURN(std::vector<memory::ChunkHit> hits,
                       index_->Search(conversation.key(), query, search));
   for (const memory::ChunkHit& hit : hits) {
-    Result<std::vector<int32_t>> tokens = conversation.history->Tokens(hit.first_pos, hit.n_tokens);
+    Result<std::vector<int32_t>> tokens =
+        conversation->history->Tokens(hit.first_pos, hit.n_tokens);
     if (!tokens.ok()) continue;  // dropped meanwhile
     results.push_back({hit.score, renderer_->Text(*tokens), hit.first_turn, hit.last_turn,
                        hit.first_pos, hit.n_tokens});
@@ -295,28 +289,27 @@ Result<std::vector<SearchResult>> ConversationMemory::Search(Conversation& conve
   return results;
 }
 
-void ConversationMemory::Forget(Conversation& conversation) KV_NO_THREAD_SAFETY_ANALYSIS {
+void ConversationMemory::Forget(TurnLock& conversation) {
   if (index_ == nullptr) return;
-  const memory::TokenStore* store = conversation.history ? &*conversation.history : nullptr;
+  const memory::TokenStore* store = conversation->history ? &*conversation->history : nullptr;
   Result<memory::ChunkDropResult> dropped = index_->RemoveConversation(conversation.key(), store);
   if (!dropped.ok()) {
     KV_LOG(kWarning) << "index: " << dropped.status().ToString();
   }
 }
 
-Status ConversationMemory::Recover(Conversation& conversation,
-                                   JournalEntry entry) KV_NO_THREAD_SAFETY_ANALYSIS {
-  conversation.history.emplace(params_.cache_size);
-  memory::TokenStore& store = *conversation.history;
+Status ConversationMemory::Recover(TurnLock& conversation, JournalEntry entry) {
+  conversation->history.emplace(params_.cache_size);
+  memory::TokenStore& store = *conversation->history;
   for (const JournalTurn& turn : entry.turns) {
     KV_ASSIGN_OR_RETURN(memory::Role role, memory::RoleFromName(turn.role));
     KV_RETURN_IF_ERROR(
         store.Append(role, turn.tokens, MessageDigest(turn.role, turn.content)).status());
   }
-  conversation.kv_tail = entry.tail;
-  conversation.clear_zone.first_turn = entry.clear_first_turn;
-  conversation.unanswered_turn = entry.unanswered_turn;
-  conversation.n_branches = static_cast<int64_t>(entry.branches.size());
+  conversation->kv_tail = entry.tail;
+  conversation->clear_zone.first_turn = entry.clear_first_turn;
+  conversation->unanswered_turn = entry.unanswered_turn;
+  conversation->n_branches = static_cast<int64_t>(entry.branches.size());
   if (index_ != nullptr) {
     KV_ASSIGN_OR_RETURN(int64_t indexed, index_->IndexedEnd(conversation.key()));
     KV_RETURN_IF_ERROR(IndexFrom(conversation, indexed));
@@ -325,8 +318,9 @@ Status ConversationMemory::Recover(Conversation& conversation,
   return Status::Ok();
 }
 
-void ConversationMemory::UpdateCounts(Conversation& conversation) KV_NO_THREAD_SAFETY_ANALYSIS {
-  const memory::TokenStore& store = *conversation.history;
+void ConversationMemory::UpdateCounts(TurnLock& turn) {
+  const memory::TokenStore& store = *turn->history;
+  Conversation& conversation = turn.conversation();
   conversation.n_turns = TurnCount(store);
   conversation.n_tokens = store.n_tokens();
   conversation.n_dropped_turns = store.n_dropped_turns();

@@ -13,8 +13,8 @@
 //   AppendReply  the assistant's reply, once generated.
 //   Search       POST /v1/conversations/search and `kvault chat`'s /search.
 //
-// Thread-safety: every method taking a Conversation requires its turn_lock to be held; the
-// object itself is thread-safe (the index has its own lock).
+// Thread-safety: a conversation is reached through its TurnLock (conversation.h); the object
+// itself is thread-safe (the index has its own lock).
 #pragma once
 
 #include <memory>
@@ -88,44 +88,44 @@ class ConversationMemory {
   // The plan for `messages` (see above). With `to_answer`, the resulting history must end
   // with a message to answer. InvalidArgument for that, an unknown role or a message the
   // cache cannot hold; nothing changes in any case.
-  Result<IngestPlan> Plan(Conversation& conversation, std::span<const engine::ChatMessage> messages,
-                          HistoryMode mode, bool to_answer);
+  Result<IngestPlan> Plan(const TurnLock& conversation,
+                          std::span<const engine::ChatMessage> messages, HistoryMode mode,
+                          bool to_answer);
   // Carries out `plan` (made by Plan under the same lock hold). An error leaves the history
   // as it was if the journal refused the record; later steps cannot fail on input.
-  Result<IngestResult> Commit(Conversation& conversation, IngestPlan plan);
+  Result<IngestResult> Commit(TurnLock& conversation, IngestPlan plan);
   // Plan, then Commit.
-  Result<IngestResult> Ingest(Conversation& conversation,
-                              std::span<const engine::ChatMessage> messages, bool to_answer,
-                              HistoryMode mode = HistoryMode::kAuto);
+  Result<IngestResult> Ingest(TurnLock& conversation, std::span<const engine::ChatMessage> messages,
+                              bool to_answer, HistoryMode mode = HistoryMode::kAuto);
   // The prompt for the history's last turn; `query` selects what is recalled from the fog
   // (nothing without `recall`). `generation_budget` tokens are kept free for the reply.
-  Result<memory::Window> BuildWindow(Conversation& conversation, const std::string& query,
+  Result<memory::Window> BuildWindow(TurnLock& conversation, const std::string& query,
                                      int generation_budget, bool recall);
   // OK if BuildWindow will fit the history `plan` leads to in the window (the same check,
   // made before the plan is committed); context_length_exceeded otherwise.
   Status CheckWindow(const IngestPlan& plan, int generation_budget) const;
   // Stores, indexes and journals the reply; records the KV tail and clear zone with it.
-  Status AppendReply(Conversation& conversation, const std::string& text);
-  Result<std::vector<SearchResult>> Search(Conversation& conversation, const std::string& query,
+  Status AppendReply(TurnLock& conversation, const std::string& text);
+  Result<std::vector<SearchResult>> Search(const TurnLock& conversation, const std::string& query,
                                            int k);
   // Forgets the conversation's index entries (its journal is the manager's to remove).
-  void Forget(Conversation& conversation);
+  void Forget(TurnLock& conversation);
   // Rebuilds a conversation from its journal at start-up (history, index catch-up).
-  Status Recover(Conversation& conversation, JournalEntry entry);
+  Status Recover(TurnLock& conversation, JournalEntry entry);
 
   const MemoryParams& params() const { return params_; }
   ChatTurnRenderer& renderer() { return *renderer_; }
 
  private:
   // The journal's record of a change: of the recorded turns keep `kept`, add `turns`.
-  Status Record(Conversation& conversation, size_t kept, std::span<const JournalTurn> turns,
+  Status Record(TurnLock& conversation, size_t kept, std::span<const JournalTurn> turns,
                 const JournalState& state);
   // Appends rendered turns to the token store (dropping the oldest beyond the cache size,
   // and their index entries). Indexing the new turns is the caller's.
-  Status AppendTurns(Conversation& conversation, std::span<const JournalTurn> turns);
-  Status IndexFrom(Conversation& conversation, int64_t first_pos);
+  Status AppendTurns(TurnLock& conversation, std::span<const JournalTurn> turns);
+  Status IndexFrom(TurnLock& conversation, int64_t first_pos);
   memory::WindowParams WindowParamsFor(int generation_budget) const;
-  void UpdateCounts(Conversation& conversation);
+  void UpdateCounts(TurnLock& conversation);
 
   ChatTurnRenderer* const renderer_;
   memory::ChunkIndex* const index_;

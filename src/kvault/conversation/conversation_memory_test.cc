@@ -72,14 +72,13 @@ class ConversationMemoryTest : public ::testing::Test {
 engine::Model* ConversationMemoryTest::model_ = nullptr;
 
 TEST_F(ConversationMemoryTest, AFactFiftyThousandTokensDeepIsRecalledIntoThePrompt) {
-  Conversation conversation("", "deep");
-  MutexLock lock(&conversation.turn_lock);
+  TurnLock conversation(std::make_shared<Conversation>("", "deep"));
   std::vector<engine::ChatMessage> history = History(70000, 20);
   ASSERT_TRUE(memory_->Ingest(conversation, history, false).ok());
-  ASSERT_GT(conversation.history->n_tokens(), 50000);
-  const memory::Turn& fact_turn = conversation.history->turns()[21];  // after the system turn
+  ASSERT_GT(conversation->history->n_tokens(), 50000);
+  const memory::Turn& fact_turn = conversation->history->turns()[21];  // after the system turn
   ASSERT_EQ(fact_turn.number, 21);
-  ASSERT_GT(conversation.history->end_pos() - fact_turn.first_pos, 50000);
+  ASSERT_GT(conversation->history->end_pos() - fact_turn.first_pos, 50000);
 
   const std::vector<engine::ChatMessage> question = {{"user", kQuestion}};
   ASSERT_TRUE(memory_->Ingest(conversation, question, true).ok());
@@ -110,8 +109,7 @@ TEST_F(ConversationMemoryTest, AFactFiftyThousandTokensDeepIsRecalledIntoTheProm
 }
 
 TEST_F(ConversationMemoryTest, AResentHistoryOnlyAddsWhatIsNew) {
-  Conversation conversation("", "resend");
-  MutexLock lock(&conversation.turn_lock);
+  TurnLock conversation(std::make_shared<Conversation>("", "resend"));
   std::vector<engine::ChatMessage> history = History(3000, 5);
   history.push_back({"user", "first question"});
   Result<IngestResult> first = memory_->Ingest(conversation, history, true);
@@ -132,14 +130,14 @@ TEST_F(ConversationMemoryTest, AResentHistoryOnlyAddsWhatIsNew) {
   ASSERT_TRUE(third.ok());
   EXPECT_EQ(third->new_turns, 1);
   EXPECT_EQ(third->action, HistoryAction::kAppended);
-  EXPECT_EQ(conversation.n_turns.load(), static_cast<int64_t>(history.size()) + 1);
+  EXPECT_EQ(conversation.conversation().n_turns.load(), static_cast<int64_t>(history.size()) + 1);
   // An edited earlier message replaces the history from there.
   std::vector<engine::ChatMessage> edited(history.begin(), history.begin() + 4);
   edited[3].content = "something else entirely";
   Result<IngestResult> replaced = memory_->Ingest(conversation, edited, true);
   ASSERT_TRUE(replaced.ok());
   EXPECT_TRUE(replaced->replaced);
-  EXPECT_EQ(conversation.n_turns.load(), 4);
+  EXPECT_EQ(conversation.conversation().n_turns.load(), 4);
   // Nothing to answer after an assistant message.
   const std::vector<engine::ChatMessage> reply = {{"assistant", "hm"}};
   EXPECT_EQ(memory_->Ingest(conversation, reply, true).status().code(),
@@ -147,8 +145,7 @@ TEST_F(ConversationMemoryTest, AResentHistoryOnlyAddsWhatIsNew) {
 }
 
 TEST_F(ConversationMemoryTest, SearchFindsTheChunkWithItsTurns) {
-  Conversation conversation("", "search");
-  MutexLock lock(&conversation.turn_lock);
+  TurnLock conversation(std::make_shared<Conversation>("", "search"));
   ASSERT_TRUE(memory_->Ingest(conversation, History(20000, 30), false).ok());
   Result<std::vector<SearchResult>> results =
       memory_->Search(conversation, "combination blue garden locker", 3);
@@ -166,8 +163,7 @@ TEST_F(ConversationMemoryTest, KnowledgeFactsAreRecalledLikeChunks) {
   ASSERT_TRUE(knowledge->Put("", {{"garden", "locker combination", "8812"}}).ok());
   ConversationMemory with_facts(&renderer_, index_.get(), nullptr, knowledge.get(),
                                 MemoryParams{.window = 4096});
-  Conversation conversation("", "facts");
-  MutexLock lock(&conversation.turn_lock);
+  TurnLock conversation(std::make_shared<Conversation>("", "facts"));
   const std::vector<engine::ChatMessage> question = {{"user", kQuestion}};
   ASSERT_TRUE(with_facts.Ingest(conversation, question, true).ok());
   Result<memory::Window> window = with_facts.BuildWindow(conversation, kQuestion, 512, true);
@@ -176,8 +172,7 @@ TEST_F(ConversationMemoryTest, KnowledgeFactsAreRecalledLikeChunks) {
   EXPECT_NE(prompt.find("8812"), std::string::npos) << prompt;
   EXPECT_NE(prompt.find("[known fact: garden / locker combination]"), std::string::npos);
   // Another scope's facts stay out.
-  Conversation other("other-key", "facts");
-  MutexLock other_lock(&other.turn_lock);
+  TurnLock other(std::make_shared<Conversation>("other-key", "facts"));
   ASSERT_TRUE(with_facts.Ingest(other, question, true).ok());
   EXPECT_EQ(PromptText(with_facts.BuildWindow(other, kQuestion, 512, true).value()).find("8812"),
             std::string::npos);
@@ -214,8 +209,7 @@ class JournaledMemoryTest : public ConversationMemoryTest {
 TEST_F(JournaledMemoryTest, AReplacedHistoryIsArchivedAndSurvivesARestart) {
   std::vector<engine::ChatMessage> messages = {{"system", "Be brief."}};
   {
-    Conversation conversation("", "branchy");
-    MutexLock lock(&conversation.turn_lock);
+    TurnLock conversation(std::make_shared<Conversation>("", "branchy"));
     for (int i = 0; i < 4; ++i) {
       messages.push_back({"user", "question " + std::to_string(i)});
       ASSERT_TRUE(journaled_->Ingest(conversation, messages, true).ok());
@@ -230,8 +224,8 @@ TEST_F(JournaledMemoryTest, AReplacedHistoryIsArchivedAndSurvivesARestart) {
     EXPECT_EQ(replaced->from_turn, 3);
     EXPECT_EQ(replaced->archived_turns, 6);
     EXPECT_EQ(replaced->archived_branch, "branch-1");
-    EXPECT_EQ(conversation.n_turns.load(), 4);
-    EXPECT_EQ(conversation.unanswered_turn, 3);  // the edited question awaits its reply
+    EXPECT_EQ(conversation.conversation().n_turns.load(), 4);
+    EXPECT_EQ(conversation->unanswered_turn, 3);  // the edited question awaits its reply
   }
   Reopen();  // a restart
   std::vector<JournalEntry> recovered = journal_->TakeRecovered();
@@ -248,29 +242,27 @@ TEST_F(JournaledMemoryTest, AReplacedHistoryIsArchivedAndSurvivesARestart) {
     EXPECT_EQ(entry.branches[0].turns[i].content, messages[3 + i].content);
     EXPECT_EQ(entry.branches[0].turns[i].role, messages[3 + i].role);
   }
-  Conversation again("", "branchy");
-  MutexLock lock(&again.turn_lock);
+  TurnLock again(std::make_shared<Conversation>("", "branchy"));
   ASSERT_TRUE(journaled_->Recover(again, entry).ok());
-  EXPECT_EQ(again.unanswered_turn, 3);
-  EXPECT_EQ(again.n_branches, 1);
+  EXPECT_EQ(again->unanswered_turn, 3);
+  EXPECT_EQ(again->n_branches, 1);
   // Another message supersedes the unanswered turn: the next branch.
   const std::vector<engine::ChatMessage> delta = {{"system", "Be brief."}, {"user", "new one"}};
   Result<IngestResult> superseded = journaled_->Ingest(again, delta, true);
   ASSERT_TRUE(superseded.ok());
   EXPECT_EQ(superseded->action, HistoryAction::kReplaced);
   EXPECT_EQ(superseded->archived_branch, "branch-2");
-  EXPECT_EQ(again.n_turns.load(), 4);
+  EXPECT_EQ(again.conversation().n_turns.load(), 4);
   EXPECT_EQ(journal_->Read("", "branchy").value().branches.size(), 2u);
 }
 
 TEST_F(JournaledMemoryTest, ARefusedPlanWritesNothing) {
-  Conversation conversation("", "refused");
-  MutexLock lock(&conversation.turn_lock);
+  TurnLock conversation(std::make_shared<Conversation>("", "refused"));
   const std::vector<engine::ChatMessage> first = {{"system", "Be brief."}, {"user", "hello"}};
   ASSERT_TRUE(journaled_->Ingest(conversation, first, true).ok());
   ASSERT_TRUE(journaled_->AppendReply(conversation, "hi").ok());
   const uintmax_t bytes = JournalBytes();
-  const int64_t tokens = conversation.n_tokens.load();
+  const int64_t tokens = conversation.conversation().n_tokens.load();
   const std::vector<engine::ChatMessage> ends_with_reply = {{"user", "q"}, {"assistant", "a"}};
   EXPECT_FALSE(journaled_->Plan(conversation, ends_with_reply, HistoryMode::kAuto, true).ok());
   const std::vector<engine::ChatMessage> bad_role = {{"wizard", "q"}};
@@ -283,8 +275,8 @@ TEST_F(JournaledMemoryTest, ARefusedPlanWritesNothing) {
   ASSERT_TRUE(plan.ok());
   EXPECT_EQ(journaled_->CheckWindow(*plan, 512).detail(), ErrorDetail::kContextLengthExceeded);
   EXPECT_EQ(JournalBytes(), bytes);
-  EXPECT_EQ(conversation.n_tokens.load(), tokens);
-  EXPECT_EQ(conversation.n_turns.load(), 3);
+  EXPECT_EQ(conversation.conversation().n_tokens.load(), tokens);
+  EXPECT_EQ(conversation.conversation().n_turns.load(), 3);
 }
 
 }  // namespace

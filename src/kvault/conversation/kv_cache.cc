@@ -217,6 +217,30 @@ void KvCache::RecordPrefill(int64_t n_tokens, double seconds) {
   if (store_ != nullptr) store_->RecordPrefill(n_tokens, seconds);
 }
 
+KvCache::Pinned KvCache::Pin(std::span<const llama_token> tokens) {
+  Pinned pinned;
+  if (store_ == nullptr) return pinned;
+  pinned.blocks = store_->Pin(tokens, +1);
+  const store::Lookup lookup = store_->Find(tokens);
+  for (size_t i = 0; i < pinned.blocks.size() && i < lookup.blocks.size(); ++i) {
+    pinned.tokens += lookup.blocks[i].n_tokens;
+    pinned.bytes += static_cast<int64_t>(lookup.blocks[i].bytes);
+  }
+  return pinned;
+}
+
+void KvCache::Unpin(std::span<const kv::BlockName> blocks) {
+  if (store_ != nullptr) store_->PinNames(blocks, -1);
+}
+
+void KvCache::Repin(std::span<const kv::BlockName> blocks) {
+  if (store_ != nullptr) store_->PinNames(blocks, +1);
+}
+
+void KvCache::DropTail(const kv::BlockName& tail) {
+  if (store_ != nullptr && !(tail == kv::BlockName{})) store_->Drop(tail);
+}
+
 KvCacheStats KvCache::stats() const {
   MutexLock lock(&mu_);
   return stats_;

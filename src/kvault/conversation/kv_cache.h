@@ -92,6 +92,21 @@ class KvCache {
   // Feeds the measured prefill rate to the restore-or-recompute decision.
   void RecordPrefill(int64_t n_tokens, double seconds);
 
+  // --- Pins and drops: the only code that keeps blocks from eviction or removes them ------
+  struct Pinned {
+    std::vector<kv::BlockName> blocks;  // to unpin later
+    int64_t tokens = 0;                 // tokens they cover
+    int64_t bytes = 0;                  // their encoded size
+  };
+  // Pins the blocks of the longest cached prefix of `tokens` (sessions, preloaded prefixes).
+  // Nothing without a store.
+  Pinned Pin(std::span<const llama_token> tokens);
+  void Unpin(std::span<const kv::BlockName> blocks);
+  // Pins again what was pinned before a restart (the store's pins live in memory).
+  void Repin(std::span<const kv::BlockName> blocks);
+  // Drops an ended conversation's own partial tail block; shared blocks age out.
+  void DropTail(const kv::BlockName& tail);
+
   store::BlockStore* store() const { return store_; }
   RestorePolicy policy() const { return policy_; }
   KvCacheStats stats() const;

@@ -16,7 +16,6 @@ void ConversationManager::PendingDeleter::operator()(Pending* pending) const { d
 ConversationManager::ConversationManager(const engine::Model& model, engine::Scheduler* scheduler,
                                          const ManagerParams& params, ManagerDeps deps)
     : scheduler_(scheduler),
-      model_fingerprint_(model.fingerprint().ToHex()),
       params_(params),
       deps_(deps),
       tokenizer_(model),
@@ -37,26 +36,32 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
                 return Status::Ok();
               });
             }),
-      kv_cache_(scheduler, &pool_, deps.store, params.restore, params.n_stream) {
+      kv_cache_(scheduler, &pool_, deps.store, params.restore, params.n_stream),
+      history_(&registry_, &memory_, deps.journal),
+      sessions_({.registry = &registry_,
+                 .journal = deps.journal,
+                 .store = deps.sessions,
+                 .kv_cache = &kv_cache_,
+                 .history = &history_,
+                 .renderer = &renderer_,
+                 .model_fingerprint = model.fingerprint().ToHex()}) {
   RecoverJournal();
-  RepinSessions();
 }
 
 ConversationManager::~ConversationManager() { Shutdown(); }
 
-void ConversationManager::RecoverJournal() KV_NO_THREAD_SAFETY_ANALYSIS {
+void ConversationManager::RecoverJournal() {
   if (deps_.journal == nullptr) return;
   std::vector<JournalEntry> entries = deps_.journal->TakeRecovered();
   int64_t tokens = 0;
   for (JournalEntry& entry : entries) {
-    std::shared_ptr<Conversation> conversation = registry_.GetOrCreate(entry.scope, entry.id);
-    MutexLock lock(&conversation->turn_lock);  // no request can hold it yet
-    Status recovered = memory_.Recover(*conversation, std::move(entry));
+    TurnLock conversation = registry_.Lock(entry.scope, entry.id);  // no request holds it yet
+    Status recovered = memory_.Recover(conversation, std::move(entry));
     if (!recovered.ok()) {
-      KV_LOG(kWarning) << "journal: conversation '" << conversation->id()
+      KV_LOG(kWarning) << "journal: conversation '" << conversation.id()
                        << "' not resumed: " << recovered.ToString();
     }
-    tokens += conversation->n_tokens.load();
+    tokens += conversation.conversation().n_tokens.load();
   }
   if (!entries.empty()) {
     KV_LOG(kInfo) << "conversation: resumed " << entries.size() << " conversations (" << tokens
@@ -64,8 +69,7 @@ void ConversationManager::RecoverJournal() KV_NO_THREAD_SAFETY_ANALYSIS {
   }
 }
 
-Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateRequest request)
-    KV_NO_THREAD_SAFETY_ANALYSIS {
+Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateRequest request) {
   PendingPtr pending(new Pending);
   pending->start = std::chrono::steady_clock::now();
   KV_ASSIGN_OR_RETURN(pending->ticket, admission_.Enter());
@@ -77,19 +81,10 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
   }
   // The conversation's lock is taken while queued: a second request for the same
   // conversation waits here, counted in the queue, until the first is done.
-  while (true) {
-    std::shared_ptr<Conversation> conversation =
-        registry_.GetOrCreate(request.scope, request.conversation_id);
-    conversation->turn_lock.Lock();
-    if (!conversation->ended) {
-      pending->conversation = std::move(conversation);
-      if (!request.explicit_conversation) pending->forget_in = &registry_;
-      break;
-    }
-    conversation->turn_lock.Unlock();  // ended while we waited: use its successor
-  }
+  pending->conversation = registry_.Lock(request.scope, request.conversation_id);
+  if (!request.explicit_conversation) pending->forget_in = &registry_;
   KV_RETURN_IF_ERROR(pending->ticket->Run());
-  Conversation& conversation = *pending->conversation;
+  TurnLock& conversation = pending->conversation;
   // Validate: everything below up to the commit can refuse the request, and changes nothing.
   // Only the spare sequences can be dedicated: running requests always need theirs.
   const int64_t spares = params_.n_sequences - params_.threads;
@@ -110,7 +105,7 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
     KV_RETURN_IF_ERROR(memory_.CheckWindow(plan, WindowReserve(*pending)));
     // Commit: the new turns are journaled before anything is generated for them.
     KV_ASSIGN_OR_RETURN(pending->history, memory_.Commit(conversation, std::move(plan)));
-    const memory::TokenStore& history = *conversation.history;
+    const memory::TokenStore& history = *conversation->history;
     pending->query = renderer_.Text(history.TurnTokens(history.turns().back()));
     pending->request = std::move(request);
     KV_ASSIGN_OR_RETURN(pending->prompt, BuildWindowPrompt(*pending, pending->query, ""));
@@ -144,10 +139,9 @@ Result<std::vector<llama_token>> ConversationManager::BuildPrompt(const Generate
 }
 
 Result<std::vector<llama_token>> ConversationManager::BuildWindowPrompt(
-    Pending& pending, const std::string& query,
-    const std::string& reply_so_far) KV_NO_THREAD_SAFETY_ANALYSIS {
+    Pending& pending, const std::string& query, const std::string& reply_so_far) {
   KV_ASSIGN_OR_RETURN(memory::Window window,
-                      memory_.BuildWindow(*pending.conversation, query, WindowReserve(pending),
+                      memory_.BuildWindow(pending.conversation, query, WindowReserve(pending),
                                           pending.request.recall));
   std::vector<llama_token> prompt = renderer_.prompt_start();
   prompt.insert(prompt.end(), window.tokens.begin(), window.tokens.end());
@@ -162,7 +156,7 @@ Result<std::vector<llama_token>> ConversationManager::BuildWindowPrompt(
     if (chunk.hit.chunk_id >= 0) pending.recalled_turns.push_back(chunk.hit.first_turn);
   }
   if (window.slid || !window.recalled.empty()) {
-    KV_LOG(kDebug) << "conversation '" << pending.conversation->id() << "': window of "
+    KV_LOG(kDebug) << "conversation '" << pending.conversation.id() << "': window of "
                    << prompt.size() << " tokens, clear zone from turn " << window.first_clear_turn
                    << (window.slid ? " (slid)" : "") << ", " << window.recalled.size()
                    << " chunks recalled from " << window.n_fog_tokens << " tokens of fog";
@@ -170,27 +164,12 @@ Result<std::vector<llama_token>> ConversationManager::BuildWindowPrompt(
   return prompt;
 }
 
-Result<std::shared_ptr<Conversation>> ConversationManager::LockExisting(
-    const std::string& scope, const std::string& id) KV_NO_THREAD_SAFETY_ANALYSIS {
-  std::shared_ptr<Conversation> conversation = registry_.Find(scope, id);
-  const Status not_found =
-      NotFoundError("no conversation '" + id + "'").WithDetail(ErrorDetail::kConversationNotFound);
-  if (!conversation) return not_found;
-  conversation->turn_lock.Lock();  // waits for a running generation
-  if (conversation->ended) {
-    conversation->turn_lock.Unlock();
-    return not_found;
-  }
-  return conversation;
-}
-
-Status ConversationManager::End(const std::string& scope,
-                                const std::string& id) KV_NO_THREAD_SAFETY_ANALYSIS {
-  KV_ASSIGN_OR_RETURN(std::shared_ptr<Conversation> conversation, LockExisting(scope, id));
+Status ConversationManager::End(const std::string& scope, const std::string& id) {
+  std::string key;
   {
-    MutexLock lock(&conversation->turn_lock, std::adopt_lock);
-    conversation->ended = true;
-    memory_.Forget(*conversation);
+    KV_ASSIGN_OR_RETURN(TurnLock conversation, registry_.LockExisting(scope, id));
+    key = conversation.key();
+    memory_.Forget(conversation);
     conversation->history.reset();
     if (deps_.journal != nullptr) {
       Status removed = deps_.journal->Remove(scope, id);
@@ -198,50 +177,11 @@ Status ConversationManager::End(const std::string& scope,
         KV_LOG(kWarning) << "journal: " << removed.ToString();
       }
     }
-    if (kv_cache_.store() != nullptr && !(conversation->kv_tail == kv::BlockName{})) {
-      kv_cache_.store()->Drop(conversation->kv_tail);  // its own; shared blocks age out
-    }
-    registry_.Remove(conversation);
+    kv_cache_.DropTail(conversation->kv_tail);
+    registry_.Retire(conversation);
   }
   ++ended_;
-  return pool_.Forget(conversation->key());
-}
-
-Result<IngestResult> ConversationManager::Append(const std::string& scope, const std::string& id,
-                                                 std::span<const engine::ChatMessage> messages,
-                                                 HistoryMode mode) KV_NO_THREAD_SAFETY_ANALYSIS {
-  while (true) {
-    std::shared_ptr<Conversation> conversation = registry_.GetOrCreate(scope, id);
-    MutexLock lock(&conversation->turn_lock);
-    if (conversation->ended) continue;
-    conversation->Touch();
-    Result<IngestResult> ingested =
-        memory_.Ingest(*conversation, messages, /*to_answer=*/false, mode);
-    if (!ingested.ok() && (!conversation->history || conversation->history->turns().empty())) {
-      conversation->ended = true;  // created for this request, which was refused
-      registry_.Remove(conversation);
-    }
-    return ingested;
-  }
-}
-
-Result<JournalEntry> ConversationManager::History(const std::string& scope, const std::string& id)
-    KV_NO_THREAD_SAFETY_ANALYSIS {
-  if (deps_.journal == nullptr) {
-    return FailedPreconditionError("conversation history needs the journal (--data-dir)");
-  }
-  KV_ASSIGN_OR_RETURN(std::shared_ptr<Conversation> conversation, LockExisting(scope, id));
-  MutexLock lock(&conversation->turn_lock, std::adopt_lock);
-  return deps_.journal->Read(scope, id);
-}
-
-Result<std::vector<SearchResult>> ConversationManager::Search(const std::string& scope,
-                                                              const std::string& id,
-                                                              const std::string& query,
-                                                              int k) KV_NO_THREAD_SAFETY_ANALYSIS {
-  KV_ASSIGN_OR_RETURN(std::shared_ptr<Conversation> conversation, LockExisting(scope, id));
-  MutexLock lock(&conversation->turn_lock, std::adopt_lock);
-  return memory_.Search(*conversation, query, k);
+  return pool_.Forget(key);
 }
 
 std::vector<ConversationInfo> ConversationManager::List(const std::string& scope) const {
@@ -287,7 +227,7 @@ Status ConversationManager::Preload(std::vector<GenerateRequest> requests) {
     KV_ASSIGN_OR_RETURN(PendingPtr pending, Prepare(std::move(request)));
     const std::vector<llama_token> prompt = pending->prompt;
     KV_ASSIGN_OR_RETURN(GenerateResult result, Run(std::move(pending), nullptr));
-    if (kv_cache_.store() != nullptr) kv_cache_.store()->Pin(prompt, +1);
+    kv_cache_.Pin(prompt);
     KV_LOG(kInfo) << "preloaded a prefix of " << prompt.size() << " tokens ("
                   << result.cached_tokens << " were cached already)";
   }

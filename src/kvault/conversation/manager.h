@@ -1,7 +1,7 @@
-// conversation/manager.h: the life of a request. Admission (threads + queue, refusal beyond),
-// the conversation's exclusive turn lock, the prompt, where its KV comes from (kv_cache.h),
-// generation through the scheduler with stop strings, mid-generation recall, and the reply
-// streamed to a sink on the request's own thread.
+// conversation/manager.h: the life of a request (prepare, run, end, list). Admission (threads +
+// queue, refusal beyond), the conversation's exclusive turn lock, the prompt, where its KV comes
+// from (kv_cache.h), generation through the scheduler with stop strings, mid-generation recall, and
+// the reply streamed to a sink on the request's own thread.
 //
 // A request runs in two phases so that an HTTP layer can answer errors before it commits to
 // a streamed response: Prepare() does everything that can fail because of the request or
@@ -43,10 +43,12 @@
 #include "kvault/base/result.h"
 #include "kvault/conversation/admission.h"
 #include "kvault/conversation/conversation_memory.h"
+#include "kvault/conversation/history_service.h"
 #include "kvault/conversation/journal.h"
 #include "kvault/conversation/kv_cache.h"
 #include "kvault/conversation/registry.h"
 #include "kvault/conversation/sequence_pool.h"
+#include "kvault/conversation/session_service.h"
 #include "kvault/conversation/session_store.h"
 #include "kvault/engine/chat_template.h"
 #include "kvault/engine/sampler.h"
@@ -187,33 +189,10 @@ class ConversationManager {
   ManagerStats stats() const;
   KvCacheStats kv_stats() const { return kv_cache_.stats(); }
 
-  // --- History without generation (conversation_memory.h) ---------------------------------
-  // Stores messages (bulk ingestion, reconnects) by history_plan.h's rule; creates the
-  // conversation if needed. An error leaves everything as it was.
-  Result<IngestResult> Append(const std::string& scope, const std::string& id,
-                              std::span<const engine::ChatMessage> messages,
-                              HistoryMode mode = HistoryMode::kAuto);
-  // The conversation as the journal holds it: turns with their text, archived branches, the
-  // unanswered turn. NotFound for an unknown conversation; FailedPrecondition without a
-  // journal.
-  Result<JournalEntry> History(const std::string& scope, const std::string& id);
-  // The conversation's best chunks for `query`. NotFound for an unknown conversation.
-  Result<std::vector<SearchResult>> Search(const std::string& scope, const std::string& id,
-                                           const std::string& query, int k);
-
-  // --- Named sessions (session_store.h), all within the caller's scope ---------------------
-  // Saves the conversation (waiting for a running request) as `name`, pinning the KV blocks
-  // of its turns. NotFound for an unknown conversation; FailedPrecondition without a store.
-  Result<Session> SaveSession(const std::string& scope, const std::string& conversation_id,
-                              const std::string& name);
-  // Makes `conversation_id` hold the session's turns; its next request restores their KV.
-  Status LoadSession(const std::string& scope, const std::string& name,
-                     const std::string& conversation_id);
-  Result<Session> GetSession(const std::string& scope, const std::string& name) const;
-  Result<std::vector<Session>> ListSessions(const std::string& scope) const;
-  // Empties the session (turns and KV pins) but keeps its name.
-  Status ClearSession(const std::string& scope, const std::string& name);
-  Status DeleteSession(const std::string& scope, const std::string& name);
+  // History without generation (append, read, search) and named sessions: the objects that
+  // own them, sharing this manager's registry, memory and KV cache.
+  HistoryService& history() { return history_; }
+  SessionService& sessions() { return sessions_; }
 
   // Prefills each request once and pins its KV blocks (start-up warming of shared prefixes).
   Status Preload(std::vector<GenerateRequest> requests);
@@ -232,14 +211,8 @@ class ConversationManager {
   // Tokens of the window a conversation's prompt leaves to the reply and the prompt start.
   int WindowReserve(const Pending& pending) const;
   void RecoverJournal();
-  void RepinSessions();
-  Status Unpin(const Session& session);
-  // Locks a registered conversation of `scope`, waiting for a running request; NotFound.
-  Result<std::shared_ptr<Conversation>> LockExisting(const std::string& scope,
-                                                     const std::string& id);
 
   engine::Scheduler* const scheduler_;
-  const std::string model_fingerprint_;  // hex, recorded in sessions
   const ManagerParams params_;
   const ManagerDeps deps_;
   const engine::Tokenizer tokenizer_;
@@ -250,6 +223,8 @@ class ConversationManager {
   Registry registry_;
   SequencePool pool_;
   KvCache kv_cache_;
+  HistoryService history_;
+  SessionService sessions_;
   std::atomic<int64_t> ended_{0};
   std::atomic<int64_t> stateless_counter_{0};
   std::atomic<int64_t> recalled_chunks_{0};

@@ -18,24 +18,21 @@ namespace kvault::conversation {
 
 class ConversationManager::Pending {
  public:
-  ~Pending() KV_NO_THREAD_SAFETY_ANALYSIS {
-    if (!conversation) return;
+  ~Pending() {
+    if (!conversation.held()) return;
     // A stateless request's conversation has nothing to remember: the client keeps it. A
     // conversation this request created but refused is not kept either.
     const bool refused_new = forget_if_empty != nullptr &&
                              (!conversation->history || conversation->history->turns().empty());
-    if (refused_new) {
-      conversation->ended = true;  // a request waiting for it takes a new one
-      forget_if_empty->Remove(conversation);
-    }
-    if (forget_in != nullptr) forget_in->Remove(conversation);
-    conversation->turn_lock.Unlock();
+    if (refused_new) forget_if_empty->Retire(conversation);  // a waiting request takes a new one
+    if (forget_in != nullptr) forget_in->Remove(conversation.shared());
+    // `conversation`, declared after `ticket`, is unlocked before the ticket is given back.
   }
   Registry* forget_in = nullptr;        // set for a stateless request's conversation
   Registry* forget_if_empty = nullptr;  // set for a kept conversation's request
   IngestResult history;                 // what the request did to its history
   std::unique_ptr<Admission::Ticket> ticket;
-  std::shared_ptr<Conversation> conversation;  // its turn_lock is held
+  TurnLock conversation;
   GenerateRequest request;
   bool windowed = false;      // a chat conversation whose prompt is its history's window
   std::string query;          // the newest user message: what recall searches for

@@ -99,9 +99,8 @@ struct ConversationManager::Generation {
   std::vector<llama_token> held;  // what the sequence holds after the last round
 };
 
-Status ConversationManager::Generate(Pending& pending, Generation& g,
-                                     ReplySink* sink) KV_NO_THREAD_SAFETY_ANALYSIS {
-  Conversation& conversation = *pending.conversation;
+Status ConversationManager::Generate(Pending& pending, Generation& g, ReplySink* sink) {
+  const TurnLock& conversation = pending.conversation;
   const std::vector<llama_token>& prompt = pending.prompt;
   KV_ASSIGN_OR_RETURN(PreparedPrefix prepared, kv_cache_.Prepare(g.lease, prompt));
   const size_t reused = prepared.n_tokens;
@@ -174,9 +173,8 @@ Status ConversationManager::Generate(Pending& pending, Generation& g,
   return outcome.reason == engine::FinishReason::kError ? outcome.error : Status::Ok();
 }
 
-Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
-                                                ReplySink* sink) KV_NO_THREAD_SAFETY_ANALYSIS {
-  Conversation& conversation = *pending->conversation;
+Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* sink) {
+  TurnLock& conversation = pending->conversation;
   Generation g;
   KV_ASSIGN_OR_RETURN(g.lease, pool_.Acquire(conversation.key()));
   if (pending->request.pin) pool_.SetReserved(conversation.key(), true).IgnoreError();
@@ -209,8 +207,8 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
     }
   }
   if (status.ok() && !g.held.empty()) {
-    conversation.kv_tail = kv_cache_.Checkpoint(g.lease.seq_id, g.held, conversation.kv_tail,
-                                                pending->request.explicit_conversation);
+    conversation->kv_tail = kv_cache_.Checkpoint(g.lease.seq_id, g.held, conversation->kv_tail,
+                                                 pending->request.explicit_conversation);
   }
   pool_.Release(conversation.key(), std::move(g.held));
   if (!status.ok()) return status;
@@ -221,8 +219,8 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
   }
   result.finish_reason = g.hedged ? engine::FinishReason::kLength : g.reason;
   result.total_ms = MillisBetween(pending->start, Clock::now());
-  conversation.Touch();
-  ++conversation.n_requests;
+  conversation.conversation().Touch();
+  ++conversation.conversation().n_requests;
   if (pending->windowed && result.finish_reason != engine::FinishReason::kCancelled) {
     Status stored = memory_.AppendReply(conversation, result.text);
     if (!stored.ok()) {
@@ -230,7 +228,8 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending,
                        << "': reply not stored: " << stored.ToString();
     }
   } else if (!pending->windowed) {
-    conversation.n_tokens = static_cast<int64_t>(pending->prompt.size()) + result.completion_tokens;
+    conversation.conversation().n_tokens =
+        static_cast<int64_t>(pending->prompt.size()) + result.completion_tokens;
   }
   return result;
 }

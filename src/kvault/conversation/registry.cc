@@ -44,6 +44,28 @@ std::vector<std::shared_ptr<Conversation>> Registry::ListAll() const {
   return out;
 }
 
+TurnLock Registry::Lock(const std::string& scope, const std::string& id) {
+  while (true) {
+    TurnLock conversation(GetOrCreate(scope, id));
+    if (!conversation->ended) return conversation;
+  }
+}
+
+Result<TurnLock> Registry::LockExisting(const std::string& scope, const std::string& id) {
+  std::shared_ptr<Conversation> found = Find(scope, id);
+  const Status not_found =
+      NotFoundError("no conversation '" + id + "'").WithDetail(ErrorDetail::kConversationNotFound);
+  if (!found) return not_found;
+  TurnLock conversation(std::move(found));
+  if (conversation->ended) return not_found;
+  return conversation;
+}
+
+void Registry::Retire(TurnLock& conversation) {
+  conversation->ended = true;
+  Remove(conversation.shared());
+}
+
 int64_t Registry::size() const {
   MutexLock lock(&mu_);
   return static_cast<int64_t>(by_key_.size());

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kvault/base/mutex.h"
+#include "kvault/base/result.h"
 #include "kvault/conversation/conversation.h"
 
 namespace kvault::conversation {
@@ -22,6 +23,15 @@ class Registry {
   // Removes it if it is still the registered object. Returns whether it was.
   bool Remove(const std::shared_ptr<Conversation>& conversation);
   std::vector<std::shared_ptr<Conversation>> List(const std::string& scope) const;
+
+  // The conversation (created if new), locked: waits for the request that holds it. One
+  // that ended while we waited is not used; its successor is.
+  TurnLock Lock(const std::string& scope, const std::string& id);
+  // A live conversation of `scope`, locked (waits likewise); NotFound if there is none.
+  Result<TurnLock> LockExisting(const std::string& scope, const std::string& id);
+  // Marks the locked conversation ended (requests waiting for it take a successor) and
+  // removes it.
+  void Retire(TurnLock& conversation);
   std::vector<std::shared_ptr<Conversation>> ListAll() const;
   int64_t size() const;
   int64_t total_created() const;

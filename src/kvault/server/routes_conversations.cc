@@ -49,7 +49,7 @@ void HandleAppend(ServerState& state, RouteContext& context) {
   Result<conversation::HistoryMode> mode = ParseHistoryMode(*body);
   if (!mode.ok()) return SendError(context.response, mode.status());
   Result<conversation::IngestResult> ingested =
-      state.manager->Append(context.scope, *id, *messages, *mode);
+      state.manager->history().Append(context.scope, *id, *messages, *mode);
   if (!ingested.ok()) return SendError(context.response, ingested.status());
   SendJson(context.response, {{"object", "conversation.append"},
                               {"conversation_id", *id},
@@ -74,7 +74,7 @@ Json TurnsJson(const std::vector<conversation::JournalTurn>& turns, int64_t firs
 // text), the archived branches, and the unanswered turn if any.
 void HandleHistory(ServerState& state, RouteContext& context) {
   const std::string id = context.request.matches[1].str();
-  Result<conversation::JournalEntry> entry = state.manager->History(context.scope, id);
+  Result<conversation::JournalEntry> entry = state.manager->history().Read(context.scope, id);
   if (!entry.ok()) return SendError(context.response, entry.status());
   const std::string branch = context.request.get_param_value("branch");
   if (!branch.empty()) {
@@ -117,8 +117,8 @@ void HandleSearch(ServerState& state, RouteContext& context) {
   if (k->value_or(5) < 1 || k->value_or(5) > 100) {
     return SendError(context.response, InvalidArgumentError("'k' must be in 1..100"));
   }
-  Result<std::vector<conversation::SearchResult>> results =
-      state.manager->Search(context.scope, *id, **query, static_cast<int>(k->value_or(5)));
+  Result<std::vector<conversation::SearchResult>> results = state.manager->history().Search(
+      context.scope, *id, **query, static_cast<int>(k->value_or(5)));
   if (!results.ok()) return SendError(context.response, results.status());
   Json out = Json::array();
   for (const conversation::SearchResult& r : *results) {

@@ -52,7 +52,7 @@ void AddSessionRoutes(httplib::Server& http, ServerState& state) {
              Result<std::string> id = ConversationIdOf(context, "");
              if (!id.ok()) return SendError(context.response, id.status());
              Result<conversation::Session> saved =
-                 state.manager->SaveSession(context.scope, *id, NameOf(context));
+                 state.manager->sessions().Save(context.scope, *id, NameOf(context));
              if (!saved.ok()) return SendError(context.response, saved.status());
              SendJson(context.response, SessionJson(*saved));
            });
@@ -60,21 +60,21 @@ void AddSessionRoutes(httplib::Server& http, ServerState& state) {
            [&state](RouteContext& context) {
              Result<std::string> id = ConversationIdOf(context, NameOf(context));
              if (!id.ok()) return SendError(context.response, id.status());
-             Status loaded = state.manager->LoadSession(context.scope, NameOf(context), *id);
+             Status loaded = state.manager->sessions().Load(context.scope, NameOf(context), *id);
              if (!loaded.ok()) return SendError(context.response, loaded);
              SendJson(context.response,
                       {{"status", "loaded"}, {"name", NameOf(context)}, {"conversation_id", *id}});
            });
   AddRoute(http, state, "POST", name + "/clear", "sessions_clear", RouteAuth::kRequired,
            [&state](RouteContext& context) {
-             Status cleared = state.manager->ClearSession(context.scope, NameOf(context));
+             Status cleared = state.manager->sessions().Clear(context.scope, NameOf(context));
              if (!cleared.ok()) return SendError(context.response, cleared);
              SendJson(context.response, {{"status", "cleared"}, {"name", NameOf(context)}});
            });
   AddRoute(http, state, "GET", "/v1/sessions", "sessions_list", RouteAuth::kRequired,
            [&state](RouteContext& context) {
              Result<std::vector<conversation::Session>> all =
-                 state.manager->ListSessions(context.scope);
+                 state.manager->sessions().List(context.scope);
              if (!all.ok()) return SendError(context.response, all.status());
              Json data = Json::array();
              for (const conversation::Session& s : *all) data.push_back(SessionJson(s));
@@ -83,13 +83,13 @@ void AddSessionRoutes(httplib::Server& http, ServerState& state) {
   AddRoute(http, state, "GET", name, "sessions_info", RouteAuth::kRequired,
            [&state](RouteContext& context) {
              Result<conversation::Session> s =
-                 state.manager->GetSession(context.scope, NameOf(context));
+                 state.manager->sessions().Get(context.scope, NameOf(context));
              if (!s.ok()) return SendError(context.response, s.status());
              SendJson(context.response, SessionJson(*s));
            });
   AddRoute(http, state, "DELETE", name, "sessions_delete", RouteAuth::kRequired,
            [&state](RouteContext& context) {
-             Status deleted = state.manager->DeleteSession(context.scope, NameOf(context));
+             Status deleted = state.manager->sessions().Delete(context.scope, NameOf(context));
              if (!deleted.ok()) return SendError(context.response, deleted);
              SendJson(context.response, {{"status", "deleted"}, {"name", NameOf(context)}});
            });

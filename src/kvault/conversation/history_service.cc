@@ -1,0 +1,39 @@
+#include "kvault/conversation/history_service.h"
+
+#include "kvault/base/status_macros.h"
+
+namespace kvault::conversation {
+
+HistoryService::HistoryService(Registry* registry, ConversationMemory* memory, Journal* journal)
+    : registry_(registry), memory_(memory), journal_(journal) {}
+
+Result<IngestResult> HistoryService::Append(const std::string& scope, const std::string& id,
+                                            std::span<const engine::ChatMessage> messages,
+                                            HistoryMode mode) {
+  TurnLock conversation = registry_->Lock(scope, id);
+  conversation.conversation().Touch();
+  Result<IngestResult> ingested =
+      memory_->Ingest(conversation, messages, /*to_answer=*/false, mode);
+  if (!ingested.ok() && (!conversation->history || conversation->history->turns().empty())) {
+    registry_->Retire(conversation);  // created for this call, which was refused
+  }
+  return ingested;
+}
+
+Result<JournalEntry> HistoryService::Read(const std::string& scope, const std::string& id) {
+  if (journal_ == nullptr) {
+    return FailedPreconditionError("conversation history needs the journal (--data-dir)");
+  }
+  // Under the turn lock: the journal then holds the conversation between two requests.
+  KV_ASSIGN_OR_RETURN(TurnLock conversation, registry_->LockExisting(scope, id));
+  return journal_->Read(scope, id);
+}
+
+Result<std::vector<SearchResult>> HistoryService::Search(const std::string& scope,
+                                                         const std::string& id,
+                                                         const std::string& query, int k) {
+  KV_ASSIGN_OR_RETURN(TurnLock conversation, registry_->LockExisting(scope, id));
+  return memory_->Search(conversation, query, k);
+}
+
+}  // namespace kvault::conversation

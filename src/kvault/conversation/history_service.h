@@ -1,0 +1,45 @@
+// conversation/history_service.h: a kept conversation's history without generation. Bulk
+// ingestion (POST /v1/conversations/append, session loads, reconnects) by history_plan.h's
+// rule, the journal's account of the conversation (turns, archived branches, the unanswered
+// turn), and search over its chunks. Each call takes the conversation's turn lock, so it
+// waits for a running request of the conversation.
+//
+// Thread-safety: all methods may be called from any thread.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvault/base/result.h"
+#include "kvault/conversation/conversation_memory.h"
+#include "kvault/conversation/journal.h"
+#include "kvault/conversation/registry.h"
+#include "kvault/engine/chat_template.h"
+
+namespace kvault::conversation {
+
+class HistoryService {
+ public:
+  // `journal` may be null (Read is then refused). REQUIRES: the pointees outlive this.
+  HistoryService(Registry* registry, ConversationMemory* memory, Journal* journal);
+
+  // Stores messages; creates the conversation if needed. An error leaves everything as it
+  // was (a conversation created for the call is not kept).
+  Result<IngestResult> Append(const std::string& scope, const std::string& id,
+                              std::span<const engine::ChatMessage> messages,
+                              HistoryMode mode = HistoryMode::kAuto);
+  // The conversation as the journal holds it. NotFound for an unknown conversation;
+  // FailedPrecondition without a journal.
+  Result<JournalEntry> Read(const std::string& scope, const std::string& id);
+  // The conversation's best chunks for `query`. NotFound for an unknown conversation.
+  Result<std::vector<SearchResult>> Search(const std::string& scope, const std::string& id,
+                                           const std::string& query, int k);
+
+ private:
+  Registry* const registry_;
+  ConversationMemory* const memory_;
+  Journal* const journal_;
+};
+
+}  // namespace kvault::conversation

@@ -1,0 +1,114 @@
+#include "kvault/conversation/session_service.h"
+
+#include <chrono>
+
+#include "kvault/base/log.h"
+#include "kvault/base/status_macros.h"
+
+namespace kvault::conversation {
+namespace {
+
+int64_t UnixSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status NotEnabled() { return FailedPreconditionError("sessions are not enabled"); }
+
+}  // namespace
+
+SessionService::SessionService(SessionServiceDeps deps) : deps_(std::move(deps)) {
+  if (deps_.store == nullptr || deps_.kv_cache->store() == nullptr) return;
+  Result<std::vector<Session>> all = deps_.store->List("", /*all_scopes=*/true);
+  if (!all.ok()) {
+    KV_LOG(kWarning) << "sessions: " << all.status().ToString();
+    return;
+  }
+  for (const Session& session : *all) deps_.kv_cache->Repin(session.blocks);
+}
+
+Result<Session> SessionService::Save(const std::string& scope, const std::string& conversation_id,
+                                     const std::string& name) {
+  if (deps_.store == nullptr || deps_.journal == nullptr || deps_.kv_cache->store() == nullptr) {
+    return FailedPreconditionError("sessions need the block store and the journal");
+  }
+  KV_RETURN_IF_ERROR(ValidateSessionName(name));
+  KV_ASSIGN_OR_RETURN(TurnLock conversation, deps_.registry->LockExisting(scope, conversation_id));
+  if (!conversation->history) {
+    return FailedPreconditionError("conversation '" + conversation_id + "' has no chat history");
+  }
+  Session session;
+  session.name = name;
+  session.scope = scope;
+  session.conversation_id = conversation_id;
+  session.created_unix = UnixSeconds();
+  session.model = deps_.model_fingerprint;
+  KV_ASSIGN_OR_RETURN(JournalEntry entry, deps_.journal->Read(scope, conversation_id));
+  for (JournalTurn& turn : entry.turns) {
+    session.turns.push_back({std::move(turn.role), std::move(turn.content)});
+  }
+  // The tokens a prompt of this history starts with: their cached KV is what loading restores.
+  const memory::TokenStore& history = *conversation->history;
+  session.tokens = deps_.renderer->prompt_start();
+  KV_ASSIGN_OR_RETURN(std::vector<int32_t> tokens,
+                      history.Tokens(history.begin_pos(), history.n_tokens()));
+  session.tokens.insert(session.tokens.end(), tokens.begin(), tokens.end());
+  KvCache::Pinned pinned = deps_.kv_cache->Pin(session.tokens);
+  session.blocks = std::move(pinned.blocks);
+  session.kv_tokens = pinned.tokens;
+  session.kv_bytes = pinned.bytes;
+  Result<Session> previous = deps_.store->Get(scope, name);
+  Status written = deps_.store->Put(session);
+  if (!written.ok()) {
+    deps_.kv_cache->Unpin(session.blocks);
+    return written;
+  }
+  if (previous.ok()) deps_.kv_cache->Unpin(previous->blocks);
+  return session;
+}
+
+Status SessionService::Load(const std::string& scope, const std::string& name,
+                            const std::string& conversation_id) {
+  if (deps_.store == nullptr) return NotEnabled();
+  KV_ASSIGN_OR_RETURN(Session session, deps_.store->Get(scope, name));
+  if (session.model != deps_.model_fingerprint) {
+    KV_LOG(kInfo) << "sessions: '" << name << "' was saved with model " << session.model
+                  << "; its turns load, its KV will be recomputed";
+  }
+  return deps_.history->Append(scope, conversation_id, session.turns).status();
+}
+
+Result<Session> SessionService::Get(const std::string& scope, const std::string& name) const {
+  if (deps_.store == nullptr) return NotEnabled();
+  return deps_.store->Get(scope, name);
+}
+
+Result<std::vector<Session>> SessionService::List(const std::string& scope) const {
+  if (deps_.store == nullptr) return std::vector<Session>{};
+  return deps_.store->List(scope);
+}
+
+Status SessionService::Clear(const std::string& scope, const std::string& name) {
+  if (deps_.store == nullptr) return NotEnabled();
+  KV_ASSIGN_OR_RETURN(Session session, deps_.store->Get(scope, name));
+  Session cleared = session;
+  cleared.turns.clear();
+  cleared.tokens.clear();
+  cleared.blocks.clear();
+  cleared.kv_tokens = 0;
+  cleared.kv_bytes = 0;
+  KV_RETURN_IF_ERROR(deps_.store->Put(cleared));
+  deps_.kv_cache->Unpin(session.blocks);
+  return Status::Ok();
+}
+
+Status SessionService::Delete(const std::string& scope, const std::string& name) {
+  if (deps_.store == nullptr) return NotEnabled();
+  KV_ASSIGN_OR_RETURN(Session session, deps_.store->Get(scope, name));
+  KV_RETURN_IF_ERROR(deps_.store->Remove(scope, name));
+  deps_.kv_cache->Unpin(session.blocks);
+  return Status::Ok();
+}
+
+}  // namespace kvault::conversation

@@ -8,15 +8,20 @@
 //                                 [<score>] turns <a>-<b>: <text>  then chunks of the
 //                                 conversation's history, as the recall pipeline finds them
 //   /stats                        conversation <id>: <n> turns, <n> tokens
-//                                 last reply: ... (after a reply)
+//                                 last reply: <n> prompt tokens (<n> reused from cache,
+//                                   <own|shared|ram|disk|none>), ... (after a reply)
+//                                 kv cache: <n> tokens restored (<n> from ram, <n> from disk),
+//                                   <n> checkpoints
 //                                 knowledge: <n> topics, <n> facts (<file>)
 //   /help                         commands: ...
 //   /quit (or /exit)              ends the chat, exit status 0
 //   any other /word               unknown command /word; commands: ...
 //
-// The knowledge store, the conversation journals and the chunk index are the server's
-// (<data-dir>/knowledge.db, conversations/, index.db), in the scope of a server without API
-// keys: a chat conversation is kept across runs (and a server can continue it, and back).
+// It runs the stack `kvault serve` runs (conversation/stack.h): the knowledge store, the
+// conversation journals, the chunk index (<data-dir>/knowledge.db, conversations/, index.db)
+// and the KV blocks (<cache-dir>) are the server's, in the scope of a server without API
+// keys. A chat conversation is kept across runs, its KV restored rather than recomputed (and
+// a server can continue it, and back).
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -32,12 +37,7 @@
 #include "kvault/base/file.h"
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
-#include "kvault/conversation/manager.h"
-#include "kvault/engine/context.h"
-#include "kvault/engine/model.h"
-#include "kvault/engine/scheduler.h"
-#include "kvault/engine/tokenizer.h"
-#include "kvault/memory/chunk_index.h"
+#include "kvault/conversation/stack.h"
 #include "kvault/memory/knowledge_store.h"
 
 namespace kvault::cli {
@@ -48,6 +48,7 @@ struct ChatOptions {
   std::string conversation_id = "chat";
   std::string system;
   std::string data_dir;
+  std::string cache_dir;
   std::string knowledge_db;  // "" = <data_dir>/knowledge.db
   int window = 4096;
   int max_tokens = 256;
@@ -72,36 +73,23 @@ class StdoutSink : public conversation::ReplySink {
 
 class ChatSession {
  public:
+  // The same stack as `kvault serve` (conversation/stack.h), with one conversation thread:
+  // the conversation's KV is checkpointed to the block store and restored on the next run.
   static Result<std::unique_ptr<ChatSession>> Create(const ChatOptions& options) {
     auto session = std::unique_ptr<ChatSession>(new ChatSession(options));
-    KV_ASSIGN_OR_RETURN(session->model_, engine::Model::Load({.path = options.model_path}));
-    engine::ContextParams params;
-    params.n_ctx = static_cast<uint32_t>(options.window);
-    params.n_threads = options.threads;
-    KV_ASSIGN_OR_RETURN(session->context_, engine::Context::Create(*session->model_, params));
-    KV_ASSIGN_OR_RETURN(session->scheduler_,
-                        engine::Scheduler::Start(session->context_.get(), *session->model_, {}));
-    conversation::ManagerParams manager;
-    manager.window = options.window;
-    manager.max_generation = options.max_tokens;
-    manager.threads = 1;
-    manager.queue = 0;
-    manager.n_sequences = 1;
-    KV_ASSIGN_OR_RETURN(session->knowledge_, memory::KnowledgeStore::Open(options.knowledge_db));
-    KV_ASSIGN_OR_RETURN(session->journal_,
-                        conversation::Journal::Open(options.data_dir + "/conversations"));
-    session->tokenizer_ = std::make_unique<engine::Tokenizer>(*session->model_);
-    memory::ChunkIndexOptions index;
-    index.path = options.data_dir + "/index.db";
-    index.detokenize = [tokenizer = session->tokenizer_.get()](std::span<const int32_t> tokens) {
-      return tokenizer->Detokenize(tokens, /*render_special=*/false);
-    };
-    KV_ASSIGN_OR_RETURN(session->index_, memory::ChunkIndex::Open(std::move(index)));
-    session->manager_ = std::make_unique<conversation::ConversationManager>(
-        *session->model_, session->scheduler_.get(), manager,
-        conversation::ManagerDeps{.journal = session->journal_.get(),
-                                  .index = session->index_.get(),
-                                  .knowledge = session->knowledge_.get()});
+    conversation::StackConfig config;
+    config.model_path = options.model_path;
+    config.window = options.window;
+    config.max_generation = options.max_tokens;
+    config.threads = options.threads;
+    config.conversation_threads = 1;
+    config.conversation_queue = 0;
+    config.data_dir = options.data_dir;
+    config.cache_dir = options.cache_dir;
+    config.knowledge_path = options.knowledge_db;
+    KV_ASSIGN_OR_RETURN(session->stack_, conversation::Stack::Build(config));
+    session->manager_ = &session->stack_->manager();
+    session->knowledge_ = &session->stack_->knowledge();
     return session;
   }
 
@@ -219,11 +207,18 @@ class ChatSession {
     if (n_replies_ > 0) {
       const double seconds = (last_.total_ms - last_.first_token_ms) / 1000.0;
       std::printf(
-          "last reply: %d prompt tokens (%d reused from cache), %d generated, "
+          "last reply: %d prompt tokens (%d reused from cache, %s), %d generated, "
           "first token %.0f ms, %.1f tokens/s\n",
-          last_.prompt_tokens, last_.cached_tokens, last_.completion_tokens, last_.first_token_ms,
+          last_.prompt_tokens, last_.cached_tokens,
+          std::string(conversation::PrefixSourceName(last_.cache_source)).c_str(),
+          last_.completion_tokens, last_.first_token_ms,
           seconds > 0 ? (last_.completion_tokens - 1) / seconds : 0.0);
     }
+    const conversation::KvCacheStats kv = manager_->kv_stats();
+    std::printf(
+        "kv cache: %lld tokens restored (%lld from ram, %lld from disk), %lld checkpoints\n",
+        static_cast<long long>(kv.restored_tokens), static_cast<long long>(kv.restored_ram),
+        static_cast<long long>(kv.restored_disk), static_cast<long long>(kv.checkpoints));
     Result<memory::KnowledgeStats> knowledge = knowledge_->Stats(kScope);
     if (!knowledge.ok()) {
       PrintError(knowledge.status());
@@ -239,15 +234,9 @@ class ChatSession {
   }
 
   const ChatOptions options_;
-  std::unique_ptr<engine::Model> model_;
-  std::unique_ptr<engine::Context> context_;
-  std::unique_ptr<engine::Scheduler> scheduler_;
-  std::unique_ptr<memory::KnowledgeStore> knowledge_;
-  std::unique_ptr<conversation::Journal> journal_;
-  std::unique_ptr<engine::Tokenizer> tokenizer_;
-  std::unique_ptr<memory::ChunkIndex> index_;
-  // Last: it uses everything above, so it goes first.
-  std::unique_ptr<conversation::ConversationManager> manager_;
+  std::unique_ptr<conversation::Stack> stack_;
+  conversation::ConversationManager* manager_ = nullptr;  // the stack's
+  memory::KnowledgeStore* knowledge_ = nullptr;           // the stack's
   conversation::GenerateResult last_;
   bool first_turn_ = true;
   int n_replies_ = 0;
@@ -259,12 +248,15 @@ int RunChat(int argc, char** argv) {
   CLI::App app("Chat with a local model in the terminal (no server needed).", "chat");
   ChatOptions options;
   options.data_dir = DefaultDataDir();
+  options.cache_dir = DefaultCacheDir() + "/blocks";
   app.add_option("-m,--model", options.model_path, "GGUF model file")->capture_default_str();
   app.add_option("-c,--conversation", options.conversation_id, "conversation id")
       ->capture_default_str();
   app.add_option("--system", options.system, "system message for the first turn");
   app.add_option("--data-dir", options.data_dir,
-                 "folder of the knowledge store (knowledge.db), as for kvault serve")
+                 "conversations, index and knowledge store, as for kvault serve")
+      ->capture_default_str();
+  app.add_option("--cache-dir", options.cache_dir, "KV blocks on disk, as for kvault serve")
       ->capture_default_str();
   app.add_option("--knowledge-db", options.knowledge_db,
                  "knowledge store file (default: <data-dir>/knowledge.db)");
@@ -285,7 +277,8 @@ int RunChat(int argc, char** argv) {
   if (options.knowledge_db.empty()) options.knowledge_db = options.data_dir + "/knowledge.db";
 
   for (const std::string& folder :
-       {options.data_dir, std::filesystem::path(options.knowledge_db).parent_path().string()}) {
+       {options.data_dir, options.cache_dir,
+        std::filesystem::path(options.knowledge_db).parent_path().string()}) {
     Status dir = CreateDirectories(folder);
     if (!dir.ok()) return ReportError(dir);
   }

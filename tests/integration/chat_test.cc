@@ -27,8 +27,8 @@ class ChatTest : public ::testing::Test {
 
   // Runs `kvault chat` on the tiny model (greedy, 6 tokens per reply) with `script` on stdin.
   ProcessResult Chat(const std::string& script) {
-    return RunProcess({KvaultBinary(), "chat", "-m", TestModelPath(), "--data-dir", data_dir_, "-n",
-                       "6", "--temp", "0"},
+    return RunProcess({KvaultBinary(), "chat", "-m", TestModelPath(), "--data-dir", data_dir_,
+                       "--cache-dir", data_dir_ + "/blocks", "-n", "6", "--temp", "0"},
                       script);
   }
   // The output from the first line that starts with `first` on.
@@ -69,8 +69,9 @@ TEST_F(ChatTest, MessageThenEveryCommand) {
       Quote(kHelpLine) +
       "\n"
       "conversation chat: 2 turns, [1-9][0-9]* tokens\n"
-      "last reply: [1-9][0-9]* prompt tokens \\([0-9]+ reused from cache\\), 6 generated, "
+      "last reply: [1-9][0-9]* prompt tokens \\([0-9]+ reused from cache, none\\), 6 generated, "
       "first token [0-9]+ ms, [0-9.]+ tokens/s\n"
+      "kv cache: 0 tokens restored \\(0 from ram, 0 from disk\\), 1 checkpoints\n"
       "knowledge: 1 topics, 1 facts \\(" +
       Quote(data_dir_) + "/knowledge\\.db\\)\n");
   EXPECT_TRUE(std::regex_match(commands, expected)) << commands;
@@ -112,6 +113,46 @@ TEST_F(ChatTest, EndOfInputExitsZeroAndFactsPersist) {
   ProcessResult silent = Chat("");
   EXPECT_EQ(silent.exit_code, 0) << silent.err;
   EXPECT_EQ(silent.out, "");
+}
+
+// `kvault chat` runs the server's stack: the second run continues the conversation with its
+// KV restored from the disk tier, not recomputed.
+TEST_F(ChatTest, ASecondRunRestoresTheFirstRunsKv) {
+  // Long enough for whole 256-token blocks: the system message is a few hundred tokens.
+  std::string system = "You are a careful assistant.";
+  for (int i = 0; i < 60; ++i) system += " Remember fact number " + std::to_string(i) + ".";
+  ProcessResult first = RunProcess(
+      {KvaultBinary(), "chat", "-m", TestModelPath(), "--data-dir", data_dir_, "--cache-dir",
+       data_dir_ + "/blocks", "-n", "6", "--temp", "0", "--system", system},
+      "What is fact number 7?\nAnd fact number 9?\n/stats\n");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  // Within one run the second prompt reuses the sequence's own cells.
+  std::smatch own;
+  ASSERT_TRUE(
+      std::regex_search(first.out, own,
+                        std::regex("last reply: ([0-9]+) prompt tokens \\(([0-9]+) reused from "
+                                   "cache, own\\)")))
+      << first.out;
+  EXPECT_GT(std::stoi(own[2]), 300) << first.out;
+  EXPECT_NE(first.out.find("conversation chat: 5 turns"), std::string::npos) << first.out;
+
+  ProcessResult second = Chat("And fact number 11?\n/stats\n");
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  std::smatch restored;
+  ASSERT_TRUE(std::regex_search(
+      second.out, restored,
+      std::regex("last reply: ([0-9]+) prompt tokens \\(([0-9]+) reused from cache, disk\\)")))
+      << second.out;
+  const int prompt = std::stoi(restored[1]);
+  const int cached = std::stoi(restored[2]);
+  // Every whole block of the first run's history: at least the system message's.
+  EXPECT_GE(cached, 256) << second.out;
+  EXPECT_LT(cached, prompt);
+  EXPECT_NE(second.out.find("conversation chat: 7 turns"), std::string::npos) << second.out;
+  EXPECT_TRUE(
+      std::regex_search(second.out, std::regex("kv cache: [1-9][0-9]* tokens restored \\(0 from "
+                                               "ram, 1 from disk\\)")))
+      << second.out;
 }
 
 }  // namespace

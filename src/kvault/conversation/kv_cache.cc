@@ -2,13 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <optional>
 #include <string>
 
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
-#include "kvault/engine/batch_decoder.h"
 #include "kvault/engine/model.h"
 
 namespace kvault::conversation {
@@ -29,25 +27,6 @@ size_t CommonPrefix(std::span<const llama_token> a, std::span<const llama_token>
 
 }  // namespace
 
-Result<RestorePolicy> ParseRestorePolicy(std::string_view name) {
-  if (name == "auto") return RestorePolicy::kAuto;
-  if (name == "always") return RestorePolicy::kAlways;
-  if (name == "never") return RestorePolicy::kNever;
-  return InvalidArgumentError("unknown restore policy '" + std::string(name) +
-                              "' (expected auto, always or never)");
-}
-
-std::string_view PrefixSourceName(PrefixSource source) {
-  switch (source) {
-    case PrefixSource::kNone: return "none";
-    case PrefixSource::kOwn: return "own";
-    case PrefixSource::kShared: return "shared";
-    case PrefixSource::kRam: return "ram";
-    case PrefixSource::kDisk: return "disk";
-  }
-  return "none";
-}
-
 // A prefix read from the store, ready to import.
 struct KvCache::Restore {
   size_t n_tokens = 0;
@@ -61,19 +40,9 @@ KvCache::KvCache(engine::Scheduler* scheduler, SequencePool* pool, store::BlockS
                  RestorePolicy policy, uint32_t n_stream)
     : scheduler_(scheduler), pool_(pool), store_(store), policy_(policy), n_stream_(n_stream) {}
 
-KvCache::Restore KvCache::FetchFromStore(std::span<const llama_token> prefix, size_t own,
+KvCache::Restore KvCache::FetchFromStore(const store::Lookup& lookup, size_t own,
                                          llama_seq_id seq_id) {
   Restore restore;
-  if (store_ == nullptr) return restore;
-  const store::Lookup lookup = store_->Find(prefix);
-  if (lookup.n_tokens <= own) return restore;
-  const double recompute_s =
-      static_cast<double>(lookup.n_tokens - own) * store_->prefill_seconds_per_token();
-  if (policy_ == RestorePolicy::kAuto && lookup.restore_seconds >= recompute_s) {
-    MutexLock lock(&mu_);
-    ++stats_.recompute_chosen;
-    return restore;
-  }
   const Clock::time_point start = Clock::now();
   // Each block is copied straight into the bytes llama.cpp imports, in a buffer kept from
   // an earlier restore: no joined block in between, and no fresh pages to fault in.
@@ -90,6 +59,7 @@ KvCache::Restore KvCache::FetchFromStore(std::span<const llama_token> prefix, si
         return Status::Ok();
       });
   const Status& status = fetched.error;
+  // A fetch that stopped short is still worth importing if it beats the own cells.
   if (writer && fetched.n_tokens > own) {
     restore.state = std::move(*writer).Finish();
     restore.n_tokens = fetched.n_tokens;
@@ -113,55 +83,86 @@ Result<PreparedPrefix> KvCache::Prepare(const SequenceLease& lease,
                                         std::span<const llama_token> prompt) {
   const llama_seq_id seq_id = lease.seq_id;
   const std::span<const llama_token> prefix = prompt.first(prompt.empty() ? 0 : prompt.size() - 1);
-  PreparedPrefix prepared;
-  if (policy_ == RestorePolicy::kNever) {
-    KV_RETURN_IF_ERROR(scheduler_->RunOnEngineThread([seq_id](engine::Context& context) {
-      context.ClearSequence(seq_id);
-      return Status::Ok();
-    }));
-    CountSource(prepared);
-    return prepared;
-  }
   const size_t own = CommonPrefix(lease.tokens, prefix);
-  Restore restore = FetchFromStore(prefix, own, seq_id);
-  prepared.fell_back = restore.failed;
-  const Status ran = scheduler_->RunOnEngineThread([&](engine::Context& context) {
-    const Clock::time_point start = Clock::now();
-    const SequencePool::SharedPrefix shared = pool_->LongestParkedPrefix(prefix, seq_id);
-    const size_t best = std::max({own, shared.n_tokens, restore.n_tokens});
-    if (best == own) {
-      prepared = {own, own > 0 ? PrefixSource::kOwn : PrefixSource::kNone, 0, prepared.fell_back};
-      return context.RemoveTokens(seq_id, static_cast<llama_pos>(own), -1);
-    }
-    context.ClearSequence(seq_id);
-    if (best == shared.n_tokens) {
-      if (context.n_stream() == 1) {
-        context.CopySequence(shared.seq_id, seq_id, 0, static_cast<llama_pos>(best));
-      } else {  // across streams only whole sequences copy: copy, then cut to the prefix
-        context.CopySequence(shared.seq_id, seq_id);
-        KV_RETURN_IF_ERROR(context.RemoveTokens(seq_id, static_cast<llama_pos>(best), -1));
-      }
-      prepared.n_tokens = best;
-      prepared.source = PrefixSource::kShared;
-      return Status::Ok();
-    }
-    Status imported = context.ImportSequence(seq_id, restore.state);
-    if (!imported.ok()) {
-      context.ClearSequence(seq_id);
-      prepared.fell_back = true;
-      KV_LOG(kWarning) << "kv: llama.cpp refused a restored prefix of " << restore.n_tokens
-                       << " tokens (" << imported.message() << "); recomputing (safe mode)";
-      return Status::Ok();
-    }
-    prepared.n_tokens = restore.n_tokens;
-    prepared.source = restore.source;
-    prepared.restore_ms = (restore.seconds + SecondsSince(start)) * 1000.0;
-    return Status::Ok();
-  });
-  state_buffers_.Give(std::move(restore.state));
-  KV_RETURN_IF_ERROR(ran);
+  PreparedPrefix prepared;
+  KvSourceChoice choice;
+  store::Lookup lookup;
+  // 1. Decide, on the engine thread, where every candidate is seen at one instant: what
+  //    parked sequences hold cannot change under the decision, and a device source is
+  //    carried out in the same step. Nothing is fetched unless a restore is chosen.
+  KV_RETURN_IF_ERROR(scheduler_->RunOnEngineThread([&](engine::Context& context) {
+    const SequencePool::SharedPrefix shared = policy_ == RestorePolicy::kNever
+                                                  ? SequencePool::SharedPrefix{}
+                                                  : pool_->LongestParkedPrefix(prefix, seq_id);
+    if (store_ != nullptr && policy_ != RestorePolicy::kNever) lookup = store_->Find(prefix);
+    choice = ChooseKvSource(
+        {.policy = policy_,
+         .own = own,
+         .shared = shared.n_tokens,
+         .stored = lookup.n_tokens,
+         .restore_seconds = lookup.restore_seconds,
+         .prefill_seconds_per_token = store_ != nullptr ? store_->prefill_seconds_per_token() : 0});
+    if (choice.source == KvSource::kRestore) return Status::Ok();  // own cells kept till import
+    return UseDevice(context, seq_id, choice, shared.seq_id, &prepared);
+  }));
+  if (choice.recompute_chosen) {
+    MutexLock lock(&mu_);
+    ++stats_.recompute_chosen;
+  }
+  if (choice.source == KvSource::kRestore) {
+    // 2. Read and decode on the request's thread, so the engine keeps decoding meanwhile;
+    //    the sequence is this request's alone, so its own cells stay valid as a fallback.
+    Restore restore = FetchFromStore(lookup, own, seq_id);
+    prepared.fell_back = restore.failed;
+    const Status ran = scheduler_->RunOnEngineThread(
+        [&](engine::Context& context) { return Import(context, seq_id, own, restore, &prepared); });
+    state_buffers_.Give(std::move(restore.state));
+    KV_RETURN_IF_ERROR(ran);
+  }
   CountSource(prepared);
   return prepared;
+}
+
+Status KvCache::UseDevice(engine::Context& context, llama_seq_id seq_id,
+                          const KvSourceChoice& choice, llama_seq_id shared_seq,
+                          PreparedPrefix* prepared) {
+  if (choice.source != KvSource::kShared) {  // own cells (or none): cut to the prefix
+    prepared->n_tokens = choice.n_tokens;
+    prepared->source = choice.n_tokens > 0 ? PrefixSource::kOwn : PrefixSource::kNone;
+    return context.RemoveTokens(seq_id, static_cast<llama_pos>(choice.n_tokens), -1);
+  }
+  context.ClearSequence(seq_id);
+  if (context.n_stream() == 1) {
+    context.CopySequence(shared_seq, seq_id, 0, static_cast<llama_pos>(choice.n_tokens));
+  } else {  // across streams only whole sequences copy: copy, then cut to the prefix
+    context.CopySequence(shared_seq, seq_id);
+    KV_RETURN_IF_ERROR(context.RemoveTokens(seq_id, static_cast<llama_pos>(choice.n_tokens), -1));
+  }
+  prepared->n_tokens = choice.n_tokens;
+  prepared->source = PrefixSource::kShared;
+  return Status::Ok();
+}
+
+Status KvCache::Import(engine::Context& context, llama_seq_id seq_id, size_t own,
+                       const Restore& restore, PreparedPrefix* prepared) {
+  const Clock::time_point start = Clock::now();
+  const KvSourceChoice keep_own{own > 0 ? KvSource::kOwn : KvSource::kNone, own, false};
+  if (restore.n_tokens <= own) {  // the fetch failed before it beat the own cells
+    return UseDevice(context, seq_id, keep_own, -1, prepared);
+  }
+  context.ClearSequence(seq_id);
+  Status imported = context.ImportSequence(seq_id, restore.state);
+  if (!imported.ok()) {
+    context.ClearSequence(seq_id);
+    prepared->fell_back = true;
+    KV_LOG(kWarning) << "kv: llama.cpp refused a restored prefix of " << restore.n_tokens
+                     << " tokens (" << imported.message() << "); recomputing (safe mode)";
+    return UseDevice(context, seq_id, {}, -1, prepared);
+  }
+  prepared->n_tokens = restore.n_tokens;
+  prepared->source = restore.source;
+  prepared->restore_ms = (restore.seconds + SecondsSince(start)) * 1000.0;
+  return Status::Ok();
 }
 
 void KvCache::CountSource(const PreparedPrefix& prepared) {
@@ -244,33 +245,6 @@ void KvCache::DropTail(const kv::BlockName& tail) {
 KvCacheStats KvCache::stats() const {
   MutexLock lock(&mu_);
   return stats_;
-}
-
-Result<kv::SnapshotShape> ProbeKvShape(engine::Context& context, llama_seq_id scratch) {
-  const llama_token token = 0;
-  engine::BatchDecoder decoder(&context);
-  const engine::SequenceChunk chunk{scratch, 0, {&token, 1}, false};
-  KV_RETURN_IF_ERROR(decoder.Decode({&chunk, 1}));
-  Result<std::vector<uint8_t>> state = context.ExportSequence(scratch);
-  context.ClearSequence(scratch);
-  if (!state.ok()) return state.status();
-  KV_ASSIGN_OR_RETURN(kv::KvBlock block, kv::ParseSnapshot(*state));
-  return block.shape;
-}
-
-kv::BlockNamespace BlockNamespaceOf(const engine::Context& context, const kv::SnapshotShape& shape,
-                                    uint32_t block_size) {
-  kv::BlockNamespace space;
-  space.model_fingerprint = context.model().fingerprint();
-  space.cache_type = shape.layers.empty() ? 1 : shape.layers[0].k_type;
-  // llama.cpp Hadamard-rotates quantized caches unless told not to (llama-kv-cache.cpp).
-  const char* disabled = std::getenv("LLAMA_ATTN_ROT_DISABLE");
-  const bool quantized = context.params().cache_type == engine::KvCacheType::kQ8_0 ||
-                         context.params().cache_type == engine::KvCacheType::kQ4_0;
-  space.rotated = quantized && !(disabled != nullptr && std::atoi(disabled) != 0);
-  space.v_trans = shape.v_trans;
-  space.block_size = block_size;
-  return space;
 }
 
 }  // namespace kvault::conversation

@@ -1,11 +1,9 @@
 // conversation/kv_cache.h: where a request's prompt prefix comes from. Before a generation,
 // the conversation's sequence is made to hold the longest prefix of the prompt that can be
-// had more cheaply than by prefill, from (cheapest first):
-//
-//   own      the conversation's own sequence still holds it (parked on the device)
-//   shared   another parked sequence holds it: its cells are shared (seq_cp, no copy)
-//   restore  the block store has it in RAM or on disk: blocks are read, decoded, joined and
-//            imported, if the measured restore time beats the measured prefill time
+// had more cheaply than by prefill: its own cells, another parked sequence's, or blocks of
+// the store (RAM or disk). kv_source.h makes that choice, once, on the engine thread and
+// before any block is read; only a chosen restore is then fetched (on the request's thread)
+// and imported.
 //
 // After a generation the sequence's KV is checkpointed into the block store (new blocks
 // only; a conversation's partial tail replaces its previous one), so the conversation
@@ -28,6 +26,7 @@
 
 #include "kvault/base/buffer_pool.h"
 #include "kvault/base/result.h"
+#include "kvault/conversation/kv_source.h"
 #include "kvault/conversation/sequence_pool.h"
 #include "kvault/engine/context.h"
 #include "kvault/engine/scheduler.h"
@@ -36,17 +35,6 @@
 #include "kvault/store/block_store.h"
 
 namespace kvault::conversation {
-
-// --restore: how prefixes are reused.
-enum class RestorePolicy {
-  kAuto,    // own, shared or restore, whichever is cheapest (restore only if faster)
-  kAlways,  // restore whenever the store has more than the device (benchmarks)
-  kNever,   // no reuse at all: every prompt is prefilled in full (the no-cache baseline)
-};
-Result<RestorePolicy> ParseRestorePolicy(std::string_view name);
-
-enum class PrefixSource { kNone, kOwn, kShared, kRam, kDisk };
-std::string_view PrefixSourceName(PrefixSource source);
 
 struct PreparedPrefix {
   size_t n_tokens = 0;  // prompt tokens whose KV the sequence now holds
@@ -113,7 +101,14 @@ class KvCache {
 
  private:
   struct Restore;
-  Restore FetchFromStore(std::span<const llama_token> prefix, size_t own, llama_seq_id seq_id);
+  Restore FetchFromStore(const store::Lookup& lookup, size_t own, llama_seq_id seq_id);
+  // On the engine thread: makes the sequence hold a device source's prefix (own or shared).
+  static Status UseDevice(engine::Context& context, llama_seq_id seq_id,
+                          const KvSourceChoice& choice, llama_seq_id shared_seq,
+                          PreparedPrefix* prepared);
+  // On the engine thread: imports a fetched prefix, or keeps the own cells if it fell short.
+  static Status Import(engine::Context& context, llama_seq_id seq_id, size_t own,
+                       const Restore& restore, PreparedPrefix* prepared);
   void CountSource(const PreparedPrefix& prepared);
 
   engine::Scheduler* const scheduler_;
@@ -127,14 +122,5 @@ class KvCache {
   mutable Mutex mu_;
   KvCacheStats stats_ KV_GUARDED_BY(mu_);
 };
-
-// The K/V layout of `context`'s blocks, found by decoding one token into `scratch` (which
-// must be empty and is left empty) and parsing its export: the shape restored blocks must
-// have. Run before the scheduler starts.
-Result<kv::SnapshotShape> ProbeKvShape(engine::Context& context, llama_seq_id scratch);
-
-// The namespace of `context`'s blocks (model, cache type, rotation, V layout, block size).
-kv::BlockNamespace BlockNamespaceOf(const engine::Context& context, const kv::SnapshotShape& shape,
-                                    uint32_t block_size);
 
 }  // namespace kvault::conversation

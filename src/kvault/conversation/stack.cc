@@ -1,0 +1,153 @@
+#include "kvault/conversation/stack.h"
+
+#include <algorithm>
+
+#include "kvault/base/log.h"
+#include "kvault/base/status_macros.h"
+#include "kvault/kv/context_blocks.h"
+
+namespace kvault::conversation {
+namespace {
+
+// Every running conversation and as many parked ones keep their KV on the device.
+int SequencesFor(const StackConfig& config) { return 2 * config.conversation_threads; }
+int CellsPerSequence(const StackConfig& config) {
+  return config.max_model_len > 0 ? config.max_model_len : config.window;
+}
+
+// The block store of this context: its namespace names the disk folder, so blocks of other
+// models or settings never meet.
+Result<std::unique_ptr<store::BlockStore>> OpenBlockStore(const StackConfig& config,
+                                                          engine::Context& context) {
+  KV_ASSIGN_OR_RETURN(kv::SnapshotShape shape, kv::ProbeKvShape(context, 0));
+  store::BlockStoreParams params;
+  params.space = kv::BlockNamespaceOf(context, shape, static_cast<uint32_t>(config.block_size));
+  params.shape = shape;
+  params.ram_budget_bytes = static_cast<uint64_t>(config.cache_ram_mb) << 20;
+  params.disk_budget_bytes = static_cast<uint64_t>(config.cache_disk_gb * (1ull << 30));
+  params.eviction = config.eviction;
+  const std::string& encoding = config.cache_encoding;
+  const size_t plus = encoding.find('+');
+  KV_ASSIGN_OR_RETURN(params.codec.encoding, kv::ParseBlockEncoding(encoding.substr(0, plus)));
+  params.codec.zstd = plus != std::string::npos;
+  if (config.cache_disk_gb > 0) {
+    params.disk_dir = config.cache_dir + "/" + kv::BlockNamespaceDigest(params.space);
+  }
+  return store::BlockStore::Open(params);
+}
+
+// --embedding-model: its own model and context, on the GPUs when the generation model is.
+Result<std::unique_ptr<LlamaEmbedder>> OpenEmbedder(const StackConfig& config) {
+  if (config.embedding_model.empty()) return std::unique_ptr<LlamaEmbedder>();
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<LlamaEmbedder> embedder,
+                      LlamaEmbedder::Open({.path = config.embedding_model,
+                                           .n_threads = config.threads,
+                                           .n_gpu_layers = config.gpus > 0 ? -1 : 0}));
+  const engine::EmbeddingModel& model = embedder->model();
+  KV_LOG(kInfo) << "chunk search: BM25 + dense with " << model.name() << " (" << model.dim()
+                << " dimensions, " << engine::EmbeddingPoolingName(model.pooling()) << " pooling)";
+  return embedder;
+}
+
+ManagerParams ManagerParamsFor(const StackConfig& config, const engine::Context& context,
+                               RestorePolicy restore) {
+  ManagerParams params;
+  params.window = std::min(config.window, CellsPerSequence(config));
+  params.max_generation = config.max_generation;
+  params.threads = config.conversation_threads;
+  params.queue = config.conversation_queue;
+  params.n_sequences = SequencesFor(config);
+  params.n_stream = context.n_stream();
+  params.cache_size = config.cache_size;
+  params.restore = restore;
+  params.recall_budget = config.recall_budget;
+  params.recall_min_score = config.recall_min_score;
+  params.fog_alpha = config.fog_alpha;
+  params.max_recalls = config.max_recalls;
+  if (!config.hedge_phrases.empty()) params.hedge_phrases = config.hedge_phrases;
+  return params;
+}
+
+}  // namespace
+
+Status ValidateStackConfig(const StackConfig& c) {
+  if (c.window < 64) return InvalidArgumentError("--window must be at least 64");
+  if (c.cache_size < c.window) return InvalidArgumentError("--cache-size must be >= --window");
+  if (c.max_generation < 1) return InvalidArgumentError("--max-generation must be positive");
+  if (c.conversation_threads < 1) {
+    return InvalidArgumentError("--conversation-threads must be at least 1");
+  }
+  if (c.conversation_queue < 0) return InvalidArgumentError("--conversation-queue must be >= 0");
+  if (c.data_dir.empty()) return InvalidArgumentError("a data folder (--data-dir) is required");
+  if (c.cache_disk_gb > 0 && c.cache_dir.empty()) {
+    return InvalidArgumentError("a disk tier needs a folder (--cache-dir)");
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
+  KV_RETURN_IF_ERROR(ValidateStackConfig(config));
+  KV_ASSIGN_OR_RETURN(engine::KvCacheType cache_type,
+                      engine::ParseKvCacheType(config.kv_cache_dtype));
+  KV_ASSIGN_OR_RETURN(RestorePolicy restore, ParseRestorePolicy(config.restore));
+  std::unique_ptr<Stack> stack(new Stack);
+  engine::ModelLoadParams load;
+  load.path = config.model_path;
+  load.n_gpu_layers = config.gpus > 0 ? -1 : 0;
+  load.n_gpus = config.gpus;
+  KV_ASSIGN_OR_RETURN(stack->model_, engine::Model::Load(load));
+
+  const int n_sequences = SequencesFor(config);
+  engine::ContextParams context_params;
+  context_params.n_ctx = static_cast<uint32_t>(CellsPerSequence(config)) * n_sequences;
+  context_params.n_seq_max = static_cast<uint32_t>(n_sequences);
+  context_params.n_threads = config.threads;
+  context_params.cache_type = cache_type;
+  context_params.kv_unified = config.kv_unified;
+  KV_ASSIGN_OR_RETURN(stack->context_, engine::Context::Create(*stack->model_, context_params));
+  KV_ASSIGN_OR_RETURN(stack->block_store_, OpenBlockStore(config, *stack->context_));
+  KV_ASSIGN_OR_RETURN(stack->journal_, Journal::Open(config.data_dir + "/conversations"));
+  KV_ASSIGN_OR_RETURN(stack->sessions_, SessionStore::Open(config.data_dir + "/sessions"));
+  stack->index_tokenizer_ = std::make_unique<engine::Tokenizer>(*stack->model_);
+  KV_ASSIGN_OR_RETURN(stack->embedder_, OpenEmbedder(config));
+  memory::ChunkIndexOptions index_options;
+  index_options.embedder = stack->embedder_.get();
+  index_options.path = config.data_dir + "/index.db";
+  index_options.detokenize = [tokenizer =
+                                  stack->index_tokenizer_.get()](std::span<const int32_t> tokens) {
+    return tokenizer->Detokenize(tokens, /*render_special=*/false);
+  };
+  KV_ASSIGN_OR_RETURN(stack->index_, memory::ChunkIndex::Open(std::move(index_options)));
+  if (const Result<memory::ChunkIndexStats> index_stats = stack->index_->Stats(false);
+      index_stats.ok() && index_stats->vectors_dropped > 0) {
+    KV_LOG(kWarning) << "chunk index: " << index_stats->vectors_dropped
+                     << " chunk embeddings made by another embedding model were dropped; their "
+                        "chunks are found by BM25 only";
+  }
+  const std::string knowledge_path =
+      config.knowledge_path.empty() ? config.data_dir + "/knowledge.db" : config.knowledge_path;
+  KV_ASSIGN_OR_RETURN(stack->knowledge_, memory::KnowledgeStore::Open(knowledge_path));
+  KV_ASSIGN_OR_RETURN(stack->scheduler_,
+                      engine::Scheduler::Start(stack->context_.get(), *stack->model_,
+                                               {.prefill_chunk = config.prefill_chunk}));
+  stack->manager_ = std::make_unique<ConversationManager>(
+      *stack->model_, stack->scheduler_.get(), ManagerParamsFor(config, *stack->context_, restore),
+      ManagerDeps{.store = stack->block_store_.get(),
+                  .journal = stack->journal_.get(),
+                  .sessions = stack->sessions_.get(),
+                  .index = stack->index_.get(),
+                  .knowledge = stack->knowledge_.get()});
+  return stack;
+}
+
+Stack::~Stack() {
+  manager_.reset();
+  scheduler_.reset();
+  block_store_.reset();  // finishes queued disk writes
+}
+
+const engine::EmbeddingModel* Stack::embedding_model() const {
+  return embedder_ ? &embedder_->model() : nullptr;
+}
+
+}  // namespace kvault::conversation

@@ -4,7 +4,6 @@
 // weights), so its similarities mean nothing: these tests check the mechanics, not relevance.
 #include <filesystem>
 
-#include "tests/integration/planted_history.h"
 #include "tests/integration/server_process.h"
 #include "tests/test_env.h"
 #include <gtest/gtest.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include "kvault/base/json.h"
+#include "kvault/testing/planted_history.h"
 
 namespace kvault::testing {
 namespace {

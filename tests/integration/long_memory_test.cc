@@ -5,7 +5,6 @@
 // client's resent history costs only its new turn; all of it survives a restart.
 #include <filesystem>
 
-#include "tests/integration/planted_history.h"
 #include "tests/integration/server_process.h"
 #include "tests/test_env.h"
 #include <gtest/gtest.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "kvault/base/json.h"
+#include "kvault/testing/planted_history.h"
 
 namespace kvault::testing {
 namespace {

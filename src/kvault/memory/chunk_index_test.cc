@@ -10,10 +10,12 @@
 #include <unistd.h>
 
 #include "kvault/base/sqlite.h"
-#include "kvault/memory/test_words.h"
+#include "kvault/testing/test_words.h"
 
 namespace kvault::memory {
 namespace {
+
+using testing::TestWords;
 
 constexpr int32_t kTurnStart = 1;  // special ids framing a turn, as a chat template would
 constexpr int32_t kTurnEnd = 2;

@@ -5,10 +5,12 @@
 
 #include <gtest/gtest.h>
 
-#include "kvault/memory/test_words.h"
+#include "kvault/testing/test_words.h"
 
 namespace kvault::memory {
 namespace {
+
+using testing::TestWords;
 
 constexpr int32_t kEndToken = 8;
 

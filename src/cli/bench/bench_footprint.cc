@@ -13,32 +13,25 @@
 //              (q8/q4 at rest decode to f16: the compute stays f16).
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <random>
 #include <regex>
 
-#include "cli/bench_client.h"
-#include "cli/bench_common.h"
-#include "cli/child_process.h"
+#include "cli/bench/bench_client.h"
+#include "cli/bench/bench_common.h"
+#include "cli/bench/bench_harness.h"
 #include "cli/cli_util.h"
-#include <httplib.h>
-#include <unistd.h>
 
 #include "kvault/base/status_macros.h"
 
 namespace kvault::cli {
 namespace {
 
-struct FootprintOptions {
-  std::string model_path;
+struct FootprintOptions : BenchOptions {
   int conversations = 8;
   int system_tokens = 1000;
   int own_tokens = 1000;
   std::vector<std::string> encodings = {"f16", "q8", "q4", "q8+zstd"};
-  int threads = 0;
   bool skip_llama_server = false;
-  bool json = false;
 };
 
 const char* kWords[] = {"river", "ledger", "signal", "orchard", "glacier", "timber", "canvas",
@@ -63,85 +56,25 @@ Json Body(const FootprintOptions& o, int i, bool with_id) {
   return body;
 }
 
-class Server {
- public:
-  static Result<std::unique_ptr<Server>> Start(const FootprintOptions& o, bool kvault,
-                                               std::vector<std::string> extra) {
-    auto server = std::unique_ptr<Server>(new Server);
-    server->dir_ = (std::filesystem::temp_directory_path() /
-                    ("kvault-bench-footprint-" + std::to_string(::getpid())))
-                       .string();
-    std::filesystem::remove_all(server->dir_);
-    KV_ASSIGN_OR_RETURN(int port, FreePort());
-    std::vector<std::string> argv;
-    const int window = o.system_tokens + o.own_tokens + 512;
-    if (kvault) {
-      argv = {SelfPath(),
-              "serve",
-              "--model",
-              o.model_path,
-              "--port",
-              std::to_string(port),
-              "--window",
-              std::to_string(window),
-              "--threads",
-              std::to_string(o.threads),
-              "--conversation-threads",
-              "1",
-              "--cache-disk-gb",
-              "0",
-              "--log-level",
-              "warning",
-              "--cache-dir",
-              server->dir_ + "/blocks",
-              "--data-dir",
-              server->dir_ + "/data"};
-    } else {
-      argv = {LlamaToolPath("llama-server"),
-              "-m",
-              o.model_path,
-              "--port",
-              std::to_string(port),
-              "-np",
-              "1",
-              "-c",
-              std::to_string(window),
-              "-t",
-              std::to_string(o.threads),
-              "--no-webui",
-              "-v"};
-    }
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    KV_ASSIGN_OR_RETURN(server->child_, ChildServer::Start(argv, port, server->dir_ + ".log", 600));
-    return server;
+// A fresh server for one measurement: one slot with a window for one conversation, kvault's
+// RAM tier alone, llama-server verbose (its "cache state" lines); `extra` flags appended. Its
+// log goes with it unless KVAULT_BENCH_KEEP_LOGS is set.
+Result<std::unique_ptr<BenchServer>> StartServer(const FootprintOptions& o, bool kvault,
+                                                 std::vector<std::string> extra) {
+  if (kvault) {
+    extra.insert(extra.begin(), {"--cache-disk-gb", "0"});
+  } else {
+    extra.insert(extra.begin(), "-v");
   }
-  ~Server() {
-    child_.reset();
-    std::filesystem::remove_all(dir_);
-    if (!std::getenv("KVAULT_BENCH_KEEP_LOGS")) std::filesystem::remove(dir_ + ".log");
-  }
-  int port() const { return child_->port(); }
-  std::string log() const {
-    std::ifstream in(dir_ + ".log");
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  Result<Json> Get(const std::string& path) const {
-    httplib::Client client("127.0.0.1", port());
-    httplib::Result result = client.Get(path);
-    if (!result || result->status != 200) return InternalError("GET " + path + " failed");
-    return ParseJson(result->body);
-  }
-  Result<StreamTiming> Chat(const Json& body) const {
-    StreamTiming timing = StreamChat(port(), body, BenchClock::now());
-    if (!timing.ok) return InternalError("request failed: " + timing.error);
-    return timing;
-  }
-
- private:
-  Server() = default;
-  std::string dir_;
-  std::unique_ptr<ChildServer> child_;
-};
+  return BenchServer::Start({.kind = kvault ? ServerKind::kKvault : ServerKind::kLlamaServer,
+                             .model_path = o.model_path,
+                             .threads = o.threads,
+                             .window = o.system_tokens + o.own_tokens + 512,
+                             .slots = 1,
+                             .extra_args = std::move(extra),
+                             .keep_log = std::getenv("KVAULT_BENCH_KEEP_LOGS") != nullptr},
+                            BenchDir::Scratch("footprint"));
+}
 
 struct EncodingRow {
   std::string encoding;
@@ -153,12 +86,12 @@ struct EncodingRow {
 };
 
 Result<EncodingRow> MeasureEncoding(const FootprintOptions& o, const std::string& encoding) {
-  KV_ASSIGN_OR_RETURN(std::unique_ptr<Server> server,
-                      Server::Start(o, true, {"--cache-encoding", encoding}));
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<BenchServer> server,
+                      StartServer(o, true, {"--cache-encoding", encoding}));
   for (int i = 0; i < o.conversations; ++i) {
     KV_RETURN_IF_ERROR(server->Chat(Body(o, i, true)).status());
   }
-  KV_ASSIGN_OR_RETURN(Json stats, server->Get("/v1/cache/stats"));
+  KV_ASSIGN_OR_RETURN(Json stats, server->GetJson("/v1/cache/stats"));
   EncodingRow row;
   row.encoding = encoding;
   row.ram_bytes = NumberOr(stats["tiers"]["ram"], "bytes", 0);
@@ -176,8 +109,8 @@ Result<EncodingRow> MeasureEncoding(const FootprintOptions& o, const std::string
 
 // TTFT of a cold prompt (system + own tokens) with llama.cpp's cache type `dtype`.
 Result<double> ColdTtft(const FootprintOptions& o, const std::string& dtype) {
-  KV_ASSIGN_OR_RETURN(std::unique_ptr<Server> server,
-                      Server::Start(o, true, {"--kv-cache-dtype", dtype, "--restore", "never"}));
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<BenchServer> server,
+                      StartServer(o, true, {"--kv-cache-dtype", dtype, "--restore", "never"}));
   KV_RETURN_IF_ERROR(server->Chat(Body(o, 900, false)).status());  // warm-up
   KV_ASSIGN_OR_RETURN(StreamTiming timing, server->Chat(Body(o, 901, false)));
   return timing.first_token_s;
@@ -194,14 +127,14 @@ struct LlamaServerFootprint {
 };
 
 Result<LlamaServerFootprint> MeasureLlamaServer(const FootprintOptions& o) {
-  KV_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(o, false, {}));
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<BenchServer> server, StartServer(o, false, {}));
   for (int i = 0; i < o.conversations; ++i) {
     KV_RETURN_IF_ERROR(server->Chat(Body(o, i, false)).status());
   }
   LlamaServerFootprint footprint;
   KV_ASSIGN_OR_RETURN(StreamTiming revisit, server->Chat(Body(o, 0, false)));
   footprint.revisit_ttft_s = revisit.first_token_s;
-  const std::string log = server->log();
+  const std::string log = server->ReadLog();
   const std::regex state("cache state: ([0-9]+) prompts, ([0-9.]+) MiB");
   footprint.cache_mib = -1;
   for (std::sregex_iterator it(log.begin(), log.end(), state), end; it != end; ++it) {
@@ -212,25 +145,26 @@ Result<LlamaServerFootprint> MeasureLlamaServer(const FootprintOptions& o) {
   return footprint;
 }
 
-int RunFootprint(FootprintOptions o) {
+Result<Json> Measure(FootprintOptions o) {
+  if (o.encodings.empty() || o.encodings[0] != "f16") {
+    return InvalidArgumentError("--encodings must start with f16 (the reference)");
+  }
   if (o.threads == 0) o.threads = DefaultThreadCount();
   Json encodings = Json::array();
   for (const std::string& encoding : o.encodings) {
     std::fprintf(stderr, "bench footprint: kvault --cache-encoding %s...\n", encoding.c_str());
-    Result<EncodingRow> row = MeasureEncoding(o, encoding);
-    if (!row.ok()) return ReportError(row.status());
-    encodings.push_back({{"encoding", row->encoding},
-                         {"ram_bytes", row->ram_bytes},
-                         {"bytes_per_cached_token", row->bytes_per_token},
-                         {"conversations_per_gib", row->conversations_per_gib},
-                         {"restore_ttft_s", row->restore_ttft_s}});
+    KV_ASSIGN_OR_RETURN(const EncodingRow row, MeasureEncoding(o, encoding));
+    encodings.push_back({{"encoding", row.encoding},
+                         {"ram_bytes", row.ram_bytes},
+                         {"bytes_per_cached_token", row.bytes_per_token},
+                         {"conversations_per_gib", row.conversations_per_gib},
+                         {"restore_ttft_s", row.restore_ttft_s}});
   }
   Json compute = Json::array();
   for (const char* dtype : {"f16", "q8_0", "q4_0"}) {
     std::fprintf(stderr, "bench footprint: cold prefill with --kv-cache-dtype %s...\n", dtype);
-    Result<double> ttft = ColdTtft(o, dtype);
-    if (!ttft.ok()) return ReportError(ttft.status());
-    compute.push_back({{"kv_cache_dtype", dtype}, {"cold_ttft_s", *ttft}});
+    KV_ASSIGN_OR_RETURN(const double ttft, ColdTtft(o, dtype));
+    compute.push_back({{"kv_cache_dtype", dtype}, {"cold_ttft_s", ttft}});
   }
   const double f16_ram = NumberOr(encodings[0], "ram_bytes", 0);
   const double f16_per_token = NumberOr(encodings[0], "bytes_per_cached_token", 0);
@@ -246,20 +180,22 @@ int RunFootprint(FootprintOptions o) {
                  {"sharing_saves", 1 - Ratio(f16_ram, full_copies)}};
   if (!o.skip_llama_server) {
     std::fprintf(stderr, "bench footprint: llama-server...\n");
-    Result<LlamaServerFootprint> server = MeasureLlamaServer(o);
-    if (!server.ok()) return ReportError(server.status());
-    report["llama_server_cache_bytes"] = server->cache_mib * (1 << 20);
-    report["llama_server_cache_prompts"] = server->cache_prompts;
-    report["llama_server_revisit_ttft_s"] = server->revisit_ttft_s;
+    KV_ASSIGN_OR_RETURN(const LlamaServerFootprint server, MeasureLlamaServer(o));
+    report["llama_server_cache_bytes"] = server.cache_mib * (1 << 20);
+    report["llama_server_cache_prompts"] = server.cache_prompts;
+    report["llama_server_revisit_ttft_s"] = server.revisit_ttft_s;
   }
-  if (o.json) {
-    std::printf("%s\n", DumpJson(report, 2).c_str());
-    return 0;
-  }
-  std::printf("model %s: %d conversations = %d shared + %d own tokens each\n", o.model_path.c_str(),
-              o.conversations, o.system_tokens, o.own_tokens);
-  std::printf("kvault RAM (f16): %.1f MiB; %d full copies would be %.1f MiB", f16_ram / (1 << 20),
-              o.conversations, full_copies / (1 << 20));
+  return report;
+}
+
+void PrintTable(const Json& report) {
+  const int conversations = report["conversations"].get<int>();
+  std::printf("model %s: %d conversations = %d shared + %d own tokens each\n",
+              report["model"].get_ref<const std::string&>().c_str(), conversations,
+              report["system_tokens"].get<int>(), report["own_tokens"].get<int>());
+  std::printf("kvault RAM (f16): %.1f MiB; %d full copies would be %.1f MiB",
+              NumberOr(report, "kvault_f16_ram_bytes", 0) / (1 << 20), conversations,
+              NumberOr(report, "full_copies_bytes", 0) / (1 << 20));
   if (report.contains("llama_server_cache_bytes")) {
     std::printf(
         "\nllama-server: prompt cache %.1f MiB (%d prompts); conversation 0 again: "
@@ -270,17 +206,16 @@ int RunFootprint(FootprintOptions o) {
   }
   std::printf("\n%-10s %14s %12s %16s %14s\n", "at rest", "RAM MiB", "B/token", "convs per GiB",
               "revisit TTFT s");
-  for (const Json& r : encodings) {
+  for (const Json& r : report["encodings"]) {
     std::printf("%-10s %14.1f %12.1f %16.1f %14.3f\n", r["encoding"].get<std::string>().c_str(),
                 NumberOr(r, "ram_bytes", 0) / (1 << 20), NumberOr(r, "bytes_per_cached_token", 0),
                 NumberOr(r, "conversations_per_gib", 0), NumberOr(r, "restore_ttft_s", 0));
   }
   std::printf("%-14s %14s\n", "compute cache", "cold TTFT s");
-  for (const Json& r : compute) {
+  for (const Json& r : report["compute_cache_types"]) {
     std::printf("%-14s %14.3f\n", r["kv_cache_dtype"].get<std::string>().c_str(),
                 NumberOr(r, "cold_ttft_s", 0));
   }
-  return 0;
 }
 
 }  // namespace
@@ -289,28 +224,20 @@ int RunBenchFootprint(int argc, char** argv) {
   CLI::App app("Memory of cached KV: sharing, encodings at rest, and quantized compute caches.",
                "bench footprint");
   FootprintOptions o;
-  app.add_option("-m,--model", o.model_path, "GGUF model file")->required();
-  app.add_option("--conversations", o.conversations, "conversations")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 256));
-  app.add_option("--system-tokens", o.system_tokens, "shared system prompt tokens (about)")
-      ->capture_default_str()
-      ->check(CLI::Range(16, 1 << 16));
-  app.add_option("--own-tokens", o.own_tokens, "tokens of each conversation's own (about)")
-      ->capture_default_str()
-      ->check(CLI::Range(16, 1 << 16));
+  AddModelOption(app, o);
+  AddBoundedOption(app, "--conversations", o.conversations, "conversations", 1, 256);
+  AddBoundedOption(app, "--system-tokens", o.system_tokens, "shared system prompt tokens (about)",
+                   16, 1 << 16);
+  AddBoundedOption(app, "--own-tokens", o.own_tokens, "tokens of each conversation's own (about)",
+                   16, 1 << 16);
   app.add_option("--encodings", o.encodings, "at-rest encodings, comma-separated (f16 first)")
       ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::IsMember({"f16", "q8", "q4", "f16+zstd", "q8+zstd", "q4+zstd"}));
   app.add_flag("--skip-llama-server", o.skip_llama_server, "do not run llama-server");
-  app.add_option("-t,--threads", o.threads, "CPU threads; 0 = all cores")->capture_default_str();
-  app.add_flag("--json", o.json, "print the report as JSON");
-  if (auto exit_code = ParseArgs(app, argc, argv)) return *exit_code;
-  if (o.encodings.empty() || o.encodings[0] != "f16") {
-    return ReportError(InvalidArgumentError("--encodings must start with f16 (the reference)"));
-  }
-  return RunFootprint(o);
+  AddThreadsOption(app, o);
+  return RunDriver(
+      app, o, argc, argv, [&] { return Measure(o); }, PrintTable);
 }
 
 }  // namespace kvault::cli

@@ -1,4 +1,4 @@
-#include "cli/dialogue_generator.h"
+#include "kvault/testing/dialogue_generator.h"
 
 #include <map>
 #include <span>
@@ -6,7 +6,7 @@
 
 #include "kvault/base/check.h"
 
-namespace kvault::cli {
+namespace kvault::testing {
 namespace {
 
 using Words = std::span<const std::string_view>;
@@ -327,4 +327,4 @@ std::string DialogueGenerator::RandomQuestion() {
   return MakeFact(&subject).question;
 }
 
-}  // namespace kvault::cli
+}  // namespace kvault::testing

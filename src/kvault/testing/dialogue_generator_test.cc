@@ -1,4 +1,4 @@
-#include "cli/dialogue_generator.h"
+#include "kvault/testing/dialogue_generator.h"
 
 #include <algorithm>
 #include <cctype>
@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-namespace kvault::cli {
+namespace kvault::testing {
 namespace {
 
 std::string Lower(std::string text) {
@@ -54,4 +54,4 @@ TEST(DialogueGeneratorTest, FactsHaveUniqueSubjectsAndQuestionsNeverHoldTheAnswe
 }
 
 }  // namespace
-}  // namespace kvault::cli
+}  // namespace kvault::testing

@@ -9,15 +9,14 @@
 // (N sequences decoding together, prompt processing excluded), seen from the client.
 // Rounds alternate the order of kvault and llama-server.
 #include <cstdio>
-#include <filesystem>
 #include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "cli/bench_client.h"
-#include "cli/bench_common.h"
-#include "cli/child_process.h"
+#include "cli/bench/bench_client.h"
+#include "cli/bench/bench_common.h"
+#include "cli/bench/bench_harness.h"
 #include "cli/cli_util.h"
 
 #include "kvault/base/status_macros.h"
@@ -28,13 +27,10 @@
 namespace kvault::cli {
 namespace {
 
-struct ServeBenchOptions {
-  std::string model_path;
+struct ServeBenchOptions : BenchOptions {
   std::vector<int> conversations = {1, 4, 8};
   int tokens = 128;
   int rounds = 3;
-  int threads = 0;
-  bool json = false;
 };
 
 Json Request(int stream, int tokens) {
@@ -76,41 +72,19 @@ Result<double> MeasureHttp(int port, int n_streams, int tokens) {
   return received / (end - start);
 }
 
-Result<std::unique_ptr<ChildServer>> StartServer(bool kvault, const ServeBenchOptions& options,
-                                                 int n, int threads) {
-  KV_ASSIGN_OR_RETURN(int port, FreePort());
-  const int window = 1024;
-  std::vector<std::string> argv;
-  if (kvault) {
-    argv = {SelfPath(),
-            "serve",
-            "--model",
-            options.model_path,
-            "--port",
-            std::to_string(port),
-            "--conversation-threads",
-            std::to_string(n),
-            "--window",
-            std::to_string(window),
-            "--threads",
-            std::to_string(threads),
-            "--log-level",
-            "warning"};
-  } else {
-    argv = {LlamaToolPath("llama-server"), "-m",  options.model_path,      "--port",
-            std::to_string(port),          "-np", std::to_string(n),       "-c",
-            std::to_string(window * n),    "-t",  std::to_string(threads), "--no-webui"};
-  }
-  const std::string log = (std::filesystem::temp_directory_path() /
-                           (std::string(kvault ? "kvault" : "llama-server") + "-bench.log"))
-                              .string();
-  return ChildServer::Start(argv, port, log);
-}
-
 // One HTTP measurement with a fresh server (a warm-up stream first, as llama-bench warms up).
+// Its log is <tmp>/kvault-bench.log or <tmp>/llama-server-bench.log.
 Result<double> MeasureServer(bool kvault, const ServeBenchOptions& options, int n, int threads) {
-  KV_ASSIGN_OR_RETURN(std::unique_ptr<ChildServer> server,
-                      StartServer(kvault, options, n, threads));
+  const std::string name = kvault ? "kvault" : "llama-server";
+  KV_ASSIGN_OR_RETURN(
+      std::unique_ptr<BenchServer> server,
+      BenchServer::Start({.kind = kvault ? ServerKind::kKvault : ServerKind::kLlamaServer,
+                          .model_path = options.model_path,
+                          .threads = threads,
+                          .window = 1024,
+                          .slots = n,
+                          .log_path = TempPath(name + "-bench.log"),
+                          .timeout_seconds = 120}));
   KV_RETURN_IF_ERROR(MeasureHttp(server->port(), 1, 8).status());
   return MeasureHttp(server->port(), n, options.tokens);
 }
@@ -142,10 +116,12 @@ Result<double> RunBatchedBench(const ServeBenchOptions& options, int npp, int n,
   return NumberOr(row, "speed_tg", 0);
 }
 
-int Run(const ServeBenchOptions& options) {
+Result<Json> Measure(const ServeBenchOptions& options) {
+  for (int n : options.conversations) {
+    if (n < 1 || n > 256) return InvalidArgumentError("--conversations: 1 to 256");
+  }
   const int threads = options.threads > 0 ? options.threads : DefaultThreadCount();
-  Result<int> npp = PromptTokens(options.model_path);
-  if (!npp.ok()) return ReportError(npp.status());
+  KV_ASSIGN_OR_RETURN(const int npp, PromptTokens(options.model_path));
   // For each round and stream count, the three run back to back in an order that rotates
   // from round to round, so the machine's drift hits each of them alike.
   std::map<int, std::vector<double>> kvault, server, batched, vs_batched, vs_server;
@@ -154,10 +130,9 @@ int Run(const ServeBenchOptions& options) {
       double speeds[3] = {0, 0, 0};  // kvault, llama-server, llama-batched-bench
       for (int i = 0; i < 3; ++i) {
         const int which = (i + round) % 3;
-        Result<double> speed = which == 2 ? RunBatchedBench(options, *npp, n, threads)
-                                          : MeasureServer(which == 0, options, n, threads);
-        if (!speed.ok()) return ReportError(speed.status());
-        speeds[which] = *speed;
+        KV_ASSIGN_OR_RETURN(speeds[which], which == 2
+                                               ? RunBatchedBench(options, npp, n, threads)
+                                               : MeasureServer(which == 0, options, n, threads));
       }
       kvault[n].push_back(speeds[0]);
       server[n].push_back(speeds[1]);
@@ -181,18 +156,18 @@ int Run(const ServeBenchOptions& options) {
                     {"vs_batched_bench_median", Percentile(vs_batched[n], 50)},
                     {"vs_llama_server_median", Percentile(vs_server[n], 50)}});
   }
-  const Json report = {{"model", options.model_path}, {"threads", threads},
-                       {"tokens", options.tokens},    {"prompt_tokens", *npp},
-                       {"rounds", options.rounds},    {"results", rows}};
-  if (options.json) {
-    std::printf("%s\n", DumpJson(report, 2).c_str());
-    return 0;
-  }
+  return Json{{"model", options.model_path}, {"threads", threads},       {"tokens", options.tokens},
+              {"prompt_tokens", npp},        {"rounds", options.rounds}, {"results", rows}};
+}
+
+void PrintTable(const Json& report) {
   std::printf("model %s, %d threads, %d tokens per stream, prompt %d tokens, %d rounds\n",
-              options.model_path.c_str(), threads, options.tokens, *npp, options.rounds);
+              report["model"].get_ref<const std::string&>().c_str(), report["threads"].get<int>(),
+              report["tokens"].get<int>(), report["prompt_tokens"].get<int>(),
+              report["rounds"].get<int>());
   std::printf("%6s %16s %18s %20s %14s %14s\n", "streams", "kvault t/s", "llama-server t/s",
               "batched-bench t/s", "vs bb (med)", "vs srv (med)");
-  for (const Json& row : rows) {
+  for (const Json& row : report["results"]) {
     std::printf("%6d %9.2f ± %4.2f %11.2f ± %4.2f %13.2f ± %4.2f %6.3f (%5.3f) %6.3f (%5.3f)\n",
                 row["conversations"].get<int>(), NumberOr(row, "kvault_tps", 0),
                 NumberOr(row, "kvault_sd", 0), NumberOr(row, "llama_server_tps", 0),
@@ -201,7 +176,6 @@ int Run(const ServeBenchOptions& options) {
                 NumberOr(row, "vs_batched_bench_median", 0), NumberOr(row, "vs_llama_server", 0),
                 NumberOr(row, "vs_llama_server_median", 0));
   }
-  return 0;
 }
 
 }  // namespace
@@ -212,24 +186,15 @@ int RunBenchServe(int argc, char** argv) {
       "llama-server.",
       "bench serve");
   ServeBenchOptions options;
-  app.add_option("-m,--model", options.model_path, "GGUF model file")->required();
+  AddModelOption(app, options);
   app.add_option("--conversations", options.conversations, "concurrent streams, e.g. 1,4,8")
       ->delimiter(',')
       ->capture_default_str();
-  app.add_option("--tokens", options.tokens, "tokens generated per stream")
-      ->capture_default_str()
-      ->check(CLI::Range(2, 8192));
-  app.add_option("--rounds", options.rounds, "interleaved rounds")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 50));
-  app.add_option("-t,--threads", options.threads, "CPU threads; 0 = all cores")
-      ->capture_default_str();
-  app.add_flag("--json", options.json, "print the report as JSON");
-  if (auto exit_code = ParseArgs(app, argc, argv)) return *exit_code;
-  for (int n : options.conversations) {
-    if (n < 1 || n > 256) return ReportError(InvalidArgumentError("--conversations: 1 to 256"));
-  }
-  return Run(options);
+  AddBoundedOption(app, "--tokens", options.tokens, "tokens generated per stream", 2, 8192);
+  AddBoundedOption(app, "--rounds", options.rounds, "interleaved rounds", 1, 50);
+  AddThreadsOption(app, options);
+  return RunDriver(
+      app, options, argc, argv, [&] { return Measure(options); }, PrintTable);
 }
 
 }  // namespace kvault::cli

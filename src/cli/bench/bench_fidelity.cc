@@ -18,7 +18,8 @@
 #include <random>
 #include <string_view>
 
-#include "cli/bench_common.h"
+#include "cli/bench/bench_common.h"
+#include "cli/bench/bench_harness.h"
 #include "cli/cli_util.h"
 
 #include "kvault/base/status_macros.h"
@@ -32,12 +33,9 @@
 namespace kvault::cli {
 namespace {
 
-struct FidelityOptions {
-  std::string model_path;
+struct FidelityOptions : BenchOptions {
   int prompts = 100;
   int prompt_tokens = 256;
-  int threads = 0;
-  bool json = false;
 };
 
 struct EncodingStats {
@@ -198,9 +196,9 @@ Status MeasurePrompt(engine::Context& context, AttentionCapture* capture,
   return Status::Ok();
 }
 
-int RunFidelity(const FidelityOptions& options) {
-  Result<std::unique_ptr<engine::Model>> model = engine::Model::Load({.path = options.model_path});
-  if (!model.ok()) return ReportError(model.status());
+Result<Json> Measure(const FidelityOptions& options) {
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<engine::Model> model,
+                      engine::Model::Load({.path = options.model_path}));
   engine::ContextParams params;
   params.n_ctx = static_cast<uint32_t>(2 * options.prompt_tokens + 64);
   params.n_seq_max = 2;
@@ -208,9 +206,9 @@ int RunFidelity(const FidelityOptions& options) {
   AttentionCapture capture;
   params.eval_callback = &AttentionCapture::Observe;
   params.eval_callback_data = &capture;
-  Result<std::unique_ptr<engine::Context>> context = engine::Context::Create(**model, params);
-  if (!context.ok()) return ReportError(context.status());
-  const engine::Tokenizer tokenizer(**model);
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<engine::Context> context,
+                      engine::Context::Create(*model, params));
+  const engine::Tokenizer tokenizer(*model);
   std::mt19937 rng(11);
   const int n_vocab = tokenizer.n_vocab();
   std::map<std::string, EncodingStats> stats;
@@ -218,8 +216,7 @@ int RunFidelity(const FidelityOptions& options) {
     // Token ids drawn from the vocabulary's ordinary range: content varies, shape is fixed.
     std::vector<llama_token> prompt(static_cast<size_t>(options.prompt_tokens));
     for (llama_token& t : prompt) t = static_cast<llama_token>(rng() % std::min(n_vocab, 100000));
-    Status status = MeasurePrompt(**context, &capture, prompt, &stats);
-    if (!status.ok()) return ReportError(status);
+    KV_RETURN_IF_ERROR(MeasurePrompt(*context, &capture, prompt, &stats));
   }
   Json rows = Json::array();
   for (const char* name : {"f16", "q8", "q4"}) {
@@ -234,19 +231,19 @@ int RunFidelity(const FidelityOptions& options) {
          {"bytes_per_token", s.bytes_plain / s.tokens},
          {"bytes_per_token_zstd", s.bytes_zstd / s.tokens}});
   }
-  const Json report = {{"model", options.model_path},
-                       {"prompts", options.prompts},
-                       {"prompt_tokens", options.prompt_tokens},
-                       {"results", rows}};
-  if (options.json) {
-    std::printf("%s\n", DumpJson(report, 2).c_str());
-    return 0;
-  }
-  std::printf("model %s, %d prompts of %d tokens\n", options.model_path.c_str(), options.prompts,
-              options.prompt_tokens);
+  return Json{{"model", options.model_path},
+              {"prompts", options.prompts},
+              {"prompt_tokens", options.prompt_tokens},
+              {"results", rows}};
+}
+
+void PrintTable(const Json& report) {
+  std::printf("model %s, %d prompts of %d tokens\n",
+              report["model"].get_ref<const std::string&>().c_str(), report["prompts"].get<int>(),
+              report["prompt_tokens"].get<int>());
   std::printf("%-8s %12s %12s %8s %12s %12s %12s %12s\n", "encoding", "KL mean", "KL max", "top-1",
               "K/V rel err", "attn rel err", "B/token", "B/token zstd");
-  for (const Json& r : rows) {
+  for (const Json& r : report["results"]) {
     std::printf("%-8s %12.3e %12.3e %8.3f %12.3e %12.3e %12.1f %12.1f\n",
                 r["encoding"].get<std::string>().c_str(), NumberOr(r, "kl_mean", 0),
                 NumberOr(r, "kl_max", 0), NumberOr(r, "top1_agreement", 0),
@@ -254,7 +251,6 @@ int RunFidelity(const FidelityOptions& options) {
                 NumberOr(r, "attention_relative_l2_error", 0), NumberOr(r, "bytes_per_token", 0),
                 NumberOr(r, "bytes_per_token_zstd", 0));
   }
-  return 0;
 }
 
 }  // namespace
@@ -262,17 +258,12 @@ int RunFidelity(const FidelityOptions& options) {
 int RunBenchFidelity(int argc, char** argv) {
   CLI::App app("Output fidelity and size of KV blocks at rest: f16 vs q8 vs q4.", "bench fidelity");
   FidelityOptions o;
-  app.add_option("-m,--model", o.model_path, "GGUF model file")->required();
-  app.add_option("--prompts", o.prompts, "prompts")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100000));
-  app.add_option("--prompt-tokens", o.prompt_tokens, "tokens per prompt")
-      ->capture_default_str()
-      ->check(CLI::Range(2, 1 << 16));
-  app.add_option("-t,--threads", o.threads, "CPU threads; 0 = all cores")->capture_default_str();
-  app.add_flag("--json", o.json, "print the report as JSON");
-  if (auto exit_code = ParseArgs(app, argc, argv)) return *exit_code;
-  return RunFidelity(o);
+  AddModelOption(app, o);
+  AddBoundedOption(app, "--prompts", o.prompts, "prompts", 1, 100000);
+  AddBoundedOption(app, "--prompt-tokens", o.prompt_tokens, "tokens per prompt", 2, 1 << 16);
+  AddThreadsOption(app, o);
+  return RunDriver(
+      app, o, argc, argv, [&] { return Measure(o); }, PrintTable);
 }
 
 }  // namespace kvault::cli

@@ -1,6 +1,11 @@
-// cli/child_process.h: a server started by a benchmark (kvault serve, llama-server): spawned
-// with its output in a log file, waited for until GET /health answers 200, stopped with
-// SIGTERM.
+// cli/bench/child_process.h: a server started by a benchmark (kvault serve, llama-server):
+// spawned with its output in a log file, waited for until GET /health answers 200, stopped
+// with SIGTERM.
+//
+// Mechanism only: drivers start servers through BenchServer (bench_harness.h), which picks
+// the port and the argv.
+//
+// Thread-safety: one owner; port() may be read from any thread.
 #pragma once
 
 #include <memory>

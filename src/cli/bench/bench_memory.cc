@@ -1,5 +1,5 @@
 // kvault bench memory: what long-conversation memory costs at 10M tokens. Builds one
-// conversation of --tokens tokens of generated multi-session dialogue (cli/dialogue_generator),
+// conversation of --tokens tokens of generated multi-session dialogue (testing/dialogue_generator),
 // each message rendered with the model's chat template and tokenized with its vocabulary,
 // appended to a TokenStore and indexed by a ChunkIndex in an on-disk SQLite file, and reports:
 //
@@ -15,18 +15,21 @@
 #include <string>
 #include <vector>
 
-#include "cli/bench_common.h"
-#include "cli/bench_conversation.h"
+#include "cli/bench/bench_common.h"
+#include "cli/bench/bench_conversation.h"
+#include "cli/bench/bench_harness.h"
 #include "cli/cli_util.h"
-#include "cli/dialogue_generator.h"
 
 #include "kvault/base/status_macros.h"
+#include "kvault/testing/dialogue_generator.h"
 
 namespace kvault::cli {
 namespace {
 
-struct MemoryBenchOptions {
-  std::string model_path;
+using testing::DialogueGenerator;
+using testing::DialogueTurn;
+
+struct MemoryBenchOptions : BenchOptions {
   int64_t tokens = 10'000'000;
   std::string dir;  // empty: a temporary directory, removed afterwards
   uint64_t seed = 1;
@@ -34,7 +37,6 @@ struct MemoryBenchOptions {
   int window = 4096;
   double fog_alpha = 0.5;
   int batch_turns = 256;
-  bool json = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -64,7 +66,7 @@ Result<SearchLatency> MeasureSearch(BenchConversation& conversation,
   return latency;
 }
 
-Result<Json> Measure(const MemoryBenchOptions& options, const std::string& dir) {
+Result<Json> MeasureIn(const MemoryBenchOptions& options, const std::string& dir) {
   BenchConversationOptions conversation_options;
   conversation_options.model_path = options.model_path;
   conversation_options.index_path = dir + "/chunks.db";
@@ -101,7 +103,7 @@ Result<Json> Measure(const MemoryBenchOptions& options, const std::string& dir) 
       {"search_p99_ms", Percentile(latency.ms, 99)}};
 }
 
-void PrintReport(const Json& r) {
+void PrintTable(const Json& r) {
   std::printf("conversation: %.0f tokens, %.0f turns, %.0f chunks (model %s)\n",
               NumberOr(r, "tokens", 0), NumberOr(r, "turns", 0), NumberOr(r, "chunks", 0),
               r["model"].get_ref<const std::string&>().c_str());
@@ -117,17 +119,9 @@ void PrintReport(const Json& r) {
               NumberOr(r, "search_p99_ms", 0), NumberOr(r, "mean_hits", 0));
 }
 
-int Run(const MemoryBenchOptions& options) {
-  Result<std::unique_ptr<BenchDir>> dir = BenchDir::Create(options.dir);
-  if (!dir.ok()) return ReportError(dir.status());
-  const Result<Json> report = Measure(options, (*dir)->path());
-  if (!report.ok()) return ReportError(report.status());
-  if (options.json) {
-    std::printf("%s\n", DumpJson(*report, 2).c_str());
-  } else {
-    PrintReport(*report);
-  }
-  return 0;
+Result<Json> Measure(const MemoryBenchOptions& options) {
+  KV_ASSIGN_OR_RETURN(const std::unique_ptr<BenchDir> dir, BenchDir::Create(options.dir));
+  return MeasureIn(options, dir->path());
 }
 
 }  // namespace
@@ -138,28 +132,19 @@ int RunBenchMemory(int argc, char** argv) {
       "latency for one long generated conversation.",
       "bench memory");
   MemoryBenchOptions options;
-  app.add_option("-m,--model", options.model_path, "GGUF model file (its vocabulary is used)")
-      ->required();
-  app.add_option("--tokens", options.tokens, "conversation length in tokens")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{1000}, int64_t{1} << 36));
+  AddModelOption(app, options, "GGUF model file (its vocabulary is used)");
+  AddBoundedOption(app, "--tokens", options.tokens, "conversation length in tokens", 1000,
+                   int64_t{1} << 36);
   app.add_option("--dir", options.dir, "keep the index here (default: a temporary directory)");
   app.add_option("--seed", options.seed, "dialogue generator seed")->capture_default_str();
-  app.add_option("--queries", options.queries, "searches timed")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100000));
-  app.add_option("--window", options.window, "tokens excluded from search at the end (clear zone)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1 << 20));
-  app.add_option("--fog-alpha", options.fog_alpha, "recency demotion in search")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 100.0));
-  app.add_option("--batch-turns", options.batch_turns, "turns per index transaction")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1 << 20));
-  app.add_flag("--json", options.json, "print the report as JSON");
-  if (auto exit_code = ParseArgs(app, argc, argv)) return *exit_code;
-  return Run(options);
+  AddBoundedOption(app, "--queries", options.queries, "searches timed", 1, 100000);
+  AddBoundedOption(app, "--window", options.window,
+                   "tokens excluded from search at the end (clear zone)", 0, 1 << 20);
+  AddBoundedOption(app, "--fog-alpha", options.fog_alpha, "recency demotion in search", 0.0, 100.0);
+  AddBoundedOption(app, "--batch-turns", options.batch_turns, "turns per index transaction", 1,
+                   1 << 20);
+  return RunDriver(
+      app, options, argc, argv, [&] { return Measure(options); }, PrintTable);
 }
 
 }  // namespace kvault::cli

@@ -1,5 +1,5 @@
-// cli/bench_client.h: the HTTP side of `kvault bench`: one streamed OpenAI chat request, timed
-// at the client the way a user experiences it (first token, last token), against kvault or
+// cli/bench/bench_client.h: the HTTP side of `kvault bench`: one streamed OpenAI chat request,
+// timed at the client the way a user experiences it (first token, last token), against kvault or
 // llama-server alike.
 #pragma once
 
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kvault/base/json.h"
+#include "kvault/base/status.h"
 
 namespace kvault::cli {
 
@@ -29,5 +30,7 @@ struct StreamTiming {
 
 // POSTs `body` (stream and stream_options.include_usage are set) to /v1/chat/completions.
 StreamTiming StreamChat(int port, Json body, BenchClock::time_point origin);
+// OK for a stream that succeeded; otherwise "request failed (<HTTP status>): <error>".
+Status StreamStatus(const StreamTiming& timing);
 
 }  // namespace kvault::cli

@@ -1,4 +1,4 @@
-#include "cli/child_process.h"
+#include "cli/bench/child_process.h"
 
 #include <chrono>
 #include <cstring>

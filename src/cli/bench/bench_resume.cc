@@ -20,17 +20,15 @@
 //
 // Clients send back the reply each server generated (temperature 0), as a chat client does.
 #include <cstdio>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <random>
 
-#include "cli/bench_client.h"
-#include "cli/bench_common.h"
-#include "cli/child_process.h"
+#include "cli/bench/bench_client.h"
+#include "cli/bench/bench_common.h"
+#include "cli/bench/bench_harness.h"
 #include "cli/cli_util.h"
 #include <httplib.h>
-#include <unistd.h>
 
 #include "kvault/base/status_macros.h"
 #include "kvault/engine/model.h"
@@ -39,21 +37,18 @@
 namespace kvault::cli {
 namespace {
 
-struct ResumeOptions {
-  std::string model_path;
+struct ResumeOptions : BenchOptions {
   int conversations = 8;
   int history = 2000;
   int rounds = 3;
   int conversation_threads = 2;
   int followup = 70;
   int max_tokens = 16;
-  int threads = 0;
   int window = 4096;
   int small_ram_mb = 0;  // 0 = enough for 2 conversations, from kvault-ram's measurement
   std::vector<std::string> modes = {"kvault-ram",        "kvault-disk",  "kvault-restart",
                                     "kvault-off",        "llama-server", "llama-server-ram0",
                                     "llama-server-small"};
-  bool json = false;
 };
 
 const char* kWords[] = {
@@ -115,9 +110,7 @@ Result<StreamTiming> FollowUp(int port, int index, Conversation& conversation,
                      {"temperature", 0},
                      {"conversation_id", "resume-" + std::to_string(index)}};
   StreamTiming timing = StreamChat(port, body, BenchClock::now());
-  if (!timing.ok || timing.first_token_s < 0) {
-    return InternalError("request failed (" + std::to_string(timing.status) + "): " + timing.error);
-  }
+  KV_RETURN_IF_ERROR(StreamStatus(timing));
   conversation.messages.push_back({{"role", "assistant"}, {"content", timing.text}});
   return timing;
 }
@@ -132,13 +125,10 @@ struct ModeResult {
 class ModeRunner {
  public:
   ModeRunner(const ResumeOptions& options, std::string mode, int small_ram_mb)
-      : options_(options), mode_(std::move(mode)), small_ram_mb_(small_ram_mb) {
-    state_dir_ = (std::filesystem::temp_directory_path() /
-                  ("kvault-bench-resume-" + std::to_string(::getpid()) + "-" + mode_))
-                     .string();
-    std::filesystem::remove_all(state_dir_);
-  }
-  ~ModeRunner() { std::filesystem::remove_all(state_dir_); }
+      : options_(options),
+        mode_(std::move(mode)),
+        small_ram_mb_(small_ram_mb),
+        state_(BenchDir::Scratch("resume", mode_)) {}
 
   Result<ModeResult> Run() {
     KV_ASSIGN_OR_RETURN(std::vector<Conversation> conversations, MakeConversations(options_));
@@ -170,67 +160,38 @@ class ModeRunner {
   }
 
  private:
-  std::vector<std::string> Argv(int port) const {
-    const std::string threads = std::to_string(options_.threads);
-    const int sequences = 2 * options_.conversation_threads;
+  // The mode's server: kvault keeps its state in state_ across restarts.
+  ServerParams Params() const {
+    ServerParams params{.model_path = options_.model_path,
+                        .threads = options_.threads,
+                        .window = options_.window,
+                        .slots = options_.conversation_threads,
+                        .log_path = state_->log_path()};
+    std::vector<std::string>& extra = params.extra_args;
     if (!mode_.starts_with("kvault")) {
-      std::vector<std::string> argv = {LlamaToolPath("llama-server"),
-                                       "-m",
-                                       options_.model_path,
-                                       "--port",
-                                       std::to_string(port),
-                                       "-np",
-                                       std::to_string(options_.conversation_threads),
-                                       "-c",
-                                       std::to_string(options_.window * sequences / 2),
-                                       "-t",
-                                       threads,
-                                       "--no-webui"};
-      if (mode_ == "llama-server-ram0") argv.insert(argv.end(), {"--cache-ram", "0"});
-      if (mode_ == "llama-server-small") {
-        argv.insert(argv.end(), {"--cache-ram", std::to_string(small_ram_mb_)});
-      }
-      return argv;
+      params.kind = ServerKind::kLlamaServer;
+      if (mode_ == "llama-server-ram0") extra = {"--cache-ram", "0"};
+      if (mode_ == "llama-server-small") extra = {"--cache-ram", std::to_string(small_ram_mb_)};
+      return params;
     }
-    std::vector<std::string> argv = {SelfPath(),
-                                     "serve",
-                                     "--model",
-                                     options_.model_path,
-                                     "--port",
-                                     std::to_string(port),
-                                     "--conversation-threads",
-                                     std::to_string(options_.conversation_threads),
-                                     "--window",
-                                     std::to_string(options_.window),
-                                     "--threads",
-                                     threads,
-                                     "--log-level",
-                                     "warning",
-                                     "--cache-dir",
-                                     state_dir_ + "/blocks",
-                                     "--data-dir",
-                                     state_dir_ + "/data"};
-    if (mode_ == "kvault-ram") argv.insert(argv.end(), {"--cache-disk-gb", "0"});
-    if (mode_ == "kvault-disk") {
-      argv.insert(argv.end(), {"--cache-ram-mb", std::to_string(small_ram_mb_)});
-    }
-    if (mode_ == "kvault-off") argv.insert(argv.end(), {"--restore", "never"});
-    return argv;
+    params.state_dir = state_->path();
+    if (mode_ == "kvault-ram") extra = {"--cache-disk-gb", "0"};
+    if (mode_ == "kvault-disk") extra = {"--cache-ram-mb", std::to_string(small_ram_mb_)};
+    if (mode_ == "kvault-off") extra = {"--restore", "never"};
+    return params;
   }
 
   Status Start() {
     server_.reset();  // a restart keeps the state folder
-    KV_ASSIGN_OR_RETURN(int port, FreePort());
-    const std::string log = state_dir_ + ".log";
-    KV_ASSIGN_OR_RETURN(server_, ChildServer::Start(Argv(port), port, log, 600));
+    KV_ASSIGN_OR_RETURN(server_, BenchServer::Start(Params()));
     return Status::Ok();
   }
 
   const ResumeOptions& options_;
   const std::string mode_;
   const int small_ram_mb_;
-  std::string state_dir_;
-  std::unique_ptr<ChildServer> server_;
+  const std::unique_ptr<BenchDir> state_;  // outlives server_
+  std::unique_ptr<BenchServer> server_;
 };
 
 Json ModeJson(const std::string& mode, const ModeResult& r) {
@@ -245,7 +206,7 @@ Json ModeJson(const std::string& mode, const ModeResult& r) {
           {"requests", r.ttft_s.size()}};
 }
 
-int RunResume(ResumeOptions options) {
+Result<Json> Measure(ResumeOptions options) {
   if (options.threads == 0) options.threads = DefaultThreadCount();
   std::map<std::string, ModeResult> results;
   int small_ram_mb = options.small_ram_mb;
@@ -256,15 +217,14 @@ int RunResume(ResumeOptions options) {
       const Json& stats = results.count("kvault-ram") ? results["kvault-ram"].cache_stats : Json();
       const double ram = stats.is_object() ? NumberOr(stats["tiers"]["ram"], "bytes", 0) : 0;
       if (ram <= 0) {
-        return ReportError(
-            InvalidArgumentError("--small-ram-mb is needed unless kvault-ram runs first"));
+        return InvalidArgumentError("--small-ram-mb is needed unless kvault-ram runs first");
       }
       small_ram_mb = std::max(1, static_cast<int>(ram / options.conversations * 2 / (1 << 20)));
     }
     std::fprintf(stderr, "bench resume: %s...\n", mode.c_str());
     ModeRunner runner(options, mode, small_ram_mb);
     Result<ModeResult> result = runner.Run();
-    if (!result.ok()) return ReportError(result.status().WithPrefix(mode));
+    if (!result.ok()) return result.status().WithPrefix(mode);
     results[mode] = *result;
     report_modes.push_back(ModeJson(mode, *result));
     if (result->cache_stats.is_object()) report_modes.back()["cache"] = result->cache_stats;
@@ -277,36 +237,37 @@ int RunResume(ResumeOptions options) {
       {"llama_server_small_vs_kvault_disk", Ratio(p50("llama-server-small"), p50("kvault-disk"))},
       {"kvault_restart_vs_kvault_ram", Ratio(p50("kvault-restart"), p50("kvault-ram"))},
       {"kvault_off_vs_kvault_ram", Ratio(p50("kvault-off"), p50("kvault-ram"))}};
-  const Json report = {{"model", options.model_path},
-                       {"conversations", options.conversations},
-                       {"history_tokens", options.history},
-                       {"rounds", options.rounds},
-                       {"conversation_threads", options.conversation_threads},
-                       {"threads", options.threads},
-                       {"small_ram_mb", small_ram_mb},
-                       {"modes", report_modes},
-                       {"ratios", ratios}};
-  if (options.json) {
-    std::printf("%s\n", DumpJson(report, 2).c_str());
-    return 0;
-  }
+  return Json{{"model", options.model_path},
+              {"conversations", options.conversations},
+              {"history_tokens", options.history},
+              {"rounds", options.rounds},
+              {"conversation_threads", options.conversation_threads},
+              {"threads", options.threads},
+              {"small_ram_mb", small_ram_mb},
+              {"modes", report_modes},
+              {"ratios", ratios}};
+}
+
+void PrintTable(const Json& report) {
   std::printf(
       "model %s, %d conversations x ~%d tokens, %d rounds, %d conversation threads, "
       "%d threads, small RAM %d MiB\n",
-      options.model_path.c_str(), options.conversations, options.history, options.rounds,
-      options.conversation_threads, options.threads, small_ram_mb);
+      report["model"].get_ref<const std::string&>().c_str(), report["conversations"].get<int>(),
+      report["history_tokens"].get<int>(), report["rounds"].get<int>(),
+      report["conversation_threads"].get<int>(), report["threads"].get<int>(),
+      report["small_ram_mb"].get<int>());
   std::printf("%-20s %12s %12s %8s %8s %9s\n", "mode", "TTFT p50 s", "TTFT p95 s", "p95/p50",
               "cached", "computed");
-  for (const Json& m : report_modes) {
+  for (const Json& m : report["modes"]) {
     std::printf("%-20s %12.3f %12.3f %8.2f %7.0f%% %9.1f\n", m["mode"].get<std::string>().c_str(),
                 NumberOr(m, "ttft_p50_s", 0), NumberOr(m, "ttft_p95_s", 0),
                 NumberOr(m, "p95_over_p50", 0), 100 * NumberOr(m, "cached_fraction", 0),
                 NumberOr(m, "uncached_tokens_mean", 0));
   }
+  const Json& ratios = report["ratios"];
   for (auto it = ratios.begin(); it != ratios.end(); ++it) {
     std::printf("%-36s %.3f\n", it.key().c_str(), it.value().get<double>());
   }
-  return 0;
 }
 
 }  // namespace
@@ -315,29 +276,17 @@ int RunBenchResume(int argc, char** argv) {
   CLI::App app("Time to first token of resumed conversations: kvault's tiers vs llama-server.",
                "bench resume");
   ResumeOptions o;
-  app.add_option("-m,--model", o.model_path, "GGUF model file")->required();
-  app.add_option("--conversations", o.conversations, "conversations")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 256));
-  app.add_option("--history", o.history, "tokens of history per conversation")
-      ->capture_default_str()
-      ->check(CLI::Range(16, 1 << 20));
-  app.add_option("--rounds", o.rounds, "follow-ups per conversation")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100));
-  app.add_option("--conversation-threads", o.conversation_threads,
-                 "server slots (kvault --conversation-threads, llama-server -np)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 64));
-  app.add_option("--followup", o.followup, "tokens of each follow-up question (about)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 4096));
-  app.add_option("--max-tokens", o.max_tokens, "tokens generated per reply")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 4096));
-  app.add_option("--window", o.window, "tokens per sequence (kvault --window; llama-server -c/np)")
-      ->capture_default_str()
-      ->check(CLI::Range(256, 1 << 20));
+  AddModelOption(app, o);
+  AddBoundedOption(app, "--conversations", o.conversations, "conversations", 1, 256);
+  AddBoundedOption(app, "--history", o.history, "tokens of history per conversation", 16, 1 << 20);
+  AddBoundedOption(app, "--rounds", o.rounds, "follow-ups per conversation", 1, 100);
+  AddBoundedOption(app, "--conversation-threads", o.conversation_threads,
+                   "server slots (kvault --conversation-threads, llama-server -np)", 1, 64);
+  AddBoundedOption(app, "--followup", o.followup, "tokens of each follow-up question (about)", 1,
+                   4096);
+  AddBoundedOption(app, "--max-tokens", o.max_tokens, "tokens generated per reply", 1, 4096);
+  AddBoundedOption(app, "--window", o.window,
+                   "tokens per sequence (kvault --window; llama-server -c/np)", 256, 1 << 20);
   app.add_option("--small-ram-mb", o.small_ram_mb,
                  "RAM budget of kvault-disk and llama-server-small; 0 = two conversations' worth")
       ->capture_default_str();
@@ -346,10 +295,9 @@ int RunBenchResume(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"kvault-ram", "kvault-disk", "kvault-restart", "kvault-off",
                              "llama-server", "llama-server-ram0", "llama-server-small"}));
-  app.add_option("-t,--threads", o.threads, "CPU threads; 0 = all cores")->capture_default_str();
-  app.add_flag("--json", o.json, "print the report as JSON");
-  if (auto exit_code = ParseArgs(app, argc, argv)) return *exit_code;
-  return RunResume(o);
+  AddThreadsOption(app, o);
+  return RunDriver(
+      app, o, argc, argv, [&] { return Measure(o); }, PrintTable);
 }
 
 }  // namespace kvault::cli

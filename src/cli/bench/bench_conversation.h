@@ -1,4 +1,4 @@
-// cli/bench_conversation.h: one long conversation as the server would hold it, for the memory
+// cli/bench/bench_conversation.h: one long conversation as the server would hold it, for the memory
 // benchmarks: each message rendered with the model's chat template and tokenized with its
 // real vocabulary, appended to a memory::TokenStore and indexed by a memory::ChunkIndex in an
 // on-disk SQLite file, with dense search too when given an embedding model. Turns are indexed in
@@ -75,22 +75,6 @@ class BenchConversation {
   };
   std::vector<PendingTurn> pending_;  // stored, not yet indexed
   StageSeconds seconds_;
-};
-
-// Where a benchmark keeps its index: the directory asked for (created if missing, kept), or
-// a new temporary one that is removed with this object.
-class BenchDir {
- public:
-  static Result<std::unique_ptr<BenchDir>> Create(const std::string& requested);
-  ~BenchDir();
-  BenchDir(const BenchDir&) = delete;
-  BenchDir& operator=(const BenchDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  BenchDir(std::string path, bool temporary) : path_(std::move(path)), temporary_(temporary) {}
-  std::string path_;
-  bool temporary_;
 };
 
 }  // namespace kvault::cli

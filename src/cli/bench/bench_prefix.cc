@@ -7,33 +7,27 @@
 // Reported: prompt tokens served from cache (the hit rate), requests/s, TTFT p50/p95.
 #include <atomic>
 #include <cstdio>
-#include <filesystem>
 #include <mutex>
 #include <random>
 #include <thread>
 
-#include "cli/bench_client.h"
-#include "cli/bench_common.h"
-#include "cli/child_process.h"
+#include "cli/bench/bench_client.h"
+#include "cli/bench/bench_common.h"
+#include "cli/bench/bench_harness.h"
 #include "cli/cli_util.h"
-#include <unistd.h>
 
 #include "kvault/base/status_macros.h"
 
 namespace kvault::cli {
 namespace {
 
-struct PrefixOptions {
-  std::string model_path;
+struct PrefixOptions : BenchOptions {
   int requests = 1000;
   double shared_ratio = 0.8;
   int prefixes = 4;
   int prefix_tokens = 512;
   int concurrency = 4;
   int max_tokens = 8;
-  int threads = 0;
-  std::vector<std::string> kvault_args;  // extra `kvault serve` flags
-  bool json = false;
 };
 
 const char* kTopics[] = {"shipping", "invoices", "warehouse", "routing", "customs",  "fleet",
@@ -99,8 +93,7 @@ Result<Outcome> Drive(int port, const Workload& workload, int concurrency) {
         StreamTiming timing = StreamChat(port, workload.bodies[i], sent);
         std::lock_guard<std::mutex> lock(mu);
         if (!timing.ok) {
-          failure = InternalError("request failed (" + std::to_string(timing.status) +
-                                  "): " + timing.error);
+          failure = StreamStatus(timing);
           next = workload.bodies.size();
           return;
         }
@@ -116,57 +109,21 @@ Result<Outcome> Drive(int port, const Workload& workload, int concurrency) {
   return outcome;
 }
 
+// A fresh server on its own state folder, driven through the whole workload.
 Result<Outcome> MeasureServer(bool kvault, const PrefixOptions& o, const Workload& workload) {
-  KV_ASSIGN_OR_RETURN(int port, FreePort());
-  const std::string state = (std::filesystem::temp_directory_path() /
-                             ("kvault-bench-prefix-" + std::to_string(::getpid())))
-                                .string();
-  std::filesystem::remove_all(state);
-  const std::string threads = std::to_string(o.threads);
   // --prefix-tokens is approximate: Qwen's vocabulary spells numbers digit by digit, so a
   // scaffold may run ~60% over. Both servers get the same generous window per slot.
   const int window = 2 * o.prefix_tokens + 256;
-  std::vector<std::string> argv;
-  if (kvault) {
-    argv = {SelfPath(),
-            "serve",
-            "--model",
-            o.model_path,
-            "--port",
-            std::to_string(port),
-            "--conversation-threads",
-            std::to_string(o.concurrency),
-            "--window",
-            std::to_string(window),
-            "--threads",
-            threads,
-            "--log-level",
-            "warning",
-            "--cache-dir",
-            state + "/blocks",
-            "--data-dir",
-            state + "/data"};
-  } else {
-    argv = {LlamaToolPath("llama-server"),
-            "-m",
-            o.model_path,
-            "--port",
-            std::to_string(port),
-            "-np",
-            std::to_string(o.concurrency),
-            "-c",
-            std::to_string(window * o.concurrency),
-            "-t",
-            threads,
-            "--no-webui"};
-  }
-  Result<Outcome> outcome = [&]() -> Result<Outcome> {
-    KV_ASSIGN_OR_RETURN(std::unique_ptr<ChildServer> server,
-                        ChildServer::Start(argv, port, state + ".log", 600));
-    return Drive(port, workload, o.concurrency);
-  }();
-  std::filesystem::remove_all(state);
-  return outcome;
+  KV_ASSIGN_OR_RETURN(
+      std::unique_ptr<BenchServer> server,
+      BenchServer::Start({.kind = kvault ? ServerKind::kKvault : ServerKind::kLlamaServer,
+                          .model_path = o.model_path,
+                          .threads = o.threads,
+                          .window = window,
+                          .slots = o.concurrency,
+                          .extra_args = kvault ? o.kvault_args : std::vector<std::string>{}},
+                         BenchDir::Scratch("prefix")));
+  return Drive(server->port(), workload, o.concurrency);
 }
 
 Json OutcomeJson(const Outcome& o, int requests) {
@@ -180,37 +137,39 @@ Json OutcomeJson(const Outcome& o, int requests) {
           {"ttft_p95_s", Percentile(o.ttft_s, 95)}};
 }
 
-int RunPrefix(PrefixOptions o) {
+Result<Json> Measure(PrefixOptions o) {
   if (o.threads == 0) o.threads = DefaultThreadCount();
   const Workload workload = MakeWorkload(o);
   Json results = Json::object();
   for (bool kvault : {true, false}) {
     std::fprintf(stderr, "bench prefix: %s...\n", kvault ? "kvault" : "llama-server");
-    Result<Outcome> outcome = MeasureServer(kvault, o, workload);
-    if (!outcome.ok()) return ReportError(outcome.status());
-    results[kvault ? "kvault" : "llama_server"] = OutcomeJson(*outcome, o.requests);
+    KV_ASSIGN_OR_RETURN(const Outcome outcome, MeasureServer(kvault, o, workload));
+    results[kvault ? "kvault" : "llama_server"] = OutcomeJson(outcome, o.requests);
   }
   const Json& k = results["kvault"];
   const Json& s = results["llama_server"];
-  const Json report = {{"model", o.model_path},
-                       {"requests", o.requests},
-                       {"shared_ratio", o.shared_ratio},
-                       {"prefixes", o.prefixes},
-                       {"prefix_tokens", o.prefix_tokens},
-                       {"concurrency", o.concurrency},
-                       {"threads", o.threads},
-                       {"results", results},
-                       {"throughput_ratio", Ratio(NumberOr(k, "requests_per_second", 0),
-                                                  NumberOr(s, "requests_per_second", 0))}};
-  if (o.json) {
-    std::printf("%s\n", DumpJson(report, 2).c_str());
-    return 0;
-  }
+  return Json{{"model", o.model_path},
+              {"requests", o.requests},
+              {"shared_ratio", o.shared_ratio},
+              {"prefixes", o.prefixes},
+              {"prefix_tokens", o.prefix_tokens},
+              {"concurrency", o.concurrency},
+              {"threads", o.threads},
+              {"results", results},
+              {"throughput_ratio", Ratio(NumberOr(k, "requests_per_second", 0),
+                                         NumberOr(s, "requests_per_second", 0))}};
+}
+
+void PrintTable(const Json& report) {
+  const Json& k = report["results"]["kvault"];
+  const Json& s = report["results"]["llama_server"];
   std::printf(
       "model %s, %d requests, shared ratio %.2f over %d prefixes of ~%d tokens, "
       "%d clients, %d threads\n",
-      o.model_path.c_str(), o.requests, o.shared_ratio, o.prefixes, o.prefix_tokens, o.concurrency,
-      o.threads);
+      report["model"].get_ref<const std::string&>().c_str(), report["requests"].get<int>(),
+      NumberOr(report, "shared_ratio", 0), report["prefixes"].get<int>(),
+      report["prefix_tokens"].get<int>(), report["concurrency"].get<int>(),
+      report["threads"].get<int>());
   std::printf("%-14s %10s %10s %12s %12s\n", "server", "hit rate", "req/s", "TTFT p50 s",
               "TTFT p95 s");
   for (const auto& [name, r] :
@@ -220,7 +179,6 @@ int RunPrefix(PrefixOptions o) {
                 NumberOr(*r, "ttft_p95_s", 0));
   }
   std::printf("throughput kvault / llama-server: %.3f\n", NumberOr(report, "throughput_ratio", 0));
-  return 0;
 }
 
 }  // namespace
@@ -229,31 +187,20 @@ int RunBenchPrefix(int argc, char** argv) {
   CLI::App app("Shared-prefix traffic: cache hit rate and throughput vs llama-server.",
                "bench prefix");
   PrefixOptions o;
-  app.add_option("-m,--model", o.model_path, "GGUF model file")->required();
-  app.add_option("--requests", o.requests, "requests")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1000000));
-  app.add_option("--shared-ratio", o.shared_ratio, "fraction of requests with a shared prefix")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  app.add_option("--prefixes", o.prefixes, "distinct shared prefixes")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 10000));
-  app.add_option("--prefix-tokens", o.prefix_tokens, "tokens per prefix (about)")
-      ->capture_default_str()
-      ->check(CLI::Range(8, 1 << 16));
-  app.add_option("--concurrency", o.concurrency, "clients at once (and server slots)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 256));
-  app.add_option("--max-tokens", o.max_tokens, "tokens generated per request")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 4096));
-  app.add_option("-t,--threads", o.threads, "CPU threads; 0 = all cores")->capture_default_str();
-  app.add_option("--kvault-arg", o.kvault_args,
-                 "an extra flag for kvault serve (repeat it), e.g. --kvault-arg=--eviction=lru");
-  app.add_flag("--json", o.json, "print the report as JSON");
-  if (auto exit_code = ParseArgs(app, argc, argv)) return *exit_code;
-  return RunPrefix(o);
+  AddModelOption(app, o);
+  AddBoundedOption(app, "--requests", o.requests, "requests", 1, 1000000);
+  AddBoundedOption(app, "--shared-ratio", o.shared_ratio,
+                   "fraction of requests with a shared prefix", 0.0, 1.0);
+  AddBoundedOption(app, "--prefixes", o.prefixes, "distinct shared prefixes", 1, 10000);
+  AddBoundedOption(app, "--prefix-tokens", o.prefix_tokens, "tokens per prefix (about)", 8,
+                   1 << 16);
+  AddBoundedOption(app, "--concurrency", o.concurrency, "clients at once (and server slots)", 1,
+                   256);
+  AddBoundedOption(app, "--max-tokens", o.max_tokens, "tokens generated per request", 1, 4096);
+  AddThreadsOption(app, o);
+  AddKvaultArgsOption(app, o);
+  return RunDriver(
+      app, o, argc, argv, [&] { return Measure(o); }, PrintTable);
 }
 
 }  // namespace kvault::cli

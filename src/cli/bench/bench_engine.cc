@@ -15,7 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "cli/bench_common.h"
+#include "cli/bench/bench_common.h"
+#include "cli/bench/bench_harness.h"
 #include "cli/cli_util.h"
 
 #include "kvault/base/status_macros.h"
@@ -27,14 +28,11 @@
 namespace kvault::cli {
 namespace {
 
-struct EngineBenchOptions {
-  std::string model_path;
+struct EngineBenchOptions : BenchOptions {
   int n_prompt = 512;
   int n_gen = 128;
   int reps = 6;
-  int threads = 0;
   std::string llama_bench;  // path; empty = from the build's llama.cpp
-  bool json = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -156,11 +154,11 @@ struct Series {
   }
 };
 
-int Run(const EngineBenchOptions& options) {
+Result<Json> Measure(const EngineBenchOptions& options) {
   EngineBenchOptions resolved = options;
   resolved.threads = options.threads > 0 ? options.threads : DefaultThreadCount();
-  Result<std::unique_ptr<KvaultEngineBench>> kvault = KvaultEngineBench::Create(resolved);
-  if (!kvault.ok()) return ReportError(kvault.status());
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<KvaultEngineBench> kvault,
+                      KvaultEngineBench::Create(resolved));
 
   const std::string tool =
       options.llama_bench.empty() ? LlamaToolPath("llama-bench") : options.llama_bench;
@@ -176,28 +174,28 @@ int Run(const EngineBenchOptions& options) {
     Result<LlamaBenchRound> llama = LlamaBenchRound{};
     const bool kvault_first = round % 2 == 0;
     if (!kvault_first) llama = RunLlamaBench(command);
-    if (llama.ok()) k_pp = (*kvault)->Prompt();
-    if (llama.ok() && k_pp.ok()) k_tg = (*kvault)->Generation();
+    if (llama.ok()) k_pp = kvault->Prompt();
+    if (llama.ok() && k_pp.ok()) k_tg = kvault->Generation();
     if (kvault_first && k_pp.ok() && k_tg.ok()) llama = RunLlamaBench(command);
     for (const Status& status : {llama.status(), k_pp.status(), k_tg.status()}) {
-      if (!status.ok()) return ReportError(status);
+      KV_RETURN_IF_ERROR(status);
     }
     pp.Add(*k_pp, llama->pp_tps);
     tg.Add(*k_tg, llama->tg_tps);
   }
 
-  const Json report = {{"model", options.model_path},
-                       {"threads", resolved.threads},
-                       {"rounds", options.reps},
-                       {"llama_bench_command", command},
-                       {"pp", pp.ToJson(options.n_prompt)},
-                       {"tg", tg.ToJson(options.n_gen)}};
-  if (options.json) {
-    std::printf("%s\n", DumpJson(report, 2).c_str());
-    return 0;
-  }
+  return Json{{"model", options.model_path},
+              {"threads", resolved.threads},
+              {"rounds", options.reps},
+              {"llama_bench_command", command},
+              {"pp", pp.ToJson(options.n_prompt)},
+              {"tg", tg.ToJson(options.n_gen)}};
+}
+
+void PrintTable(const Json& report, const EngineBenchOptions& options) {
+  const std::string& command = report["llama_bench_command"].get_ref<const std::string&>();
   std::printf("model %s, %d threads, %d interleaved rounds (after one warm-up each)\n",
-              options.model_path.c_str(), resolved.threads, options.reps);
+              options.model_path.c_str(), report["threads"].get<int>(), options.reps);
   std::printf("%-8s %18s %18s %8s %14s\n", "test", "kvault t/s", "llama-bench t/s", "ratio",
               "paired median");
   for (const auto& [name, key] : {std::pair<std::string, const char*>{"pp", "pp"}, {"tg", "tg"}}) {
@@ -210,7 +208,6 @@ int Run(const EngineBenchOptions& options) {
                 NumberOr(row, "paired_ratio_median", 0));
   }
   std::printf("llama-bench: %s\n", command.c_str());
-  return 0;
 }
 
 }  // namespace
@@ -219,22 +216,15 @@ int RunBenchEngine(int argc, char** argv) {
   CLI::App app("Engine tokens/s next to llama.cpp's llama-bench on the same model.",
                "bench engine");
   EngineBenchOptions options;
-  app.add_option("-m,--model", options.model_path, "GGUF model file")->required();
-  app.add_option("-p,--n-prompt", options.n_prompt, "prompt tokens (pp test)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 65536));
-  app.add_option("-n,--n-gen", options.n_gen, "generated tokens (tg test)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 65536));
-  app.add_option("-r,--reps", options.reps, "interleaved timed rounds")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100));
-  app.add_option("-t,--threads", options.threads, "CPU threads; 0 = all cores")
-      ->capture_default_str();
+  AddModelOption(app, options);
+  AddBoundedOption(app, "-p,--n-prompt", options.n_prompt, "prompt tokens (pp test)", 1, 65536);
+  AddBoundedOption(app, "-n,--n-gen", options.n_gen, "generated tokens (tg test)", 1, 65536);
+  AddBoundedOption(app, "-r,--reps", options.reps, "interleaved timed rounds", 1, 100);
+  AddThreadsOption(app, options);
   app.add_option("--llama-bench", options.llama_bench, "llama-bench binary to compare with");
-  app.add_flag("--json", options.json, "print the report as JSON");
-  if (auto exit_code = ParseArgs(app, argc, argv)) return *exit_code;
-  return Run(options);
+  return RunDriver(
+      app, options, argc, argv, [&] { return Measure(options); },
+      [&](const Json& report) { PrintTable(report, options); });
 }
 
 }  // namespace kvault::cli

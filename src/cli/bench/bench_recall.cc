@@ -1,5 +1,5 @@
 // kvault bench recall: does pre-generation recall find a fact said long ago? Generates one
-// long multi-session dialogue (cli/dialogue_generator) with --facts-per-depth facts planted
+// long multi-session dialogue (testing/dialogue_generator) with --facts-per-depth facts planted
 // at each of --depths (tokens between the end of the fact's turn and the end of the
 // conversation), then asks each fact's paraphrased question at the end, exactly as the
 // server's recall does: ChunkIndex::Search over the fog (everything before the last --window
@@ -17,18 +17,22 @@
 #include <string>
 #include <vector>
 
-#include "cli/bench_common.h"
-#include "cli/bench_conversation.h"
+#include "cli/bench/bench_common.h"
+#include "cli/bench/bench_conversation.h"
+#include "cli/bench/bench_harness.h"
 #include "cli/cli_util.h"
-#include "cli/dialogue_generator.h"
 
 #include "kvault/base/status_macros.h"
+#include "kvault/testing/dialogue_generator.h"
 
 namespace kvault::cli {
 namespace {
 
-struct RecallBenchOptions {
-  std::string model_path;
+using testing::DialogueGenerator;
+using testing::DialogueTurn;
+using testing::PlantedFact;
+
+struct RecallBenchOptions : BenchOptions {
   std::string embedding_model;  // "" = BM25 only
   std::vector<int64_t> depths = {10'000, 50'000, 100'000, 500'000, 1'000'000, 5'000'000};
   int facts_per_depth = 20;
@@ -38,7 +42,6 @@ struct RecallBenchOptions {
   int window = 4096;
   std::string dir;
   bool show_misses = false;
-  bool json = false;
 };
 
 // Facts of one depth are this many tokens apart, so they land in different chunks.
@@ -136,7 +139,7 @@ Json Row(const std::vector<const Plant*>& plants, int64_t end_pos) {
           {"recall_at_10", at10 / n}};
 }
 
-Result<Json> Measure(const RecallBenchOptions& options, const std::string& dir) {
+Result<Json> MeasureIn(const RecallBenchOptions& options, const std::string& dir) {
   const int64_t deepest = *std::max_element(options.depths.begin(), options.depths.end());
   const int64_t total = deepest + options.facts_per_depth * kFactSpacing + 2 * options.window;
   KV_ASSIGN_OR_RETURN(
@@ -187,7 +190,7 @@ std::string StringOr(const Json& object, const char* key) {
   return it != object.end() && it->is_string() ? it->get_ref<const std::string&>() : "";
 }
 
-void PrintReport(const Json& report) {
+void PrintTable(const Json& report) {
   std::printf("conversation of %.0f tokens, fog alpha %.2f over a cache of %.0f, window %.0f\n",
               NumberOr(report, "tokens", 0), NumberOr(report, "fog_alpha", 0),
               NumberOr(report, "cache_size", 0), NumberOr(report, "window", 0));
@@ -212,31 +215,23 @@ void PrintReport(const Json& report) {
   print("overall", report["overall"]);
 }
 
-int Run(const RecallBenchOptions& options) {
+Result<Json> Measure(const RecallBenchOptions& options) {
   for (int64_t depth : options.depths) {
     if (depth <= options.window) {
-      return ReportError(InvalidArgumentError(
-          "--depths: " + std::to_string(depth) + " is inside the window of " +
-          std::to_string(options.window) + " tokens, where nothing needs recalling"));
+      return InvalidArgumentError("--depths: " + std::to_string(depth) +
+                                  " is inside the window of " + std::to_string(options.window) +
+                                  " tokens, where nothing needs recalling");
     }
   }
   const size_t n_facts = options.depths.size() * static_cast<size_t>(options.facts_per_depth);
   if (n_facts > DialogueGenerator::SubjectCount()) {
-    return ReportError(InvalidArgumentError("--facts-per-depth x --depths asks for " +
-                                            std::to_string(n_facts) + " facts; the generator has " +
-                                            std::to_string(DialogueGenerator::SubjectCount()) +
-                                            " distinct subjects"));
+    return InvalidArgumentError("--facts-per-depth x --depths asks for " + std::to_string(n_facts) +
+                                " facts; the generator has " +
+                                std::to_string(DialogueGenerator::SubjectCount()) +
+                                " distinct subjects");
   }
-  Result<std::unique_ptr<BenchDir>> dir = BenchDir::Create(options.dir);
-  if (!dir.ok()) return ReportError(dir.status());
-  const Result<Json> report = Measure(options, (*dir)->path());
-  if (!report.ok()) return ReportError(report.status());
-  if (options.json) {
-    std::printf("%s\n", DumpJson(*report, 2).c_str());
-  } else {
-    PrintReport(*report);
-  }
-  return 0;
+  KV_ASSIGN_OR_RETURN(const std::unique_ptr<BenchDir> dir, BenchDir::Create(options.dir));
+  return MeasureIn(options, dir->path());
 }
 
 }  // namespace
@@ -247,32 +242,26 @@ int RunBenchRecall(int argc, char** argv) {
       "questions.",
       "bench recall");
   RecallBenchOptions options;
-  app.add_option("-m,--model", options.model_path, "GGUF model file (its vocabulary is used)")
-      ->required();
+  AddModelOption(app, options, "GGUF model file (its vocabulary is used)");
   app.add_option("--embedding-model", options.embedding_model,
                  "GGUF embedding model: fuse dense search with BM25 (default: BM25 only)");
   app.add_option("--depths", options.depths, "fact depths in tokens, e.g. 10000,50000")
       ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 34));
-  app.add_option("--facts-per-depth", options.facts_per_depth, "facts planted at each depth")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1000));
+  AddBoundedOption(app, "--facts-per-depth", options.facts_per_depth, "facts planted at each depth",
+                   1, 1000);
   app.add_option("--seed", options.seed, "dialogue generator seed")->capture_default_str();
-  app.add_option("--fog-alpha", options.fog_alpha, "recency demotion (server default 0.5)")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 100.0));
-  app.add_option("--cache-size", options.cache_size, "the fog alpha's age scale, in tokens")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 36));
-  app.add_option("--window", options.window, "tokens at the end that are not searched")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1 << 20));
+  AddBoundedOption(app, "--fog-alpha", options.fog_alpha, "recency demotion (server default 0.5)",
+                   0.0, 100.0);
+  AddBoundedOption(app, "--cache-size", options.cache_size, "the fog alpha's age scale, in tokens",
+                   1, int64_t{1} << 36);
+  AddBoundedOption(app, "--window", options.window, "tokens at the end that are not searched", 0,
+                   1 << 20);
   app.add_option("--dir", options.dir, "keep the index here (default: a temporary directory)");
   app.add_flag("--show-misses", options.show_misses, "print facts not found at rank 1");
-  app.add_flag("--json", options.json, "print the report as JSON");
-  if (auto exit_code = ParseArgs(app, argc, argv)) return *exit_code;
-  return Run(options);
+  return RunDriver(
+      app, options, argc, argv, [&] { return Measure(options); }, PrintTable);
 }
 
 }  // namespace kvault::cli

@@ -1,4 +1,4 @@
-#include "cli/bench_client.h"
+#include "cli/bench/bench_client.h"
 
 #include <httplib.h>
 
@@ -83,6 +83,11 @@ StreamTiming StreamChat(int port, Json body, BenchClock::time_point origin) {
   timing.ok = result->status == 200 && timing.error.empty() && timing.first_token_s >= 0;
   if (result->status != 200 && timing.error.empty()) timing.error = buffer;
   return timing;
+}
+
+Status StreamStatus(const StreamTiming& timing) {
+  if (timing.ok) return Status::Ok();
+  return InternalError("request failed (" + std::to_string(timing.status) + "): " + timing.error);
 }
 
 }  // namespace kvault::cli

@@ -1,4 +1,4 @@
-#include "cli/bench_common.h"
+#include "cli/bench/bench_common.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "tests/integration/planted_history.h"
+#include "kvault/testing/planted_history.h"
 
 #include <random>
 #include <string>

@@ -1,5 +1,5 @@
-// cli/dialogue_generator.h: synthetic long multi-session user/assistant dialogue for the
-// memory benchmarks (`kvault bench memory`, `kvault bench recall`), deterministic for a seed.
+// testing/dialogue_generator.h: synthetic long multi-session user/assistant dialogue for the
+// memory benchmarks (`kvault bench memory`, `recall`, `reconnect`), deterministic for a seed.
 // Sessions open with a greeting and wander over topics (travel, cooking, work, family,
 // hobbies, gardening, health, books, sport, technology, pets, home) built from templates and
 // word lists, so the vocabulary varies and everyday words (relatives, pets, places) recur in
@@ -21,7 +21,7 @@
 
 #include "kvault/memory/token_store.h"
 
-namespace kvault::cli {
+namespace kvault::testing {
 
 struct DialogueTurn {
   memory::Role role = memory::Role::kUser;
@@ -66,4 +66,4 @@ class DialogueGenerator {
   std::set<std::string> used_subjects_;
 };
 
-}  // namespace kvault::cli
+}  // namespace kvault::testing

@@ -1,5 +1,9 @@
-// cli/bench_common.h: what the `kvault bench ...` commands share: summary statistics, running
-// llama.cpp's tools as child processes, and finding them.
+// cli/bench/bench_common.h: the `kvault bench ...` drivers' arithmetic and tools: summary
+// statistics, finding llama.cpp's tools and running them as shell commands, and each driver's
+// entry point (dispatched by cmd_bench.cc). Options, folders, servers and the report are in
+// bench_harness.h.
+//
+// Thread-safety: all are safe to call from any thread.
 #pragma once
 
 #include <string>

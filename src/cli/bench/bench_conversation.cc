@@ -1,11 +1,7 @@
-#include "cli/bench_conversation.h"
+#include "cli/bench/bench_conversation.h"
 
-#include <cerrno>
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
 
-#include "kvault/base/file.h"
 #include "kvault/base/status_macros.h"
 
 namespace kvault::cli {
@@ -84,25 +80,6 @@ Status BenchConversation::Flush() {
 Result<std::string> BenchConversation::Text(int64_t first_pos, int64_t n) const {
   KV_ASSIGN_OR_RETURN(const std::vector<int32_t> tokens, store_.Tokens(first_pos, n));
   return tokenizer_.Detokenize(tokens, /*render_special=*/false);
-}
-
-Result<std::unique_ptr<BenchDir>> BenchDir::Create(const std::string& requested) {
-  if (!requested.empty()) {
-    KV_RETURN_IF_ERROR(CreateDirectories(requested));
-    return std::unique_ptr<BenchDir>(new BenchDir(requested, false));
-  }
-  std::error_code error;
-  const std::filesystem::path tmp = std::filesystem::temp_directory_path(error);
-  std::string pattern = (error ? std::filesystem::path("/tmp") : tmp) / "kvault_bench_XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr) {
-    return ErrnoError("bench: cannot create a temporary directory", errno);
-  }
-  return std::unique_ptr<BenchDir>(new BenchDir(pattern, true));
-}
-
-BenchDir::~BenchDir() {
-  std::error_code ignored;
-  if (temporary_) std::filesystem::remove_all(path_, ignored);
 }
 
 }  // namespace kvault::cli

@@ -2,7 +2,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "cli/bench_common.h"
+#include "cli/bench/bench_common.h"
 #include "cli/commands.h"
 
 namespace kvault::cli {

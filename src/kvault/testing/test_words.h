@@ -1,4 +1,4 @@
-// memory/test_words.h: a trivial word-level tokenizer for memory/'s unit tests (tests only):
+// testing/test_words.h: a trivial word-level tokenizer for memory/'s unit tests (tests only):
 // each distinct space-separated word gets the next id, ids below kFirstWordId are "special"
 // tokens that detokenize to nothing, as a chat template's markers do.
 //
@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-namespace kvault::memory {
+namespace kvault::testing {
 
 class TestWords {
  public:
@@ -52,4 +52,4 @@ class TestWords {
   std::vector<std::string> words_;
 };
 
-}  // namespace kvault::memory
+}  // namespace kvault::testing

@@ -155,6 +155,11 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
   add("restore", c.restore,
       "prefix reuse: auto (restore when faster than prefill), always, or never (no caching)")
       ->check(CLI::IsMember({"auto", "always", "never"}));
+  app_.add_flag("--shared-cache", c.shared_cache,
+                "with --api-key: let keys reuse each other's cached prefixes (faster, but a key "
+                "can then tell from reply times what another key sent); off: each key reuses "
+                "only its own KV and the --preload prefixes")
+      ->envname("KVAULT_SHARED_CACHE");
   add("preload", c.preload_path,
       "JSON file: an array of prompts or {\"messages\": [...]} whose KV is computed at "
       "start-up and pinned");

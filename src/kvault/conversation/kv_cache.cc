@@ -7,6 +7,7 @@
 
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
+#include "kvault/conversation/conversation.h"
 #include "kvault/engine/model.h"
 
 namespace kvault::conversation {
@@ -37,8 +38,29 @@ struct KvCache::Restore {
 };
 
 KvCache::KvCache(engine::Scheduler* scheduler, SequencePool* pool, store::BlockStore* store,
-                 RestorePolicy policy, uint32_t n_stream)
-    : scheduler_(scheduler), pool_(pool), store_(store), policy_(policy), n_stream_(n_stream) {}
+                 RestorePolicy policy, uint32_t n_stream, bool share_across_scopes)
+    : scheduler_(scheduler),
+      pool_(pool),
+      store_(store),
+      policy_(policy),
+      n_stream_(n_stream),
+      share_across_scopes_(share_across_scopes) {}
+
+kv::BlockName KvCache::PartitionOf(const std::string& scope) const {
+  return share_across_scopes_ ? kv::BlockName{} : kv::PartitionRoot(scope);
+}
+
+std::vector<kv::BlockName> KvCache::VisiblePartitions(const std::string& scope) const {
+  if (share_across_scopes_) return {};
+  return {PartitionOf(scope), kv::BlockName{}};
+}
+
+bool KvCache::MayShare(const std::string& scope, std::string_view owner) const {
+  if (share_across_scopes_) return true;
+  // Conversation keys are "<scope>\x1f<id>" (conversation.h); scope "" is the operator's.
+  return owner.starts_with(ConversationKey(scope, "")) ||
+         owner.starts_with(ConversationKey("", ""));
+}
 
 KvCache::Restore KvCache::FetchFromStore(const store::Lookup& lookup, size_t own,
                                          llama_seq_id seq_id) {
@@ -80,7 +102,8 @@ KvCache::Restore KvCache::FetchFromStore(const store::Lookup& lookup, size_t own
 }
 
 Result<PreparedPrefix> KvCache::Prepare(const SequenceLease& lease,
-                                        std::span<const llama_token> prompt) {
+                                        std::span<const llama_token> prompt,
+                                        const std::string& scope) {
   const llama_seq_id seq_id = lease.seq_id;
   const std::span<const llama_token> prefix = prompt.first(prompt.empty() ? 0 : prompt.size() - 1);
   const size_t own = CommonPrefix(lease.tokens, prefix);
@@ -91,10 +114,19 @@ Result<PreparedPrefix> KvCache::Prepare(const SequenceLease& lease,
   //    parked sequences hold cannot change under the decision, and a device source is
   //    carried out in the same step. Nothing is fetched unless a restore is chosen.
   KV_RETURN_IF_ERROR(scheduler_->RunOnEngineThread([&](engine::Context& context) {
-    const SequencePool::SharedPrefix shared = policy_ == RestorePolicy::kNever
-                                                  ? SequencePool::SharedPrefix{}
-                                                  : pool_->LongestParkedPrefix(prefix, seq_id);
-    if (store_ != nullptr && policy_ != RestorePolicy::kNever) lookup = store_->Find(prefix);
+    const SequencePool::SharedPrefix shared =
+        policy_ == RestorePolicy::kNever
+            ? SequencePool::SharedPrefix{}
+            : pool_->LongestParkedPrefix(
+                  prefix, seq_id, [&](std::string_view owner) { return MayShare(scope, owner); });
+    if (store_ != nullptr && policy_ != RestorePolicy::kNever) {
+      const kv::BlockName root = PartitionOf(scope);
+      lookup = store_->Find(prefix, root);
+      if (!(root == kv::BlockName{})) {  // the shared partition: what the operator preloaded
+        store::Lookup shared_lookup = store_->Find(prefix);
+        if (shared_lookup.n_tokens > lookup.n_tokens) lookup = std::move(shared_lookup);
+      }
+    }
     choice = ChooseKvSource(
         {.policy = policy_,
          .own = own,
@@ -185,7 +217,8 @@ void KvCache::CountSource(const PreparedPrefix& prepared) {
 }
 
 kv::BlockName KvCache::Checkpoint(llama_seq_id seq_id, std::span<const llama_token> held,
-                                  const kv::BlockName& previous_tail, bool persist_tail) {
+                                  const kv::BlockName& previous_tail, bool persist_tail,
+                                  const std::string& scope) {
   if (store_ == nullptr || held.empty() || policy_ == RestorePolicy::kNever) return previous_tail;
   const Clock::time_point start = Clock::now();
   std::vector<uint8_t> state;
@@ -199,9 +232,9 @@ kv::BlockName KvCache::Checkpoint(llama_seq_id seq_id, std::span<const llama_tok
                        std::to_string(kv->first_pos) + ", expected " + std::to_string(held.size()) +
                        " from 0");
   }
-  Result<store::StoreResult> stored = kv.ok()
-                                          ? store_->Store(held, *kv, previous_tail, persist_tail)
-                                          : Result<store::StoreResult>(kv.status());
+  Result<store::StoreResult> stored =
+      kv.ok() ? store_->Store(held, *kv, previous_tail, persist_tail, PartitionOf(scope))
+              : Result<store::StoreResult>(kv.status());
   MutexLock lock(&mu_);
   stats_.checkpoint_seconds += SecondsSince(start);
   if (!stored.ok()) {
@@ -218,11 +251,12 @@ void KvCache::RecordPrefill(int64_t n_tokens, double seconds) {
   if (store_ != nullptr) store_->RecordPrefill(n_tokens, seconds);
 }
 
-KvCache::Pinned KvCache::Pin(std::span<const llama_token> tokens) {
+KvCache::Pinned KvCache::Pin(std::span<const llama_token> tokens, const std::string& scope) {
   Pinned pinned;
   if (store_ == nullptr) return pinned;
-  pinned.blocks = store_->Pin(tokens, +1);
-  const store::Lookup lookup = store_->Find(tokens);
+  const kv::BlockName root = PartitionOf(scope);
+  pinned.blocks = store_->Pin(tokens, +1, root);
+  const store::Lookup lookup = store_->Find(tokens, root);
   for (size_t i = 0; i < pinned.blocks.size() && i < lookup.blocks.size(); ++i) {
     pinned.tokens += lookup.blocks[i].n_tokens;
     pinned.bytes += static_cast<int64_t>(lookup.blocks[i].bytes);

@@ -9,6 +9,12 @@
 // only; a conversation's partial tail replaces its previous one), so the conversation
 // survives losing its sequence, and a restart.
 //
+// Isolation: with API keys, a request reuses only its own scope's KV: blocks of the scope's
+// partition (kv/block_hash.h) and parked sequences of its scope's conversations, plus what
+// the operator declared shared (the shared partition and scope "": --preload prefixes, which
+// run without a key). `share_across_scopes` (--shared-cache) turns that off: every scope then
+// reuses every prefix, and can tell from the speed of a reply what another scope sent.
+//
 // Safe mode: any restore failure (corrupt or missing block, other model, format drift, import
 // refused) falls back to recomputing; the request goes on; a counter and one log line record
 // it.
@@ -65,17 +71,21 @@ class KvCache {
   // outlive the KvCache.
   // `n_stream`: the streams of the context's KV cache (engine::Context::n_stream()).
   KvCache(engine::Scheduler* scheduler, SequencePool* pool, store::BlockStore* store,
-          RestorePolicy policy, uint32_t n_stream);
+          RestorePolicy policy, uint32_t n_stream, bool share_across_scopes = false);
 
   // Makes `lease.seq_id` hold the cheapest longest prefix of prompt[0, size - 1) (the last
-  // token is always decoded: its logits start the reply). Errors only if the engine stopped.
-  Result<PreparedPrefix> Prepare(const SequenceLease& lease, std::span<const llama_token> prompt);
+  // token is always decoded: its logits start the reply) that `scope` may reuse. Errors only
+  // if the engine stopped.
+  Result<PreparedPrefix> Prepare(const SequenceLease& lease, std::span<const llama_token> prompt,
+                                 const std::string& scope = "");
 
-  // Stores the blocks of what `seq_id` holds (`held`, from position 0) and returns the new
-  // partial tail block ({} if none). Failures are logged and counted, never fatal.
-  // Without `persist_tail` the partial tail stays in RAM (stateless requests).
+  // Stores the blocks of what `seq_id` holds (`held`, from position 0) in `scope`'s
+  // partition and returns the new partial tail block ({} if none). Failures are logged and
+  // counted, never fatal. Without `persist_tail` the partial tail stays in RAM (stateless
+  // requests).
   kv::BlockName Checkpoint(llama_seq_id seq_id, std::span<const llama_token> held,
-                           const kv::BlockName& previous_tail, bool persist_tail = true);
+                           const kv::BlockName& previous_tail, bool persist_tail = true,
+                           const std::string& scope = "");
 
   // Feeds the measured prefill rate to the restore-or-recompute decision.
   void RecordPrefill(int64_t n_tokens, double seconds);
@@ -86,9 +96,15 @@ class KvCache {
     int64_t tokens = 0;                 // tokens they cover
     int64_t bytes = 0;                  // their encoded size
   };
-  // Pins the blocks of the longest cached prefix of `tokens` (sessions, preloaded prefixes).
-  // Nothing without a store.
-  Pinned Pin(std::span<const llama_token> tokens);
+  // Pins the blocks of the longest cached prefix of `tokens` in `scope`'s partition
+  // (sessions, preloaded prefixes). Nothing without a store.
+  Pinned Pin(std::span<const llama_token> tokens, const std::string& scope = "");
+  // The partition root of `scope`'s blocks ({} = shared).
+  kv::BlockName PartitionOf(const std::string& scope) const;
+  // The partitions whose blocks `scope` may see (GET /v1/cache/tree); empty = all.
+  std::vector<kv::BlockName> VisiblePartitions(const std::string& scope) const;
+  // Whether a request of `scope` may reuse a parked sequence of conversation key `owner`.
+  bool MayShare(const std::string& scope, std::string_view owner) const;
   void Unpin(std::span<const kv::BlockName> blocks);
   // Pins again what was pinned before a restart (the store's pins live in memory).
   void Repin(std::span<const kv::BlockName> blocks);
@@ -116,6 +132,7 @@ class KvCache {
   store::BlockStore* const store_;
   const RestorePolicy policy_;
   const uint32_t n_stream_;
+  const bool share_across_scopes_;
   // Restored states are assembled in these (see base/buffer_pool.h): two, for restores of
   // requests that overlap.
   BufferPool state_buffers_{2, size_t{1} << 30};

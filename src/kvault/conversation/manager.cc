@@ -36,7 +36,8 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
                 return Status::Ok();
               });
             }),
-      kv_cache_(scheduler, &pool_, deps.store, params.restore, params.n_stream),
+      kv_cache_(scheduler, &pool_, deps.store, params.restore, params.n_stream,
+                params.share_cache_across_scopes),
       history_(&registry_, &memory_, deps.journal),
       sessions_({.registry = &registry_,
                  .journal = deps.journal,

@@ -67,6 +67,8 @@ struct ManagerParams {
   int queue = 64;
   int n_sequences = 8;    // sequences of the llama context (>= threads)
   uint32_t n_stream = 1;  // streams of its KV cache (engine::Context::n_stream())
+  // --shared-cache: API key scopes reuse each other's cached prefixes (kv_cache.h).
+  bool share_cache_across_scopes = false;
   int64_t cache_size = 10000000;
   // Long-conversation memory (conversation_memory.h); window and cache_size come from above.
   int recall_budget = 1024;  // 0 = no recall
@@ -188,6 +190,7 @@ class ConversationManager {
   std::vector<ConversationInfo> List(const std::string& scope) const;
   ManagerStats stats() const;
   KvCacheStats kv_stats() const { return kv_cache_.stats(); }
+  const KvCache& kv_cache() const { return kv_cache_; }
 
   // History without generation (append, read, search) and named sessions: the objects that
   // own them, sharing this manager's registry, memory and KV cache.

@@ -102,7 +102,8 @@ struct ConversationManager::Generation {
 Status ConversationManager::Generate(Pending& pending, Generation& g, ReplySink* sink) {
   const TurnLock& conversation = pending.conversation;
   const std::vector<llama_token>& prompt = pending.prompt;
-  KV_ASSIGN_OR_RETURN(PreparedPrefix prepared, kv_cache_.Prepare(g.lease, prompt));
+  KV_ASSIGN_OR_RETURN(PreparedPrefix prepared,
+                      kv_cache_.Prepare(g.lease, prompt, conversation.scope()));
   const size_t reused = prepared.n_tokens;
   KV_LOG(kDebug) << "conversation '" << conversation.id() << "': " << reused << " of "
                  << prompt.size() << " prompt tokens from " << PrefixSourceName(prepared.source)
@@ -207,8 +208,9 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* s
     }
   }
   if (status.ok() && !g.held.empty()) {
-    conversation->kv_tail = kv_cache_.Checkpoint(g.lease.seq_id, g.held, conversation->kv_tail,
-                                                 pending->request.explicit_conversation);
+    conversation->kv_tail =
+        kv_cache_.Checkpoint(g.lease.seq_id, g.held, conversation->kv_tail,
+                             pending->request.explicit_conversation, conversation.scope());
   }
   pool_.Release(conversation.key(), std::move(g.held));
   if (!status.ok()) return status;

@@ -107,13 +107,15 @@ Status SequencePool::Forget(const std::string& owner) {
   return clear_sequence_(seq_id);
 }
 
-SequencePool::SharedPrefix SequencePool::LongestParkedPrefix(std::span<const llama_token> tokens,
-                                                             llama_seq_id except) const {
+SequencePool::SharedPrefix SequencePool::LongestParkedPrefix(
+    std::span<const llama_token> tokens, llama_seq_id except,
+    const std::function<bool(std::string_view owner)>& may_share) const {
   MutexLock lock(&mu_);
   SharedPrefix best;
   for (size_t i = 0; i < slots_.size(); ++i) {
     const Slot& slot = slots_[i];
     if (slot.pinned || slot.owner.empty() || static_cast<llama_seq_id>(i) == except) continue;
+    if (may_share && !may_share(slot.owner)) continue;
     const size_t n = std::min(slot.tokens.size(), tokens.size());
     size_t common = 0;
     while (common < n && slot.tokens[common] == tokens[common]) ++common;

@@ -15,6 +15,7 @@
 #include <map>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <llama.h>
@@ -65,7 +66,10 @@ class SequencePool {
     llama_seq_id seq_id = -1;
     size_t n_tokens = 0;
   };
-  SharedPrefix LongestParkedPrefix(std::span<const llama_token> tokens, llama_seq_id except) const;
+  // Only sequences whose owner `may_share` accepts are considered (all without it).
+  SharedPrefix LongestParkedPrefix(
+      std::span<const llama_token> tokens, llama_seq_id except,
+      const std::function<bool(std::string_view owner)>& may_share = nullptr) const;
 
   SequencePoolStats stats() const;
   // Tokens held on the device by `owner` (0 if none).

@@ -18,6 +18,17 @@ Status NotEnabled() { return FailedPreconditionError("sessions are not enabled")
 
 }  // namespace
 
+// "<name>.replaced-<created>" (a free suffix added if taken), within the 128-character limit.
+std::string SessionService::ArchiveName(const std::string& scope, const std::string& name,
+                                        int64_t created_unix) const {
+  const std::string base = name.substr(0, 96) + ".replaced-" + std::to_string(created_unix);
+  std::string candidate = base;
+  for (int i = 2; deps_.store->Get(scope, candidate).ok(); ++i) {
+    candidate = base + "-" + std::to_string(i);
+  }
+  return candidate;
+}
+
 SessionService::SessionService(SessionServiceDeps deps) : deps_(std::move(deps)) {
   if (deps_.store == nullptr || deps_.kv_cache->store() == nullptr) return;
   Result<std::vector<Session>> all = deps_.store->List("", /*all_scopes=*/true);
@@ -28,8 +39,9 @@ SessionService::SessionService(SessionServiceDeps deps) : deps_(std::move(deps))
   for (const Session& session : *all) deps_.kv_cache->Repin(session.blocks);
 }
 
-Result<Session> SessionService::Save(const std::string& scope, const std::string& conversation_id,
-                                     const std::string& name) {
+Result<SavedSession> SessionService::Save(const std::string& scope,
+                                          const std::string& conversation_id,
+                                          const std::string& name) {
   if (deps_.store == nullptr || deps_.journal == nullptr || deps_.kv_cache->store() == nullptr) {
     return FailedPreconditionError("sessions need the block store and the journal");
   }
@@ -54,18 +66,38 @@ Result<Session> SessionService::Save(const std::string& scope, const std::string
   KV_ASSIGN_OR_RETURN(std::vector<int32_t> tokens,
                       history.Tokens(history.begin_pos(), history.n_tokens()));
   session.tokens.insert(session.tokens.end(), tokens.begin(), tokens.end());
-  KvCache::Pinned pinned = deps_.kv_cache->Pin(session.tokens);
+  KvCache::Pinned pinned = deps_.kv_cache->Pin(session.tokens, scope);
   session.blocks = std::move(pinned.blocks);
   session.kv_tokens = pinned.tokens;
   session.kv_bytes = pinned.bytes;
+  SavedSession saved;
   Result<Session> previous = deps_.store->Get(scope, name);
+  if (previous.ok()) {
+    // Nothing is replaced silently: the old session stays loadable under a new name.
+    Session archived = *previous;
+    archived.name = ArchiveName(scope, name, previous->created_unix);
+    archived.blocks.clear();
+    archived.kv_tokens = 0;
+    archived.kv_bytes = 0;
+    Status kept = deps_.store->Put(archived);
+    if (!kept.ok()) {
+      deps_.kv_cache->Unpin(session.blocks);
+      return kept.WithPrefix("session '" + name + "' not replaced: the old one cannot be kept");
+    }
+    saved.replaced_as = archived.name;
+  }
   Status written = deps_.store->Put(session);
   if (!written.ok()) {
     deps_.kv_cache->Unpin(session.blocks);
     return written;
   }
-  if (previous.ok()) deps_.kv_cache->Unpin(previous->blocks);
-  return session;
+  if (previous.ok()) {
+    deps_.kv_cache->Unpin(previous->blocks);
+    KV_LOG(kInfo) << "sessions: '" << name << "' replaced; the previous one ("
+                  << previous->turns.size() << " turns) is kept as '" << saved.replaced_as << "'";
+  }
+  saved.session = std::move(session);
+  return saved;
 }
 
 Status SessionService::Load(const std::string& scope, const std::string& name,

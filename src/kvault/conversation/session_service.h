@@ -30,6 +30,13 @@ struct SessionServiceDeps {
   std::string model_fingerprint;  // hex, recorded in sessions
 };
 
+struct SavedSession {
+  Session session;
+  // Saving over a session of the same name keeps the old one, under this name (its turns;
+  // its KV pins are released); "" if there was none.
+  std::string replaced_as;
+};
+
 class SessionService {
  public:
   // Pins the blocks of every saved session. REQUIRES: the pointees outlive this.
@@ -37,8 +44,8 @@ class SessionService {
 
   // Saves the conversation (waiting for a running request) as `name`, pinning the KV blocks
   // of its turns. NotFound for an unknown conversation; FailedPrecondition without a store.
-  Result<Session> Save(const std::string& scope, const std::string& conversation_id,
-                       const std::string& name);
+  Result<SavedSession> Save(const std::string& scope, const std::string& conversation_id,
+                            const std::string& name);
   // Makes `conversation_id` hold the session's turns; its next request restores their KV.
   Status Load(const std::string& scope, const std::string& name,
               const std::string& conversation_id);
@@ -49,6 +56,9 @@ class SessionService {
   Status Delete(const std::string& scope, const std::string& name);
 
  private:
+  std::string ArchiveName(const std::string& scope, const std::string& name,
+                          int64_t created_unix) const;
+
   SessionServiceDeps deps_;
 };
 

@@ -114,8 +114,19 @@ Result<std::unique_ptr<SessionStore>> SessionStore::Open(const std::string& dir)
   return std::unique_ptr<SessionStore>(new SessionStore(dir));
 }
 
-std::string SessionStore::PathOf(const std::string& name) const {
-  return dir_ + "/" + name + std::string(kSuffix);
+static Status ValidateScope(const std::string& scope) {
+  // Scopes are "key-<digest>" (server/auth.h); anything else must not become a path.
+  const bool ok = scope.size() <= 80 && std::all_of(scope.begin(), scope.end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-';
+                  });
+  return ok ? Status::Ok() : InvalidArgumentError("sessions: bad scope");
+}
+
+std::string SessionStore::PathOf(const std::string& scope, const std::string& name) const {
+  // Scope "" (no API keys) keeps the folder's top level; each key has a folder of its own,
+  // so equal names of two keys are two sessions.
+  const std::string folder = scope.empty() ? dir_ : dir_ + "/" + scope;
+  return folder + "/" + name + std::string(kSuffix);
 }
 
 Result<Session> SessionStore::Read(const std::string& path) {
@@ -129,14 +140,18 @@ Result<Session> SessionStore::Read(const std::string& path) {
 
 Status SessionStore::Put(const Session& session) {
   KV_RETURN_IF_ERROR(ValidateSessionName(session.name));
+  KV_RETURN_IF_ERROR(ValidateScope(session.scope));
   MutexLock lock(&mu_);
-  return WriteFileAtomic(PathOf(session.name), DumpJson(ToJson(session)));
+  const std::string path = PathOf(session.scope, session.name);
+  KV_RETURN_IF_ERROR(CreateDirectories(std::filesystem::path(path).parent_path().string()));
+  return WriteFileAtomic(path, DumpJson(ToJson(session)));
 }
 
 Result<Session> SessionStore::Get(const std::string& scope, const std::string& name) const {
   KV_RETURN_IF_ERROR(ValidateSessionName(name));
+  KV_RETURN_IF_ERROR(ValidateScope(scope));
   MutexLock lock(&mu_);
-  const std::string path = PathOf(name);
+  const std::string path = PathOf(scope, name);
   if (!PathExists(path))
     return NotFoundError("no session '" + name + "'").WithDetail(ErrorDetail::kSessionNotFound);
   KV_ASSIGN_OR_RETURN(Session session, Read(path));
@@ -149,7 +164,7 @@ Result<std::vector<Session>> SessionStore::List(const std::string& scope, bool a
   MutexLock lock(&mu_);
   std::vector<Session> sessions;
   std::error_code error;
-  for (std::filesystem::directory_iterator it(dir_, error), end; !error && it != end;
+  for (std::filesystem::recursive_directory_iterator it(dir_, error), end; !error && it != end;
        it.increment(error)) {
     const std::string path = it->path().string();
     if (!path.ends_with(kSuffix)) continue;
@@ -166,7 +181,7 @@ Result<std::vector<Session>> SessionStore::List(const std::string& scope, bool a
 Status SessionStore::Remove(const std::string& scope, const std::string& name) {
   KV_RETURN_IF_ERROR(Get(scope, name).status());
   MutexLock lock(&mu_);
-  return RemoveFile(PathOf(name));
+  return RemoveFile(PathOf(scope, name));
 }
 
 }  // namespace kvault::conversation

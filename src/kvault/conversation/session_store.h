@@ -4,8 +4,9 @@
 // while a session references them, so loading a session restores its KV instead of
 // recomputing it. One JSON file per session under <data-dir>/sessions/, written crash-safe.
 //
-// Sessions belong to an API key scope like conversations do; the store itself only keeps
-// the scope, the manager enforces it.
+// Sessions belong to an API key scope like conversations do: each scope has a folder of its
+// own (key-<digest>/; scope "" the top level), so two keys' sessions of the same name are
+// two sessions, and one key can neither read nor replace the other's.
 //
 // Thread-safety: all methods may be called from any thread (one mutex; files are small).
 #pragma once
@@ -56,7 +57,7 @@ class SessionStore {
 
  private:
   explicit SessionStore(std::string dir) : dir_(std::move(dir)) {}
-  std::string PathOf(const std::string& name) const;
+  std::string PathOf(const std::string& scope, const std::string& name) const;
   static Result<Session> Read(const std::string& path);
 
   const std::string dir_;

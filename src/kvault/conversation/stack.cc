@@ -60,6 +60,7 @@ ManagerParams ManagerParamsFor(const StackConfig& config, const engine::Context&
   params.n_stream = context.n_stream();
   params.cache_size = config.cache_size;
   params.restore = restore;
+  params.share_cache_across_scopes = config.shared_cache;
   params.recall_budget = config.recall_budget;
   params.recall_min_score = config.recall_min_score;
   params.fog_alpha = config.fog_alpha;

@@ -62,6 +62,9 @@ struct StackConfig {
   std::string cache_encoding = "f16";  // f16, q8, q4, each optionally "+zstd"
   std::string eviction = "cost";
   std::string restore = "auto";  // auto, always, never
+  // API key scopes reuse each other's cached prefixes (off: each key only its own and the
+  // preloaded ones; conversation/kv_cache.h).
+  bool shared_cache = false;
 };
 
 // InvalidArgument for a setting the stack cannot run with.

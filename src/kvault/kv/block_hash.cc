@@ -21,10 +21,17 @@ BlockName ComputeBlockName(const BlockName& parent, const BlockNamespace& space,
   return hasher.Digest128();
 }
 
+BlockName PartitionRoot(std::string_view name) {
+  if (name.empty()) return {};
+  // A zero digest would be the shared root: the low half is never 0.
+  return {Hash64(name, Hash64(std::string_view("kvault-partition-v1"))) | 1, 0};
+}
+
 std::vector<BlockName> ComputeBlockNames(const BlockNamespace& space,
-                                         std::span<const llama_token> tokens) {
+                                         std::span<const llama_token> tokens,
+                                         const BlockName& root) {
   std::vector<BlockName> names;
-  BlockName parent{};
+  BlockName parent = root;
   for (size_t start = 0; start + space.block_size <= tokens.size(); start += space.block_size) {
     parent = ComputeBlockName(parent, space, tokens.subspan(start, space.block_size));
     names.push_back(parent);

@@ -8,9 +8,9 @@ namespace kvault::kv {
 RadixTree::RadixTree(BlockNamespace space, double frequency_half_life_s)
     : space_(space), half_life_s_(frequency_half_life_s) {}
 
-PrefixMatch RadixTree::Match(std::span<const llama_token> tokens) const {
+PrefixMatch RadixTree::Match(std::span<const llama_token> tokens, const BlockName& root) const {
   PrefixMatch match;
-  BlockName parent{};
+  BlockName parent = root;
   const size_t b = space_.block_size;
   size_t start = 0;
   for (; start + b <= tokens.size(); start += b) {
@@ -37,8 +37,12 @@ PrefixMatch RadixTree::Match(std::span<const llama_token> tokens) const {
 
 MatchedBlock RadixTree::BestPartialChild(const BlockName& parent,
                                          std::span<const llama_token> rest) const {
-  const std::unordered_set<BlockName, BlockNameHash>* candidates = &roots_;
-  if (!(parent == BlockName{})) {
+  const std::unordered_set<BlockName, BlockNameHash>* candidates = nullptr;
+  if (IsPartitionRoot(parent)) {
+    auto it = roots_.find(parent);
+    if (it == roots_.end()) return {};
+    candidates = &it->second;
+  } else {
     auto it = nodes_.find(parent);
     if (it == nodes_.end()) return {};
     candidates = &it->second.children;
@@ -63,7 +67,7 @@ Status RadixTree::Insert(const BlockName& name, const BlockName& parent,
   if (!(ComputeBlockName(parent, space_, tokens) == name)) {
     return InvalidArgumentError("block name does not match its parent and tokens");
   }
-  const bool is_root = parent == BlockName{};
+  const bool is_root = IsPartitionRoot(parent);
   auto parent_it = nodes_.find(parent);
   if (!is_root && parent_it == nodes_.end()) {
     return InvalidArgumentError("block parent " + parent.ToHex() + " is not cached");
@@ -79,7 +83,7 @@ Status RadixTree::Insert(const BlockName& name, const BlockName& parent,
     node.tokens.assign(tokens.begin(), tokens.end());
     node.depth = is_root ? 1 : parent_it->second.depth + 1;
     if (is_root)
-      roots_.insert(name);
+      roots_[parent].insert(name);
     else
       parent_it->second.children.insert(name);
   }
@@ -113,7 +117,10 @@ std::vector<BlockName> RadixTree::Remove(const BlockName& name) {
   if (auto parent = nodes_.find(it->second.parent); parent != nodes_.end()) {
     parent->second.children.erase(name);
   }
-  roots_.erase(name);
+  if (auto root = roots_.find(it->second.parent); root != roots_.end()) {
+    root->second.erase(name);
+    if (root->second.empty()) roots_.erase(root);
+  }
   std::vector<BlockName> stack = {name};
   while (!stack.empty()) {
     const BlockName current = stack.back();
@@ -172,13 +179,20 @@ std::vector<llama_token> RadixTree::PrefixTokens(const BlockName& name) const {
   std::vector<const RadixNode*> chain;
   for (auto it = nodes_.find(name); it != nodes_.end(); it = nodes_.find(it->second.parent)) {
     chain.push_back(&it->second);
-    if (it->second.parent == BlockName{}) break;
+    if (IsPartitionRoot(it->second.parent)) break;
   }
   std::vector<llama_token> tokens;
   for (auto node = chain.rbegin(); node != chain.rend(); ++node) {
     tokens.insert(tokens.end(), (*node)->tokens.begin(), (*node)->tokens.end());
   }
   return tokens;
+}
+
+BlockName RadixTree::PartitionOf(const BlockName& name) const {
+  for (auto it = nodes_.find(name); it != nodes_.end(); it = nodes_.find(it->second.parent)) {
+    if (IsPartitionRoot(it->second.parent)) return it->second.parent;
+  }
+  return {};
 }
 
 }  // namespace kvault::kv

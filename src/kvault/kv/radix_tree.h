@@ -88,11 +88,13 @@ class RadixTree {
 
   const BlockNamespace& space() const { return space_; }
 
-  // The longest cached prefix of `tokens`, token-exact (see the design note).
-  PrefixMatch Match(std::span<const llama_token> tokens) const;
+  // The longest cached prefix of `tokens` in the partition of `root` (block_hash.h),
+  // token-exact (see the design note).
+  PrefixMatch Match(std::span<const llama_token> tokens, const BlockName& root = {}) const;
 
-  // Adds a block of 1..B tokens under `parent` ({} for a first block). InvalidArgument if the
-  // parent is not in the tree or is partial, or the name does not match parent and tokens.
+  // Adds a block of 1..B tokens under `parent` (a partition root for a first block).
+  // InvalidArgument if the parent is not in the tree or is partial, or the name does not
+  // match parent and tokens.
   // An existing node only gains tiers (and its size if `bytes` > 0).
   Status Insert(const BlockName& name, const BlockName& parent, std::span<const llama_token> tokens,
                 uint8_t tiers, uint64_t bytes);
@@ -117,16 +119,20 @@ class RadixTree {
   void ForEach(const std::function<void(const RadixNode&)>& fn) const;
   // Tokens from the root to `name` (its whole prefix).
   std::vector<llama_token> PrefixTokens(const BlockName& name) const;
+  // The partition root `name` hangs under ({} if it is not in the tree).
+  BlockName PartitionOf(const BlockName& name) const;
 
  private:
   double Decay(double frequency, double elapsed_s) const;
-  // The child of `parent` ({} = the roots) sharing the most leading tokens with `rest`.
+  // The child of `parent` (a partition root: its first blocks) sharing the most leading
+  // tokens with `rest`.
   MatchedBlock BestPartialChild(const BlockName& parent, std::span<const llama_token> rest) const;
 
   BlockNamespace space_;
   double half_life_s_;
   std::unordered_map<BlockName, RadixNode, BlockNameHash> nodes_;
-  std::unordered_set<BlockName, BlockNameHash> roots_;
+  // First blocks, by partition root.
+  std::unordered_map<BlockName, std::unordered_set<BlockName, BlockNameHash>, BlockNameHash> roots_;
 };
 
 }  // namespace kvault::kv

@@ -53,6 +53,31 @@ TEST_F(RadixTreeTest, MatchFindsTheLongestCachedPrefixToTheToken) {
   EXPECT_EQ(match.blocks[1].n_tokens, 2u);
 }
 
+TEST_F(RadixTreeTest, PartitionsNeverMatchEachOthersBlocks) {
+  const BlockName k1 = PartitionRoot("key-1");
+  const BlockName k2 = PartitionRoot("key-2");
+  ASSERT_TRUE(IsPartitionRoot(k1));
+  ASSERT_FALSE(k1 == k2);
+  ASSERT_TRUE(PartitionRoot("") == BlockName{});
+  const std::vector<llama_token> tokens = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  const std::vector<BlockName> names = ComputeBlockNames(tree_.space(), tokens, k1);
+  ASSERT_EQ(names.size(), 2u);
+  EXPECT_FALSE(names[0] == ComputeBlockNames(tree_.space(), tokens)[0]);
+  ASSERT_TRUE(tree_.Insert(names[0], k1, std::span(tokens).first(kB), kTierRam, 10).ok());
+  ASSERT_TRUE(
+      tree_.Insert(names[1], names[0], std::span(tokens).subspan(kB, kB), kTierRam, 10).ok());
+  // A partial first block of k1, which a token-level match of another partition must not see.
+  const BlockName tail = ComputeBlockName(k1, tree_.space(), std::span(tokens).first(2));
+  ASSERT_TRUE(tree_.Insert(tail, k1, std::span(tokens).first(2), kTierRam, 10).ok());
+  EXPECT_EQ(tree_.Match(tokens, k1).n_tokens, 8u);
+  EXPECT_EQ(tree_.Match(tokens, k2).n_tokens, 0u);
+  EXPECT_EQ(tree_.Match(tokens).n_tokens, 0u);
+  EXPECT_TRUE(tree_.PartitionOf(names[1]) == k1);
+  EXPECT_EQ(tree_.PrefixTokens(names[1]).size(), 8u);
+  tree_.Remove(names[0]);
+  EXPECT_EQ(tree_.Match(tokens, k1).n_tokens, 2u);  // the partial root remains
+}
+
 TEST_F(RadixTreeTest, PartialTailsAreLeavesMatchedByTokens) {
   const std::vector<BlockName> full = InsertAll({1, 2, 3, 4}, kTierRam);
   const std::vector<llama_token> tail = {5, 6};

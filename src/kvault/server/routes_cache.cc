@@ -154,9 +154,11 @@ void AddCacheRoutes(httplib::Server& http, ServerState& state) {
                limit = static_cast<size_t>(value);
              }
              const engine::Tokenizer tokenizer(*state.model);
-             const store::BlockStoreStats stats = state.block_store->stats();
+             // A key sees its own blocks and the shared ones, never another key's prompts.
+             const std::vector<kv::BlockName> visible =
+                 state.manager->kv_cache().VisiblePartitions(context.scope);
              Json nodes = Json::array();
-             for (const store::NodeView& node : state.block_store->TopNodes(limit)) {
+             for (const store::NodeView& node : state.block_store->TopNodes(limit, visible)) {
                nodes.push_back({{"block", node.name.ToHex()},
                                 {"parent", node.parent.ToHex()},
                                 {"depth", node.depth},
@@ -170,8 +172,9 @@ void AddCacheRoutes(httplib::Server& http, ServerState& state) {
                                 {"idle_seconds", node.idle_seconds},
                                 {"preview", Preview(tokenizer, node.tokens)}});
              }
-             SendJson(context.response,
-                      {{"object", "cache.tree"}, {"nodes", stats.tree_nodes}, {"top", nodes}});
+             SendJson(context.response, {{"object", "cache.tree"},
+                                         {"nodes", state.block_store->CountNodes(visible)},
+                                         {"top", nodes}});
            });
 }
 

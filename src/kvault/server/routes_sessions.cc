@@ -51,10 +51,14 @@ void AddSessionRoutes(httplib::Server& http, ServerState& state) {
            [&state](RouteContext& context) {
              Result<std::string> id = ConversationIdOf(context, "");
              if (!id.ok()) return SendError(context.response, id.status());
-             Result<conversation::Session> saved =
+             Result<conversation::SavedSession> saved =
                  state.manager->sessions().Save(context.scope, *id, NameOf(context));
              if (!saved.ok()) return SendError(context.response, saved.status());
-             SendJson(context.response, SessionJson(*saved));
+             Json body = SessionJson(saved->session);
+             // The name the session it replaced is kept under (loadable); null if none.
+             body["replaced_as"] =
+                 saved->replaced_as.empty() ? Json(nullptr) : Json(saved->replaced_as);
+             SendJson(context.response, body);
            });
   AddRoute(http, state, "POST", name + "/load", "sessions_load", RouteAuth::kRequired,
            [&state](RouteContext& context) {

@@ -39,7 +39,7 @@ void BlockStore::Impl::Recover() {
     for (const kv::BlockMeta* at = &meta; at != nullptr;) {
       if (tree.Find(at->name) != nullptr) break;
       chain.push_back(at);
-      if (at->parent == BlockName{}) break;
+      if (kv::IsPartitionRoot(at->parent)) break;
       auto parent = metas.find(at->parent);
       at = parent == metas.end() ? nullptr : &parent->second;
     }

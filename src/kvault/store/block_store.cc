@@ -44,10 +44,10 @@ BlockStore::~BlockStore() { impl_->StopWriter(); }
 
 const BlockStoreParams& BlockStore::params() const { return impl_->params; }
 
-Lookup BlockStore::Find(std::span<const llama_token> tokens) const {
+Lookup BlockStore::Find(std::span<const llama_token> tokens, const BlockName& root) const {
   Impl& s = *impl_;
   MutexLock lock(&s.mu);
-  const kv::PrefixMatch match = s.tree.Match(tokens);
+  const kv::PrefixMatch match = s.tree.Match(tokens, root);
   Lookup lookup;
   lookup.n_tokens = match.n_tokens;
   const double ram_bw = s.ReadBandwidth(s.counters.ram, kDefaultRamBandwidth);
@@ -169,7 +169,8 @@ FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& vi
 }
 
 Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const kv::KvBlock& kv,
-                                      const BlockName& previous_tail, bool persist_tail) {
+                                      const BlockName& previous_tail, bool persist_tail,
+                                      const BlockName& root) {
   Impl& s = *impl_;
   if (kv.first_pos != 0 || kv.n_tokens != tokens.size()) {
     return InvalidArgumentError("store: the KV covers " + std::to_string(kv.n_tokens) +
@@ -178,7 +179,7 @@ Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const
   }
   const size_t b = s.params.space.block_size;
   std::vector<Planned> plan;
-  BlockName parent{};
+  BlockName parent = root;
   for (size_t first = 0; first < tokens.size(); first += b) {
     const size_t n = std::min(b, tokens.size() - first);
     const BlockName name = kv::ComputeBlockName(parent, s.params.space, tokens.subspan(first, n));
@@ -248,11 +249,12 @@ Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const
   return result;
 }
 
-std::vector<BlockName> BlockStore::Pin(std::span<const llama_token> tokens, int delta) {
+std::vector<BlockName> BlockStore::Pin(std::span<const llama_token> tokens, int delta,
+                                       const BlockName& root) {
   Impl& s = *impl_;
   MutexLock lock(&s.mu);
   std::vector<BlockName> names;
-  for (const kv::MatchedBlock& block : s.tree.Match(tokens).blocks) {
+  for (const kv::MatchedBlock& block : s.tree.Match(tokens, root).blocks) {
     s.tree.Pin(block.name, delta);
     names.push_back(block.name);
   }
@@ -322,7 +324,22 @@ BlockStoreStats BlockStore::stats() const {
   return stats;
 }
 
-std::vector<NodeView> BlockStore::TopNodes(size_t limit) const {
+size_t BlockStore::CountNodes(std::span<const BlockName> partitions) const {
+  const Impl& s = *impl_;
+  MutexLock lock(&s.mu);
+  if (partitions.empty()) return s.tree.size();
+  std::vector<BlockName> names;
+  s.tree.ForEach([&](const kv::RadixNode& node) { names.push_back(node.name); });
+  size_t n = 0;
+  for (const BlockName& name : names) {
+    const BlockName root = s.tree.PartitionOf(name);
+    n += std::find(partitions.begin(), partitions.end(), root) != partitions.end() ? 1 : 0;
+  }
+  return n;
+}
+
+std::vector<NodeView> BlockStore::TopNodes(size_t limit,
+                                           std::span<const BlockName> partitions) const {
   const Impl& s = *impl_;
   MutexLock lock(&s.mu);
   const double now = s.Now();
@@ -331,6 +348,12 @@ std::vector<NodeView> BlockStore::TopNodes(size_t limit) const {
     nodes.push_back({node.name, node.parent, node.depth, node.tiers, node.hits, node.bytes,
                      node.pins, now - node.last_use_s, node.tokens});
   });
+  if (!partitions.empty()) {
+    std::erase_if(nodes, [&](const NodeView& node) KV_REQUIRES(s.mu) {
+      return std::find(partitions.begin(), partitions.end(), s.tree.PartitionOf(node.name)) ==
+             partitions.end();
+    });
+  }
   const size_t n = std::min(limit, nodes.size());
   std::partial_sort(nodes.begin(), nodes.begin() + static_cast<std::ptrdiff_t>(n), nodes.end(),
                     [](const NodeView& a, const NodeView& b) {

@@ -160,8 +160,9 @@ class BlockStore {
 
   const BlockStoreParams& params() const;
 
-  // The longest cached prefix of `tokens` and where its blocks are.
-  Lookup Find(std::span<const llama_token> tokens) const;
+  // The longest cached prefix of `tokens` in the partition of `root` (kv/block_hash.h: {} is
+  // the shared one) and where its blocks are.
+  Lookup Find(std::span<const llama_token> tokens, const BlockName& root = {}) const;
   // Reads, checks and decodes the blocks of `lookup` in order, promoting disk blocks to RAM
   // and recording hits. A block that fails (corrupt, gone, incompatible) ends the fetch:
   // corrupt files are deleted and the block leaves the tree.
@@ -174,12 +175,15 @@ class BlockStore {
   // this sequence stored last time, if any) is dropped when the new blocks supersede it.
   // Without `persist_tail` the partial last block stays in RAM only (stateless requests: a
   // restart need not find it), and is dropped rather than demoted under pressure.
+  // The blocks go into the partition of `root`.
   Result<StoreResult> Store(std::span<const llama_token> tokens, const kv::KvBlock& kv,
-                            const BlockName& previous_tail, bool persist_tail = true);
+                            const BlockName& previous_tail, bool persist_tail = true,
+                            const BlockName& root = {});
 
   // Pins (delta > 0) or unpins the blocks of the longest cached prefix of `tokens` (the last
   // may be used only in part). Returns their names.
-  std::vector<BlockName> Pin(std::span<const llama_token> tokens, int delta);
+  std::vector<BlockName> Pin(std::span<const llama_token> tokens, int delta,
+                             const BlockName& root = {});
   void PinNames(std::span<const BlockName> names, int delta);
   // Drops a block (and what hangs below it) from every tier, unless it is pinned; for a
   // conversation's own tail.
@@ -193,8 +197,11 @@ class BlockStore {
   void Flush();
 
   BlockStoreStats stats() const;
-  // The `limit` nodes with the most hits, most first.
-  std::vector<NodeView> TopNodes(size_t limit) const;
+  // The `limit` nodes with the most hits, most first; only those of `partitions` (their
+  // roots) unless it is empty.
+  std::vector<NodeView> TopNodes(size_t limit, std::span<const BlockName> partitions = {}) const;
+  // Nodes of `partitions` (all if empty).
+  size_t CountNodes(std::span<const BlockName> partitions = {}) const;
 
  private:
   struct Impl;

@@ -108,6 +108,8 @@ Status Scheduler::Submit(GenerationRequest request) {
     return InvalidArgumentError("sequence id " + std::to_string(request.seq_id) +
                                 " outside the context's " + std::to_string(n_seq));
   }
+  // The sampler is built on the caller's thread, outside the lock: a grammar that fails to
+  // build is refused here, and its cost never lands on the engine thread.
   Result<std::unique_ptr<Sampler>> sampler = Sampler::Create(impl_->model, request.sampling);
   if (!sampler.ok()) return sampler.status();
   Active entry;
@@ -118,6 +120,8 @@ Status Scheduler::Submit(GenerationRequest request) {
   entry.request = std::move(request);
   MutexLock lock(&impl_->mu);
   if (impl_->stopping) return UnavailableError("the scheduler is stopping");
+  // One request per sequence: `active` is keyed by seq_id, and two requests would write the
+  // same positions of one KV sequence.
   bool& in_use = impl_->seq_in_use[entry.request.seq_id];
   if (in_use) {
     return InvalidArgumentError("sequence " + std::to_string(entry.request.seq_id) +
@@ -136,6 +140,8 @@ Status Scheduler::RunOnEngineThread(std::function<Status(Context&)> task) {
   std::future<Status> done = entry->done.get_future();
   {
     MutexLock lock(&impl_->mu);
+    // Checked under the lock with which Loop drains `tasks` on exit: every queued task gets
+    // an answer, so no caller waits forever on its future.
     if (impl_->stopping) return UnavailableError("the scheduler is stopping");
     impl_->tasks.push_back(std::move(entry));
     impl_->wake.Signal();
@@ -160,6 +166,9 @@ void Scheduler::Stop() {
 
 void Scheduler::Impl::Loop() {
   while (true) {
+    // Between two steps, on the thread that owns the Context: new requests join, queued KV
+    // work runs (it must not overlap a decode), and cancelled requests leave before they
+    // cost another decode.
     AdmitInbox();
     RunTasks();
     DropCancelled();
@@ -169,6 +178,7 @@ void Scheduler::Impl::Loop() {
     }
     if (Step()) continue;
     MutexLock lock(&mu);
+    // Idle: nothing is active, so only a new request, a task or Stop() can bring work.
     while (!stopping && inbox.empty() && tasks.empty()) wake.Wait(&mu);
   }
   FinishAll(FinishReason::kCancelled, Status::Ok());
@@ -176,6 +186,7 @@ void Scheduler::Impl::Loop() {
   MutexLock lock(&mu);
   for (auto& task : tasks) task->done.set_value(UnavailableError("the scheduler stopped"));
   tasks.clear();
+  // Requests that never joined still get their one on_done.
   for (Active& entry : inbox) {
     entry.outcome.reason = FinishReason::kCancelled;
     if (entry.request.on_done) entry.request.on_done(std::move(entry.outcome));
@@ -217,6 +228,8 @@ bool Scheduler::Impl::Step() {
   if (active.empty()) return false;
   std::vector<SequenceChunk> chunks;
   std::vector<llama_seq_id> owners;
+  // Generating sequences go first, one token each, so every reply advances every step;
+  // prompts share what is left of the batch.
   bool any_generating = false;
   for (auto& [seq_id, entry] : active) {
     if (!entry.has_pending) continue;
@@ -226,11 +239,16 @@ bool Scheduler::Impl::Step() {
   }
   const size_t capacity = decoder.capacity();
   size_t budget = capacity - chunks.size();
+  // While others generate, prompts get at most prefill_chunk tokens per step, for all of
+  // them together: that bounds the delay a step adds to their next token. Alone, prompts
+  // fill the whole batch, which prefills fastest.
   if (any_generating) budget = std::min(budget, static_cast<size_t>(params.prefill_chunk));
   for (auto& [seq_id, entry] : active) {
     if (!entry.prefilling() || budget == 0) continue;
     const std::vector<llama_token>& prompt = entry.request.prompt;
     const size_t n = std::min(budget, prompt.size() - entry.prompt_offset);
+    // Logits only for the chunk that ends the prompt: they give the first reply token, and
+    // earlier chunks' logits would be computed for nothing.
     const bool last = entry.prompt_offset + n == prompt.size();
     chunks.push_back({seq_id, entry.next_pos,
                       std::span<const llama_token>(prompt).subspan(entry.prompt_offset, n), last});
@@ -252,6 +270,9 @@ bool Scheduler::Impl::Step() {
     MutexLock lock(&mu);
     ++stats.steps;
   }
+  // One llama_decode served every sequence and does not say whose tokens failed, so every
+  // request ends with the error. Positions and decoded_tokens are not advanced: each
+  // outcome lists only what was decoded before.
   if (!status.ok()) {
     KV_LOG(kWarning) << "decode of " << chunks.size() << " sequences failed: " << status.ToString();
     FinishAll(FinishReason::kError, status);
@@ -263,6 +284,8 @@ bool Scheduler::Impl::Step() {
     entry.next_pos += static_cast<llama_pos>(chunks[i].tokens.size());
     entry.outcome.decoded_tokens.insert(entry.outcome.decoded_tokens.end(),
                                         chunks[i].tokens.begin(), chunks[i].tokens.end());
+    // A chunk is either the pending sampled token or a slice of the prompt, never both: a
+    // sequence samples only once its prompt is in.
     if (entry.has_pending) {
       entry.has_pending = false;
     } else {
@@ -295,6 +318,7 @@ void Scheduler::Impl::SampleAfterDecode(Active& entry, int32_t output_index) {
     ++stats.generated_tokens;
   }
   const llama_seq_id seq_id = entry.request.seq_id;
+  // End of generation is checked before on_token, so the client never sees that token.
   if (entry.request.stop_at_end_of_generation && tokenizer.IsEndOfGeneration(token)) {
     Finish(seq_id, FinishReason::kStop);
     return;
@@ -306,6 +330,8 @@ void Scheduler::Impl::SampleAfterDecode(Active& entry, int32_t output_index) {
   } else if (static_cast<int>(outcome.generated_tokens.size()) >= entry.request.max_tokens) {
     Finish(seq_id, FinishReason::kLength);
   } else {
+    // The token is decoded in the next step, with the others; a request that stops never pays
+    // a decode for its last token (so its KV lacks it; see decoded_tokens).
     entry.pending = token;
     entry.has_pending = true;
   }
@@ -321,6 +347,8 @@ void Scheduler::Impl::Finish(llama_seq_id seq_id, FinishReason reason, Status er
   entry.outcome.total_us = NowMicros() - entry.submitted_us;
   {
     MutexLock lock(&mu);
+    // The sequence is free before on_done runs: the waiter it wakes may submit the next round
+    // to the same sequence at once.
     seq_in_use.erase(seq_id);
     --stats.active;
   }

@@ -32,14 +32,20 @@ void AppendRange(const TokenStore& store, int64_t first_pos, int64_t end_pos,
 size_t PlaceClearZone(std::span<const Turn> turns, size_t n_system, size_t new_index,
                       int64_t clear_budget, int64_t slide_step, ClearZoneState* state, bool* slid) {
   size_t begin = n_system;
+  // Start where the zone started last time, never earlier, even if older turns would fit
+  // again: moving the start changes the prefix and throws away its KV.
   while (state->first_turn >= 0 && begin < new_index && turns[begin].number < state->first_turn) {
     ++begin;
   }
   int64_t tokens = SumTokens(turns, begin, new_index);
   if (tokens > clear_budget) {
+    // Slide past what is needed, to slide_step tokens under the budget, so the next slide
+    // (and its re-prefill of the zone) is that many tokens of conversation away.
     const int64_t target = std::max<int64_t>(0, clear_budget - slide_step);
     while (begin < new_index && tokens > target) tokens -= turns[begin++].n_tokens;
   }
+  // An empty zone (begin == new_index) records the new message's number: the next build's
+  // zone then starts at it.
   const int64_t first = turns[begin].number;
   *slid = state->first_turn >= 0 && first != state->first_turn;
   state->first_turn = first;
@@ -85,6 +91,8 @@ Result<Window> WindowBuilder::Build(const WindowInputs& inputs, ClearZoneState* 
   if (turns.empty()) return InvalidArgumentError("memory: no message to build a prompt for");
   Layout layout;
   layout.new_index = turns.size() - 1;
+  // Only the leading system turns are in every prompt; later system messages are history
+  // like any other turn. The new message is never one of them.
   while (layout.n_system < layout.new_index && turns[layout.n_system].role == Role::kSystem) {
     ++layout.n_system;
   }
@@ -93,6 +101,8 @@ Result<Window> WindowBuilder::Build(const WindowInputs& inputs, ClearZoneState* 
                         static_cast<int64_t>(generation_prompt.size());
   const int64_t budget = int64_t{params_.window} - params_.generation_budget;
   KV_RETURN_IF_ERROR(CheckFits(fixed));
+  // Reserved whether or not anything is recalled, so what recall finds never moves the
+  // clear zone; capped at what the fixed part leaves, so the zone's budget is never negative.
   if (inputs.recall)
     layout.recall_reserve = std::min<int64_t>(params_.recall_budget, budget - fixed);
   Window window;
@@ -126,9 +136,13 @@ Result<Window> WindowBuilder::Assemble(const WindowInputs& inputs, const Layout&
     window.first_clear_turn = turns[layout.clear_begin].number;
     window.last_clear_turn = new_turn.number - 1;
   }
+  // The stable part first (system turns, then the clear zone): the same tokens turn after
+  // turn, so their KV is reused. What changes every turn comes after it.
   AppendRange(store, store.begin_pos(), system_end, &window.tokens);
   AppendRange(store, window.clear_first_pos, new_turn.first_pos, &window.tokens);
   window.n_prefix_tokens = static_cast<int64_t>(window.tokens.size());
+  // Chunks are recalled only from the fog: while the clear zone reaches back to the system
+  // turns there is none, and the whole history is in the prompt. Facts are recalled anyway.
   if (layout.recall_reserve > 0 && (window.n_fog_tokens > 0 || !inputs.facts.empty())) {
     KV_ASSIGN_OR_RETURN(std::vector<int32_t> message,
                         Recall(inputs, system_end, window.clear_first_pos, layout.recall_reserve,
@@ -144,10 +158,13 @@ Result<Window> WindowBuilder::Assemble(const WindowInputs& inputs, const Layout&
 Result<std::vector<int32_t>> WindowBuilder::Recall(const WindowInputs& inputs, int64_t system_end,
                                                    int64_t fog_end, int64_t reserve,
                                                    std::vector<RecalledChunk>* chosen) const {
+  // Only chunks ending before the clear zone: later ones are in the prompt already.
   KV_ASSIGN_OR_RETURN(const std::vector<ChunkHit> hits, inputs.recall(fog_end));
   const TokenStore& store = *inputs.store;
   std::vector<int32_t> message;
   for (const RecalledFact& fact : inputs.facts) {
+    // Facts go first and are tried one by one in rank order, like chunks below: one that does
+    // not fit is skipped, a shorter one after it may still fit.
     chosen->push_back({ChunkHit{.chunk_id = -1}, fact.annotation, fact.text});
     KV_ASSIGN_OR_RETURN(std::vector<int32_t> rendered,
                         inputs.renderer->Render(Role::kSystem, RecallMessageText(*chosen)));
@@ -158,9 +175,13 @@ Result<std::vector<int32_t>> WindowBuilder::Recall(const WindowInputs& inputs, i
     message = std::move(rendered);
   }
   for (const ChunkHit& hit : hits) {
+    // Chunks wholly inside the system turns are in the prompt already; ones before
+    // begin_pos can no longer be read from the store.
     const bool usable = hit.score >= params_.min_score && hit.n_tokens > 0 &&
                         hit.first_pos >= store.begin_pos() && hit.end_pos() <= fog_end &&
                         hit.end_pos() > system_end;
+    // An overlapping hit would show the same text twice. Facts (chunk_id -1) have no
+    // position and are not compared.
     const bool taken = std::any_of(chosen->begin(), chosen->end(), [&](const RecalledChunk& c) {
       return c.hit.chunk_id >= 0 && (c.hit.chunk_id == hit.chunk_id || Overlaps(c.hit, hit));
     });

@@ -56,6 +56,8 @@ Lookup BlockStore::Find(std::span<const llama_token> tokens, const BlockName& ro
     const kv::RadixNode* node = s.tree.Find(matched.name);
     lookup.blocks.push_back({matched.name, matched.n_tokens, node->tiers, node->bytes});
     lookup.bytes += node->bytes;
+    // For restore-or-recompute: a block with no RAM copy is charged at disk speed, even one
+    // still waiting in the write queue.
     lookup.restore_seconds += node->bytes / ((node->tiers & kv::kTierRam) ? ram_bw : disk_bw);
   }
   return lookup;
@@ -65,6 +67,8 @@ Fetched BlockStore::Fetch(const Lookup& lookup) {
   Fetched fetched;
   const FetchProgress progress =
       FetchEach(lookup, [&](const kv::KvBlock& block, uint32_t n_tokens) -> Status {
+        // Only the last block of a match can be used in part (a prompt diverging mid-block):
+        // slice it so the prefix ends where the match does.
         if (n_tokens == block.n_tokens) {
           fetched.blocks.push_back(block);
         } else {
@@ -92,11 +96,15 @@ FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& vi
     const auto start = std::chrono::steady_clock::now();
     BlockBytes bytes;
     bool from_disk = false;
+    // The lock covers only the in-memory lookups; the disk read and the decode below run
+    // outside it, so other requests' fetches and stores are not held up.
     {
       MutexLock lock(&s.mu);
       if (Result<BlockBytes> in_ram = s.ram->Get(located.name); in_ram.ok()) {
         bytes = *in_ram;
       } else if (auto it = s.pending.find(located.name); it != s.pending.end()) {
+        // Demoted but not yet written: the write queue holds the bytes. It counts as a disk
+        // hit, so the block is promoted back to RAM below.
         bytes = it->second;
         from_disk = true;
       }
@@ -111,6 +119,8 @@ FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& vi
         fetched.error = on_disk.status();
       }
     }
+    // Gone (evicted since Find, which held the lock only while it looked) or unreadable: the
+    // fetch ends here, since later blocks are useless without this one; the caller recomputes.
     if (!bytes) {
       MutexLock lock(&s.mu);
       if (s.disk) ++s.counters.disk.misses;
@@ -118,6 +128,8 @@ FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& vi
         fetched.error = NotFoundError("block " + located.name.ToHex() + " is gone");
       return fetched;
     }
+    // A block that decodes cleanly can still be the wrong one (a renamed file, a tree/file
+    // mismatch, another model's shape): its KV could be imported without error, wrong.
     Status checked = kv::DecodeBlockInto(*bytes, &decoded);
     if (checked.ok() && !(decoded.meta.name == located.name)) {
       checked = CorruptionError("block file " + located.name.ToHex() + " holds another block");
@@ -143,6 +155,8 @@ FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& vi
         }
         KV_LOG(kWarning) << "store: dropping block " << located.name.ToHex() << ": "
                          << checked.message();
+        // Out of the tree (with its subtree, now unreachable) and off the disk, so the next
+        // request recomputes instead of failing on the same block again.
         s.ForgetRemoved(s.tree.Remove(located.name));
         if (s.disk) s.disk->Erase(located.name).IgnoreError();
         fetched.error = checked;
@@ -153,12 +167,16 @@ FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& vi
       tier.read_bytes += static_cast<int64_t>(bytes->size());
       tier.read_seconds += seconds;
       s.tree.Touch(located.name, s.Now());
+      // The block may have left the tree while the lock was released: promoting it then would
+      // put bytes in RAM that no node accounts for. EvictRam restores the budget it may exceed.
       if (from_disk && s.tree.Find(located.name) != nullptr) {  // promotion
         s.ram->Put(located.name, bytes).IgnoreError();
         s.tree.AddTiers(located.name, kv::kTierRam);
         s.EvictRam();
       }
     }
+    // The visitor copies into the import buffer outside the lock; `decoded` is reused for the
+    // next block, hence the block is valid only during the call.
     if (Status visited = visit(decoded.block, located.n_tokens); !visited.ok()) {
       fetched.error = visited;
       return fetched;
@@ -177,6 +195,8 @@ Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const
                                 " positions from " + std::to_string(kv.first_pos) + ", the " +
                                 "sequence has " + std::to_string(tokens.size()) + " tokens");
   }
+  // Names depend only on the tokens (content addressing), so the plan needs no lock; only
+  // the tree lookup that says which blocks are new does.
   const size_t b = s.params.space.block_size;
   std::vector<Planned> plan;
   BlockName parent = root;
@@ -198,6 +218,8 @@ Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const
       }
     }
   }
+  // Encoding (quantization, zstd) is the slow part and runs unlocked. A failure returns
+  // here, before anything is inserted: a failed Store leaves the store as it was.
   int64_t raw_bytes = 0;
   for (Planned& block : plan) {
     if (!block.bytes) continue;
@@ -212,6 +234,8 @@ Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const
     raw_bytes += static_cast<int64_t>(slice.data.size());
     block.bytes = std::make_shared<const std::vector<uint8_t>>(std::move(encoded));
   }
+  // Another thread may have stored or evicted these blocks while we encoded, so each is
+  // looked up again: one stored meanwhile only records a use.
   MutexLock lock(&s.mu);
   const double now = s.Now();
   for (const Planned& block : plan) {
@@ -225,6 +249,8 @@ Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const
         break;
       }
       s.ram->Put(block.name, block.bytes).IgnoreError();
+      // Counted as on disk from now on, served from `pending` until written. A tail waits
+      // before its write: the next turn usually replaces it, and then it is never written.
       if (to_disk) {
         s.EnqueueWrite(block.name, block.bytes, tail ? s.params.tail_write_delay_s : 0);
       }
@@ -232,6 +258,8 @@ Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const
       ++s.counters.stored_blocks;
       s.counters.stored_bytes += static_cast<int64_t>(block.bytes->size());
     } else if (s.tree.Find(block.name) == nullptr) {
+      // Known when planned but evicted since: with no bytes to re-add it, and the blocks
+      // after it having nowhere to hang, the cached prefix ends here.
       break;
     }
     s.tree.Touch(block.name, now);
@@ -239,12 +267,17 @@ Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const
     result.tail = block.n < b ? block.name : BlockName{};
   }
   s.counters.stored_raw_bytes += raw_bytes;
+  // The conversation's old tail is superseded by these blocks: drop it now rather than leave
+  // it to eviction. Only an unpinned partial node: it is a leaf, so nothing hangs under it,
+  // and a pinned one still backs a session.
   if (!(previous_tail == BlockName{}) && !(previous_tail == result.tail)) {
     const kv::RadixNode* old = s.tree.Find(previous_tail);
     if (old != nullptr && old->partial(static_cast<uint32_t>(b)) && old->pins == 0) {
       s.ForgetRemoved(s.tree.Remove(previous_tail));
     }
   }
+  // Evicted once, after the whole sequence is in and touched: evicting per block could drop
+  // a block just inserted (a RAM leaf) before its child is hung under it.
   s.EvictRam();
   return result;
 }
@@ -290,6 +323,8 @@ double BlockStore::prefill_seconds_per_token() const {
 void BlockStore::Flush() {
   Impl& s = *impl_;
   MutexLock lock(&s.mu);
+  // While `flushing` > 0 the writer treats delayed tail writes as due, so the wait ends
+  // without sitting out tail_write_delay_s.
   ++s.flushing;
   s.work.Signal();
   while (!s.queue.empty() || !s.delayed.empty() || s.writing) s.idle.Wait(&s.mu);

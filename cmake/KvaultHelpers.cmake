@@ -10,9 +10,13 @@ if(KVAULT_WERROR)
 endif()
 
 set(KVAULT_SANITIZER_FLAGS "")
-if(KVAULT_SANITIZE)
+if(KVAULT_SANITIZE AND KVAULT_TSAN)
+  message(FATAL_ERROR "KVAULT_SANITIZE (ASan) and KVAULT_TSAN cannot be combined")
+elseif(KVAULT_SANITIZE)
   set(KVAULT_SANITIZER_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer
                              -fno-sanitize-recover=undefined)
+elseif(KVAULT_TSAN)
+  set(KVAULT_SANITIZER_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
 endif()
 
 # Compile options shared by every kvault target.

@@ -134,6 +134,10 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       ->check(CLI::IsMember({"text", "json"}));
   add("log-level", c.log_level, "debug, info, warning or error")
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
+  add("max-connections", c.max_connections,
+      "open connections served at once (idle and slow ones included); beyond them and 64 "
+      "waiting, new connections are closed at once")
+      ->check(CLI::Range(16, 65536));
   add("max-body-mb", max_body_mb_, "largest request body accepted (larger: 413)")
       ->check(CLI::Range(1, 4096));
   add("prefill-chunk", c.prefill_chunk, "prompt tokens per step while others generate")

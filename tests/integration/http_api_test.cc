@@ -10,8 +10,12 @@
 #include "tests/integration/server_process.h"
 #include "tests/integration/subprocess.h"
 #include "tests/test_env.h"
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "kvault/base/json.h"
 
@@ -307,6 +311,78 @@ TEST_F(ServerTest, BadFlagsExitTwoWithOneLine) {
   ProcessResult missing = RunProcess({KvaultBinary(), "serve", "--model", "/nonexistent.gguf"});
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("/nonexistent.gguf"), std::string::npos);
+}
+
+// Connections that send their headers one byte at a time must not starve the others: with
+// 300 of them open (more than the requests' threads), /health still answers.
+TEST_F(ServerTest, SlowConnectionsDoNotStarveHealth) {
+  auto server = Start({"--conversation-threads", "1", "--conversation-queue", "4"});
+  ASSERT_TRUE(server->ok());
+  std::vector<int> sockets;
+  for (int i = 0; i < 300; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(server->port()));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    const std::string start = "GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    ASSERT_GT(::send(fd, start.data(), start.size(), MSG_NOSIGNAL), 0);
+    sockets.push_back(fd);
+  }
+  std::atomic<bool> stop{false};
+  std::thread trickle([&] {  // one more header byte per connection every second
+    while (!stop) {
+      for (int fd : sockets) ::send(fd, "a", 1, MSG_NOSIGNAL);
+      for (int i = 0; i < 10 && !stop; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  httplib::Client client("127.0.0.1", server->port());
+  client.set_connection_timeout(std::chrono::seconds(3));
+  client.set_read_timeout(std::chrono::seconds(3));
+  int answered = 0;
+  for (int i = 0; i < 3; ++i) {
+    httplib::Result health = client.Get("/health");
+    answered += health && health->status == 200 ? 1 : 0;
+  }
+  stop = true;
+  trickle.join();
+  EXPECT_EQ(answered, 3) << "/health did not answer while 300 slow connections were open";
+  for (int fd : sockets) ::close(fd);
+  EXPECT_EQ(server->Terminate(), 0);
+}
+
+// A prompt that cannot fit is refused from its size, before it is tokenized (a 30 MB prompt
+// used to hold a conversation thread for seconds first), stateless or kept, streamed or not.
+TEST_F(ServerTest, AnOversizedPromptIsRefusedBeforeItIsTokenized) {
+  auto server = Start({"--max-body-mb", "64", "--conversation-threads", "1"});
+  ASSERT_TRUE(server->ok());
+  httplib::Client client = Client(*server);
+  const std::string huge(30 << 20, 'a');
+  for (const bool kept : {false, true}) {
+    for (const bool stream : {false, true}) {
+      Json body = {{"messages", {{{"role", "user"}, {"content", huge}}}},
+                   {"max_tokens", 2},
+                   {"stream", stream}};
+      if (kept) body["conversation_id"] = "big";
+      httplib::Result result =
+          client.Post("/v1/chat/completions", DumpJson(body), "application/json");
+      ASSERT_TRUE(result);
+      EXPECT_EQ(result->status, 400) << kept << stream;
+      Result<Json> error = ParseJson(result->body);
+      ASSERT_TRUE(error.ok()) << result->body.substr(0, 200);
+      EXPECT_EQ((*error)["error"]["code"], "context_length_exceeded");
+      EXPECT_NE((*error)["error"]["message"].get<std::string>().find("at least"), std::string::npos)
+          << result->body;
+    }
+  }
+  // Nothing was stored for the refused kept conversation.
+  Json listed = *ParseJson(client.Post("/v1/conversations/list", "", "application/json")->body);
+  EXPECT_TRUE(listed["conversations"].empty()) << listed.dump();
+  EXPECT_EQ(client.Get("/health")->status, 200);
 }
 
 }  // namespace

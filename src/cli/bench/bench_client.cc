@@ -11,9 +11,15 @@ double SecondsSince(BenchClock::time_point origin) {
 
 // Applies one "data: {...}" event to the timing. Content events are recognised without a
 // JSON parse: the client shares the machine with the server it measures, so it stays cheap.
-void OnEvent(std::string_view payload, BenchClock::time_point origin, StreamTiming* timing) {
-  if (payload == "[DONE]") return;
-  const bool plain_content = payload.find("\"content\":\"") != std::string_view::npos &&
+void OnEvent(std::string_view payload, BenchClock::time_point origin, bool want_text,
+             StreamTiming* timing) {
+  if (payload == "[DONE]") {
+    timing->done = true;
+    return;
+  }
+  // The fast path skips parsing (and the text) of plain content events, unless asked for it.
+  const bool plain_content = !want_text &&
+                             payload.find("\"content\":\"") != std::string_view::npos &&
                              payload.find("\"content\":\"\"") == std::string_view::npos &&
                              payload.find("\"usage\":{") == std::string_view::npos &&
                              payload.find("\"error\"") == std::string_view::npos;
@@ -56,7 +62,7 @@ void OnEvent(std::string_view payload, BenchClock::time_point origin, StreamTimi
 
 }  // namespace
 
-StreamTiming StreamChat(int port, Json body, BenchClock::time_point origin) {
+StreamTiming StreamChat(int port, Json body, BenchClock::time_point origin, bool want_text) {
   body["stream"] = true;
   body["stream_options"] = {{"include_usage", true}};
   StreamTiming timing;
@@ -70,7 +76,7 @@ StreamTiming StreamChat(int port, Json body, BenchClock::time_point origin) {
                                          while ((end = buffer.find("\n\n")) != std::string::npos) {
                                            std::string_view event(buffer.data(), end);
                                            if (event.substr(0, 6) == "data: ")
-                                             OnEvent(event.substr(6), origin, &timing);
+                                             OnEvent(event.substr(6), origin, want_text, &timing);
                                            buffer.erase(0, end + 2);
                                          }
                                          return true;

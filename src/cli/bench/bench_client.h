@@ -25,11 +25,12 @@ struct StreamTiming {
   int completion_tokens = 0;          // from the usage chunk
   int prompt_tokens = 0;
   int cached_tokens = 0;
-  std::string text;
+  std::string text;   // the content (plain content events only with want_text)
+  bool done = false;  // the stream ended with [DONE]: the whole response arrived
 };
 
 // POSTs `body` (stream and stream_options.include_usage are set) to /v1/chat/completions.
-StreamTiming StreamChat(int port, Json body, BenchClock::time_point origin);
+StreamTiming StreamChat(int port, Json body, BenchClock::time_point origin, bool want_text = false);
 // OK for a stream that succeeded; otherwise "request failed (<HTTP status>): <error>".
 Status StreamStatus(const StreamTiming& timing);
 

@@ -46,5 +46,6 @@ int RunBenchFidelity(int argc, char** argv);
 int RunBenchPrefix(int argc, char** argv);
 int RunBenchReconnect(int argc, char** argv);
 int RunBenchFootprint(int argc, char** argv);
+int RunBenchCrash(int argc, char** argv);
 
 }  // namespace kvault::cli

@@ -144,6 +144,8 @@ class BenchServer {
   Result<Json> GetJson(const std::string& path) const;
   // One streamed chat request timed from now; a failed one is an error (StreamStatus).
   Result<StreamTiming> Chat(const Json& body) const;
+  // kill -9 (crash trials); the scratch folder stays until this object goes.
+  void Kill() { child_->Kill(); }
 
  private:
   BenchServer(ServerParams params, std::unique_ptr<BenchDir> scratch)

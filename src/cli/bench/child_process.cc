@@ -73,6 +73,13 @@ Result<std::unique_ptr<ChildServer>> ChildServer::Start(const std::vector<std::s
 
 ChildServer::~ChildServer() { Stop(); }
 
+void ChildServer::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
 void ChildServer::Stop() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGTERM);

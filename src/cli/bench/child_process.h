@@ -31,6 +31,8 @@ class ChildServer {
   int port() const { return port_; }
   // SIGTERM, then SIGKILL after 30 s.
   void Stop();
+  // SIGKILL at once (crash trials), and reaps it.
+  void Kill();
 
  private:
   ChildServer(pid_t pid, int port) : pid_(pid), port_(port) {}

@@ -23,6 +23,8 @@ int RunBench(int argc, char** argv) {
       {"reconnect", RunBenchReconnect, "a client back with a long history: first time, one turn"},
       {"footprint", RunBenchFootprint, "memory of cached KV: sharing, encodings, compute types"},
       {"fidelity", RunBenchFidelity, "KL divergence and size of q8/q4 KV blocks at rest vs f16"},
+      {"crash", RunBenchCrash,
+       "kill -9 under load, restart: acknowledged turns lost, restart time"},
   };
   if (argc >= 2) {
     for (const Benchmark& bench : kBenchmarks) {

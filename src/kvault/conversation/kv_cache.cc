@@ -72,6 +72,7 @@ KvCache::Restore KvCache::FetchFromStore(const store::Lookup& lookup, size_t own
   size_t n_blocks = 0;
   const store::FetchProgress fetched =
       store_->FetchEach(lookup, [&](const kv::KvBlock& block, uint32_t n_tokens) {
+        // The writer needs the blocks' shape, known only once the first block is decoded.
         if (!writer) {
           writer.emplace(block.shape, 0, static_cast<uint32_t>(lookup.n_tokens), seq_id, n_stream_,
                          state_buffers_.Take());
@@ -92,6 +93,8 @@ KvCache::Restore KvCache::FetchFromStore(const store::Lookup& lookup, size_t own
                      << fetched.n_tokens << " (" << status.ToString()
                      << "); recomputing the rest (safe mode)";
   }
+  // Only the blocks actually fetched count: one with no RAM copy at Find makes it a disk
+  // restore.
   bool all_in_ram = true;
   for (size_t i = 0; i < n_blocks; ++i) {
     all_in_ram = all_in_ram && (lookup.blocks[i].tiers & kv::kTierRam) != 0;
@@ -105,6 +108,7 @@ Result<PreparedPrefix> KvCache::Prepare(const SequenceLease& lease,
                                         std::span<const llama_token> prompt,
                                         const std::string& scope) {
   const llama_seq_id seq_id = lease.seq_id;
+  // The last token is decoded even when its KV is cached: its logits start the reply.
   const std::span<const llama_token> prefix = prompt.first(prompt.empty() ? 0 : prompt.size() - 1);
   const size_t own = CommonPrefix(lease.tokens, prefix);
   PreparedPrefix prepared;
@@ -161,8 +165,11 @@ Status KvCache::UseDevice(engine::Context& context, llama_seq_id seq_id,
   if (choice.source != KvSource::kShared) {  // own cells (or none): cut to the prefix
     prepared->n_tokens = choice.n_tokens;
     prepared->source = choice.n_tokens > 0 ? PrefixSource::kOwn : PrefixSource::kNone;
+    // Cells past the prefix hold another continuation; they must go before the rest of the
+    // prompt is decoded at their positions.
     return context.RemoveTokens(seq_id, static_cast<llama_pos>(choice.n_tokens), -1);
   }
+  // Copying adds the source's cells to what the sequence holds, so it is emptied first.
   context.ClearSequence(seq_id);
   if (context.n_stream() == 1) {
     context.CopySequence(shared_seq, seq_id, 0, static_cast<llama_pos>(choice.n_tokens));
@@ -182,9 +189,13 @@ Status KvCache::Import(engine::Context& context, llama_seq_id seq_id, size_t own
   if (restore.n_tokens <= own) {  // the fetch failed before it beat the own cells
     return UseDevice(context, seq_id, keep_own, -1, prepared);
   }
+  // The own cells go only now that the fetch has beaten them; the import needs an empty
+  // sequence.
   context.ClearSequence(seq_id);
   Status imported = context.ImportSequence(seq_id, restore.state);
   if (!imported.ok()) {
+    // A refused import may leave cells behind, and the own cells are gone already: the
+    // prompt is recomputed from position 0.
     context.ClearSequence(seq_id);
     prepared->fell_back = true;
     KV_LOG(kWarning) << "kv: llama.cpp refused a restored prefix of " << restore.n_tokens
@@ -227,6 +238,8 @@ kv::BlockName KvCache::Checkpoint(llama_seq_id seq_id, std::span<const llama_tok
     return Status::Ok();
   });
   Result<kv::KvBlock> kv = status.ok() ? kv::ParseSnapshot(state) : Result<kv::KvBlock>(status);
+  // Blocks are named by `held`: KV stored under tokens it was not computed from would later
+  // be restored for any prompt that matches them.
   if (kv.ok() && (kv->first_pos != 0 || kv->n_tokens != held.size())) {
     kv = InternalError("sequence holds " + std::to_string(kv->n_tokens) + " cells from " +
                        std::to_string(kv->first_pos) + ", expected " + std::to_string(held.size()) +
@@ -241,6 +254,7 @@ kv::BlockName KvCache::Checkpoint(llama_seq_id seq_id, std::span<const llama_tok
     ++stats_.checkpoint_errors;
     KV_LOG(kWarning) << "kv: checkpoint of sequence " << seq_id
                      << " failed: " << stored.status().ToString();
+    // The old tail is still in the store and still this conversation's.
     return previous_tail;
   }
   ++stats_.checkpoints;
@@ -257,6 +271,8 @@ KvCache::Pinned KvCache::Pin(std::span<const llama_token> tokens, const std::str
   const kv::BlockName root = PartitionOf(scope);
   pinned.blocks = store_->Pin(tokens, +1, root);
   const store::Lookup lookup = store_->Find(tokens, root);
+  // Pin and Find each take the store's lock on their own; the tree may change in between,
+  // hence both bounds.
   for (size_t i = 0; i < pinned.blocks.size() && i < lookup.blocks.size(); ++i) {
     pinned.tokens += lookup.blocks[i].n_tokens;
     pinned.bytes += static_cast<int64_t>(lookup.blocks[i].bytes);

@@ -19,6 +19,7 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
       params_(params),
       deps_(deps),
       tokenizer_(model),
+      max_piece_bytes_(tokenizer_.MaxPieceBytes()),
       chat_template_(engine::ChatTemplate::ForModel(model)),
       renderer_(&tokenizer_, &chat_template_),
       memory_(&renderer_, deps.index, deps.journal, deps.knowledge,
@@ -73,6 +74,7 @@ void ConversationManager::RecoverJournal() {
 Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateRequest request) {
   PendingPtr pending(new Pending);
   pending->start = std::chrono::steady_clock::now();
+  KV_RETURN_IF_ERROR(CheckTextFits(request));  // before a thread or the conversation is taken
   KV_ASSIGN_OR_RETURN(pending->ticket, admission_.Enter());
   if (!request.explicit_conversation) {
     // Stateless (no conversation_id): a conversation of its own for this request only, so
@@ -124,6 +126,40 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
   }
   pending->max_tokens = std::min({requested, params_.max_generation, params_.window - prompt_size});
   return pending;
+}
+
+Status ConversationManager::CheckTextFits(const GenerateRequest& request) const {
+  // Each token covers at most max_piece_bytes_ bytes of text; halved again for margin (a
+  // prefix space, a byte fallback), so only text that surely does not fit is refused here.
+  const auto min_tokens = [&](size_t bytes) {
+    return static_cast<int64_t>(bytes / (2 * max_piece_bytes_));
+  };
+  const auto too_long = [&](int64_t tokens, int64_t limit, const char* what) {
+    return InvalidArgumentError("the " + std::string(what) + " has at least " +
+                                std::to_string(tokens) + " tokens; the limit is " +
+                                std::to_string(limit))
+        .WithDetail(ErrorDetail::kContextLengthExceeded);
+  };
+  const bool windowed = request.explicit_conversation && !request.raw_prompt;
+  if (!windowed) {
+    size_t bytes = request.raw_prompt ? request.raw_prompt->size() : 0;
+    for (const engine::ChatMessage& message : request.messages) bytes += message.content.size();
+    if (min_tokens(bytes) >= params_.window)
+      return too_long(min_tokens(bytes), params_.window, "prompt");
+    return Status::Ok();
+  }
+  // A kept conversation: its newest message must fit the window, any message the cache.
+  for (const engine::ChatMessage& message : request.messages) {
+    if (min_tokens(message.content.size()) > params_.cache_size) {
+      return too_long(min_tokens(message.content.size()), params_.cache_size, "message");
+    }
+  }
+  if (!request.messages.empty() &&
+      min_tokens(request.messages.back().content.size()) >= params_.window) {
+    return too_long(min_tokens(request.messages.back().content.size()), params_.window,
+                    "newest message");
+  }
+  return Status::Ok();
 }
 
 int ConversationManager::WindowReserve(const Pending& pending) const {

@@ -213,12 +213,16 @@ class ConversationManager {
   Status Generate(Pending& pending, Generation& generation, ReplySink* sink);
   // Tokens of the window a conversation's prompt leaves to the reply and the prompt start.
   int WindowReserve(const Pending& pending) const;
+  // context_length_exceeded for text that cannot fit, judged by its bytes before it is
+  // tokenized (a 50 MB prompt would hold a thread for seconds only to be refused).
+  Status CheckTextFits(const GenerateRequest& request) const;
   void RecoverJournal();
 
   engine::Scheduler* const scheduler_;
   const ManagerParams params_;
   const ManagerDeps deps_;
   const engine::Tokenizer tokenizer_;
+  const size_t max_piece_bytes_;  // tokenizer_.MaxPieceBytes()
   const engine::ChatTemplate chat_template_;
   ChatTurnRenderer renderer_;
   ConversationMemory memory_;

@@ -1,5 +1,6 @@
 #include "kvault/engine/tokenizer.h"
 
+#include <algorithm>
 #include <climits>
 
 #include "kvault/base/utf8.h"
@@ -46,6 +47,14 @@ std::string Tokenizer::Detokenize(std::span<const llama_token> tokens, bool rend
   }
   text.resize(n < 0 ? 0 : static_cast<size_t>(n));
   return text;
+}
+
+size_t Tokenizer::MaxPieceBytes() const {
+  size_t longest = 1;
+  for (llama_token token = 0; token < n_vocab_; ++token) {
+    longest = std::max({longest, TokenPiece(token, false).size(), TokenPiece(token, true).size()});
+  }
+  return longest;
 }
 
 std::string Tokenizer::TokenPiece(llama_token token, bool render_special) const {

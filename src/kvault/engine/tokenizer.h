@@ -35,6 +35,10 @@ class Tokenizer {
   // The bytes of one token (may be part of a UTF-8 character).
   std::string TokenPiece(llama_token token, bool render_special = false) const;
 
+  // The longest piece of any token, special ones rendered: a text of B bytes has at least
+  // B / max_piece_bytes() tokens. Walks the whole vocabulary (milliseconds): compute once.
+  size_t MaxPieceBytes() const;
+
   bool IsEndOfGeneration(llama_token token) const;
   bool IsValid(llama_token token) const { return token >= 0 && token < n_vocab_; }
   int32_t n_vocab() const { return n_vocab_; }

@@ -10,6 +10,7 @@
 #include "kvault/base/status_macros.h"
 #include "kvault/conversation/stack.h"
 #include "kvault/engine/model.h"
+#include "kvault/server/connection_threads.h"
 #include "kvault/server/http_errors.h"
 #include "kvault/server/http_route.h"
 #include "kvault/server/openai_schema.h"
@@ -92,8 +93,15 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   state.started_at = std::chrono::steady_clock::now();
 
   httplib::Server& http = impl->http;
-  const int n_http_threads = HttpThreads(config);
-  http.new_task_queue = [n_http_threads] { return new httplib::ThreadPool(n_http_threads); };
+  // Every connection gets a thread while it is open (server/connection_threads.h), so idle or
+  // slowly sending clients cannot starve the others, /health included; beyond what the
+  // requests need plus --max-connections, a new connection is closed at once. Each recv
+  // waits at most httplib's read timeout (5 s); a keep-alive connection serves at most 100
+  // requests.
+  const size_t max_threads =
+      static_cast<size_t>(HttpThreads(config)) + static_cast<size_t>(config.max_connections);
+  http.new_task_queue = [max_threads] { return new ConnectionThreads(max_threads); };
+  http.set_keep_alive_max_count(100);
   http.set_payload_max_length(static_cast<size_t>(config.max_body_bytes));
   // httplib calls this for every response >= 400; kvault's own errors already have a body.
   http.set_error_handler(httplib::Server::HandlerWithResponse(

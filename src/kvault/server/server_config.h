@@ -20,6 +20,9 @@ struct ServerConfig : conversation::StackConfig {
   std::string log_format = "text";
   std::string log_level = "info";
   int64_t max_body_bytes = 64ll << 20;
+  // Connections with a thread of their own (idle keep-alive and slow clients included), on
+  // top of those the conversation threads and queue need.
+  int max_connections = 1024;
   // A JSON file: an array of prompts (strings) or chat requests ({"messages": [...]}) whose
   // KV is computed at start-up and pinned (shared system prompts, RAG scaffolds).
   std::string preload_path;

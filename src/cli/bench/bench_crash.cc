@@ -1,0 +1,267 @@
+// kvault bench crash: does an acknowledged turn survive kill -9? Each trial starts the real
+// `kvault serve` on the same private folders (the journal, the blocks), checks what the last
+// trial's clients recorded, drives C conversations at once (streamed and not, clients that
+// resend the whole history and clients that send only the new message), and kills the
+// server with SIGKILL at a random moment.
+//
+// "Acknowledged" is the README's durability guarantee: a turn whose response the client
+// received in full (the non-streamed body, or the streamed finish chunk and [DONE]). Each
+// check reads GET /v1/conversations/{id}/history and requires every acknowledged user
+// message and reply, in order, with their exact text (others may sit between them: a turn
+// the server stored whose response the kill cut off). Then the first turn after the restart
+// must succeed, and its prompt's KV is counted as restored or recomputed.
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "cli/bench/bench_common.h"
+#include "cli/bench/bench_harness.h"
+#include <httplib.h>
+
+#include "kvault/base/log.h"
+#include "kvault/base/status_macros.h"
+
+namespace kvault::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct CrashOptions : BenchOptions {
+  int trials = 10;
+  int conversations = 4;
+  int max_tokens = 12;
+  double max_kill_seconds = 3.0;  // the kill comes uniformly in [0.2, max] s into the load
+  uint32_t seed = 1;
+};
+
+struct Turn {
+  std::string user;
+  std::string assistant;
+};
+
+// What one client knows of its conversation: the turns it got a full response for.
+struct ClientRecord {
+  std::string id;
+  bool resends_history = false;  // whole history each time, or only the new message
+  bool streams = false;
+  std::vector<Turn> acknowledged;
+};
+
+struct TrialCounts {
+  int64_t checked = 0;  // acknowledged turns compared with the server's history
+  int64_t lost = 0;
+  int64_t next_turn_failures = 0;
+  int64_t next_turns = 0;           // first turns after a restart
+  int64_t next_turns_measured = 0;  // of those, non-streamed (they report their KV source)
+  int64_t next_turn_restored = 0;   // of those, KV restored from RAM or disk
+};
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+Json ChatBody(const ClientRecord& client, const std::string& message, int max_tokens) {
+  Json messages = Json::array();
+  messages.push_back({{"role", "system"}, {"content", "You answer briefly."}});
+  if (client.resends_history) {
+    for (const Turn& turn : client.acknowledged) {
+      messages.push_back({{"role", "user"}, {"content", turn.user}});
+      messages.push_back({{"role", "assistant"}, {"content", turn.assistant}});
+    }
+  }
+  messages.push_back({{"role", "user"}, {"content", message}});
+  return {{"conversation_id", client.id},
+          {"messages", messages},
+          {"max_tokens", max_tokens},
+          {"temperature", 0}};
+}
+
+// One turn; the reply text if the response arrived in full, and where its prompt's KV came
+// from (non-streamed only).
+struct TurnOutcome {
+  bool acknowledged = false;
+  std::string reply;
+  std::string cache_source;
+};
+
+TurnOutcome SendTurn(int port, const ClientRecord& client, const std::string& message,
+                     int max_tokens) {
+  TurnOutcome outcome;
+  Json body = ChatBody(client, message, max_tokens);
+  if (client.streams) {
+    const StreamTiming timing = StreamChat(port, std::move(body), Clock::now(), /*want_text=*/true);
+    outcome.acknowledged = timing.ok && timing.done;
+    outcome.reply = timing.text;
+    return outcome;
+  }
+  httplib::Client http("127.0.0.1", port);
+  http.set_read_timeout(std::chrono::seconds(60));
+  httplib::Result result = http.Post("/v1/chat/completions", DumpJson(body), "application/json");
+  if (!result || result->status != 200) return outcome;
+  Result<Json> json = ParseJson(result->body);
+  if (!json.ok() || !json->contains("choices")) return outcome;
+  outcome.acknowledged = true;
+  outcome.reply = (*json)["choices"][0]["message"]["content"].get<std::string>();
+  outcome.cache_source = (*json)["kvault"].value("cache_source", "");
+  return outcome;
+}
+
+// Every acknowledged turn of `client`, in order, in the server's history.
+void Check(const BenchServer& server, const ClientRecord& client, TrialCounts* counts) {
+  if (client.acknowledged.empty()) return;
+  counts->checked += static_cast<int64_t>(client.acknowledged.size());
+  Result<Json> history = server.GetJson("/v1/conversations/" + client.id + "/history");
+  if (!history.ok()) {
+    counts->lost += static_cast<int64_t>(client.acknowledged.size());
+    return;
+  }
+  const Json& turns = (*history)["turns"];
+  size_t at = 0;
+  int64_t found = 0;
+  for (const Turn& turn : client.acknowledged) {
+    // The user message, then its reply right after it.
+    while (at + 1 < turns.size() &&
+           !(turns[at]["content"] == turn.user && turns[at + 1]["content"] == turn.assistant)) {
+      ++at;
+    }
+    if (at + 1 >= turns.size()) {
+      KV_LOG(kWarning) << "bench crash: " << client.id << " lost \"" << turn.user << "\" (reply \""
+                       << turn.assistant << "\"); the server holds " << turns.size() << " turns";
+      break;
+    }
+    ++found;
+    at += 2;
+  }
+  counts->lost += static_cast<int64_t>(client.acknowledged.size()) - found;
+}
+
+Result<Json> Measure(const CrashOptions& o) {
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<BenchDir> state, BenchDir::Create(""));
+  std::vector<ClientRecord> clients(static_cast<size_t>(o.conversations));
+  for (size_t i = 0; i < clients.size(); ++i) {
+    clients[i].id = "crash-" + std::to_string(i);
+    clients[i].resends_history = i % 2 == 0;
+    clients[i].streams = (i / 2) % 2 == 1;
+  }
+  std::mt19937 random(o.seed);
+  std::vector<double> restart_s;
+  TrialCounts counts;
+  int start_failures = 0;
+  int64_t turns_sent = 0;
+  ServerParams params;
+  params.model_path = o.model_path;
+  params.threads = o.threads;
+  params.window = 1024;
+  params.slots = 2;
+  params.state_dir = state->path();
+  params.log_path = state->path() + "/server.log";
+  params.extra_args = o.kvault_args;
+  // trials + 1 starts: the last one only checks what the last trial's clients recorded.
+  for (int trial = 0; trial <= o.trials; ++trial) {
+    const Clock::time_point started = Clock::now();
+    Result<std::unique_ptr<BenchServer>> server = BenchServer::Start(params);
+    if (!server.ok()) {
+      ++start_failures;
+      KV_LOG(kWarning) << "bench crash: start " << trial
+                       << " failed: " << server.status().ToString();
+      continue;
+    }
+    if (trial > 0) restart_s.push_back(Seconds(Clock::now() - started));
+    for (const ClientRecord& client : clients) Check(**server, client, &counts);
+    if (trial == o.trials) break;
+    // The clients, until the kill.
+    std::atomic<bool> killed{false};
+    std::mutex mu;
+    std::vector<std::thread> threads;
+    for (size_t c = 0; c < clients.size(); ++c) {
+      threads.emplace_back([&, c] {
+        ClientRecord& client = clients[c];
+        bool first = true;
+        for (int n = 0; !killed.load(); ++n) {
+          const std::string message = "Trial " + std::to_string(trial) + ", message " +
+                                      std::to_string(n) + " of " + client.id + ": tell me more.";
+          const TurnOutcome outcome = SendTurn((*server)->port(), client, message, o.max_tokens);
+          std::lock_guard<std::mutex> lock(mu);
+          ++turns_sent;
+          if (first && trial > 0 && !killed.load()) {  // the first turn after a restart
+            ++counts.next_turns;
+            if (!outcome.acknowledged) ++counts.next_turn_failures;
+            if (outcome.acknowledged && !client.streams) {
+              ++counts.next_turns_measured;
+              if (outcome.cache_source == "ram" || outcome.cache_source == "disk") {
+                ++counts.next_turn_restored;
+              }
+            }
+          }
+          first = false;
+          if (!outcome.acknowledged) break;  // the server is gone (or refused: counted above)
+          client.acknowledged.push_back({message, outcome.reply});
+        }
+      });
+    }
+    std::uniform_real_distribution<double> when(0.2, std::max(0.3, o.max_kill_seconds));
+    std::this_thread::sleep_for(std::chrono::duration<double>(when(random)));
+    killed = true;
+    (*server)->Kill();
+    for (std::thread& thread : threads) thread.join();
+    server->reset();
+  }
+  int64_t acknowledged = 0;
+  for (const ClientRecord& client : clients) {
+    acknowledged += static_cast<int64_t>(client.acknowledged.size());
+  }
+  return Json{{"trials", o.trials},
+              {"conversations", o.conversations},
+              {"turns_sent", turns_sent},
+              {"acknowledged_turns", acknowledged},
+              {"acknowledged_turns_checked", counts.checked},
+              {"turns_lost", counts.lost},
+              {"start_failures", start_failures},
+              {"next_turns", counts.next_turns},
+              {"next_turn_failures", counts.next_turn_failures},
+              {"next_turns_kv_measured", counts.next_turns_measured},
+              {"next_turns_kv_restored", counts.next_turn_restored},
+              {"restart_p50_s", Percentile(restart_s, 50)},
+              {"restart_max_s", Percentile(restart_s, 100)}};
+}
+
+void PrintTable(const Json& r) {
+  std::printf("%lld trials, %lld conversations: %lld turns sent, %lld acknowledged\n",
+              r["trials"].get<long long>(), r["conversations"].get<long long>(),
+              r["turns_sent"].get<long long>(), r["acknowledged_turns"].get<long long>());
+  std::printf("acknowledged turns checked after restarts: %lld, lost: %lld\n",
+              r["acknowledged_turns_checked"].get<long long>(), r["turns_lost"].get<long long>());
+  std::printf(
+      "start failures: %lld; first turns after a restart: %lld (%lld failed); KV "
+      "restored for %lld of the %lld non-streamed ones\n",
+      r["start_failures"].get<long long>(), r["next_turns"].get<long long>(),
+      r["next_turn_failures"].get<long long>(), r["next_turns_kv_restored"].get<long long>(),
+      r["next_turns_kv_measured"].get<long long>());
+  std::printf("restart to healthy: p50 %.3f s, max %.3f s\n", r["restart_p50_s"].get<double>(),
+              r["restart_max_s"].get<double>());
+}
+
+}  // namespace
+
+int RunBenchCrash(int argc, char** argv) {
+  CLI::App app(
+      "kill -9 under concurrent load, restart on the same folders: acknowledged turns "
+      "lost, start failures, restart time.",
+      "bench crash");
+  CrashOptions o;
+  AddModelOption(app, o);
+  AddBoundedOption(app, "--trials", o.trials, "kill -9 trials", 1, 10000);
+  AddBoundedOption(app, "--conversations", o.conversations, "concurrent conversations", 1, 64);
+  AddBoundedOption(app, "--max-tokens", o.max_tokens, "tokens per reply", 1, 512);
+  AddBoundedOption(app, "--max-kill-seconds", o.max_kill_seconds,
+                   "the kill comes at a uniformly random time in [0.2, this] s of load", 0.3,
+                   600.0);
+  app.add_option("--seed", o.seed, "seed of the kill times")->capture_default_str();
+  AddThreadsOption(app, o);
+  AddKvaultArgsOption(app, o);
+  return RunDriver(
+      app, o, argc, argv, [&] { return Measure(o); }, PrintTable);
+}
+
+}  // namespace kvault::cli

@@ -9,7 +9,8 @@
 // check reads GET /v1/conversations/{id}/history and requires every acknowledged user
 // message and reply, in order, with their exact text (others may sit between them: a turn
 // the server stored whose response the kill cut off). Then the first turn after the restart
-// must succeed, and its prompt's KV is counted as restored or recomputed.
+// must succeed, and its prompt's KV is counted as restored or recomputed. Every fifth trial
+// also kills a server while it starts (journal replay, block recovery) before the next start.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -157,8 +158,22 @@ Result<Json> Measure(const CrashOptions& o) {
   params.state_dir = state->path();
   params.log_path = state->path() + "/server.log";
   params.extra_args = o.kvault_args;
+  int startup_kills = 0;
   // trials + 1 starts: the last one only checks what the last trial's clients recorded.
   for (int trial = 0; trial <= o.trials; ++trial) {
+    if (trial % 5 == 4) {
+      // A kill during start-up (journal replay, block recovery): the next start must
+      // recover from it like from any other.
+      KV_ASSIGN_OR_RETURN(int port, FreePort());
+      Result<std::unique_ptr<ChildServer>> starting =
+          ChildServer::Spawn(ServerArgv(params, port), port, params.log_path);
+      if (starting.ok()) {
+        std::uniform_real_distribution<double> when(0.0, 0.4);
+        std::this_thread::sleep_for(std::chrono::duration<double>(when(random)));
+        (*starting)->Kill();
+        ++startup_kills;
+      }
+    }
     const Clock::time_point started = Clock::now();
     Result<std::unique_ptr<BenchServer>> server = BenchServer::Start(params);
     if (!server.ok()) {
@@ -218,6 +233,7 @@ Result<Json> Measure(const CrashOptions& o) {
               {"acknowledged_turns_checked", counts.checked},
               {"turns_lost", counts.lost},
               {"start_failures", start_failures},
+              {"startup_kills", startup_kills},
               {"next_turns", counts.next_turns},
               {"next_turn_failures", counts.next_turn_failures},
               {"next_turns_kv_measured", counts.next_turns_measured},
@@ -227,6 +243,7 @@ Result<Json> Measure(const CrashOptions& o) {
 }
 
 void PrintTable(const Json& r) {
+  std::printf("kills during start-up: %lld\n", r["startup_kills"].get<long long>());
   std::printf("%lld trials, %lld conversations: %lld turns sent, %lld acknowledged\n",
               r["trials"].get<long long>(), r["conversations"].get<long long>(),
               r["turns_sent"].get<long long>(), r["acknowledged_turns"].get<long long>());

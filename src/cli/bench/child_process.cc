@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kvault/base/status_macros.h"
+
 extern char** environ;
 
 namespace kvault::cli {
@@ -38,9 +40,8 @@ std::string SelfPath() {
   return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "kvault";
 }
 
-Result<std::unique_ptr<ChildServer>> ChildServer::Start(const std::vector<std::string>& argv,
-                                                        int port, const std::string& log_path,
-                                                        int timeout_seconds) {
+Result<std::unique_ptr<ChildServer>> ChildServer::Spawn(const std::vector<std::string>& argv,
+                                                        int port, const std::string& log_path) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
@@ -53,7 +54,14 @@ Result<std::unique_ptr<ChildServer>> ChildServer::Start(const std::vector<std::s
   const int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) return UnavailableError("cannot start " + argv[0] + ": " + std::strerror(rc));
-  auto server = std::unique_ptr<ChildServer>(new ChildServer(pid, port));
+  return std::unique_ptr<ChildServer>(new ChildServer(pid, port));
+}
+
+Result<std::unique_ptr<ChildServer>> ChildServer::Start(const std::vector<std::string>& argv,
+                                                        int port, const std::string& log_path,
+                                                        int timeout_seconds) {
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<ChildServer> server, Spawn(argv, port, log_path));
+  const pid_t pid = server->pid_;
   httplib::Client client("127.0.0.1", port);
   client.set_connection_timeout(std::chrono::seconds(1));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);

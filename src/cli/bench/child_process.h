@@ -28,6 +28,10 @@ class ChildServer {
   ChildServer(const ChildServer&) = delete;
   ChildServer& operator=(const ChildServer&) = delete;
 
+  // Starts argv without waiting for it (crash trials kill servers while they start).
+  static Result<std::unique_ptr<ChildServer>> Spawn(const std::vector<std::string>& argv, int port,
+                                                    const std::string& log_path);
+
   int port() const { return port_; }
   // SIGTERM, then SIGKILL after 30 s.
   void Stop();

@@ -31,13 +31,14 @@ build: bootstrap
 test: build check-format
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
-# kvault's own code with AddressSanitizer + UBSan (llama.cpp stays uninstrumented); unit tests.
+# kvault's own code with AddressSanitizer + UBSan (llama.cpp stays uninstrumented); unit and
+# integration tests (the kvault binary they start is instrumented too).
 test-sanitize: bootstrap
 	@cmake -S . -B $(ASAN_DIR) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		-DKVAULT_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
 	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		ctest --output-on-failure -j $(JOBS) -L unit
+		ctest --output-on-failure -j $(JOBS) -L 'unit|integration'
 
 # kvault's own code with ThreadSanitizer (llama.cpp and httplib stay uninstrumented; their
 # known false positives are in tests/tsan.supp); unit and integration tests.

@@ -30,7 +30,7 @@ packages=(
   cmake ninja-build git pkg-config clang libomp-dev libclang-rt-dev clang-format ccache
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libsqlite3-dev libzstd-dev libxxhash-dev libcli11-dev
-  libhnswlib-dev
+  libhnswlib-dev python3
 )
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 

@@ -5,6 +5,10 @@ SHELL := /bin/bash
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
+FUZZ_DIR ?= build-fuzz
+# Seconds each libFuzzer target runs in `make fuzz`.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := request_fuzz snapshot_fuzz record_log_fuzz
 JOBS ?= $(shell nproc)
 PORT ?= 8200
 HOST ?= 127.0.0.1
@@ -19,7 +23,7 @@ CMAKE_FLAGS = -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $(L
 	$$(sed 's/^/-D/' $(BUILD_DIR)/llama.env)
 SOURCES := $(shell git ls-files '*.cc' '*.h' 2>/dev/null)
 
-.PHONY: build test test-sanitize test-tsan serve bench llama-tools bootstrap format check-format clean
+.PHONY: build test test-sanitize test-tsan fuzz serve bench llama-tools bootstrap format check-format clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -49,6 +53,21 @@ test-tsan: bootstrap
 	@cd $(TSAN_DIR) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 \
 		suppressions=$(CURDIR)/tests/tsan.supp" ctest --output-on-failure -j $(JOBS) -L 'unit|integration'
 
+# libFuzzer (+ ASan + UBSan) on the request parsers, the snapshot parser and block decoder,
+# and the record log reader, FUZZ_SECONDS each, from the seeds in fuzz/corpus/ (new inputs
+# go to $(FUZZ_DIR)/corpus/, crashes to $(FUZZ_DIR)/crash-*).
+fuzz: bootstrap
+	@cmake -S . -B $(FUZZ_DIR) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVAULT_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target $(FUZZ_TARGETS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		$(FUZZ_DIR)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t 2>&1 | \
+			grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|==.*ERROR|SUMMARY)"; \
+		test $${PIPESTATUS[0]} -eq 0; \
+	done
+
 check-format:
 	@clang-format --dry-run -Werror $(SOURCES)
 
@@ -74,4 +93,4 @@ bench: build llama-tools $(BENCH_MODEL)
 	@bench/run_all.sh $(ONLY)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR)

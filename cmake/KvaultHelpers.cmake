@@ -17,6 +17,8 @@ elseif(KVAULT_SANITIZE)
                              -fno-sanitize-recover=undefined)
 elseif(KVAULT_TSAN)
   set(KVAULT_SANITIZER_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
+elseif(KVAULT_FUZZ)
+  set(KVAULT_SANITIZER_FLAGS -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
 endif()
 
 # Compile options shared by every kvault target.

@@ -37,10 +37,12 @@ std::vector<std::string> HostileBodies() {
       "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"temperature\": \"hot\"}",
       "{\"conversation_id\": 12, \"query\": {}, \"k\": \"many\"}",
       "{\"conversation_id\": \"" + std::string(100000, 'x') + "\"}",
-      "{\"conversation_id\": \"../../etc/passwd\", \"messages\": [{\"role\": \"user\", "
-      "\"content\": \"x\"}]}",
-      std::string("{\"messages\": [{\"role\": \"user\", \"content\": \"a\0b\"}]}", 49),
-      "{\"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\xc3\"}]}",
+      "{\"conversation_id\": \"../../etc/passwd\", \"max_tokens\": 2, \"messages\": "
+      "[{\"role\": \"user\", \"content\": \"x\"}]}",
+      std::string("{\"max_tokens\": 2, \"messages\": [{\"role\": \"user\", \"content\": "
+                  "\"a\0b\"}]}",
+                  67),
+      "{\"max_tokens\": 2, \"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\xc3\"}]}",
       "{\"facts\": [{\"key\": 5}], \"key\": [], \"value\": {}}",
       "{\"prompt\": [1, 2, 3], \"max_tokens\": 0}",
       "{\"history\": \"destroy\", \"messages\": []}",

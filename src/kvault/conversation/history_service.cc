@@ -14,9 +14,7 @@ Result<IngestResult> HistoryService::Append(const std::string& scope, const std:
   conversation.conversation().Touch();
   Result<IngestResult> ingested =
       memory_->Ingest(conversation, messages, /*to_answer=*/false, mode);
-  if (!ingested.ok() && (!conversation->history || conversation->history->turns().empty())) {
-    registry_->Retire(conversation);  // created for this call, which was refused
-  }
+  if (!ingested.ok()) registry_->RetireIfEmpty(conversation);  // created for a refused call
   return ingested;
 }
 

@@ -22,9 +22,7 @@ class ConversationManager::Pending {
     if (!conversation.held()) return;
     // A stateless request's conversation has nothing to remember: the client keeps it. A
     // conversation this request created but refused is not kept either.
-    const bool refused_new = forget_if_empty != nullptr &&
-                             (!conversation->history || conversation->history->turns().empty());
-    if (refused_new) forget_if_empty->Retire(conversation);  // a waiting request takes a new one
+    if (forget_if_empty != nullptr) forget_if_empty->RetireIfEmpty(conversation);
     if (forget_in != nullptr) forget_in->Remove(conversation.shared());
     // `conversation`, declared after `ticket`, is unlocked before the ticket is given back.
   }

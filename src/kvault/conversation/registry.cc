@@ -66,6 +66,10 @@ void Registry::Retire(TurnLock& conversation) {
   Remove(conversation.shared());
 }
 
+void Registry::RetireIfEmpty(TurnLock& conversation) {
+  if (!conversation->history || conversation->history->turns().empty()) Retire(conversation);
+}
+
 int64_t Registry::size() const {
   MutexLock lock(&mu_);
   return static_cast<int64_t>(by_key_.size());

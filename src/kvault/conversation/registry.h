@@ -32,6 +32,8 @@ class Registry {
   // Marks the locked conversation ended (requests waiting for it take a successor) and
   // removes it.
   void Retire(TurnLock& conversation);
+  // Retires it if it holds no turns: a conversation a refused request created is not kept.
+  void RetireIfEmpty(TurnLock& conversation);
   std::vector<std::shared_ptr<Conversation>> ListAll() const;
   int64_t size() const;
   int64_t total_created() const;

@@ -138,6 +138,12 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       "open connections served at once (idle and slow ones included); beyond them and 64 "
       "waiting, new connections are closed at once")
       ->check(CLI::Range(16, 65536));
+  add("header-timeout", c.header_timeout_seconds,
+      "seconds a request head may take from its first byte (slower: 408)")
+      ->check(CLI::Range(0.1, 3600.0));
+  add("body-timeout", c.body_timeout_seconds,
+      "seconds a request body may take after its head (slower: 408)")
+      ->check(CLI::Range(0.1, 86400.0));
   add("max-body-mb", max_body_mb_, "largest request body accepted (larger: 413)")
       ->check(CLI::Range(1, 4096));
   add("prefill-chunk", c.prefill_chunk, "prompt tokens per step while others generate")

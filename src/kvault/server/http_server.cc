@@ -12,6 +12,7 @@
 #include "kvault/engine/model.h"
 #include "kvault/server/connection_threads.h"
 #include "kvault/server/http_errors.h"
+#include "kvault/server/http_front.h"
 #include "kvault/server/http_route.h"
 #include "kvault/server/openai_schema.h"
 #include "kvault/server/routes.h"
@@ -23,8 +24,8 @@ struct Server::Impl {
   std::unique_ptr<conversation::Stack> stack;
   MetricsRegistry metrics;
   std::unique_ptr<ApiKeyAuth> auth;
-  httplib::Server http;
-  int port = 0;
+  httplib::Server http;  // behind `front`, on its private socket
+  std::unique_ptr<HttpFront> front;
 };
 
 namespace {
@@ -38,6 +39,9 @@ int HttpThreads(const ServerConfig& config) {
 Status Validate(const ServerConfig& c) {
   // The stack's own settings are checked by Stack::Build.
   if (c.max_body_bytes < 1024) return InvalidArgumentError("--max-body-mb is too small");
+  if (!(c.header_timeout_seconds > 0) || !(c.body_timeout_seconds > 0)) {
+    return InvalidArgumentError("--header-timeout and --body-timeout must be positive");
+  }
   return Status::Ok();
 }
 
@@ -93,14 +97,15 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   state.started_at = std::chrono::steady_clock::now();
 
   httplib::Server& http = impl->http;
-  // Every connection gets a thread while it is open (server/connection_threads.h), so idle or
-  // slowly sending clients cannot starve the others, /health included; beyond what the
-  // requests need plus --max-connections, a new connection is closed at once. Each recv
-  // waits at most httplib's read timeout (5 s); a keep-alive connection serves at most 100
-  // requests.
+  // Every connection gets a thread while it is open (server/connection_threads.h), in the
+  // front and in httplib behind it, so idle or slowly sending clients cannot starve the
+  // others, /health included; beyond what the requests need plus --max-connections, a new
+  // connection gets 503 at once. The front bounds each head's and body's time; between
+  // requests httplib's keep-alive timeout (5 s) applies, and a connection serves at most 100.
   const size_t max_threads =
       static_cast<size_t>(HttpThreads(config)) + static_cast<size_t>(config.max_connections);
   http.new_task_queue = [max_threads] { return new ConnectionThreads(max_threads); };
+  http.set_address_family(AF_UNIX);
   http.set_keep_alive_max_count(100);
   http.set_payload_max_length(static_cast<size_t>(config.max_body_bytes));
   // httplib calls this for every response >= 400; kvault's own errors already have a body.
@@ -136,23 +141,34 @@ Server::~Server() {
 
 Status Server::Bind() {
   const ServerConfig& config = impl_->state.config;
-  const int port = config.port == 0
-                       ? impl_->http.bind_to_any_port(config.host)
-                       : (impl_->http.bind_to_port(config.host, config.port) ? config.port : -1);
-  if (port <= 0) {
-    return UnavailableError("cannot listen on " + config.host + ":" + std::to_string(config.port) +
-                            " (address in use or not available)");
+  FrontLimits limits;
+  limits.head.max_body_bytes = static_cast<uint64_t>(config.max_body_bytes);
+  limits.head_timeout_s = config.header_timeout_seconds;
+  limits.body_timeout_s = config.body_timeout_seconds;
+  limits.max_connections =
+      static_cast<size_t>(HttpThreads(config)) + static_cast<size_t>(config.max_connections);
+  KV_ASSIGN_OR_RETURN(impl_->front, HttpFront::Bind(config.host, config.port, limits));
+  // A Unix socket has no port; httplib reads 0 as "find the bound TCP port" and fails.
+  if (!impl_->http.bind_to_port(impl_->front->backend_address(), 1)) {
+    return UnavailableError("cannot listen on the private socket " +
+                            impl_->front->backend_address());
   }
-  impl_->port = port;
   return Status::Ok();
 }
 
 Status Server::Serve() {
   KV_LOG(kInfo) << "kvault serving " << impl_->state.model_id << " on http://"
-                << impl_->state.config.host << ":" << impl_->port << " (window "
+                << impl_->state.config.host << ":" << port() << " (window "
                 << impl_->state.config.window << ", " << impl_->state.config.conversation_threads
                 << " conversation threads)";
-  if (!impl_->http.listen_after_bind()) return UnavailableError("the HTTP listener failed");
+  bool listened = true;
+  std::thread backend([this, &listened] {
+    listened = impl_->http.listen_after_bind();
+    if (!listened) impl_->front->Stop();
+  });
+  impl_->front->Serve();
+  backend.join();
+  if (!listened) return UnavailableError("the HTTP listener failed");
   return Status::Ok();
 }
 
@@ -167,9 +183,10 @@ void Server::Stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   impl_->stack->scheduler().Stop();
+  if (impl_->front) impl_->front->Stop();
   impl_->http.stop();
 }
 
-int Server::port() const { return impl_->port; }
+int Server::port() const { return impl_->front ? impl_->front->port() : 0; }
 
 }  // namespace kvault::server

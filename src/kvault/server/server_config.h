@@ -23,6 +23,10 @@ struct ServerConfig : conversation::StackConfig {
   // Connections with a thread of their own (idle keep-alive and slow clients included), on
   // top of those the conversation threads and queue need.
   int max_connections = 1024;
+  // A request head must arrive within this of its first byte, a body within this of its
+  // head's end; else 408 (server/http_front.h).
+  double header_timeout_seconds = 10;
+  double body_timeout_seconds = 60;
   // A JSON file: an array of prompts (strings) or chat requests ({"messages": [...]}) whose
   // KV is computed at start-up and pinned (shared system prompts, RAG scaffolds).
   std::string preload_path;

@@ -178,4 +178,10 @@ Result<uint64_t> FreeDiskBytes(const std::string& path) {
   return static_cast<uint64_t>(info.f_bavail) * info.f_frsize;
 }
 
+Result<uint64_t> DiskSizeBytes(const std::string& path) {
+  struct statvfs info {};
+  if (::statvfs(path.c_str(), &info) != 0) return ErrnoError("statvfs " + path, errno);
+  return static_cast<uint64_t>(info.f_blocks) * info.f_frsize;
+}
+
 }  // namespace kvault

@@ -56,5 +56,7 @@ Status RemoveFile(const std::string& path);
 Result<uint64_t> FileSize(const std::string& path);
 // Bytes available to an unprivileged user on the filesystem holding `path`.
 Result<uint64_t> FreeDiskBytes(const std::string& path);
+// The size of the file system holding `path`.
+Result<uint64_t> DiskSizeBytes(const std::string& path);
 
 }  // namespace kvault

@@ -1,6 +1,13 @@
 #include "kvault/base/sqlite.h"
 
+#include <cstdio>
+
 #include <sqlite3.h>
+
+#include "kvault/base/file.h"
+#include "kvault/base/log.h"
+#include "kvault/base/status_macros.h"
+#include "kvault/base/storage_health.h"
 
 namespace kvault {
 namespace {
@@ -9,30 +16,66 @@ Status SqliteError(sqlite3* db, int rc, std::string_view what) {
   std::string message = "sqlite: " + std::string(what) + ": ";
   message += db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) return CorruptionError(message);
-  if (rc == SQLITE_FULL || rc == SQLITE_IOERR) return IOError(message);
+  // A full disk, a read-only file or folder, a file that cannot be created: the folder's
+  // fault, not the data's (base/storage_health.h).
+  const int primary = rc & 0xff;
+  if (primary == SQLITE_FULL || primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN) {
+    return IOError(message).WithDetail(ErrorDetail::kInsufficientStorage);
+  }
+  if (primary == SQLITE_IOERR) return IOError(message);
   if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) return UnavailableError(message);
   if (rc == SQLITE_ERROR) return InvalidArgumentError(message);
   return InternalError(message);
 }
 
-}  // namespace
-
-Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const std::string& path) {
+Result<sqlite3*> OpenHandle(const std::string& name, int flags) {
   sqlite3* db = nullptr;
-  const int rc =
-      sqlite3_open_v2(path.c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  const int rc = sqlite3_open_v2(name.c_str(), &db, flags | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
-    Status status = SqliteError(db, rc, "open " + path);
+    Status status = SqliteError(db, rc, "open " + name);
     sqlite3_close(db);
     return status;
   }
   sqlite3_busy_timeout(db, 5000);
-  auto database = std::unique_ptr<SqliteDatabase>(new SqliteDatabase(db));
-  if (path != ":memory:") {
-    Status wal = database->Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
-    if (!wal.ok()) return wal;
+  return db;
+}
+
+// A file: URI for `path` (RFC 3986: what would end or escape the path is percent-encoded).
+std::string FileUri(const std::string& path) {
+  std::string uri = "file:";
+  for (const char c : path) {
+    if (c == '%' || c == '?' || c == '#') {
+      char escaped[4];
+      std::snprintf(escaped, sizeof(escaped), "%%%02X", static_cast<unsigned char>(c));
+      uri += escaped;
+    } else {
+      uri += c;
+    }
   }
+  return uri;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const std::string& path) {
+  Result<sqlite3*> db = OpenHandle(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  Status opened = db.status();
+  if (db.ok()) {
+    auto database = std::unique_ptr<SqliteDatabase>(new SqliteDatabase(*db));
+    if (path == ":memory:") return database;
+    opened = database->Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+    if (opened.ok()) return database;
+  }
+  // A read-only disk or folder (WAL needs its -shm file beside the database): what is there
+  // stays readable, opened as immutable (no locks, no -shm); every write then fails as a
+  // storage failure, which the caller reports (base/storage_health.h).
+  if (!IsStorageFailure(opened) || !PathExists(path)) return opened;
+  KV_ASSIGN_OR_RETURN(sqlite3 * read_only, OpenHandle(FileUri(path) + "?immutable=1",
+                                                      SQLITE_OPEN_READONLY | SQLITE_OPEN_URI));
+  KV_LOG(kWarning) << "sqlite: " << path << " cannot be written (" << opened.message()
+                   << "); opened read-only";
+  auto database = std::unique_ptr<SqliteDatabase>(new SqliteDatabase(read_only));
+  database->read_only_ = true;
   return database;
 }
 

@@ -35,6 +35,7 @@ std::string_view ErrorDetailName(ErrorDetail detail) {
     case ErrorDetail::kSessionNotFound: return "session_not_found";
     case ErrorDetail::kInvalidApiKey: return "invalid_api_key";
     case ErrorDetail::kInvalidGrammar: return "invalid_grammar";
+    case ErrorDetail::kInsufficientStorage: return "insufficient_storage";
   }
   return "";
 }
@@ -82,7 +83,10 @@ Status ErrnoError(std::string_view what, int errno_value) {
   message += std::strerror(errno_value);
   // A full disk or quota is an exhausted resource the caller may wait out, not a broken file.
   if (errno_value == ENOSPC || errno_value == EDQUOT) {
-    return ResourceExhaustedError(std::move(message));
+    return ResourceExhaustedError(std::move(message)).WithDetail(ErrorDetail::kInsufficientStorage);
+  }
+  if (errno_value == EROFS) {
+    return IOError(std::move(message)).WithDetail(ErrorDetail::kInsufficientStorage);
   }
   return IOError(std::move(message));
 }

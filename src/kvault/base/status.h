@@ -45,8 +45,10 @@ enum class ErrorDetail : uint8_t {
   kSessionNotFound,
   kInvalidApiKey,
   kInvalidGrammar,  // a grammar (or response_format) the sampler cannot use
+  // A folder cannot be written: a full disk or quota, a read-only file system (HTTP 507).
+  kInsufficientStorage,
 };
-inline constexpr ErrorDetail kLastErrorDetail = ErrorDetail::kInvalidGrammar;
+inline constexpr ErrorDetail kLastErrorDetail = ErrorDetail::kInsufficientStorage;
 
 // "context_length_exceeded", "server_overloaded", ... ("" for kNone): OpenAI's words where
 // OpenAI has one.
@@ -98,7 +100,8 @@ Status CancelledError(std::string message);
 Status UnauthenticatedError(std::string message);
 Status InternalError(std::string message);
 
-// An IOError carrying strerror(errno_value): "<what>: <strerror>".
+// An IOError carrying strerror(errno_value): "<what>: <strerror>"; a full disk or quota is
+// ResourceExhausted; those and a read-only file system carry kInsufficientStorage.
 Status ErrnoError(std::string_view what, int errno_value);
 
 }  // namespace kvault

@@ -45,6 +45,9 @@ struct ConversationState {
   int64_t unanswered_turn = -1;
   // Branches archived so far (replaced histories; journal.h names them).
   int64_t n_branches = 0;
+  // An index write failed (a full or read-only disk): the next one starts where the index
+  // ends, so the index catches up once writes succeed.
+  bool index_behind = false;
 };
 
 class Conversation {

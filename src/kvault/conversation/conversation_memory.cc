@@ -21,10 +21,11 @@ uint64_t MessageDigest(const std::string& role, const std::string& content) {
 
 ConversationMemory::ConversationMemory(ChatTurnRenderer* renderer, memory::ChunkIndex* index,
                                        Journal* journal, memory::KnowledgeStore* knowledge,
-                                       MemoryParams params)
+                                       StorageHealth* health, MemoryParams params)
     : renderer_(renderer),
       index_(index),
       journal_(journal),
+      health_(health),
       knowledge_(knowledge),
       params_(params) {}
 
@@ -165,7 +166,8 @@ Result<IngestResult> ConversationMemory::Ingest(TurnLock& conversation,
 Status ConversationMemory::Record(TurnLock& conversation, size_t kept,
                                   std::span<const JournalTurn> turns, const JournalState& state) {
   if (journal_ == nullptr) return Status::Ok();
-  return journal_->Record(conversation.scope(), conversation.id(), kept, turns, state);
+  Status recorded = journal_->Record(conversation.scope(), conversation.id(), kept, turns, state);
+  return health_ != nullptr ? health_->Note(StorageArea::kJournal, std::move(recorded)) : recorded;
 }
 
 Status ConversationMemory::AppendTurns(TurnLock& conversation, std::span<const JournalTurn> turns) {
@@ -185,6 +187,10 @@ Status ConversationMemory::AppendTurns(TurnLock& conversation, std::span<const J
 
 Status ConversationMemory::IndexFrom(TurnLock& conversation, int64_t first_pos) {
   if (index_ == nullptr) return Status::Ok();
+  if (conversation->index_behind) {
+    const Result<int64_t> indexed = index_->IndexedEnd(conversation.key());
+    if (indexed.ok()) first_pos = std::min(first_pos, *indexed);
+  }
   const memory::TokenStore& store = *conversation->history;
   std::vector<std::vector<int32_t>> tokens;
   std::vector<memory::IndexTurn> turns;
@@ -198,7 +204,17 @@ Status ConversationMemory::IndexFrom(TurnLock& conversation, int64_t first_pos) 
     turns.push_back({turn.number, turn.first_pos, tokens[i++]});
   }
   if (turns.empty()) return Status::Ok();
-  return index_->AppendTurns(conversation.key(), turns);
+  Status indexed = index_->AppendTurns(conversation.key(), turns);
+  if (health_ != nullptr) indexed = health_->Note(StorageArea::kIndex, std::move(indexed));
+  if (!indexed.ok() && IsStorageFailure(indexed)) {
+    // The turns are in the journal and the token store: search misses them until a later
+    // write catches the index up, but the turn itself stands (failing it now would leave a
+    // stored turn behind an error).
+    conversation->index_behind = true;
+    return Status::Ok();
+  }
+  if (indexed.ok()) conversation->index_behind = false;
+  return indexed;
 }
 
 memory::WindowParams ConversationMemory::WindowParamsFor(int generation_budget) const {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "kvault/base/result.h"
+#include "kvault/base/storage_health.h"
 #include "kvault/conversation/conversation.h"
 #include "kvault/conversation/history_plan.h"
 #include "kvault/conversation/journal.h"
@@ -82,8 +83,9 @@ class ConversationMemory {
  public:
   // `index`, `journal` and `knowledge` may be null (no recall or search; nothing persists;
   // no facts recalled).
+  // `health` (may be null) hears of every journal and index write.
   ConversationMemory(ChatTurnRenderer* renderer, memory::ChunkIndex* index, Journal* journal,
-                     memory::KnowledgeStore* knowledge, MemoryParams params);
+                     memory::KnowledgeStore* knowledge, StorageHealth* health, MemoryParams params);
 
   // The plan for `messages` (see above). With `to_answer`, the resulting history must end
   // with a message to answer. InvalidArgument for that, an unknown role or a message the
@@ -130,6 +132,7 @@ class ConversationMemory {
   ChatTurnRenderer* const renderer_;
   memory::ChunkIndex* const index_;
   Journal* const journal_;
+  StorageHealth* const health_;
   memory::KnowledgeStore* const knowledge_;
   const MemoryParams params_;
 };

@@ -37,7 +37,7 @@ class ConversationMemoryTest : public ::testing::Test {
     options.detokenize = [this](std::span<const int32_t> tokens) { return renderer_.Text(tokens); };
     index_ = memory::ChunkIndex::Open(std::move(options)).value();
     memory_ = std::make_unique<ConversationMemory>(
-        &renderer_, index_.get(), nullptr, nullptr,
+        &renderer_, index_.get(), nullptr, nullptr, nullptr,
         MemoryParams{.window = 4096, .cache_size = 10000000, .recall_budget = 1024});
   }
 
@@ -161,7 +161,7 @@ TEST_F(ConversationMemoryTest, KnowledgeFactsAreRecalledLikeChunks) {
   std::unique_ptr<memory::KnowledgeStore> knowledge =
       memory::KnowledgeStore::Open(":memory:").value();
   ASSERT_TRUE(knowledge->Put("", {{"garden", "locker combination", "8812"}}).ok());
-  ConversationMemory with_facts(&renderer_, index_.get(), nullptr, knowledge.get(),
+  ConversationMemory with_facts(&renderer_, index_.get(), nullptr, knowledge.get(), nullptr,
                                 MemoryParams{.window = 4096});
   TurnLock conversation(std::make_shared<Conversation>("", "facts"));
   const std::vector<engine::ChatMessage> question = {{"user", kQuestion}};
@@ -192,8 +192,8 @@ class JournaledMemoryTest : public ConversationMemoryTest {
   void Reopen() {
     journaled_.reset();
     journal_ = Journal::Open(dir_).value();
-    journaled_ = std::make_unique<ConversationMemory>(&renderer_, index_.get(), journal_.get(),
-                                                      nullptr, MemoryParams{.window = 4096});
+    journaled_ = std::make_unique<ConversationMemory>(
+        &renderer_, index_.get(), journal_.get(), nullptr, nullptr, MemoryParams{.window = 4096});
   }
   uintmax_t JournalBytes() const {
     uintmax_t bytes = 0;

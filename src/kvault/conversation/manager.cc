@@ -22,7 +22,7 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
       max_piece_bytes_(tokenizer_.MaxPieceBytes()),
       chat_template_(engine::ChatTemplate::ForModel(model)),
       renderer_(&tokenizer_, &chat_template_),
-      memory_(&renderer_, deps.index, deps.journal, deps.knowledge,
+      memory_(&renderer_, deps.index, deps.journal, deps.knowledge, deps.health,
               {.window = params.window,
                .cache_size = params.cache_size,
                .recall_budget = params.recall_budget,
@@ -46,6 +46,7 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
                  .kv_cache = &kv_cache_,
                  .history = &history_,
                  .renderer = &renderer_,
+                 .health = deps.health,
                  .model_fingerprint = model.fingerprint().ToHex()}) {
   RecoverJournal();
 }

@@ -87,6 +87,7 @@ struct ManagerDeps {
   SessionStore* sessions = nullptr;             // named sessions
   memory::ChunkIndex* index = nullptr;          // recall and search
   memory::KnowledgeStore* knowledge = nullptr;  // facts recalled like chunks
+  StorageHealth* health = nullptr;              // hears of every write to the data folder
 };
 
 struct GenerateRequest {

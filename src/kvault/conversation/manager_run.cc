@@ -224,10 +224,14 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* s
   conversation.conversation().Touch();
   ++conversation.conversation().n_requests;
   if (pending->windowed && result.finish_reason != engine::FinishReason::kCancelled) {
+    // The reply is acknowledged only once stored (README: durability): if the journal
+    // refuses it, the request fails, and the question stays stored, unanswered, for the
+    // client's retry.
     Status stored = memory_.AppendReply(conversation, result.text);
     if (!stored.ok()) {
       KV_LOG(kWarning) << "conversation '" << conversation.id()
                        << "': reply not stored: " << stored.ToString();
+      return stored.WithPrefix("the reply could not be stored, so it is not acknowledged");
     }
   } else if (!pending->windowed) {
     conversation.conversation().n_tokens =

@@ -79,14 +79,14 @@ Result<SavedSession> SessionService::Save(const std::string& scope,
     archived.blocks.clear();
     archived.kv_tokens = 0;
     archived.kv_bytes = 0;
-    Status kept = deps_.store->Put(archived);
+    Status kept = Put(archived);
     if (!kept.ok()) {
       deps_.kv_cache->Unpin(session.blocks);
       return kept.WithPrefix("session '" + name + "' not replaced: the old one cannot be kept");
     }
     saved.replaced_as = archived.name;
   }
-  Status written = deps_.store->Put(session);
+  Status written = Put(session);
   if (!written.ok()) {
     deps_.kv_cache->Unpin(session.blocks);
     return written;
@@ -130,7 +130,7 @@ Status SessionService::Clear(const std::string& scope, const std::string& name) 
   cleared.blocks.clear();
   cleared.kv_tokens = 0;
   cleared.kv_bytes = 0;
-  KV_RETURN_IF_ERROR(deps_.store->Put(cleared));
+  KV_RETURN_IF_ERROR(Put(cleared));
   deps_.kv_cache->Unpin(session.blocks);
   return Status::Ok();
 }
@@ -141,6 +141,12 @@ Status SessionService::Delete(const std::string& scope, const std::string& name)
   KV_RETURN_IF_ERROR(deps_.store->Remove(scope, name));
   deps_.kv_cache->Unpin(session.blocks);
   return Status::Ok();
+}
+
+Status SessionService::Put(const Session& session) {
+  Status written = deps_.store->Put(session);
+  return deps_.health != nullptr ? deps_.health->Note(StorageArea::kSessions, std::move(written))
+                                 : written;
 }
 
 }  // namespace kvault::conversation

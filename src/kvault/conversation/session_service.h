@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kvault/base/result.h"
+#include "kvault/base/storage_health.h"
 #include "kvault/conversation/history_service.h"
 #include "kvault/conversation/journal.h"
 #include "kvault/conversation/kv_cache.h"
@@ -27,7 +28,8 @@ struct SessionServiceDeps {
   KvCache* kv_cache = nullptr;    // its block store may be null: sessions cannot be saved
   HistoryService* history = nullptr;
   const ChatTurnRenderer* renderer = nullptr;
-  std::string model_fingerprint;  // hex, recorded in sessions
+  StorageHealth* health = nullptr;  // may be null; hears of every session write
+  std::string model_fingerprint;    // hex, recorded in sessions
 };
 
 struct SavedSession {
@@ -56,6 +58,8 @@ class SessionService {
   Status Delete(const std::string& scope, const std::string& name);
 
  private:
+  // The store's Put, heard by the storage health.
+  Status Put(const Session& session);
   std::string ArchiveName(const std::string& scope, const std::string& name,
                           int64_t created_unix) const;
 

@@ -1,7 +1,9 @@
 #include "kvault/conversation/stack.h"
 
 #include <algorithm>
+#include <filesystem>
 
+#include "kvault/base/file.h"
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
 #include "kvault/kv/context_blocks.h"
@@ -18,9 +20,11 @@ int CellsPerSequence(const StackConfig& config) {
 // The block store of this context: its namespace names the disk folder, so blocks of other
 // models or settings never meet.
 Result<std::unique_ptr<store::BlockStore>> OpenBlockStore(const StackConfig& config,
-                                                          engine::Context& context) {
+                                                          engine::Context& context,
+                                                          StorageHealth* health) {
   KV_ASSIGN_OR_RETURN(kv::SnapshotShape shape, kv::ProbeKvShape(context, 0));
   store::BlockStoreParams params;
+  params.health = health;
   params.space = kv::BlockNamespaceOf(context, shape, static_cast<uint32_t>(config.block_size));
   params.shape = shape;
   params.ram_budget_bytes = static_cast<uint64_t>(config.cache_ram_mb) << 20;
@@ -32,6 +36,14 @@ Result<std::unique_ptr<store::BlockStore>> OpenBlockStore(const StackConfig& con
   params.codec.zstd = plus != std::string::npos;
   if (config.cache_disk_gb > 0) {
     params.disk_dir = config.cache_dir + "/" + kv::BlockNamespaceDigest(params.space);
+    // The reserve is at most a tenth of the file system: 64 MB kept free on an 8 MB one
+    // would be a disk tier that never writes. (The folder may not exist yet: its nearest
+    // existing parent is on the same file system.)
+    std::filesystem::path existing = std::filesystem::absolute(config.cache_dir);
+    while (!existing.empty() && !PathExists(existing.string())) existing = existing.parent_path();
+    if (const Result<uint64_t> size = DiskSizeBytes(existing.string()); size.ok()) {
+      params.disk_reserve_bytes = std::min(params.disk_reserve_bytes, *size / 10);
+    }
   }
   return store::BlockStore::Open(params);
 }
@@ -106,7 +118,8 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
   context_params.cache_type = cache_type;
   context_params.kv_unified = config.kv_unified;
   KV_ASSIGN_OR_RETURN(stack->context_, engine::Context::Create(*stack->model_, context_params));
-  KV_ASSIGN_OR_RETURN(stack->block_store_, OpenBlockStore(config, *stack->context_));
+  KV_ASSIGN_OR_RETURN(stack->block_store_,
+                      OpenBlockStore(config, *stack->context_, &stack->health_));
   KV_ASSIGN_OR_RETURN(stack->journal_, Journal::Open(config.data_dir + "/conversations"));
   KV_ASSIGN_OR_RETURN(stack->sessions_, SessionStore::Open(config.data_dir + "/sessions"));
   stack->index_tokenizer_ = std::make_unique<engine::Tokenizer>(*stack->model_);
@@ -137,7 +150,8 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
                   .journal = stack->journal_.get(),
                   .sessions = stack->sessions_.get(),
                   .index = stack->index_.get(),
-                  .knowledge = stack->knowledge_.get()});
+                  .knowledge = stack->knowledge_.get(),
+                  .health = &stack->health_});
   return stack;
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kvault/base/result.h"
+#include "kvault/base/storage_health.h"
 #include "kvault/conversation/journal.h"
 #include "kvault/conversation/llama_embedder.h"
 #include "kvault/conversation/manager.h"
@@ -84,12 +85,14 @@ class Stack {
   store::BlockStore& block_store() { return *block_store_; }
   memory::ChunkIndex& index() { return *index_; }
   memory::KnowledgeStore& knowledge() { return *knowledge_; }
+  StorageHealth& storage_health() { return health_; }
   // Null without --embedding-model.
   const engine::EmbeddingModel* embedding_model() const;
 
  private:
   Stack() = default;
   // Declared in build order; destroyed in reverse, the manager first.
+  StorageHealth health_;  // first: everything below reports to it
   std::unique_ptr<engine::Model> model_;
   std::unique_ptr<engine::Context> context_;
   std::unique_ptr<store::BlockStore> block_store_;

@@ -22,6 +22,10 @@ HttpError ForCode(StatusCode code) {
 
 HttpError ToHttpError(const Status& status) {
   HttpError error = ForCode(status.code());
+  if (status.detail() == ErrorDetail::kInsufficientStorage) {
+    error.status = 507;
+    error.type = "server_error";
+  }
   if (status.detail() != ErrorDetail::kNone) error.code = ErrorDetailName(status.detail());
   error.message = status.message();
   return error;

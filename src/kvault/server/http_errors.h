@@ -14,6 +14,7 @@
 //   Unavailable         503 server_error / unavailable
 //   Cancelled           499 (the client went away; nobody reads it) / cancelled
 //   anything else       500 server_error / internal_error
+//   (any code) with kInsufficientStorage: 507 server_error / insufficient_storage
 //
 // Thread-safety: pure functions.
 #pragma once

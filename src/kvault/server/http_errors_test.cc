@@ -57,6 +57,8 @@ TEST(HttpErrorsTest, EveryErrorDetailBecomesTheOpenAiCode) {
       {NotFoundError("m").WithDetail(ErrorDetail::kSessionNotFound), 404, "session_not_found"},
       {UnauthenticatedError("m").WithDetail(ErrorDetail::kInvalidApiKey), 401, "invalid_api_key"},
       {InvalidArgumentError("m").WithDetail(ErrorDetail::kInvalidGrammar), 400, "invalid_grammar"},
+      {ResourceExhaustedError("m").WithDetail(ErrorDetail::kInsufficientStorage), 507,
+       "insufficient_storage"},
   };
   // One row per detail: a new detail without a row fails here.
   EXPECT_EQ(std::size(rows), static_cast<size_t>(kLastErrorDetail));

@@ -92,6 +92,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   state.metrics = &impl->metrics;
   state.auth = impl->auth.get();
   state.knowledge = &stack.knowledge();
+  state.storage_health = &stack.storage_health();
   state.index = &stack.index();
   state.embedding_model = stack.embedding_model();
   state.started_at = std::chrono::steady_clock::now();

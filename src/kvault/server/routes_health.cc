@@ -31,6 +31,22 @@ Json IndexStatsJson(const ServerState& state) {
   return json;
 }
 
+// Each area of the data folder that failed to be written (base/storage_health.h).
+Json StorageJson(const ServerState& state) {
+  Json json = Json::object();
+  const auto areas = state.storage_health->Snapshot();
+  for (size_t i = 0; i < areas.size(); ++i) {
+    const StorageAreaState& area = areas[i];
+    Json entry = {{"failing", area.failing}, {"failed_writes", area.failures}};
+    if (area.failing) {
+      entry["error"] = area.error;
+      entry["failing_since"] = area.failing_since;
+    }
+    json[std::string(StorageAreaName(static_cast<StorageArea>(i)))] = std::move(entry);
+  }
+  return json;
+}
+
 }  // namespace
 
 void DefineMetrics(ServerState& state) {
@@ -56,6 +72,11 @@ void DefineMetrics(ServerState& state) {
   m.DefineGauge("kvault_rejected_requests", "Requests refused with 503 since start");
   m.DefineGauge("kvault_sequences", "Sequences of the llama context by state", {"state"});
   m.DefineGauge("kvault_scheduler_steps", "llama_decode calls since start");
+  m.DefineGauge("kvault_storage_failing",
+                "1 while writes to this area of the data folder fail (full or read-only disk)",
+                {"area"});
+  m.DefineGauge("kvault_storage_failed_writes", "Writes to this area that failed since start",
+                {"area"});
   m.AddCollector([&state](MetricsRegistry& registry) {
     const conversation::ManagerStats stats = state.manager->stats();
     registry.Set("kvault_queue_depth", {}, static_cast<double>(stats.admission.waiting));
@@ -68,6 +89,12 @@ void DefineMetrics(ServerState& state) {
     registry.Set("kvault_sequences", {"free"},
                  static_cast<double>(seq.n_sequences - seq.n_pinned - seq.n_parked));
     registry.Set("kvault_scheduler_steps", {}, static_cast<double>(state.scheduler->stats().steps));
+    const auto areas = state.storage_health->Snapshot();
+    for (size_t i = 0; i < areas.size(); ++i) {
+      const std::string area(StorageAreaName(static_cast<StorageArea>(i)));
+      registry.Set("kvault_storage_failing", {area}, areas[i].failing ? 1 : 0);
+      registry.Set("kvault_storage_failed_writes", {area}, static_cast<double>(areas[i].failures));
+    }
   });
 }
 
@@ -79,30 +106,34 @@ void AddHealthRoutes(httplib::Server& http, ServerState& state) {
              const double uptime =
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - state.started_at)
                      .count();
-             SendJson(context.response, {{"status", "ok"},
-                                         {"model", state.model_id},
-                                         {"uptime_seconds", uptime},
-                                         {"manager",
-                                          {{"running", stats.admission.running},
-                                           {"waiting", stats.admission.waiting},
-                                           {"max_threads", stats.admission.max_running},
-                                           {"max_queue", stats.admission.max_waiting},
-                                           {"rejected", stats.admission.rejected},
-                                           {"conversations", stats.conversations}}},
-                                         {"cache",
-                                          {{"sequences", stats.sequences.n_sequences},
-                                           {"parked", stats.sequences.n_parked},
-                                           {"hits", stats.sequences.hits},
-                                           {"misses", stats.sequences.misses},
-                                           {"evictions", stats.sequences.evictions}}},
-                                         {"kv_cache", CacheStatsJson(state)},
-                                         {"scheduler",
-                                          {{"active", scheduler.active},
-                                           {"steps", scheduler.steps},
-                                           {"prompt_tokens", scheduler.prompt_tokens},
-                                           {"generated_tokens", scheduler.generated_tokens}}},
-                                         {"knowledge", KnowledgeStatsJson(state)},
-                                         {"index", IndexStatsJson(state)}});
+             // Degraded: serving goes on, but something cannot be written (README: disk
+             // faults); still 200, so load balancers keep sending reads and stateless work.
+             SendJson(context.response,
+                      {{"status", state.storage_health->degraded() ? "degraded" : "ok"},
+                       {"storage", StorageJson(state)},
+                       {"model", state.model_id},
+                       {"uptime_seconds", uptime},
+                       {"manager",
+                        {{"running", stats.admission.running},
+                         {"waiting", stats.admission.waiting},
+                         {"max_threads", stats.admission.max_running},
+                         {"max_queue", stats.admission.max_waiting},
+                         {"rejected", stats.admission.rejected},
+                         {"conversations", stats.conversations}}},
+                       {"cache",
+                        {{"sequences", stats.sequences.n_sequences},
+                         {"parked", stats.sequences.n_parked},
+                         {"hits", stats.sequences.hits},
+                         {"misses", stats.sequences.misses},
+                         {"evictions", stats.sequences.evictions}}},
+                       {"kv_cache", CacheStatsJson(state)},
+                       {"scheduler",
+                        {{"active", scheduler.active},
+                         {"steps", scheduler.steps},
+                         {"prompt_tokens", scheduler.prompt_tokens},
+                         {"generated_tokens", scheduler.generated_tokens}}},
+                       {"knowledge", KnowledgeStatsJson(state)},
+                       {"index", IndexStatsJson(state)}});
            });
   AddRoute(http, state, "GET", "/metrics", "metrics", RouteAuth::kRequired,
            [&state](RouteContext& context) {

@@ -120,7 +120,9 @@ void StoreFacts(ServerState& state, RouteContext& context) {
   }
   Result<std::vector<memory::Fact>> facts = ParseFacts(context.request, topic);
   if (!facts.ok()) return SendError(context.response, facts.status());
-  if (Status stored = state.knowledge->Put(context.scope, *facts); !stored.ok()) {
+  if (Status stored = state.storage_health->Note(StorageArea::kKnowledge,
+                                                 state.knowledge->Put(context.scope, *facts));
+      !stored.ok()) {
     return SendError(context.response, stored);
   }
   SendJson(context.response,

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <string>
 
+#include "kvault/base/storage_health.h"
 #include "kvault/conversation/manager.h"
 #include "kvault/engine/embedding_model.h"
 #include "kvault/engine/model.h"
@@ -31,6 +32,7 @@ struct ServerState {
   MetricsRegistry* metrics = nullptr;
   const ApiKeyAuth* auth = nullptr;
   memory::KnowledgeStore* knowledge = nullptr;              // <data_dir>/knowledge.db
+  StorageHealth* storage_health = nullptr;                  // what failed to be written
   memory::ChunkIndex* index = nullptr;                      // <data_dir>/index.db
   const engine::EmbeddingModel* embedding_model = nullptr;  // null: the index is BM25 only
   std::chrono::steady_clock::time_point started_at;

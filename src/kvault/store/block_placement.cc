@@ -186,6 +186,16 @@ void BlockStore::Impl::WriterLoop() {
       Result<uint64_t> free = disk->FreeBytes();
       skipped = free.ok() && *free < bytes->size() + params.disk_reserve_bytes;
       if (!skipped) written = disk->Put(name, bytes);
+      if (params.health != nullptr) {
+        // A write skipped for lack of room is a failing disk too (it is how a full one shows).
+        params.health
+            ->Note(StorageArea::kBlocks,
+                   skipped ? ResourceExhaustedError("the disk tier's file system has "
+                                                    "less free space than its reserve")
+                                 .WithDetail(ErrorDetail::kInsufficientStorage)
+                           : written)
+            .IgnoreError();
+      }
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -214,7 +224,7 @@ void BlockStore::Impl::WriterLoop() {
           ++counters.writes_skipped;
         } else {
           ++counters.write_errors;
-          if (!full) {
+          if (!full && params.health == nullptr) {
             KV_LOG(kWarning) << "store: " << written.message();
           }
         }

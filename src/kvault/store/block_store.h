@@ -36,6 +36,7 @@
 #include <llama.h>
 
 #include "kvault/base/result.h"
+#include "kvault/base/storage_health.h"
 #include "kvault/kv/radix_tree.h"
 #include "kvault/kv/snapshot_codec.h"
 #include "kvault/kv/snapshot_layout.h"
@@ -60,6 +61,9 @@ struct BlockStoreParams {
   // Seconds a partial (tail) block waits before its disk write; a tail replaced meanwhile is
   // never written. Flush() and closing write everything still waiting.
   double tail_write_delay_s = 5;
+  // Hears of every disk-tier write (may be null): a full or read-only disk is logged once
+  // and shown by /health, and the blocks stay in RAM.
+  StorageHealth* health = nullptr;
 };
 
 struct TierStats {

@@ -55,6 +55,18 @@ Result<RecordLog::Opened> RecordLog::Open(const std::string& path) {
     return CorruptionError(path + " is not a kvault record log");
   }
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 && (errno == EROFS || errno == EACCES) && !fresh) {
+    // A read-only disk or folder: the records are there to read; appends fail (as a full
+    // disk's do) until the log is opened again on a writable one.
+    const int saved = errno;
+    const uint64_t end =
+        kMagic.size() +
+        ParseRecords(std::span<const uint8_t>(bytes).subspan(kMagic.size()), &opened.records);
+    opened.dropped_bytes = bytes.size() - end;
+    opened.log = std::unique_ptr<RecordLog>(new RecordLog(path, -1, end));
+    opened.log->read_only_errno_ = saved;
+    return opened;
+  }
   if (fd < 0) return ErrnoError("open " + path, errno);
   uint64_t end = kMagic.size();
   if (fresh) {
@@ -92,9 +104,12 @@ Status RecordLog::Rewrite(const std::string& path, std::span<const std::string> 
   return WriteFileAtomic(path, bytes);
 }
 
-RecordLog::~RecordLog() { ::close(fd_); }
+RecordLog::~RecordLog() {
+  if (fd_ >= 0) ::close(fd_);
+}
 
 Status RecordLog::Append(std::string_view payload, bool sync) {
+  if (fd_ < 0) return ErrnoError("append to " + path_, read_only_errno_);
   const std::string framed = Frame(payload);
   size_t written = 0;
   while (written < framed.size()) {

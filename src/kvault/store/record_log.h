@@ -29,7 +29,8 @@ class RecordLog {
     uint64_t dropped_bytes = 0;  // a torn or corrupt tail that was cut off
   };
   // Opens (creating if absent) and reads every intact record. Corruption if the file is not
-  // a record log at all; IOError on I/O failure.
+  // a record log at all; IOError on I/O failure. An existing log on a read-only disk or
+  // folder opens read-only: its records are read, and each Append fails with the reason.
   static Result<Opened> Open(const std::string& path);
   // Opens a log that Open() already checked (this process wrote or read it), for appending
   // without reading it again.
@@ -49,8 +50,9 @@ class RecordLog {
   RecordLog(std::string path, int fd, uint64_t size)
       : path_(std::move(path)), fd_(fd), size_(size) {}
   std::string path_;
-  int fd_;
+  int fd_;  // -1: opened read-only
   uint64_t size_;
+  int read_only_errno_ = 0;
 };
 
 }  // namespace kvault::store

@@ -47,5 +47,7 @@ int RunBenchPrefix(int argc, char** argv);
 int RunBenchReconnect(int argc, char** argv);
 int RunBenchFootprint(int argc, char** argv);
 int RunBenchCrash(int argc, char** argv);
+int RunBenchSoak(int argc, char** argv);
+int RunBenchIsolation(int argc, char** argv);
 
 }  // namespace kvault::cli

@@ -33,6 +33,8 @@ class ChildServer {
                                                     const std::string& log_path);
 
   int port() const { return port_; }
+  // The process id while it runs (benchmarks read its /proc/<pid>/status); -1 once stopped.
+  pid_t pid() const { return pid_; }
   // SIGTERM, then SIGKILL after 30 s.
   void Stop();
   // SIGKILL at once (crash trials), and reaps it.

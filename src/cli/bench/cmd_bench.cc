@@ -25,6 +25,9 @@ int RunBench(int argc, char** argv) {
       {"fidelity", RunBenchFidelity, "KL divergence and size of q8/q4 KV blocks at rest vs f16"},
       {"crash", RunBenchCrash,
        "kill -9 under load, restart: acknowledged turns lost, restart time"},
+      {"soak", RunBenchSoak, "sustained mixed traffic above capacity: 503 latency, RSS, leaks"},
+      {"isolation", RunBenchIsolation,
+       "4 API keys, colliding ids: nothing seen, changed or timed across keys"},
   };
   if (argc >= 2) {
     for (const Benchmark& bench : kBenchmarks) {

@@ -19,6 +19,7 @@ for r in range(20):
     try:
         c=http.client.HTTPConnection("127.0.0.1",port,timeout=5); c.request("GET","/health"); st=c.getresponse().status; c.close()
         lat.append((time.time()-t)*1000) if st==200 else None
+        if len(sys.argv) > 3: print(f"round {r}: {(time.time()-t)*1000:.1f} ms")
     except Exception as e: print("err",e)
     time.sleep(0.5)
 lat.sort()

@@ -22,6 +22,7 @@ class ServerProcess {
 
   bool ok() const { return port_ > 0; }
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string log() const;
   // Sends SIGTERM and returns the exit status (-1 if killed by a signal or timed out).
   int Terminate(int timeout_seconds = 30);

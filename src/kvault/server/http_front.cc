@@ -258,6 +258,9 @@ void Relay::BackendClosed() {
 void Relay::Fail(const HttpError& error, bool mid_request) {
   KV_LOG(kDebug) << "http: " << error.status << " " << error.message;
   in_.clear();
+  // No deadline of the request outlives it (a past one would keep poll from sleeping).
+  head_deadline_.reset();
+  body_deadline_.reset();
   if (mid_request || up_ < 0) {
     // The backend has part of this request: it must not see the rest, nor answer it.
     CloseFd(up_);
@@ -376,8 +379,10 @@ int Relay::PollTimeoutMs(Clock::time_point now) const {
   };
   consider(head_deadline_);
   consider(body_deadline_);
-  consider(linger_deadline_);
-  if (!forwarded_any_) {
+  if (to_client_.empty()) consider(linger_deadline_);  // then the stall clock applies
+  // Only while it applies: a past deadline that no longer applies would make poll return at
+  // once, forever (1,000 slow heads past 5 s spun every core until their 408).
+  if (!forwarded_any_ && phase_ == Phase::kHead && in_.empty() && up_ < 0) {
     consider(opened_ + Seconds(limits_.idle_timeout_s));
   }
   if (!to_client_.empty()) {

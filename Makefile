@@ -8,7 +8,7 @@ TSAN_DIR ?= build-tsan
 FUZZ_DIR ?= build-fuzz
 # Seconds each libFuzzer target runs in `make fuzz`.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := request_fuzz snapshot_fuzz record_log_fuzz
+FUZZ_TARGETS := request_fuzz snapshot_fuzz record_log_fuzz config_fuzz disk_block_fuzz journal_fuzz
 JOBS ?= $(shell nproc)
 PORT ?= 8200
 HOST ?= 127.0.0.1
@@ -54,8 +54,9 @@ test-tsan: bootstrap
 		suppressions=$(CURDIR)/tests/tsan.supp" ctest --output-on-failure -j $(JOBS) -L 'unit|integration'
 
 # libFuzzer (+ ASan + UBSan) on the request parsers, the snapshot parser and block decoder,
-# and the record log reader, FUZZ_SECONDS each, from the seeds in fuzz/corpus/ (new inputs
-# go to $(FUZZ_DIR)/corpus/, crashes to $(FUZZ_DIR)/crash-*).
+# the record log reader, `kvault serve`'s config file, flags and environment, the disk tier's
+# block file reader and the journal replay, FUZZ_SECONDS each, from the seeds in fuzz/corpus/
+# (new inputs go to $(FUZZ_DIR)/corpus/, crashes to $(FUZZ_DIR)/crash-*).
 fuzz: bootstrap
 	@cmake -S . -B $(FUZZ_DIR) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVAULT_FUZZ=ON >/dev/null
 	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target $(FUZZ_TARGETS)

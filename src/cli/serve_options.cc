@@ -1,7 +1,9 @@
 #include "cli/serve_options.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <string_view>
 #include <thread>
 
 #include "cli/paths.h"
@@ -47,18 +49,30 @@ Result<std::string> FlagText(const Json& value, const std::string& key) {
   return InvalidArgumentError("config key '" + key + "' has an unsupported value");
 }
 
-// Applies the config file to every option neither a flag nor the environment has set.
-Status ApplyConfigFile(CLI::App& app, const std::string& path, bool required) {
-  if (path.empty() || (!required && !PathExists(path))) return Status::Ok();
-  KV_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+// CLI::Range lets "nan" through (every comparison with NaN is false), and a NaN setting
+// would reach casts and deadlines as undefined behaviour (found by fuzz/config_fuzz.cc).
+CLI::Validator NotNan() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        double value = 0;
+        if (CLI::detail::lexical_cast(input, value) && std::isnan(value))
+          return "NaN is not allowed";
+        return "";
+      },
+      "");
+}
+
+// Applies config text (JSON; `source` names it in messages) to every option neither a flag
+// nor the environment has set.
+Status ApplyConfigText(CLI::App& app, std::string_view text, const std::string& source) {
   KV_ASSIGN_OR_RETURN(Json config, ParseJson(text));
-  if (!config.is_object()) return InvalidArgumentError("config file " + path + " is not an object");
+  if (!config.is_object()) return InvalidArgumentError(source + " is not an object");
   for (auto it = config.begin(); it != config.end(); ++it) {
     std::string flag = it.key();
     for (char& c : flag) c = c == '_' ? '-' : c;
     CLI::Option* option = app.get_option_no_throw("--" + flag);
     if (option == nullptr || flag == "config") {
-      return InvalidArgumentError("config file " + path + ": unknown key '" + it.key() + "'");
+      return InvalidArgumentError(source + ": unknown key '" + it.key() + "'");
     }
     if (option->count() > 0 || std::getenv(EnvName(flag).c_str()) != nullptr) continue;
     KV_ASSIGN_OR_RETURN(std::string value, FlagText(it.value(), it.key()));
@@ -66,8 +80,7 @@ Status ApplyConfigFile(CLI::App& app, const std::string& path, bool required) {
       option->add_result(value);
       option->run_callback();
     } catch (const CLI::Error& error) {
-      return InvalidArgumentError("config file " + path + ", key '" + it.key() +
-                                  "': " + error.what());
+      return InvalidArgumentError(source + ", key '" + it.key() + "': " + error.what());
     }
   }
   return Status::Ok();
@@ -89,7 +102,8 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
   add("cache-size", c.cache_size, "tokens each conversation remembers (max_model_len)")
       ->check(CLI::Range(int64_t{64}, int64_t{1} << 40));
   app_.add_option("--kessie-cache-size", c.cache_size, "alias of --cache-size")
-      ->envname("KVAULT_KESSIE_CACHE_SIZE");
+      ->envname("KVAULT_KESSIE_CACHE_SIZE")
+      ->check(CLI::Range(int64_t{64}, int64_t{1} << 40));
   add("max-generation", c.max_generation, "most tokens one reply may have")
       ->check(CLI::Range(1, 1 << 20));
   add("max-model-len", c.max_model_len, "KV cells per sequence; 0 = auto (the window)")
@@ -108,14 +122,16 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
   add("conversation-queue", c.conversation_queue, "requests that may wait; beyond: 503")
       ->check(CLI::Range(0, 100000));
   add("fog-alpha", c.fog_alpha, "recency demotion of old context in recall; 0 = off")
-      ->check(CLI::Range(0.0, 100.0));
+      ->check(CLI::Range(0.0, 100.0))
+      ->check(NotNan());
   add("recall-budget", c.recall_budget,
       "tokens of recalled history per prompt (clamped to window/4); 0 = no recall")
       ->check(CLI::Range(0, 1 << 20));
   add("recall-min-score", c.recall_min_score,
       "relevance a chunk needs to be recalled, after fog demotion: BM25 score, or with "
       "--embedding-model the fused score (at most 2/61; default then 0.02)")
-      ->check(CLI::Range(0.0, 1e9));
+      ->check(CLI::Range(0.0, 1e9))
+      ->check(NotNan());
   add("max-recalls", c.max_recalls, "mid-generation recalls per response; 0 = off")
       ->check(CLI::Range(0, 16));
   add("embedding-model", c.embedding_model,
@@ -155,7 +171,8 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
   add("cache-ram-mb", c.cache_ram_mb, "RAM budget of the KV block tier, MiB")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   add("cache-disk-gb", c.cache_disk_gb, "disk budget of the KV block tier, GiB; 0 = no disk tier")
-      ->check(CLI::Range(0.0, 1e6));
+      ->check(CLI::Range(0.0, 1e6))
+      ->check(NotNan());
   add("block-size", c.block_size, "tokens per KV block")->check(CLI::Range(16, 1 << 16));
   add("cache-encoding", c.cache_encoding,
       "KV blocks at rest: f16 (lossless), q8 or q4, optionally +zstd (e.g. q8+zstd)")
@@ -175,19 +192,40 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       "start-up and pinned");
   add("shutdown-grace", c.shutdown_grace_seconds,
       "seconds running requests get to finish on SIGINT/SIGTERM")
-      ->check(CLI::Range(0.0, 3600.0));
+      ->check(CLI::Range(0.0, 3600.0))
+      ->check(NotNan());
   app_.add_option("--config", config_path_,
                   "JSON config file; keys are flag names (default "
                   "~/.config/kvault/config.json when present). Flags win over KVAULT_* "
                   "environment variables, which win over the file");
 }
 
+void ServeOptions::ResetValues() {
+  config_ = server::ServerConfig{};
+  api_keys_.clear();
+  config_path_.clear();
+  max_body_mb_ = kDefaultMaxBodyMb;
+}
+
 std::optional<int> ServeOptions::Parse(int argc, char** argv) {
+  ResetValues();
   if (auto exit_code = ParseArgs(app_, argc, argv)) return exit_code;
   const bool explicit_config = !config_path_.empty();
-  Status status =
-      ApplyConfigFile(app_, explicit_config ? config_path_ : DefaultConfigPath(), explicit_config);
-  if (!status.ok()) return ReportError(status);
+  const std::string path = explicit_config ? config_path_ : DefaultConfigPath();
+  if (path.empty() || (!explicit_config && !PathExists(path))) return Finish(Status::Ok());
+  Result<std::string> text = ReadFileToString(path);
+  return Finish(text.ok() ? ApplyConfigText(app_, *text, "config file " + path) : text.status());
+}
+
+std::optional<int> ServeOptions::ParseWithConfigText(int argc, char** argv,
+                                                     std::string_view config_text) {
+  ResetValues();
+  if (auto exit_code = ParseArgs(app_, argc, argv)) return exit_code;
+  return Finish(ApplyConfigText(app_, config_text, "config text"));
+}
+
+std::optional<int> ServeOptions::Finish(const Status& config_applied) {
+  if (!config_applied.ok()) return ReportError(config_applied);
   // Fused scores are sums of 1 / (60 + rank) (memory/chunk_index.h), so the BM25 default
   // would recall nothing. 0.02: ranked in the top 40 of both rankings, or near the top of
   // one and listed in the other.

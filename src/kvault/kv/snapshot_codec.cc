@@ -12,6 +12,10 @@
 namespace kvault::kv {
 namespace {
 
+// The largest block a decoder allocates for: 1 GiB, beyond any real block (a 70B model's
+// 256-token f16 block is 84 MB).
+constexpr uint64_t kMaxDecodedBlockBytes = uint64_t{1} << 30;
+
 constexpr uint32_t kMagic = 0x3142564b;  // "KVB1"
 constexpr uint16_t kVersion = 1;
 constexpr uint8_t kFlagZstd = 1;
@@ -250,16 +254,24 @@ Status DecodeBlockInto(std::span<const uint8_t> bytes, DecodedBlock* out) {
   if (raw_size != block.ExpectedDataSize() || payload_size != in.remaining()) {
     return CorruptionError("block sizes disagree with its shape");
   }
+  // The shape is the file's claim: bounded before anything is sized by it (a 404-byte file
+  // claiming a 2 GiB block made the decoder allocate that much; found by disk_block_fuzz).
+  if (raw_size > kMaxDecodedBlockBytes) {
+    return CorruptionError("block claims " + std::to_string(raw_size) + " bytes, more than " +
+                           std::to_string(kMaxDecodedBlockBytes));
+  }
   KV_ASSIGN_OR_RETURN(std::span<const uint8_t> payload, in.ReadView(payload_size));
   std::vector<uint8_t> plain;
   if (flags & kFlagZstd) {
-    const size_t expected = decoded.meta.encoding == BlockEncoding::kF16
-                                ? raw_size
-                                : ZSTD_getFrameContentSize(payload.data(), payload.size());
-    if (expected == ZSTD_CONTENTSIZE_ERROR || expected == ZSTD_CONTENTSIZE_UNKNOWN ||
-        expected > 2 * raw_size + 64) {
+    // The frame says how much it holds (kvault writes it); f16 must hold exactly the raw
+    // bytes, a quantized payload at most about twice them.
+    const unsigned long long frame_size = ZSTD_getFrameContentSize(payload.data(), payload.size());
+    if (frame_size == ZSTD_CONTENTSIZE_ERROR || frame_size == ZSTD_CONTENTSIZE_UNKNOWN ||
+        frame_size > 2 * raw_size + 64 ||
+        (decoded.meta.encoding == BlockEncoding::kF16 && frame_size != raw_size)) {
       return CorruptionError("zstd frame of a block is unreadable");
     }
+    const auto expected = static_cast<size_t>(frame_size);
     plain.resize(expected);
     const size_t n = ZSTD_decompress(plain.data(), plain.size(), payload.data(), payload.size());
     if (ZSTD_isError(n) || n != expected)

@@ -1,10 +1,12 @@
 // The disk tier: one crash-safe file per block.
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <system_error>
 #include <unordered_map>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kvault/base/file.h"
@@ -132,6 +134,12 @@ class DiskTierImpl final : public DiskTier {
     const std::string path = PathOf(name);
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return ErrnoError("open " + path, errno);
+    // A buffer no bigger than the file: recovery reads every block's header this way, and a
+    // small file (a short tail block, a small model) then costs its size, not max_bytes zeroed.
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && st.st_size >= 0) {
+      max_bytes = std::min(max_bytes, static_cast<size_t>(st.st_size));
+    }
     std::vector<uint8_t> bytes(max_bytes);
     size_t n = 0;
     while (n < max_bytes) {

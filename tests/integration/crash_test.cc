@@ -22,6 +22,7 @@ TEST(CrashTest, AcknowledgedTurnsSurviveKillNine) {
   EXPECT_GT(r["acknowledged_turns"].get<int>(), 0) << run.out;  // slow builds (TSan) get few
   EXPECT_GE(r["acknowledged_turns_checked"].get<int>(), r["acknowledged_turns"].get<int>());
   EXPECT_EQ(r["turns_lost"].get<int>(), 0) << run.out;
+  EXPECT_EQ(r["sessions_lost"].get<int>(), 0) << run.out;
   EXPECT_EQ(r["start_failures"].get<int>(), 0) << run.out;
   EXPECT_EQ(r["next_turn_failures"].get<int>(), 0) << run.out;
   EXPECT_GT(r["next_turns"].get<int>(), 0) << run.out;

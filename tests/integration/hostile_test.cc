@@ -119,5 +119,43 @@ TEST(HostileTest, EveryRouteAnswersEveryHostileRequestWithAFourHundredOrSuccess)
   std::filesystem::remove_all(dir);
 }
 
+// 50 MB strings under the default body limit (64 MB): parsed, then refused from their size
+// before anything is tokenized, on every route that takes text. The size check refuses only
+// what surely cannot fit (bytes / twice the longest token piece), so a conversation here holds
+// 65,536 tokens; with the default 10M a 50 MB message may fit, and is tokenized and stored
+// (at ~1 MB/s of pathological text on 2 cores, ~4 MB/s of prose).
+TEST(HostileTest, FiftyMegabyteStringsAreRefusedWithAFourHundred) {
+  ServerProcess server({"--model", TestModelPath(), "--cache-size", "65536"});
+  ASSERT_TRUE(server.ok()) << server.log();
+  httplib::Client client("127.0.0.1", server.port());
+  client.set_read_timeout(std::chrono::seconds(120));
+  const std::string huge(50 << 20, 'w');
+  const Json message = {{{"role", "user"}, {"content", huge}}};
+  const std::vector<std::pair<std::string, Json>> requests = {
+      {"/v1/chat/completions", {{"messages", message}, {"max_tokens", 2}}},
+      {"/v1/chat/completions",
+       {{"conversation_id", "big"}, {"messages", message}, {"max_tokens", 2}, {"stream", true}}},
+      {"/v1/completions", {{"prompt", huge}, {"max_tokens", 2}}},
+      {"/v1/conversations/append", {{"conversation_id", "big"}, {"messages", message}}},
+      {"/v1/conversations/search", {{"conversation_id", "big"}, {"query", huge}}},
+  };
+  for (const auto& [path, body] : requests) {
+    const auto start = std::chrono::steady_clock::now();
+    httplib::Result result = client.Post(path, DumpJson(body), "application/json");
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_TRUE(result) << path;
+    EXPECT_GE(result->status, 400) << path;
+    EXPECT_LT(result->status, 500) << path << ": " << result->body.substr(0, 300);
+    EXPECT_TRUE(IsOpenAiError(result->body)) << path << ": " << result->body.substr(0, 300);
+    EXPECT_LT(seconds, 30) << path << " took " << seconds << " s to refuse";
+  }
+  EXPECT_EQ(client.Get("/health")->status, 200);
+  httplib::Result history = client.Get("/v1/conversations/big/history");
+  ASSERT_TRUE(history);
+  EXPECT_EQ(history->status, 404) << "a refused request kept a conversation: " << history->body;
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
 }  // namespace
 }  // namespace kvault::testing

@@ -11,8 +11,17 @@
 // the server stored whose response the kill cut off). Then the first turn after the restart
 // must succeed, and its prompt's KV is counted as restored or recomputed. Every fifth trial
 // also kills a server while it starts (journal replay, block recovery) before the next start.
+//
+// A saver thread saves sessions of the conversations all along (each under a new name); a
+// save acknowledged with 200 must come back after the restart exactly (turns, tokens,
+// created). Where the kill falls: trials cycle through three timings, a random moment; within
+// 10 ms after a session save was sent (inside its write, or just before or after it); and
+// within 20 ms after a turn's response (its KV checkpoint is then being written to the disk
+// tier). A torn block file must be found and dropped at the next start (counted as corrupt),
+// never served.
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <mutex>
 #include <random>
@@ -58,7 +67,18 @@ struct TrialCounts {
   int64_t next_turns = 0;           // first turns after a restart
   int64_t next_turns_measured = 0;  // of those, non-streamed (they report their KV source)
   int64_t next_turn_restored = 0;   // of those, KV restored from RAM or disk
+  int64_t sessions_checked = 0;     // acknowledged saves read back after a restart
+  int64_t sessions_lost = 0;
+  int64_t corrupt_blocks = 0;  // torn or corrupt block files found at starts
 };
+
+// A session save the server acknowledged, with what it said it saved.
+struct SavedSession {
+  std::string name;
+  Json session;
+};
+
+enum class KillTiming { kRandom, kDuringSave, kDuringBlockWrite };
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -108,6 +128,21 @@ TurnOutcome SendTurn(int port, const ClientRecord& client, const std::string& me
   return outcome;
 }
 
+// The acknowledged save must be there as it was acknowledged.
+void CheckSession(const BenchServer& server, const SavedSession& saved, TrialCounts* counts) {
+  ++counts->sessions_checked;
+  Result<Json> got = server.GetJson("/v1/sessions/" + saved.name);
+  const bool same = got.ok() && (*got)["turns"] == saved.session["turns"] &&
+                    (*got)["tokens"] == saved.session["tokens"] &&
+                    (*got)["created"] == saved.session["created"];
+  if (!same) {
+    ++counts->sessions_lost;
+    KV_LOG(kWarning) << "bench crash: session " << saved.name << " acknowledged as "
+                     << saved.session.dump() << " reads back as "
+                     << (got.ok() ? got->dump() : got.status().ToString());
+  }
+}
+
 // Every acknowledged turn of `client`, in order, in the server's history.
 void Check(const BenchServer& server, const ClientRecord& client, TrialCounts* counts) {
   if (client.acknowledged.empty()) return;
@@ -138,6 +173,9 @@ void Check(const BenchServer& server, const ClientRecord& client, TrialCounts* c
 }
 
 Result<Json> Measure(const CrashOptions& o) {
+  // Clients write to servers that are killed under them: a write to the dead socket must
+  // fail, not end the benchmark.
+  std::signal(SIGPIPE, SIG_IGN);
   KV_ASSIGN_OR_RETURN(std::unique_ptr<BenchDir> state, BenchDir::Create(""));
   std::vector<ClientRecord> clients(static_cast<size_t>(o.conversations));
   for (size_t i = 0; i < clients.size(); ++i) {
@@ -159,6 +197,8 @@ Result<Json> Measure(const CrashOptions& o) {
   params.log_path = state->path() + "/server.log";
   params.extra_args = o.kvault_args;
   int startup_kills = 0;
+  std::vector<SavedSession> saved_sessions;
+  int timed_kills[3] = {0, 0, 0};  // by KillTiming: the kill came as planned
   // trials + 1 starts: the last one only checks what the last trial's clients recorded.
   for (int trial = 0; trial <= o.trials; ++trial) {
     if (trial % 5 == 4) {
@@ -184,9 +224,16 @@ Result<Json> Measure(const CrashOptions& o) {
     }
     if (trial > 0) restart_s.push_back(Seconds(Clock::now() - started));
     for (const ClientRecord& client : clients) Check(**server, client, &counts);
+    for (const SavedSession& saved : saved_sessions) CheckSession(**server, saved, &counts);
+    if (Result<Json> health = (*server)->GetJson("/health"); health.ok()) {
+      counts.corrupt_blocks += (*health)["kv_cache"].value("corrupt_blocks", int64_t{0});
+    }
     if (trial == o.trials) break;
     // The clients, until the kill.
     std::atomic<bool> killed{false};
+    // Events the timed kills wait for: a save sent, a turn's response received.
+    std::atomic<int64_t> saves_sent{0};
+    std::atomic<int64_t> turns_done{0};
     std::mutex mu;
     std::vector<std::thread> threads;
     for (size_t c = 0; c < clients.size(); ++c) {
@@ -212,11 +259,58 @@ Result<Json> Measure(const CrashOptions& o) {
           first = false;
           if (!outcome.acknowledged) break;  // the server is gone (or refused: counted above)
           client.acknowledged.push_back({message, outcome.reply});
+          ++turns_done;
         }
       });
     }
+    threads.emplace_back([&] {  // the saver
+      // At most 10 saves a trial, 50 ms apart: each pins its blocks for good.
+      for (int n = 0; n < 10 && !killed.load(); ++n) {
+        std::string id;
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          const ClientRecord& client = clients[static_cast<size_t>(n) % clients.size()];
+          if (!client.acknowledged.empty()) id = client.id;
+        }
+        if (id.empty()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          continue;
+        }
+        const std::string name = "crash-t" + std::to_string(trial) + "-" + std::to_string(n);
+        httplib::Client http("127.0.0.1", (*server)->port());
+        http.set_read_timeout(std::chrono::seconds(60));
+        ++saves_sent;
+        httplib::Result result =
+            http.Post("/v1/sessions/" + name + "/save", DumpJson(Json{{"conversation_id", id}}),
+                      "application/json");
+        if (!result || result->status != 200) break;  // the server is gone
+        Result<Json> session = ParseJson(result->body);
+        if (!session.ok()) break;
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          saved_sessions.push_back({name, std::move(session).value()});
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+    const auto timing = static_cast<KillTiming>(trial % 3);
     std::uniform_real_distribution<double> when(0.2, std::max(0.3, o.max_kill_seconds));
     std::this_thread::sleep_for(std::chrono::duration<double>(when(random)));
+    if (timing != KillTiming::kRandom) {
+      // Wait for the next event of the kind, then kill a few milliseconds into it.
+      std::atomic<int64_t>& events = timing == KillTiming::kDuringSave ? saves_sent : turns_done;
+      const int64_t seen = events.load();
+      const Clock::time_point give_up = Clock::now() + std::chrono::seconds(10);
+      while (events.load() == seen && Clock::now() < give_up) std::this_thread::yield();
+      if (events.load() != seen) {
+        ++timed_kills[static_cast<int>(timing)];
+        std::uniform_real_distribution<double> delay(
+            0.0, timing == KillTiming::kDuringSave ? 0.010 : 0.020);
+        std::this_thread::sleep_for(std::chrono::duration<double>(delay(random)));
+      }
+    } else {
+      ++timed_kills[0];
+    }
     killed = true;
     (*server)->Kill();
     for (std::thread& thread : threads) thread.join();
@@ -238,6 +332,13 @@ Result<Json> Measure(const CrashOptions& o) {
               {"next_turn_failures", counts.next_turn_failures},
               {"next_turns_kv_measured", counts.next_turns_measured},
               {"next_turns_kv_restored", counts.next_turn_restored},
+              {"sessions_acknowledged", static_cast<int64_t>(saved_sessions.size())},
+              {"sessions_checked", counts.sessions_checked},
+              {"sessions_lost", counts.sessions_lost},
+              {"corrupt_blocks_found", counts.corrupt_blocks},
+              {"kills_random", timed_kills[0]},
+              {"kills_in_session_save", timed_kills[1]},
+              {"kills_in_block_write", timed_kills[2]},
               {"restart_p50_s", Percentile(restart_s, 50)},
               {"restart_max_s", Percentile(restart_s, 100)}};
 }
@@ -255,6 +356,16 @@ void PrintTable(const Json& r) {
       r["start_failures"].get<long long>(), r["next_turns"].get<long long>(),
       r["next_turn_failures"].get<long long>(), r["next_turns_kv_restored"].get<long long>(),
       r["next_turns_kv_measured"].get<long long>());
+  std::printf(
+      "kills at a random moment: %lld, within 10 ms of a session save: %lld, within "
+      "20 ms of a turn's checkpoint: %lld\n",
+      r["kills_random"].get<long long>(), r["kills_in_session_save"].get<long long>(),
+      r["kills_in_block_write"].get<long long>());
+  std::printf(
+      "sessions acknowledged: %lld; checked after restarts: %lld, lost: %lld; corrupt "
+      "block files found and dropped at starts: %lld\n",
+      r["sessions_acknowledged"].get<long long>(), r["sessions_checked"].get<long long>(),
+      r["sessions_lost"].get<long long>(), r["corrupt_blocks_found"].get<long long>());
   std::printf("restart to healthy: p50 %.3f s, max %.3f s\n", r["restart_p50_s"].get<double>(),
               r["restart_max_s"].get<double>());
 }

@@ -129,6 +129,19 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
   return pending;
 }
 
+Status ConversationManager::CheckMessagesFit(std::span<const engine::ChatMessage> messages) const {
+  for (const engine::ChatMessage& message : messages) {
+    const auto tokens = static_cast<int64_t>(message.content.size() / (2 * max_piece_bytes_));
+    if (tokens > params_.cache_size) {
+      return InvalidArgumentError("a message has at least " + std::to_string(tokens) +
+                                  " tokens; a conversation holds " +
+                                  std::to_string(params_.cache_size) + " (--cache-size)")
+          .WithDetail(ErrorDetail::kContextLengthExceeded);
+    }
+  }
+  return Status::Ok();
+}
+
 Status ConversationManager::CheckTextFits(const GenerateRequest& request) const {
   // Each token covers at most max_piece_bytes_ bytes of text; halved again for margin (a
   // prefix space, a byte fallback), so only text that surely does not fit is refused here.
@@ -150,11 +163,7 @@ Status ConversationManager::CheckTextFits(const GenerateRequest& request) const 
     return Status::Ok();
   }
   // A kept conversation: its newest message must fit the window, any message the cache.
-  for (const engine::ChatMessage& message : request.messages) {
-    if (min_tokens(message.content.size()) > params_.cache_size) {
-      return too_long(min_tokens(message.content.size()), params_.cache_size, "message");
-    }
-  }
+  KV_RETURN_IF_ERROR(CheckMessagesFit(request.messages));
   if (!request.messages.empty() &&
       min_tokens(request.messages.back().content.size()) >= params_.window) {
     return too_long(min_tokens(request.messages.back().content.size()), params_.window,

@@ -219,6 +219,12 @@ class ConversationManager {
   Status CheckTextFits(const GenerateRequest& request) const;
   void RecoverJournal();
 
+ public:
+  // The same judgement for messages appended to a conversation's history: each must fit the
+  // cache (--cache-size). Appends call it before they tokenize.
+  Status CheckMessagesFit(std::span<const engine::ChatMessage> messages) const;
+
+ private:
   engine::Scheduler* const scheduler_;
   const ManagerParams params_;
   const ManagerDeps deps_;

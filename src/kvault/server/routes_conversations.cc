@@ -48,6 +48,9 @@ void HandleAppend(ServerState& state, RouteContext& context) {
   if (!messages.ok()) return SendError(context.response, messages.status());
   Result<conversation::HistoryMode> mode = ParseHistoryMode(*body);
   if (!mode.ok()) return SendError(context.response, mode.status());
+  if (Status fits = state.manager->CheckMessagesFit(*messages); !fits.ok()) {
+    return SendError(context.response, fits);
+  }
   Result<conversation::IngestResult> ingested =
       state.manager->history().Append(context.scope, *id, *messages, *mode);
   if (!ingested.ok()) return SendError(context.response, ingested.status());

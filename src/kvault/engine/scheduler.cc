@@ -238,7 +238,10 @@ bool Scheduler::Impl::Step() {
     any_generating = true;
   }
   const size_t capacity = decoder.capacity();
-  size_t budget = capacity - chunks.size();
+  // (More generating sequences than the batch holds does not happen with kvault's settings:
+  // at most llama_max_parallel_sequences(), 256, against a batch of 2,048. Guarded against
+  // the wrap all the same.)
+  size_t budget = capacity > chunks.size() ? capacity - chunks.size() : 0;
   // While others generate, prompts get at most prefill_chunk tokens per step, for all of
   // them together: that bounds the delay a step adds to their next token. Alone, prompts
   // fill the whole batch, which prefills fastest.

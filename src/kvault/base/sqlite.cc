@@ -74,9 +74,7 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const std::string& 
                                                       SQLITE_OPEN_READONLY | SQLITE_OPEN_URI));
   KV_LOG(kWarning) << "sqlite: " << path << " cannot be written (" << opened.message()
                    << "); opened read-only";
-  auto database = std::unique_ptr<SqliteDatabase>(new SqliteDatabase(read_only));
-  database->read_only_ = true;
-  return database;
+  return std::unique_ptr<SqliteDatabase>(new SqliteDatabase(read_only));
 }
 
 SqliteDatabase::~SqliteDatabase() { sqlite3_close(db_); }

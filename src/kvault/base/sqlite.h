@@ -25,10 +25,9 @@ class SqliteStatement;
 class SqliteDatabase {
  public:
   // Opens or creates the database file (":memory:" for a private in-memory one) in WAL mode.
-  // An existing file on a read-only disk or folder is opened read-only (read_only()), so
-  // what it holds stays readable; writes then fail with kInsufficientStorage.
+  // An existing file on a read-only disk or folder is opened read-only, so what it holds
+  // stays readable; writes then fail with kInsufficientStorage.
   static Result<std::unique_ptr<SqliteDatabase>> Open(const std::string& path);
-  bool read_only() const { return read_only_; }
   ~SqliteDatabase();
   SqliteDatabase(const SqliteDatabase&) = delete;
   SqliteDatabase& operator=(const SqliteDatabase&) = delete;
@@ -42,7 +41,6 @@ class SqliteDatabase {
  private:
   explicit SqliteDatabase(sqlite3* db) : db_(db) {}
   sqlite3* db_;
-  bool read_only_ = false;
 };
 
 class SqliteStatement {

@@ -129,45 +129,45 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
   return pending;
 }
 
+namespace {
+
+Status TooLong(int64_t tokens, int64_t limit, const char* what) {
+  return InvalidArgumentError("the " + std::string(what) + " has at least " +
+                              std::to_string(tokens) + " tokens; the limit is " +
+                              std::to_string(limit))
+      .WithDetail(ErrorDetail::kContextLengthExceeded);
+}
+
+}  // namespace
+
+int64_t ConversationManager::MinTokens(size_t bytes) const {
+  // Each token covers at most max_piece_bytes_ bytes of text; halved again for margin (a
+  // prefix space, a byte fallback), so only text that surely does not fit is refused.
+  return static_cast<int64_t>(bytes / (2 * max_piece_bytes_));
+}
+
 Status ConversationManager::CheckMessagesFit(std::span<const engine::ChatMessage> messages) const {
   for (const engine::ChatMessage& message : messages) {
-    const auto tokens = static_cast<int64_t>(message.content.size() / (2 * max_piece_bytes_));
-    if (tokens > params_.cache_size) {
-      return InvalidArgumentError("a message has at least " + std::to_string(tokens) +
-                                  " tokens; a conversation holds " +
-                                  std::to_string(params_.cache_size) + " (--cache-size)")
-          .WithDetail(ErrorDetail::kContextLengthExceeded);
-    }
+    const int64_t tokens = MinTokens(message.content.size());
+    if (tokens > params_.cache_size) return TooLong(tokens, params_.cache_size, "message");
   }
   return Status::Ok();
 }
 
 Status ConversationManager::CheckTextFits(const GenerateRequest& request) const {
-  // Each token covers at most max_piece_bytes_ bytes of text; halved again for margin (a
-  // prefix space, a byte fallback), so only text that surely does not fit is refused here.
-  const auto min_tokens = [&](size_t bytes) {
-    return static_cast<int64_t>(bytes / (2 * max_piece_bytes_));
-  };
-  const auto too_long = [&](int64_t tokens, int64_t limit, const char* what) {
-    return InvalidArgumentError("the " + std::string(what) + " has at least " +
-                                std::to_string(tokens) + " tokens; the limit is " +
-                                std::to_string(limit))
-        .WithDetail(ErrorDetail::kContextLengthExceeded);
-  };
   const bool windowed = request.explicit_conversation && !request.raw_prompt;
   if (!windowed) {
     size_t bytes = request.raw_prompt ? request.raw_prompt->size() : 0;
     for (const engine::ChatMessage& message : request.messages) bytes += message.content.size();
-    if (min_tokens(bytes) >= params_.window)
-      return too_long(min_tokens(bytes), params_.window, "prompt");
+    if (MinTokens(bytes) >= params_.window)
+      return TooLong(MinTokens(bytes), params_.window, "prompt");
     return Status::Ok();
   }
   // A kept conversation: its newest message must fit the window, any message the cache.
   KV_RETURN_IF_ERROR(CheckMessagesFit(request.messages));
-  if (!request.messages.empty() &&
-      min_tokens(request.messages.back().content.size()) >= params_.window) {
-    return too_long(min_tokens(request.messages.back().content.size()), params_.window,
-                    "newest message");
+  if (!request.messages.empty()) {
+    const int64_t newest = MinTokens(request.messages.back().content.size());
+    if (newest >= params_.window) return TooLong(newest, params_.window, "newest message");
   }
   return Status::Ok();
 }

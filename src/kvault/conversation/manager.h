@@ -197,6 +197,9 @@ class ConversationManager {
   // own them, sharing this manager's registry, memory and KV cache.
   HistoryService& history() { return history_; }
   SessionService& sessions() { return sessions_; }
+  // InvalidArgument (context_length_exceeded) for a message that surely cannot fit the
+  // cache (--cache-size), judged by its bytes: appends call it before they tokenize.
+  Status CheckMessagesFit(std::span<const engine::ChatMessage> messages) const;
 
   // Prefills each request once and pins its KV blocks (start-up warming of shared prefixes).
   Status Preload(std::vector<GenerateRequest> requests);
@@ -217,14 +220,10 @@ class ConversationManager {
   // context_length_exceeded for text that cannot fit, judged by its bytes before it is
   // tokenized (a 50 MB prompt would hold a thread for seconds only to be refused).
   Status CheckTextFits(const GenerateRequest& request) const;
+  // The fewest tokens `bytes` of text can be.
+  int64_t MinTokens(size_t bytes) const;
   void RecoverJournal();
 
- public:
-  // The same judgement for messages appended to a conversation's history: each must fit the
-  // cache (--cache-size). Appends call it before they tokenize.
-  Status CheckMessagesFit(std::span<const engine::ChatMessage> messages) const;
-
- private:
   engine::Scheduler* const scheduler_;
   const ManagerParams params_;
   const ManagerDeps deps_;

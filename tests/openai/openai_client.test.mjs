@@ -44,8 +44,14 @@ before(async () => {
   client = new OpenAI({ baseURL, apiKey: 'unused' });
 });
 
-after(() => {
-  server.kill('SIGTERM');
+// The folder goes only once the server has exited: on SIGTERM it still writes its queued
+// blocks, and removing the folder under it races with those writes (ENOTEMPTY).
+after(async () => {
+  if (server.exitCode === null && server.signalCode === null) {
+    const exited = new Promise((resolve) => server.once('exit', resolve));
+    server.kill('SIGTERM');
+    await exited;
+  }
   rmSync(stateDir, { recursive: true, force: true });
 });
 

@@ -41,6 +41,9 @@ int RunSession(int argc, char** argv) {
   std::string data_dir = DefaultDataDir();
   app.add_option("--data-dir", data_dir, "the server's --data-dir")->capture_default_str();
   app.require_subcommand(1);
+  // `--data-dir` is the parent's but may also follow the subcommand (`session list
+  // --data-dir D`, the README's order): subcommands made after this inherit the fall-through.
+  app.fallthrough();
   CLI::App* list = app.add_subcommand("list", "every session: name, tokens, bytes, created");
   std::string name;
   CLI::App* info = app.add_subcommand("info", "one session in detail");

@@ -173,6 +173,11 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
   add("cache-disk-gb", c.cache_disk_gb, "disk budget of the KV block tier, GiB; 0 = no disk tier")
       ->check(CLI::Range(0.0, 1e6))
       ->check(NotNan());
+  add("cache-ttl", c.cache_ttl_s,
+      "seconds a KV block may go unused before it leaves every tier (pinned ones stay); "
+      "0 = never (zKV's prompt_cache_ttl)")
+      ->check(CLI::Range(0.0, 1e9))
+      ->check(NotNan());
   add("block-size", c.block_size, "tokens per KV block")->check(CLI::Range(16, 1 << 16));
   add("cache-encoding", c.cache_encoding,
       "KV blocks at rest: f16 (lossless), q8 or q4, optionally +zstd (e.g. q8+zstd)")

@@ -134,4 +134,32 @@ TEST_F(IsolationTest, SessionsOfTheSameNameAreTwoAndReplacingOneKeepsTheOld) {
 }
 
 }  // namespace
+TEST_F(IsolationTest, AKeyClearsOnlyItsOwnCache) {
+  auto server = Start();
+  ASSERT_TRUE(server->ok());
+  const std::string mine = LongPrompt("zanzibar"), theirs = LongPrompt("timbuktu");
+  Ask(*server, kK1, mine);
+  Ask(*server, kK2, theirs);
+  const Json cleared = Post(*server, "/v1/cache/clear", kK1, Json::object());
+  EXPECT_GT(cleared["cleared_blocks"].get<int64_t>(), 0) << cleared.dump();
+  EXPECT_EQ(cleared["object"], "cache.clear");
+  // k1's prefix is recomputed (its blocks and parked sequence are gone); k2's is still
+  // reused: a key's clear never touches another key's cache.
+  const auto [k1_cached, k1_source] = Ask(*server, kK1, mine);
+  EXPECT_EQ(k1_cached, 0) << k1_source;
+  const auto [k2_cached, k2_source] = Ask(*server, kK2, theirs);
+  EXPECT_GT(k2_cached, 500) << k2_source;
+}
+
+TEST_F(IsolationTest, UnderSharedCacheAKeyMayNotClearEveryonesBlocks) {
+  auto server = Start({"--shared-cache"});
+  ASSERT_TRUE(server->ok());
+  Ask(*server, kK2, LongPrompt("timbuktu"));
+  const Json refused = Post(*server, "/v1/cache/clear", kK1, Json::object(), 409);
+  EXPECT_NE(refused["error"]["message"].get<std::string>().find("--shared-cache"),
+            std::string::npos)
+      << refused.dump();
+  EXPECT_GT(Ask(*server, kK2, LongPrompt("timbuktu")).first, 500);
+}
+
 }  // namespace kvault::testing

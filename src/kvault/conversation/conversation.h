@@ -40,6 +40,10 @@ struct ConversationState {
   // The partial last block of the conversation's latest KV checkpoint (kv/radix_tree.h): its
   // own, replaced at each checkpoint. {} if none.
   kv::BlockName kv_tail;
+  // The last block of that checkpoint, full or partial (where the conversation's branch of
+  // the tree ends); {} until its first checkpoint in this process (not journaled: the tail
+  // stands in for it after a restart).
+  kv::BlockName kv_last;
   // The history's last turn, a user turn a chat request stored whose reply never came
   // (history_plan.h); -1 if none. Journaled.
   int64_t unanswered_turn = -1;

@@ -227,10 +227,12 @@ void KvCache::CountSource(const PreparedPrefix& prepared) {
   }
 }
 
-kv::BlockName KvCache::Checkpoint(llama_seq_id seq_id, std::span<const llama_token> held,
-                                  const kv::BlockName& previous_tail, bool persist_tail,
-                                  const std::string& scope) {
-  if (store_ == nullptr || held.empty() || policy_ == RestorePolicy::kNever) return previous_tail;
+CheckpointBlocks KvCache::Checkpoint(llama_seq_id seq_id, std::span<const llama_token> held,
+                                     const kv::BlockName& previous_tail, bool persist_tail,
+                                     const std::string& scope) {
+  if (store_ == nullptr || held.empty() || policy_ == RestorePolicy::kNever) {
+    return {previous_tail, {}};
+  }
   const Clock::time_point start = Clock::now();
   std::vector<uint8_t> state;
   Status status = scheduler_->RunOnEngineThread([&](engine::Context& context) {
@@ -255,10 +257,10 @@ kv::BlockName KvCache::Checkpoint(llama_seq_id seq_id, std::span<const llama_tok
     KV_LOG(kWarning) << "kv: checkpoint of sequence " << seq_id
                      << " failed: " << stored.status().ToString();
     // The old tail is still in the store and still this conversation's.
-    return previous_tail;
+    return {previous_tail, {}};
   }
   ++stats_.checkpoints;
-  return stored->tail;
+  return {stored->tail, stored->last};
 }
 
 void KvCache::RecordPrefill(int64_t n_tokens, double seconds) {
@@ -290,6 +292,23 @@ void KvCache::Repin(std::span<const kv::BlockName> blocks) {
 
 void KvCache::DropTail(const kv::BlockName& tail) {
   if (store_ != nullptr && !(tail == kv::BlockName{})) store_->Drop(tail);
+}
+
+Result<store::Removed> KvCache::ClearScope(const std::string& scope) {
+  if (store_ == nullptr) return store::Removed{};
+  if (scope.empty()) return store_->Clear();
+  if (share_across_scopes_) {
+    return FailedPreconditionError(
+        "with --shared-cache every stored block is shared between API keys, so none is this "
+        "key's alone to clear; clear one conversation with {\"conversation_id\"}");
+  }
+  const kv::BlockName own[] = {PartitionOf(scope)};
+  return store_->Clear(own);
+}
+
+store::Removed KvCache::ClearBranch(const kv::BlockName& last) {
+  if (store_ == nullptr || last == kv::BlockName{}) return {};
+  return store_->ClearBranch(last);
 }
 
 KvCacheStats KvCache::stats() const {

@@ -49,6 +49,12 @@ struct PreparedPrefix {
   bool fell_back = false;  // safe mode: a restore failed and the prompt is recomputed
 };
 
+// What a checkpoint left in the store for the conversation.
+struct CheckpointBlocks {
+  kv::BlockName tail;  // the partial last block, its own ({} if it ended on a boundary)
+  kv::BlockName last;  // the last block, full or partial: where its branch ends
+};
+
 struct KvCacheStats {
   int64_t own = 0;  // requests by where their prefix came from
   int64_t shared = 0;
@@ -80,12 +86,12 @@ class KvCache {
                                  const std::string& scope = "");
 
   // Stores the blocks of what `seq_id` holds (`held`, from position 0) in `scope`'s
-  // partition and returns the new partial tail block ({} if none). Failures are logged and
-  // counted, never fatal. Without `persist_tail` the partial tail stays in RAM (stateless
-  // requests).
-  kv::BlockName Checkpoint(llama_seq_id seq_id, std::span<const llama_token> held,
-                           const kv::BlockName& previous_tail, bool persist_tail = true,
-                           const std::string& scope = "");
+  // partition and returns the new partial tail block ({} if none) and the last block. Failures
+  // are logged and counted, never fatal: the previous tail is returned and `last` is {}.
+  // Without `persist_tail` the partial tail stays in RAM (stateless requests).
+  CheckpointBlocks Checkpoint(llama_seq_id seq_id, std::span<const llama_token> held,
+                              const kv::BlockName& previous_tail, bool persist_tail = true,
+                              const std::string& scope = "");
 
   // Feeds the measured prefill rate to the restore-or-recompute decision.
   void RecordPrefill(int64_t n_tokens, double seconds);
@@ -110,6 +116,14 @@ class KvCache {
   void Repin(std::span<const kv::BlockName> blocks);
   // Drops an ended conversation's own partial tail block; shared blocks age out.
   void DropTail(const kv::BlockName& tail);
+  // POST /v1/cache/clear. Drops every stored block `scope` owns, pinned ones excepted: all
+  // blocks without API keys (scope ""), the key's own partition with them (the shared,
+  // preloaded prefixes stay). FailedPrecondition for a key under --shared-cache, where no
+  // block is a key's own.
+  Result<store::Removed> ClearScope(const std::string& scope);
+  // Drops a conversation's own blocks: the branch ending at `last` up to the prefix it
+  // shares with other prompts (store::BlockStore::ClearBranch).
+  store::Removed ClearBranch(const kv::BlockName& last);
 
   store::BlockStore* store() const { return store_; }
   RestorePolicy policy() const { return policy_; }

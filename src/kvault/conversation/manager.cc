@@ -231,6 +231,46 @@ Status ConversationManager::End(const std::string& scope, const std::string& id)
   return pool_.Forget(key);
 }
 
+Result<ConversationManager::CacheCleared> ConversationManager::ClearCache(
+    const std::string& scope, const std::string& conversation_id) {
+  CacheCleared cleared;
+  // Under the turn lock: a conversation's blocks and sequence change only between turns.
+  const auto forget_device = [&](TurnLock& conversation) {
+    conversation->kv_tail = {};
+    conversation->kv_last = {};
+    if (pool_.DeviceTokens(conversation.key()) > 0) ++cleared.device_sequences;
+    ++cleared.conversations;
+    return pool_.Forget(conversation.key());
+  };
+  if (!conversation_id.empty()) {
+    KV_ASSIGN_OR_RETURN(TurnLock conversation, registry_.LockExisting(scope, conversation_id));
+    cleared.stored = kv_cache_.ClearBranch(
+        conversation->kv_last == kv::BlockName{} ? conversation->kv_tail : conversation->kv_last);
+    KV_RETURN_IF_ERROR(forget_device(conversation));
+  } else {
+    KV_ASSIGN_OR_RETURN(cleared.stored, kv_cache_.ClearScope(scope));
+    for (const std::shared_ptr<Conversation>& listed : registry_.List(scope)) {
+      Result<TurnLock> conversation = registry_.LockExisting(scope, listed->id());
+      if (!conversation.ok()) continue;  // ended meanwhile
+      KV_RETURN_IF_ERROR(forget_device(*conversation));
+    }
+    // Stateless requests park their sequences too, under the scope's own owner keys.
+    const std::string own = ConversationKey(scope, "");
+    KV_ASSIGN_OR_RETURN(const int64_t stateless, pool_.ForgetParked([&](std::string_view owner) {
+      return owner.starts_with(own);
+    }));
+    cleared.device_sequences += stateless;
+  }
+  KV_LOG(kInfo) << "cache: cleared " << cleared.stored.blocks << " stored blocks ("
+                << cleared.stored.bytes << " bytes) and " << cleared.device_sequences
+                << " device sequences"
+                << (conversation_id.empty() ? "" : " of conversation '" + conversation_id + "'")
+                << (cleared.stored.pinned > 0
+                        ? "; " + std::to_string(cleared.stored.pinned) + " pinned blocks kept"
+                        : "");
+  return cleared;
+}
+
 std::vector<ConversationInfo> ConversationManager::List(const std::string& scope) const {
   std::vector<ConversationInfo> out;
   for (const std::shared_ptr<Conversation>& conversation : registry_.List(scope)) {
@@ -257,6 +297,7 @@ ManagerStats ConversationManager::stats() const {
   stats.ended_conversations = ended_.load();
   for (const std::shared_ptr<Conversation>& conversation : registry_.ListAll()) {
     stats.active_tokens += conversation->n_tokens.load();
+    stats.history_bytes += conversation->history_bytes.load();
     stats.index_entries += conversation->n_chunks.load();
   }
   stats.recalled_chunks = recalled_chunks_.load();

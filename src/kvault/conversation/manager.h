@@ -157,6 +157,7 @@ struct ManagerStats {
   int64_t total_conversations = 0;
   int64_t ended_conversations = 0;
   int64_t active_tokens = 0;
+  int64_t history_bytes = 0;    // RAM of the token histories, all conversations
   int64_t index_entries = 0;    // chunks indexed, all conversations
   int64_t recalled_chunks = 0;  // pre-generation recall, chunks injected
   int64_t mid_generation_recalls = 0;
@@ -189,6 +190,17 @@ class ConversationManager {
   // NotFound if the scope has no such conversation.
   Status End(const std::string& scope, const std::string& id);
   std::vector<ConversationInfo> List(const std::string& scope) const;
+  // POST /v1/cache/clear: drops cached KV, never history. With `conversation_id` empty,
+  // every stored block `scope` owns (KvCache::ClearScope) and the device sequences its
+  // conversations hold; else that conversation's own blocks and its device sequence,
+  // after a running request of it ends (NotFound if the scope has none). The next turn
+  // recomputes what it needs.
+  struct CacheCleared {
+    store::Removed stored;
+    int64_t device_sequences = 0;  // parked sequences emptied
+    int64_t conversations = 0;
+  };
+  Result<CacheCleared> ClearCache(const std::string& scope, const std::string& conversation_id);
   ManagerStats stats() const;
   KvCacheStats kv_stats() const { return kv_cache_.stats(); }
   const KvCache& kv_cache() const { return kv_cache_; }

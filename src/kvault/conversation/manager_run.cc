@@ -208,9 +208,11 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* s
     }
   }
   if (status.ok() && !g.held.empty()) {
-    conversation->kv_tail =
+    const CheckpointBlocks blocks =
         kv_cache_.Checkpoint(g.lease.seq_id, g.held, conversation->kv_tail,
                              pending->request.explicit_conversation, conversation.scope());
+    conversation->kv_tail = blocks.tail;
+    if (!(blocks.last == kv::BlockName{})) conversation->kv_last = blocks.last;
   }
   pool_.Release(conversation.key(), std::move(g.held));
   if (!status.ok()) return status;

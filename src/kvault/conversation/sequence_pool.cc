@@ -107,6 +107,37 @@ Status SequencePool::Forget(const std::string& owner) {
   return clear_sequence_(seq_id);
 }
 
+Result<int64_t> SequencePool::ForgetParked(
+    const std::function<bool(std::string_view owner)>& selected) {
+  std::vector<llama_seq_id> forgotten;
+  {
+    MutexLock lock(&mu_);
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      Slot& slot = slots_[i];
+      if (slot.pinned || slot.owner.empty() || !selected(slot.owner)) continue;
+      by_owner_.erase(slot.owner);
+      // Ownerless but pinned while its cells are cleared (unlocked): no Acquire can take it
+      // and fill it before the clear lands.
+      slot = Slot{};
+      slot.pinned = true;
+      forgotten.push_back(static_cast<llama_seq_id>(i));
+    }
+  }
+  Status cleared = Status::Ok();
+  for (llama_seq_id seq_id : forgotten) {
+    if (cleared.ok()) cleared = clear_sequence_(seq_id);
+  }
+  MutexLock lock(&mu_);
+  for (llama_seq_id seq_id : forgotten) {
+    Slot& slot = slots_[static_cast<size_t>(seq_id)];
+    slot.pinned = false;
+    // A sequence whose clear failed or never ran may hold cells: its next owner clears it.
+    if (!cleared.ok()) slot.tokens.assign(1, 0);
+  }
+  if (!cleared.ok()) return cleared;
+  return static_cast<int64_t>(forgotten.size());
+}
+
 SequencePool::SharedPrefix SequencePool::LongestParkedPrefix(
     std::span<const llama_token> tokens, llama_seq_id except,
     const std::function<bool(std::string_view owner)>& may_share) const {

@@ -57,6 +57,9 @@ class SequencePool {
   bool IsReserved(const std::string& owner) const;
   // Drops `owner`'s sequence (its cells are cleared). OK if it has none.
   Status Forget(const std::string& owner);
+  // Drops every parked sequence whose owner `selected` accepts (running ones stay); how
+  // many. The first error of clearing one ends it.
+  Result<int64_t> ForgetParked(const std::function<bool(std::string_view owner)>& selected);
 
   // The parked sequence (other than `except`) whose tokens share the longest prefix with
   // `tokens`: its cells can be shared (Context::CopySequence) instead of recomputed. Only

@@ -66,4 +66,24 @@ TEST_F(SequencePoolTest, ForgetClearsAndFrees) {
 }
 
 }  // namespace
+TEST_F(SequencePoolTest, ForgetParkedClearsTheSelectedParkedSequencesOnly) {
+  SequencePool pool = MakePool(3);
+  const llama_seq_id k1a = pool.Acquire("k1/a").value().seq_id;
+  pool.Release("k1/a", {1});
+  (void)pool.Acquire("k1/running").value();  // running: stays
+  const llama_seq_id k2 = pool.Acquire("k2/b").value().seq_id;
+  pool.Release("k2/b", {2});
+  Result<int64_t> forgotten =
+      pool.ForgetParked([](std::string_view owner) { return owner.starts_with("k1/"); });
+  ASSERT_TRUE(forgotten.ok());
+  EXPECT_EQ(*forgotten, 1);
+  EXPECT_EQ(cleared_, std::vector<llama_seq_id>{k1a});
+  EXPECT_EQ(pool.DeviceTokens("k1/a"), 0);
+  EXPECT_EQ(pool.DeviceTokens("k2/b"), 1);
+  EXPECT_EQ(pool.Acquire("k2/b").value().seq_id, k2);
+  // The freed slot is free again, and already clear.
+  EXPECT_EQ(pool.Acquire("k3/c").value().seq_id, k1a);
+  EXPECT_EQ(cleared_.size(), 1u);
+}
+
 }  // namespace kvault::conversation

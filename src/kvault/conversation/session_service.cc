@@ -135,6 +135,21 @@ Status SessionService::Clear(const std::string& scope, const std::string& name) 
   return Status::Ok();
 }
 
+Result<store::Removed> SessionService::DropKv(const std::string& scope, const std::string& name) {
+  if (deps_.store == nullptr) return NotEnabled();
+  KV_ASSIGN_OR_RETURN(Session session, deps_.store->Get(scope, name));
+  if (session.blocks.empty()) return store::Removed{};
+  Session dropped = session;
+  dropped.blocks.clear();
+  dropped.kv_tokens = 0;
+  dropped.kv_bytes = 0;
+  // The record first: a session that still names its blocks after a failed write keeps them
+  // pinned, and loses nothing.
+  KV_RETURN_IF_ERROR(Put(dropped));
+  deps_.kv_cache->Unpin(session.blocks);
+  return deps_.kv_cache->ClearBranch(session.blocks.back());
+}
+
 Status SessionService::Delete(const std::string& scope, const std::string& name) {
   if (deps_.store == nullptr) return NotEnabled();
   KV_ASSIGN_OR_RETURN(Session session, deps_.store->Get(scope, name));

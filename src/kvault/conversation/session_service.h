@@ -55,6 +55,9 @@ class SessionService {
   Result<std::vector<Session>> List(const std::string& scope) const;
   // Empties the session (turns and KV pins) but keeps its name.
   Status Clear(const std::string& scope, const std::string& name);
+  // Releases the session's KV pins and drops its own blocks (POST /v1/cache/clear), keeping
+  // its turns: loading it then recomputes their KV.
+  Result<store::Removed> DropKv(const std::string& scope, const std::string& name);
   Status Delete(const std::string& scope, const std::string& name);
 
  private:

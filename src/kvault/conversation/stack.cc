@@ -30,6 +30,7 @@ Result<std::unique_ptr<store::BlockStore>> OpenBlockStore(const StackConfig& con
   params.ram_budget_bytes = static_cast<uint64_t>(config.cache_ram_mb) << 20;
   params.disk_budget_bytes = static_cast<uint64_t>(config.cache_disk_gb * (1ull << 30));
   params.eviction = config.eviction;
+  params.ttl_s = config.cache_ttl_s;
   const std::string& encoding = config.cache_encoding;
   const size_t plus = encoding.find('+');
   KV_ASSIGN_OR_RETURN(params.codec.encoding, kv::ParseBlockEncoding(encoding.substr(0, plus)));

@@ -59,6 +59,7 @@ struct StackConfig {
   std::string knowledge_path;  // "" = <data_dir>/knowledge.db
   int64_t cache_ram_mb = 2048;
   double cache_disk_gb = 20;  // 0 = no disk tier
+  double cache_ttl_s = 0;     // blocks unused this long leave every tier; 0 = never
   int block_size = 256;
   std::string cache_encoding = "f16";  // f16, q8, q4, each optionally "+zstd"
   std::string eviction = "cost";

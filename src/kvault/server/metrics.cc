@@ -52,6 +52,11 @@ std::vector<double> LatencyBuckets() {
   return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 }
 
+double HitRate(int64_t hits, int64_t misses) {
+  const int64_t total = hits + misses;
+  return total > 0 ? static_cast<double>(hits) / static_cast<double>(total) : 0;
+}
+
 void MetricsRegistry::Define(const std::string& name, Family family) {
   MutexLock lock(&mu_);
   families_.emplace(name, std::move(family));

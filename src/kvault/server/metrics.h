@@ -71,4 +71,7 @@ class MetricsRegistry {
 // Bucket bounds in seconds for request latencies, 5 ms to 60 s.
 std::vector<double> LatencyBuckets();
 
+// hits / (hits + misses); 0 when there were neither.
+double HitRate(int64_t hits, int64_t misses);
+
 }  // namespace kvault::server

@@ -52,5 +52,13 @@ TEST(MetricsTest, CollectorsRunAtExport) {
   EXPECT_NE(registry.Export().find("live 2\n"), std::string::npos);
 }
 
+TEST(MetricsTest, HitRateIsHitsOverLookupsAndZeroWithoutAny) {
+  EXPECT_EQ(HitRate(0, 0), 0);
+  EXPECT_EQ(HitRate(1, 1), 0.5);
+  EXPECT_EQ(HitRate(3, 1), 0.75);
+  EXPECT_EQ(HitRate(0, 4), 0);
+  EXPECT_EQ(HitRate(2, 0), 1);
+}
+
 }  // namespace
 }  // namespace kvault::server

@@ -1,8 +1,18 @@
-// The KV state engine's routes: GET /v1/cache/stats and GET /v1/cache/tree, and its metrics.
+// The KV state engine's routes and its metrics:
+//
+//   GET  /v1/cache/stats
+//   GET  /v1/cache/tree?limit=N
+//   POST /v1/cache/clear  {} | {"conversation_id"} | {"session"}   drops cached KV, never history
 #include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
 
+#include "kvault/base/json.h"
+#include "kvault/base/status_macros.h"
 #include "kvault/engine/tokenizer.h"
 #include "kvault/server/http_route.h"
+#include "kvault/server/metrics.h"
 #include "kvault/server/routes.h"
 
 namespace kvault::server {
@@ -30,6 +40,19 @@ std::string TierNames(uint8_t tiers) {
   return names;
 }
 
+// Requests whose prompt prefix was reused, from any source (kv.cold counts the misses).
+int64_t PrefixHits(const conversation::KvCacheStats& kv) {
+  return kv.own + kv.shared + kv.restored_ram + kv.restored_disk;
+}
+
+// The tiers that exist: RAM, and disk when configured.
+std::vector<std::pair<std::string, const store::TierStats*>> Tiers(
+    const store::BlockStoreStats& s) {
+  std::vector<std::pair<std::string, const store::TierStats*>> tiers = {{"ram", &s.ram}};
+  if (s.has_disk) tiers.emplace_back("disk", &s.disk);
+  return tiers;
+}
+
 // A short, one-line text of a block's tokens.
 std::string Preview(const engine::Tokenizer& tokenizer, const std::vector<llama_token>& tokens) {
   std::string text = tokenizer.Detokenize(tokens, /*render_special=*/true);
@@ -41,15 +64,73 @@ std::string Preview(const engine::Tokenizer& tokenizer, const std::vector<llama_
   return text;
 }
 
+// POST /v1/cache/clear: the whole scope's cache, one conversation's, or one session's KV.
+Status ClearCache(ServerState& state, RouteContext& context) {
+  Json body = Json::object();
+  if (!context.request.body.empty()) {
+    KV_ASSIGN_OR_RETURN(body, RequestJson(context.request));
+  }
+  if (!body.is_object()) return InvalidArgumentError("the body must be a JSON object");
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    if (it.key() != "conversation_id" && it.key() != "session") {
+      return InvalidArgumentError("unknown field '" + it.key() +
+                                  "': expected 'conversation_id' or 'session'");
+    }
+  }
+  KV_ASSIGN_OR_RETURN(std::optional<std::string> conversation_id,
+                      OptionalString(body, "conversation_id", "conversation_id"));
+  KV_ASSIGN_OR_RETURN(std::optional<std::string> session,
+                      OptionalString(body, "session", "session"));
+  if (conversation_id && session) {
+    return InvalidArgumentError("give 'conversation_id' or 'session', not both");
+  }
+  Json reply = {{"object", "cache.clear"}};
+  store::Removed removed;
+  if (session) {
+    KV_ASSIGN_OR_RETURN(removed, state.manager->sessions().DropKv(context.scope, *session));
+    reply["session"] = *session;
+  } else {
+    KV_ASSIGN_OR_RETURN(conversation::ConversationManager::CacheCleared cleared,
+                        state.manager->ClearCache(context.scope, conversation_id.value_or("")));
+    removed = cleared.stored;
+    reply["conversation_id"] = conversation_id ? Json(*conversation_id) : Json(nullptr);
+    reply["conversations"] = cleared.conversations;
+    reply["device_sequences"] = cleared.device_sequences;
+  }
+  reply["cleared_blocks"] = removed.blocks;
+  reply["cleared_bytes"] = removed.bytes;
+  // Blocks a saved session still pins stay; clear the session (or delete it) to drop them.
+  reply["pinned_blocks_kept"] = removed.pinned;
+  SendJson(context.response, reply);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Json CacheStatsJson(const ServerState& state) {
   const store::BlockStoreStats s = state.block_store->stats();
   const conversation::KvCacheStats kv = state.manager->kv_stats();
   const store::BlockStoreParams& params = state.block_store->params();
-  Json tiers = {{"ram", TierJson(s.ram)}};
-  if (s.has_disk) tiers["disk"] = TierJson(s.disk);
-  return {{"block_size", params.space.block_size},
+  Json tiers = Json::object();
+  int64_t total_size = 0;
+  int64_t used_size = 0;
+  int64_t evictions = 0;
+  for (const auto& [name, tier] : Tiers(s)) {
+    tiers[name] = TierJson(*tier);
+    total_size += tier->budget_bytes;
+    used_size += tier->bytes;
+    evictions += tier->evictions;
+  }
+  const int64_t hits = PrefixHits(kv);
+  // zKV's summary fields: sizes and evictions over all tiers; hits and misses count requests
+  // whose prompt prefix was (or was not) reused, from any source.
+  return {{"total_size", total_size},
+          {"used_size", used_size},
+          {"prompt_cache_hits", hits},
+          {"prompt_cache_misses", kv.cold},
+          {"hit_rate", HitRate(hits, kv.cold)},
+          {"evictions", evictions},
+          {"block_size", params.space.block_size},
           {"encoding", s.encoding},
           {"eviction", s.eviction},
           {"restore", state.config.restore},
@@ -64,6 +145,9 @@ Json CacheStatsJson(const ServerState& state) {
           {"pending_writes", s.pending_writes},
           {"write_errors", s.write_errors},
           {"writes_skipped_disk_full", s.writes_skipped},
+          {"ttl_seconds", params.ttl_s},
+          {"expired_blocks", s.expired_blocks},
+          {"cleared_blocks", s.cleared_blocks},
           {"disk_full", s.disk_full},
           {"prefill_seconds_per_token", state.block_store->prefill_seconds_per_token()},
           {"prefix_sources",
@@ -95,17 +179,21 @@ void DefineCacheMetrics(ServerState& state) {
   m.DefineGauge("kvault_cache_read_bandwidth_bytes_per_second",
                 "Measured restore bandwidth, by tier", {"tier"});
   m.DefineCounter("kvault_cache_corrupt_blocks_total", "Blocks that failed their checks");
+  m.DefineCounter("kvault_cache_expired_blocks_total", "Blocks dropped unused by --cache-ttl");
+  m.DefineCounter("kvault_cache_cleared_blocks_total", "Blocks dropped by POST /v1/cache/clear");
   m.DefineCounter("kvault_safe_mode_fallbacks_total",
                   "Restores that failed and fell back to prefill");
   m.DefineCounter("kvault_prefix_source_total", "Requests by where their cached prefix came from",
                   {"source"});
   m.DefineCounter("kvault_restored_tokens_total", "Prompt tokens restored from RAM or disk");
   m.DefineGauge("kvault_cache_disk_full", "1 while the disk tier's file system is full");
+  m.DefineGauge("kvault_prefix_hit_rate",
+                "Fraction of requests whose prompt prefix was reused, from any source");
+  m.DefineGauge("kvault_tier_hit_rate", "Fraction of blocks asked of a tier that it served",
+                {"tier"});
   m.AddCollector([&state](MetricsRegistry& registry) {
     const store::BlockStoreStats s = state.block_store->stats();
-    std::vector<std::pair<std::string, const store::TierStats*>> tiers = {{"ram", &s.ram}};
-    if (s.has_disk) tiers.emplace_back("disk", &s.disk);
-    for (const auto& [name, tier] : tiers) {
+    for (const auto& [name, tier] : Tiers(s)) {
       registry.Set("kvault_cache_blocks", {name}, static_cast<double>(tier->blocks));
       registry.Set("kvault_cache_bytes", {name}, static_cast<double>(tier->bytes));
       registry.Set("kvault_cache_budget_bytes", {name}, static_cast<double>(tier->budget_bytes));
@@ -118,14 +206,20 @@ void DefineCacheMetrics(ServerState& state) {
       registry.SetTotal("kvault_cache_written_bytes_total", {name},
                         static_cast<double>(tier->write_bytes));
       registry.Set("kvault_cache_read_bandwidth_bytes_per_second", {name}, tier->read_bandwidth);
+      registry.Set("kvault_tier_hit_rate", {name}, HitRate(tier->hits, tier->misses));
     }
     registry.SetTotal("kvault_cache_corrupt_blocks_total", {},
                       static_cast<double>(s.corrupt_blocks));
     registry.Set("kvault_cache_disk_full", {}, s.disk_full ? 1 : 0);
+    registry.SetTotal("kvault_cache_expired_blocks_total", {},
+                      static_cast<double>(s.expired_blocks));
+    registry.SetTotal("kvault_cache_cleared_blocks_total", {},
+                      static_cast<double>(s.cleared_blocks));
     const conversation::KvCacheStats kv = state.manager->kv_stats();
     registry.SetTotal("kvault_safe_mode_fallbacks_total", {},
                       static_cast<double>(kv.safe_mode_fallbacks));
     registry.SetTotal("kvault_restored_tokens_total", {}, static_cast<double>(kv.restored_tokens));
+    registry.Set("kvault_prefix_hit_rate", {}, HitRate(PrefixHits(kv), kv.cold));
     const std::pair<const char*, int64_t> sources[] = {{"own", kv.own},
                                                        {"shared", kv.shared},
                                                        {"ram", kv.restored_ram},
@@ -140,6 +234,11 @@ void DefineCacheMetrics(ServerState& state) {
 void AddCacheRoutes(httplib::Server& http, ServerState& state) {
   AddRoute(http, state, "GET", "/v1/cache/stats", "cache_stats", RouteAuth::kRequired,
            [&state](RouteContext& context) { SendJson(context.response, CacheStatsJson(state)); });
+  AddRoute(http, state, "POST", "/v1/cache/clear", "cache_clear", RouteAuth::kRequired,
+           [&state](RouteContext& context) {
+             Status cleared = ClearCache(state, context);
+             if (!cleared.ok()) SendError(context.response, cleared);
+           });
   AddRoute(http, state, "GET", "/v1/cache/tree", "cache_tree", RouteAuth::kRequired,
            [&state](RouteContext& context) {
              size_t limit = 50;

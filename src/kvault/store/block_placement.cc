@@ -144,8 +144,61 @@ void BlockStore::Impl::ForgetRemoved(const std::vector<BlockName>& removed) {
   }
 }
 
+Removed BlockStore::Impl::RemoveLeavesWhile(
+    const std::function<bool(const kv::RadixNode&, const kv::RadixTree&)>& wanted) {
+  std::vector<std::pair<uint32_t, BlockName>> candidates;
+  std::vector<const kv::RadixNode*> nodes;
+  nodes.reserve(tree.size());
+  tree.ForEach([&nodes](const kv::RadixNode& node) { nodes.push_back(&node); });
+  for (const kv::RadixNode* node : nodes) {
+    if (wanted(*node, tree)) candidates.emplace_back(node->depth, node->name);
+  }
+  // Deepest first, so a block's children have had their turn before it: one pass removes a
+  // whole idle branch however long, and a block keeps its place while anything below stays.
+  std::sort(candidates.begin(), candidates.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  Removed removed;
+  for (const auto& [depth, name] : candidates) {
+    const kv::RadixNode* node = tree.Find(name);
+    if (node == nullptr || !node->children.empty()) continue;
+    if (node->pins > 0) {
+      ++removed.pinned;
+      continue;
+    }
+    ++removed.blocks;
+    removed.bytes += static_cast<int64_t>(node->bytes);
+    ForgetRemoved(tree.Remove(name));
+  }
+  return removed;
+}
+
+Removed BlockStore::Impl::ExpireIdle() {
+  if (params.ttl_s <= 0) return {};
+  const double now = Now();
+  const Removed removed = RemoveLeavesWhile([&](const kv::RadixNode& node, const kv::RadixTree&) {
+    return now - node.last_use_s > params.ttl_s;
+  });
+  counters.expired_blocks += removed.blocks;
+  if (removed.blocks > 0) {
+    KV_LOG(kInfo) << "store: " << removed.blocks << " blocks (" << removed.bytes
+                  << " bytes) unused for over " << params.ttl_s << " s expired (--cache-ttl)";
+  }
+  return removed;
+}
+
+void BlockStore::Impl::ExpirerLoop() {
+  const auto period = std::chrono::milliseconds(
+      static_cast<int64_t>(std::clamp(params.ttl_s / 4, 0.01, 1.0) * 1000));
+  MutexLock lock(&mu);
+  while (!stopping) {
+    stop.WaitFor(&mu, period);
+    if (!stopping) ExpireIdle();
+  }
+}
+
 void BlockStore::Impl::StartWriter() {
   if (disk) writer = std::thread([this] { WriterLoop(); });
+  if (params.ttl_s > 0) expirer = std::thread([this] { ExpirerLoop(); });
 }
 
 void BlockStore::Impl::StopWriter() {
@@ -153,8 +206,10 @@ void BlockStore::Impl::StopWriter() {
     MutexLock lock(&mu);
     stopping = true;
     work.SignalAll();
+    stop.SignalAll();
   }
   if (writer.joinable()) writer.join();
+  if (expirer.joinable()) expirer.join();
 }
 
 void BlockStore::Impl::WriterLoop() {

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
+
+#include <ggml.h>
 
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
@@ -23,10 +26,28 @@ struct Planned {
   BlockBytes bytes;  // set once encoded (new blocks only)
 };
 
+// What blocks are actually stored as. The q8/q4 encodings apply to f16 caches only
+// (kv/snapshot_codec.h); a quantized compute cache's rows (q8_0, ...) are kept as computed,
+// so the stats name that type rather than an encoding that was never applied.
+std::string AppliedEncoding(const BlockStoreParams& params) {
+  const bool f16_cache = params.space.cache_type == GGML_TYPE_F16;
+  const std::string rows =
+      f16_cache ? std::string(kv::BlockEncodingName(params.codec.encoding))
+                : std::string(ggml_type_name(static_cast<ggml_type>(params.space.cache_type)));
+  return rows + (params.codec.zstd ? "+zstd" : "");
+}
+
 }  // namespace
 
 Result<std::unique_ptr<BlockStore>> BlockStore::Open(const BlockStoreParams& params) {
   if (params.space.block_size == 0) return InvalidArgumentError("--block-size must be positive");
+  if (params.space.cache_type != GGML_TYPE_F16 &&
+      params.codec.encoding != kv::BlockEncoding::kF16) {
+    KV_LOG(kWarning) << "store: --cache-encoding " << kv::BlockEncodingName(params.codec.encoding)
+                     << " applies to f16 caches only; blocks of this "
+                     << ggml_type_name(static_cast<ggml_type>(params.space.cache_type))
+                     << " cache are stored as computed (" << AppliedEncoding(params) << ")";
+  }
   auto impl = std::make_unique<Impl>(params);
   KV_ASSIGN_OR_RETURN(impl->policy, kv::NewEvictionPolicy(params.eviction));
   impl->ram = NewRamTier();
@@ -265,6 +286,7 @@ Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const
     s.tree.Touch(block.name, now);
     result.n_tokens = block.first + block.n;
     result.tail = block.n < b ? block.name : BlockName{};
+    result.last = block.name;
   }
   s.counters.stored_raw_bytes += raw_bytes;
   // The conversation's old tail is superseded by these blocks: drop it now rather than leave
@@ -303,6 +325,47 @@ void BlockStore::Drop(const BlockName& name) {
   MutexLock lock(&impl_->mu);
   const kv::RadixNode* node = impl_->tree.Find(name);
   if (node != nullptr && node->pins == 0) impl_->ForgetRemoved(impl_->tree.Remove(name));
+}
+
+Removed BlockStore::Clear(std::span<const BlockName> partitions) {
+  Impl& s = *impl_;
+  MutexLock lock(&s.mu);
+  const Removed removed =
+      s.RemoveLeavesWhile([&](const kv::RadixNode& node, const kv::RadixTree& tree) {
+        return partitions.empty() || std::find(partitions.begin(), partitions.end(),
+                                               tree.PartitionOf(node.name)) != partitions.end();
+      });
+  s.counters.cleared_blocks += removed.blocks;
+  return removed;
+}
+
+Removed BlockStore::ClearBranch(const BlockName& last) {
+  Impl& s = *impl_;
+  MutexLock lock(&s.mu);
+  Removed removed;
+  BlockName name = last;
+  // Up from the end of the branch: a block with a child left is a prefix of another prompt,
+  // and so is everything above it.
+  for (const kv::RadixNode* node = s.tree.Find(name); node != nullptr && node->children.empty();
+       node = s.tree.Find(name)) {
+    if (node->pins > 0) {
+      ++removed.pinned;
+      break;
+    }
+    ++removed.blocks;
+    removed.bytes += static_cast<int64_t>(node->bytes);
+    const BlockName parent = node->parent;
+    s.ForgetRemoved(s.tree.Remove(name));
+    name = parent;
+  }
+  s.counters.cleared_blocks += removed.blocks;
+  return removed;
+}
+
+Removed BlockStore::Expire() {
+  Impl& s = *impl_;
+  MutexLock lock(&s.mu);
+  return s.ExpireIdle();
 }
 
 void BlockStore::RecordPrefill(int64_t n_tokens, double seconds) {
@@ -354,8 +417,7 @@ BlockStoreStats BlockStore::stats() const {
             : 0;
   }
   stats.eviction = std::string(s.policy->name());
-  stats.encoding = std::string(kv::BlockEncodingName(s.params.codec.encoding)) +
-                   (s.params.codec.zstd ? "+zstd" : "");
+  stats.encoding = AppliedEncoding(s.params);
   return stats;
 }
 

@@ -64,6 +64,10 @@ struct BlockStoreParams {
   // Hears of every disk-tier write (may be null): a full or read-only disk is logged once
   // and shown by /health, and the blocks stay in RAM.
   StorageHealth* health = nullptr;
+  // Seconds a block may go unused before it is dropped from every tier (pinned ones
+  // excepted); 0 = never (only budgets evict). A background sweep runs every ttl_s / 4,
+  // at most 1 s apart.
+  double ttl_s = 0;
 };
 
 struct TierStats {
@@ -96,6 +100,8 @@ struct BlockStoreStats {
   int64_t pending_writes = 0;
   int64_t write_errors = 0;
   int64_t writes_skipped = 0;  // not written: disk full
+  int64_t expired_blocks = 0;  // dropped by the TTL (BlockStoreParams::ttl_s)
+  int64_t cleared_blocks = 0;  // dropped by Clear / ClearBranch
   bool disk_full = false;
   std::string eviction;
   std::string encoding;
@@ -137,7 +143,15 @@ struct StoreResult {
   int n_new_blocks = 0;  // encoded and added now
   int n_known_blocks = 0;
   BlockName tail;       // the partial last block ({} if the sequence ends on a boundary)
+  BlockName last;       // the last block, full or partial ({} if none was stored)
   size_t n_tokens = 0;  // tokens now cached for the sequence
+};
+
+// What Clear, ClearBranch or Expire dropped.
+struct Removed {
+  int64_t blocks = 0;
+  int64_t bytes = 0;   // their encoded size
+  int64_t pinned = 0;  // blocks left in place because a session pins them
 };
 
 // One node for /v1/cache/tree.
@@ -192,6 +206,16 @@ class BlockStore {
   // Drops a block (and what hangs below it) from every tier, unless it is pinned; for a
   // conversation's own tail.
   void Drop(const BlockName& name);
+  // Drops every unpinned block of `partitions` (all if empty) from every tier: POST
+  // /v1/cache/clear. Blocks that pinned blocks hang below stay too (the tree's invariant).
+  Removed Clear(std::span<const BlockName> partitions = {});
+  // Drops the branch that ends at `last`: `last`, then each parent left with no other child,
+  // up to the first pinned or shared block. A conversation's own blocks: the prefix it shares
+  // with other prompts stays.
+  Removed ClearBranch(const BlockName& last);
+  // Drops the unpinned blocks unused for longer than params().ttl_s (nothing if it is 0);
+  // also run by the store's own sweep.
+  Removed Expire();
 
   // The measured cost of prefill, for the cost policy and restore-or-recompute decisions.
   void RecordPrefill(int64_t n_tokens, double seconds);

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <unordered_map>
@@ -47,11 +48,14 @@ struct BlockStore::Impl {
   bool stopping KV_GUARDED_BY(mu) = false;
   CondVar work;  // the writer waits for blocks
   CondVar idle;  // Flush waits for an empty queue
+  CondVar stop;  // the expirer sleeps on it between sweeps
   BlockStoreStats counters KV_GUARDED_BY(mu);
   double prefill_seconds_per_token KV_GUARDED_BY(mu) = kDefaultPrefillSecondsPerToken;
   int64_t prefill_tokens KV_GUARDED_BY(mu) = 0;
   double prefill_seconds KV_GUARDED_BY(mu) = 0;
   std::thread writer;
+  // Drops idle blocks every sweep period (only with params.ttl_s > 0).
+  std::thread expirer;
 
   explicit Impl(const BlockStoreParams& p) : params(p), tree(p.space, p.frequency_half_life_s) {}
 
@@ -80,6 +84,15 @@ struct BlockStore::Impl {
   void EvictRam() KV_REQUIRES(mu);
   // Evicts disk blocks until the disk tier is within budget.
   void EvictDisk() KV_REQUIRES(mu);
+  // Removes, leaves first, every unpinned block `wanted` selects and every block of which
+  // all the blocks hanging below were removed and that `wanted` selects too. Counts the
+  // pinned leaves it left.
+  Removed RemoveLeavesWhile(
+      const std::function<bool(const kv::RadixNode&, const kv::RadixTree&)>& wanted)
+      KV_REQUIRES(mu);
+  // The TTL: removes the unpinned blocks idle for longer than params.ttl_s, counted.
+  Removed ExpireIdle() KV_REQUIRES(mu);
+  void ExpirerLoop();
   // Deletes the bytes of removed tree nodes from every tier.
   void ForgetRemoved(const std::vector<BlockName>& removed) KV_REQUIRES(mu);
   kv::NodeStats RankStats(const kv::RadixNode& node, uint8_t tier) const KV_REQUIRES(mu);

@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
+#include <ggml.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -177,6 +179,77 @@ TEST_F(BlockStoreTest, PinnedBlocksAreNeverEvicted) {
   EXPECT_EQ(pinned->Find(tokens).n_tokens, 2 * kB);
 }
 
+TEST_F(BlockStoreTest, ClearBranchDropsAConversationsOwnBlocksOnly) {
+  auto store = Open(Params(true));
+  const std::vector<llama_token> system = Tokens(2 * kB, 30);
+  std::vector<llama_token> a = system, b = system;
+  for (llama_token t : Tokens(2 * kB + 3, 31)) a.push_back(t);
+  for (llama_token t : Tokens(kB, 32)) b.push_back(t);
+  const StoreResult stored_a = StoreAll(*store, a);
+  StoreAll(*store, b);
+  store->Flush();
+  ASSERT_EQ(store->stats().tree_nodes, 6);  // 2 shared + 3 of a + 1 of b
+  const Removed removed = store->ClearBranch(stored_a.last);
+  EXPECT_EQ(removed.blocks, 3);
+  EXPECT_GT(removed.bytes, 0);
+  EXPECT_EQ(store->stats().cleared_blocks, 3);
+  EXPECT_EQ(store->Find(a).n_tokens, 2 * kB);  // the shared prefix stays
+  EXPECT_EQ(FetchAndVerify(*store, b), b.size());
+  // Gone from the disk too: a reopened store does not find them.
+  store.reset();
+  auto reopened = Open(Params(true));
+  EXPECT_EQ(reopened->stats().tree_nodes, 3);
+}
+
+TEST_F(BlockStoreTest, ClearDropsEverythingOfItsPartitionsButPinnedPrefixes) {
+  auto store = Open(Params(true));
+  const BlockName mine = kv::PartitionRoot("key-a"), theirs = kv::PartitionRoot("key-b");
+  const std::vector<llama_token> pinned = Tokens(2 * kB, 33), loose = Tokens(3 * kB, 34);
+  for (const BlockName& root : {mine, theirs}) {
+    ASSERT_TRUE(store->Store(pinned, SequenceKv(pinned), {}, true, root).ok());
+    ASSERT_TRUE(store->Store(loose, SequenceKv(loose), {}, true, root).ok());
+  }
+  ASSERT_EQ(store->Pin(pinned, 1, mine).size(), 2u);
+  const BlockName partitions[] = {mine};
+  const Removed removed = store->Clear(partitions);
+  EXPECT_EQ(removed.blocks, 3);  // `loose` of key-a
+  EXPECT_EQ(removed.pinned, 1);  // the pinned tail of key-a's `pinned` (its parent stays too)
+  EXPECT_EQ(store->Find(loose, mine).n_tokens, 0u);
+  EXPECT_EQ(store->Find(pinned, mine).n_tokens, 2 * kB);
+  EXPECT_EQ(store->Find(loose, theirs).n_tokens, 3 * kB);
+  // No partitions named: all of them.
+  EXPECT_EQ(store->Clear().blocks, 5);
+  EXPECT_EQ(store->stats().tree_nodes, 2);  // only the pinned prefix is left
+  EXPECT_EQ(store->stats().cleared_blocks, 8);
+}
+
+TEST_F(BlockStoreTest, TheTtlDropsIdleBlocksAndKeepsUsedAndPinnedOnes) {
+  BlockStoreParams params = Params(true);
+  params.ttl_s = 0.4;
+  auto store = Open(params);
+  const std::vector<llama_token> idle = Tokens(2 * kB, 35), used = Tokens(2 * kB, 36),
+                                 pinned = Tokens(kB, 37);
+  StoreAll(*store, idle);
+  StoreAll(*store, used);
+  StoreAll(*store, pinned);
+  store->Pin(pinned, 1);
+  // The background sweep runs every ttl/4; `used` is touched more often than the TTL.
+  for (int i = 0; i < 12; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    store->Fetch(store->Find(used));
+  }
+  EXPECT_EQ(store->Find(idle).n_tokens, 0u);
+  EXPECT_EQ(store->Find(used).n_tokens, used.size());
+  EXPECT_EQ(store->Find(pinned).n_tokens, pinned.size());
+  EXPECT_EQ(store->stats().expired_blocks, 2);
+  // Without a TTL nothing expires however idle.
+  store.reset();
+  params.ttl_s = 0;
+  auto untimed = Open(params);
+  EXPECT_EQ(untimed->Expire().blocks, 0);
+  EXPECT_EQ(untimed->stats().tree_nodes, 3);
+}
+
 TEST_F(BlockStoreTest, RamOverflowDemotesToDiskAndReadsPromoteBack) {
   BlockStoreParams params = Params(true);
   params.ram_budget_bytes = 1;
@@ -291,6 +364,18 @@ TEST_F(BlockStoreTest, DiskBudgetHoldsEvenWhenEveryBlockIsAlsoInRam) {
 }
 
 // A full file system, as the disk tier sees it: free space below what it must leave free.
+TEST_F(BlockStoreTest, StatsNameTheEncodingActuallyApplied) {
+  BlockStoreParams params = Params(false);
+  params.codec = {.encoding = kv::BlockEncoding::kQ4, .zstd = true};
+  params.space.cache_type = GGML_TYPE_F16;
+  EXPECT_EQ(Open(params)->stats().encoding, "q4+zstd");
+  // q4 applies to f16 rows only: a q8_0 compute cache's blocks keep their q8_0 rows.
+  params.space.cache_type = GGML_TYPE_Q8_0;
+  EXPECT_EQ(Open(params)->stats().encoding, "q8_0+zstd");
+  params.codec = {};
+  EXPECT_EQ(Open(params)->stats().encoding, "q8_0");
+}
+
 TEST_F(BlockStoreTest, AFullDiskStopsWritesAndServingGoesOnFromRam) {
   BlockStoreParams params = Params(true);
   params.disk_reserve_bytes = uint64_t{1} << 62;

@@ -31,6 +31,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libsqlite3-dev libzstd-dev libxxhash-dev libcli11-dev
   libhnswlib-dev python3
+  chromium  # headless browser of tests/integration/dashboard_browser_test.py
 )
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 

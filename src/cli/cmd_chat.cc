@@ -51,6 +51,8 @@ struct ChatOptions {
   std::string cache_dir;
   std::string knowledge_db;  // "" = <data_dir>/knowledge.db
   int window = 4096;
+  int64_t cache_size = conversation::StackConfig{}.cache_size;  // tokens remembered
+  int gpus = 0;  // > 0: offload all layers, split across that many GPUs
   int max_tokens = 256;
   float temperature = 0.8f;
   uint32_t seed = 42;
@@ -80,6 +82,8 @@ class ChatSession {
     conversation::StackConfig config;
     config.model_path = options.model_path;
     config.window = options.window;
+    config.cache_size = options.cache_size;
+    config.gpus = options.gpus;
     config.max_generation = options.max_tokens;
     config.threads = options.threads;
     config.conversation_threads = 1;
@@ -260,9 +264,17 @@ int RunChat(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--knowledge-db", options.knowledge_db,
                  "knowledge store file (default: <data-dir>/knowledge.db)");
-  app.add_option("--window", options.window, "tokens the model sees")
+  // The serve flags that mean something without a server, with serve's names and bounds.
+  app.add_option("--window,--max-context", options.window, "tokens the model sees")
       ->capture_default_str()
       ->check(CLI::Range(64, 1 << 20));
+  app.add_option("--cache-size,--kessie-cache-size", options.cache_size,
+                 "tokens the conversation remembers (as for kvault serve)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{64}, int64_t{1} << 40));
+  app.add_option("--gpus", options.gpus, "GPUs: > 0 offloads all layers, split across that many")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 64));
   app.add_option("-n,--max-tokens", options.max_tokens, "most tokens per reply")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));

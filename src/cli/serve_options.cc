@@ -1,16 +1,27 @@
 #include "cli/serve_options.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "cli/paths.h"
+#include <ggml-backend.h>
+#include <ggml.h>
+#include <gguf.h>
 
 #include "kvault/base/file.h"
 #include "kvault/base/json.h"
 #include "kvault/base/status_macros.h"
+#include "kvault/engine/llama_runtime.h"
 #include "kvault/server/auth.h"
 
 namespace kvault::cli {
@@ -86,6 +97,277 @@ Status ApplyConfigText(CLI::App& app, std::string_view text, const std::string& 
   return Status::Ok();
 }
 
+// <prefix>/etc/kvault/config.json for a binary installed as <prefix>/bin/kvault
+// (scripts/install.sh writes it); "" when the binary's path is unknown.
+std::string InstalledConfigPath() {
+  std::error_code error;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (error) return "";
+  return (exe.parent_path().parent_path() / "etc" / "kvault" / "config.json").string();
+}
+
+// --- Other tools' names ------------------------------------------------------------------
+
+// A validator that may rewrite its input (an alias to kvault's name) or refuse it with a
+// reason: `check` returns the error, "" to accept.
+CLI::Validator Names(std::string description, std::function<std::string(std::string&)> check) {
+  return CLI::Validator(std::move(check), std::move(description));
+}
+
+// --kv-cache-dtype: llama.cpp's cache types, and vLLM's names where they mean one of them.
+std::string CheckKvCacheDtype(std::string& input) {
+  if (input == "auto" || input == "float16" || input == "fp16" || input == "half") input = "f16";
+  if (input == "f16" || input == "q8_0" || input == "q4_0") return "";
+  if (input.starts_with("fp8")) {
+    return input +
+           ": llama.cpp has no fp8 KV cache; the nearest are q8_0 (8 bits per value, "
+           "the same size as fp8) and f16";
+  }
+  if (input == "bfloat16" || input == "bf16") return input + ": not offered; f16 has its size";
+  return input + ": not a KV cache type (f16, q8_0, q4_0; auto and float16 mean f16)";
+}
+
+// --backend: kvault runs GGUF models through llama.cpp; other engines are refused.
+std::string CheckBackend(std::string& input) {
+  if (input == "llama.cpp" || input == "llamacpp" || input == "llama_cpp") {
+    input = "llama.cpp";
+    return "";
+  }
+  if (input == "upstream") {
+    return "upstream: not built yet; kvault serves through llama.cpp only (--backend llama.cpp)";
+  }
+  return input +
+         ": kvault runs GGUF models through llama.cpp only (--backend llama.cpp, the "
+         "default)";
+}
+
+// --dtype (the weights' type) as f16, bf16 or f32; "" for auto; nullopt for no dtype. Whether
+// the model file holds that type is checked in ApplyModelSizing.
+std::optional<std::string> NormalDtype(const std::string& input) {
+  if (input == "auto" || input.empty()) return "";
+  if (input == "float16" || input == "fp16" || input == "half" || input == "f16") return "f16";
+  if (input == "bfloat16" || input == "bf16") return "bf16";
+  if (input == "float32" || input == "fp32" || input == "float" || input == "f32") return "f32";
+  return std::nullopt;
+}
+std::string CheckDtype(std::string& input) {
+  return NormalDtype(input) ? ""
+                            : input + ": not a weight dtype (auto, float16, bfloat16, float32)";
+}
+
+// "4GB", "512MiB", "2g", "1048576": bytes. K, M, G and T, with or without B or iB, are all
+// powers of 1024 (as zKV's and most tools' "GB" of memory are).
+Result<uint64_t> ParseBytes(const std::string& text) {
+  size_t end = 0;
+  while (end < text.size() &&
+         (std::isdigit(static_cast<unsigned char>(text[end])) || text[end] == '.')) {
+    ++end;
+  }
+  std::string unit = text.substr(end);
+  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.ends_with("IB")) unit.erase(unit.size() - 2);
+  if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
+  static constexpr std::string_view kUnits = "BKMGT";
+  const size_t power = unit.empty() ? 0 : kUnits.find(unit);
+  double value = 0;
+  if (end == 0 || power == std::string_view::npos || unit.size() > 1 ||
+      !CLI::detail::lexical_cast(text.substr(0, end), value) || value <= 0 || value > 1e15) {
+    return InvalidArgumentError("'" + text + "' is not a memory size (e.g. 4GB, 512MB)");
+  }
+  return static_cast<uint64_t>(value * std::pow(1024.0, static_cast<double>(power)));
+}
+
+// --- Settings sized by the model's GGUF header -------------------------------------------
+
+struct GgufCloser {
+  void operator()(gguf_context* ctx) const { gguf_free(ctx); }
+};
+using GgufPtr = std::unique_ptr<gguf_context, GgufCloser>;
+
+// An integer metadata value (any integer type); nullopt when absent or of another type.
+std::optional<int64_t> GgufInt(const gguf_context* ctx, const std::string& key) {
+  const int64_t id = gguf_find_key(ctx, key.c_str());
+  if (id < 0) return std::nullopt;
+  switch (gguf_get_kv_type(ctx, id)) {
+    case GGUF_TYPE_UINT8: return gguf_get_val_u8(ctx, id);
+    case GGUF_TYPE_INT8: return gguf_get_val_i8(ctx, id);
+    case GGUF_TYPE_UINT16: return gguf_get_val_u16(ctx, id);
+    case GGUF_TYPE_INT16: return gguf_get_val_i16(ctx, id);
+    case GGUF_TYPE_UINT32: return gguf_get_val_u32(ctx, id);
+    case GGUF_TYPE_INT32: return gguf_get_val_i32(ctx, id);
+    case GGUF_TYPE_UINT64: return static_cast<int64_t>(gguf_get_val_u64(ctx, id));
+    case GGUF_TYPE_INT64: return gguf_get_val_i64(ctx, id);
+    default: return std::nullopt;
+  }
+}
+
+// What the model-sized flags need to know of a GGUF file.
+struct ModelFacts {
+  int64_t file_type = -1;  // general.file_type (llama_ftype); -1 when absent
+  int64_t n_ctx_train = 0;
+  uint64_t file_bytes = 0;
+  // Per layer: the K and the V values one token adds to the cache.
+  std::vector<std::pair<int64_t, int64_t>> kv_values;
+};
+
+// Reads the header only (gguf no_alloc: no tensor data). WART: assumes every layer caches K
+// and V for every token (sliding-window and recurrent layers cache less, so the derived
+// window is then smaller than what would fit).
+Result<ModelFacts> ReadModelFacts(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  char magic[4] = {};
+  if (!file.read(magic, 4)) return NotFoundError("model: cannot read " + path);
+  // Checked here: gguf would log its own complaint on top of ours.
+  if (std::string_view(magic, 4) != "GGUF")
+    return InvalidArgumentError(path + " is not a GGUF file");
+  GgufPtr ctx(gguf_init_from_file(path.c_str(), {.no_alloc = true, .ctx = nullptr}));
+  if (ctx == nullptr) return InvalidArgumentError("model: cannot parse the GGUF header of " + path);
+  const int64_t arch_id = gguf_find_key(ctx.get(), "general.architecture");
+  const std::string arch = arch_id >= 0 ? gguf_get_val_str(ctx.get(), arch_id) : "";
+  ModelFacts facts;
+  facts.file_type = GgufInt(ctx.get(), "general.file_type").value_or(-1);
+  facts.n_ctx_train = GgufInt(ctx.get(), arch + ".context_length").value_or(0);
+  std::error_code error;
+  facts.file_bytes = std::filesystem::file_size(path, error);
+  const int64_t n_layer = GgufInt(ctx.get(), arch + ".block_count").value_or(0);
+  const int64_t n_embd = GgufInt(ctx.get(), arch + ".embedding_length").value_or(0);
+  const int64_t n_head = GgufInt(ctx.get(), arch + ".attention.head_count").value_or(0);
+  if (n_layer <= 0 || n_embd <= 0 || n_head <= 0) {
+    return InvalidArgumentError("model: " + path + " gives no attention shape for '" + arch + "'");
+  }
+  const int64_t k_len =
+      GgufInt(ctx.get(), arch + ".attention.key_length").value_or(n_embd / n_head);
+  const int64_t v_len = GgufInt(ctx.get(), arch + ".attention.value_length").value_or(k_len);
+  const std::string kv_key = arch + ".attention.head_count_kv";
+  const int64_t kv_id = gguf_find_key(ctx.get(), kv_key.c_str());
+  std::vector<int64_t> n_head_kv(static_cast<size_t>(n_layer),
+                                 GgufInt(ctx.get(), kv_key).value_or(n_head));
+  if (kv_id >= 0 && gguf_get_kv_type(ctx.get(), kv_id) == GGUF_TYPE_ARRAY &&
+      gguf_get_arr_n(ctx.get(), kv_id) == static_cast<size_t>(n_layer)) {
+    const gguf_type type = gguf_get_arr_type(ctx.get(), kv_id);
+    const void* data = gguf_get_arr_data(ctx.get(), kv_id);
+    for (int64_t l = 0; l < n_layer; ++l) {
+      if (type == GGUF_TYPE_INT32 || type == GGUF_TYPE_UINT32) {
+        n_head_kv[l] = static_cast<const int32_t*>(data)[l];  // per layer (0: no attention)
+      }
+    }
+  }
+  for (int64_t heads : n_head_kv) facts.kv_values.emplace_back(heads * k_len, heads * v_len);
+  return facts;
+}
+
+// Bytes of KV one token takes in the compute cache of `cache_dtype` (f16, q8_0, q4_0).
+Result<uint64_t> KvBytesPerToken(const ModelFacts& facts, const std::string& cache_dtype) {
+  const ggml_type type = cache_dtype == "q8_0"   ? GGML_TYPE_Q8_0
+                         : cache_dtype == "q4_0" ? GGML_TYPE_Q4_0
+                                                 : GGML_TYPE_F16;
+  uint64_t bytes = 0;
+  for (const auto& [k, v] : facts.kv_values) {
+    if (k % ggml_blck_size(type) != 0 || v % ggml_blck_size(type) != 0) {
+      return InvalidArgumentError("kv: this model's K/V rows (" + std::to_string(k) +
+                                  " values) do not divide into " + cache_dtype + " blocks");
+    }
+    bytes += ggml_row_size(type, k) + ggml_row_size(type, v);
+  }
+  if (bytes == 0) return InvalidArgumentError("kv: this model caches no K/V");
+  return bytes;
+}
+
+// --dtype against the types the file holds (llama.cpp computes in those; it converts none).
+Status CheckModelDtype(const std::string& typed, const ModelFacts& facts) {
+  const std::string dtype = NormalDtype(typed).value_or(typed);
+  // llama_ftype values (llama.h) of the three plain types, and of common quantisations.
+  static const std::vector<std::pair<int64_t, std::string>> kFileTypes = {
+      {0, "f32"},     {1, "f16"},     {32, "bf16"},   {2, "Q4_0"},    {7, "Q8_0"},
+      {8, "Q5_0"},    {10, "Q2_K"},   {12, "Q3_K_M"}, {14, "Q4_K_S"}, {15, "Q4_K_M"},
+      {16, "Q5_K_S"}, {17, "Q5_K_M"}, {18, "Q6_K"}};
+  std::string held = "file type " + std::to_string(facts.file_type);
+  for (const auto& [value, name] : kFileTypes) {
+    if (value == facts.file_type) held = name;
+  }
+  if (held == dtype) return Status::Ok();
+  return InvalidArgumentError("--dtype " + typed +
+                              ": llama.cpp runs the weights in the GGUF file's own types, here " +
+                              held + "; convert the model, or leave --dtype out (auto)");
+}
+
+// Device memory of the first `gpus` GPUs llama.cpp sees, in bytes.
+Result<uint64_t> GpuMemoryBytes(int gpus) {
+  engine::InitLlamaRuntime();
+  if (!engine::LlamaSupportsGpuOffload()) {
+    return InvalidArgumentError(
+        "--gpu-memory-utilization: this kvault has no GPU backend (rebuild with KVAULT_CUDA=1); "
+        "size the KV cache with --kv-cache-memory");
+  }
+  uint64_t total = 0;
+  int found = 0;
+  for (size_t i = 0; i < ggml_backend_dev_count() && found < gpus; ++i) {
+    ggml_backend_dev_t device = ggml_backend_dev_get(i);
+    if (ggml_backend_dev_type(device) != GGML_BACKEND_DEVICE_TYPE_GPU) continue;
+    size_t free_bytes = 0, device_bytes = 0;
+    ggml_backend_dev_memory(device, &free_bytes, &device_bytes);
+    total += device_bytes;
+    ++found;
+  }
+  if (found == 0) return UnavailableError("--gpu-memory-utilization: llama.cpp finds no GPU");
+  return total;
+}
+
+// Device KV sized by a memory budget. Each conversation thread holds two sequences (a running
+// and a parked one: conversation/stack.cc), each of the window's cells (or --max-model-len's).
+struct KvFitParams {
+  std::string budget_name;  // "--kv-cache-memory 4GB", for messages
+  uint64_t budget_bytes = 0;
+  uint64_t bytes_per_token = 0;  // > 0
+  int window = 0;                // explicit when window_given
+  bool window_given = false;
+  int threads = 0;  // explicit when threads_given, else the default
+  bool threads_given = false;
+  int max_model_len = 0;   // > 0: cells per sequence, whatever the window
+  int64_t window_cap = 0;  // the largest window worth deriving (training context, cache size)
+};
+struct KvFit {
+  int window = 0;
+  int threads = 0;
+};
+
+// With the cells per sequence fixed (--window or --max-model-len given), the threads that
+// fit (unless given too: then whether they fit); otherwise the window that fits the threads.
+Result<KvFit> FitKvBudget(const KvFitParams& p) {
+  constexpr int64_t kMinWindow = 64;  // --window's lower bound
+  constexpr int64_t kMaxThreads = 256;
+  const int64_t tokens = static_cast<int64_t>(p.budget_bytes / p.bytes_per_token);
+  const std::string holds = p.budget_name + " holds " + std::to_string(tokens) +
+                            " tokens of this model's KV (" + std::to_string(p.bytes_per_token) +
+                            " bytes each)";
+  KvFit fit{p.window, p.threads};
+  const int64_t fixed = p.max_model_len > 0 ? p.max_model_len : (p.window_given ? p.window : 0);
+  if (fixed > 0) {
+    const int64_t fitting = tokens / (2 * fixed);
+    const int64_t wanted = p.threads_given ? p.threads : 1;
+    if (fitting < wanted) {
+      return InvalidArgumentError(holds + "; " + std::to_string(wanted) +
+                                  " conversation thread(s) of " + std::to_string(fixed) +
+                                  " tokens (" +
+                                  (p.max_model_len > 0 ? "--max-model-len" : "--window") +
+                                  ") need " + std::to_string(2 * fixed * wanted) +
+                                  " (2 sequences per thread): lower them or raise the budget");
+    }
+    if (!p.threads_given) fit.threads = static_cast<int>(std::min(fitting, kMaxThreads));
+    return fit;
+  }
+  const int64_t window = std::min(tokens / (2 * int64_t{p.threads}), p.window_cap);
+  if (window < kMinWindow) {
+    return InvalidArgumentError(holds + "; " + std::to_string(p.threads) +
+                                " conversation thread(s) (2 sequences each) would get " +
+                                std::to_string(window) +
+                                " tokens each, below --window's least (64): "
+                                "fewer --conversation-threads or a larger budget");
+  }
+  fit.window = static_cast<int>(window);
+  return fit;
+}
+
 }  // namespace
 
 ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTTP API.", "serve") {
@@ -99,6 +381,9 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
   add("host", c.host, "address to listen on");
   add("port", c.port, "port to listen on (0 = any free port)")->check(CLI::Range(0, 65535));
   add("window", c.window, "tokens the model sees per inference")->check(CLI::Range(64, 1 << 20));
+  app_.add_option("--max-context", c.window, "alias of --window (zKV's name)")
+      ->envname("KVAULT_MAX_CONTEXT")
+      ->check(CLI::Range(64, 1 << 20));
   add("cache-size", c.cache_size, "tokens each conversation remembers (max_model_len)")
       ->check(CLI::Range(int64_t{64}, int64_t{1} << 40));
   app_.add_option("--kessie-cache-size", c.cache_size, "alias of --cache-size")
@@ -108,8 +393,31 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       ->check(CLI::Range(1, 1 << 20));
   add("max-model-len", c.max_model_len, "KV cells per sequence; 0 = auto (the window)")
       ->check(CLI::Range(0, 1 << 22));
-  add("kv-cache-dtype", c.kv_cache_dtype, "KV cache type while computing")
-      ->check(CLI::IsMember({"f16", "q8_0", "q4_0"}));
+  add("kv-cache-dtype", c.kv_cache_dtype,
+      "KV cache type while computing: f16 (auto, float16), q8_0 or q4_0 (no fp8 in llama.cpp)")
+      ->transform(Names("f16|q8_0|q4_0", CheckKvCacheDtype));
+  add("kv-quant", kv_quant_,
+      "zKV's name for the compute cache type: int8 = --kv-cache-dtype q8_0, int4 = q4_0 "
+      "(smaller, slower prefill: see README)")
+      ->check(CLI::IsMember({"int8", "int4"}));
+  add("kv-cache-memory", kv_cache_memory_,
+      "device KV budget (e.g. 4GB): with --window given, the conversation threads that fit; "
+      "otherwise the window that fits the threads (at most the model's training context)")
+      ->check(Names("SIZE", [](std::string& input) {
+        const Result<uint64_t> bytes = ParseBytes(input);
+        return bytes.ok() ? std::string() : bytes.status().message();
+      }));
+  add("gpu-memory-utilization", gpu_memory_utilization_,
+      "with --gpus: the fraction of the GPUs' memory for weights and KV; the KV budget is that "
+      "less the model file, sized as --kv-cache-memory (compute buffers not counted)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->check(NotNan());
+  add("backend", backend_, "inference engine: llama.cpp (the only one built)")
+      ->transform(Names("llama.cpp", CheckBackend));
+  add("dtype", dtype_,
+      "weight dtype: auto, or the GGUF file's own float16, bfloat16 or float32 (llama.cpp "
+      "converts none)")
+      ->check(Names("auto|float16|bfloat16|float32", CheckDtype));
   app_.add_flag("--kv-unified", c.kv_unified,
                 "one KV cell pool for all sequences: shared prefixes occupy cells once, but "
                 "attention spans every sequence's cells (slower prefill with many parked)")
@@ -201,7 +509,8 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       ->check(NotNan());
   app_.add_option("--config", config_path_,
                   "JSON config file; keys are flag names (default "
-                  "~/.config/kvault/config.json when present). Flags win over KVAULT_* "
+                  "~/.config/kvault/config.json when present, else <prefix>/etc/kvault/"
+                  "config.json beside an installed <prefix>/bin/kvault). Flags win over KVAULT_* "
                   "environment variables, which win over the file");
 }
 
@@ -210,16 +519,31 @@ void ServeOptions::ResetValues() {
   api_keys_.clear();
   config_path_.clear();
   max_body_mb_ = kDefaultMaxBodyMb;
+  backend_.clear();
+  kv_quant_.clear();
+  dtype_.clear();
+  kv_cache_memory_.clear();
+  gpu_memory_utilization_ = 0;
 }
 
 std::optional<int> ServeOptions::Parse(int argc, char** argv) {
   ResetValues();
   if (auto exit_code = ParseArgs(app_, argc, argv)) return exit_code;
   const bool explicit_config = !config_path_.empty();
-  const std::string path = explicit_config ? config_path_ : DefaultConfigPath();
-  if (path.empty() || (!explicit_config && !PathExists(path))) return Finish(Status::Ok());
-  Result<std::string> text = ReadFileToString(path);
-  return Finish(text.ok() ? ApplyConfigText(app_, *text, "config file " + path) : text.status());
+  std::string path = explicit_config ? config_path_ : DefaultConfigPath();
+  if (!explicit_config && (path.empty() || !PathExists(path))) path = InstalledConfigPath();
+  std::optional<int> finished;
+  if (path.empty() || (!explicit_config && !PathExists(path))) {
+    finished = Finish(Status::Ok());
+  } else {
+    Result<std::string> text = ReadFileToString(path);
+    finished =
+        Finish(text.ok() ? ApplyConfigText(app_, *text, "config file " + path) : text.status());
+  }
+  if (finished) return finished;
+  // Here, not in Finish: it reads the model file, which ParseWithConfigText promises not to.
+  if (Status sized = ApplyModelSizing(); !sized.ok()) return ReportError(sized);
+  return std::nullopt;
 }
 
 std::optional<int> ServeOptions::ParseWithConfigText(int argc, char** argv,
@@ -242,7 +566,70 @@ std::optional<int> ServeOptions::Finish(const Status& config_applied) {
   config_.api_keys = server::SplitKeys(api_keys_);
   if (config_.cache_dir.empty()) config_.cache_dir = DefaultCacheDir() + "/blocks";
   if (config_.data_dir.empty()) config_.data_dir = DefaultDataDir();
+  if (!kv_quant_.empty()) {
+    const std::string type = kv_quant_ == "int8" ? "q8_0" : "q4_0";
+    if (Given("--kv-cache-dtype") && config_.kv_cache_dtype != type) {
+      return ReportError(InvalidArgumentError("--kv-quant " + kv_quant_ + " is --kv-cache-dtype " +
+                                              type + ", but --kv-cache-dtype " +
+                                              config_.kv_cache_dtype + " is given too"));
+    }
+    config_.kv_cache_dtype = type;
+  }
   return std::nullopt;
+}
+
+bool ServeOptions::Given(const std::string& flag) const {
+  const CLI::Option* option = app_.get_option_no_throw(flag);
+  return option != nullptr && option->count() > 0;
+}
+
+Status ServeOptions::ApplyModelSizing() {
+  const bool by_memory = !kv_cache_memory_.empty();
+  const bool by_gpu = gpu_memory_utilization_ > 0;
+  const bool by_dtype = NormalDtype(dtype_).value_or("") != "";
+  if (!by_dtype && !by_memory && !by_gpu) return Status::Ok();
+  if (by_memory && by_gpu) {
+    return InvalidArgumentError(
+        "--kv-cache-memory and --gpu-memory-utilization both size the KV cache: give one");
+  }
+  if (by_gpu && config_.gpus == 0) {
+    return InvalidArgumentError(
+        "--gpu-memory-utilization needs --gpus N (without GPUs the KV cache is in RAM: size "
+        "it with --kv-cache-memory)");
+  }
+  KV_ASSIGN_OR_RETURN(const ModelFacts facts, ReadModelFacts(config_.model_path));
+  if (by_dtype) KV_RETURN_IF_ERROR(CheckModelDtype(dtype_, facts));
+  if (!by_memory && !by_gpu) return Status::Ok();
+  KvFitParams fit;
+  if (by_memory) {
+    fit.budget_name = "--kv-cache-memory " + kv_cache_memory_;
+    KV_ASSIGN_OR_RETURN(fit.budget_bytes, ParseBytes(kv_cache_memory_));
+  } else {
+    KV_ASSIGN_OR_RETURN(const uint64_t device_bytes, GpuMemoryBytes(config_.gpus));
+    const double usable = gpu_memory_utilization_ * static_cast<double>(device_bytes);
+    fit.budget_name = "--gpu-memory-utilization " + std::to_string(gpu_memory_utilization_);
+    if (usable <= static_cast<double>(facts.file_bytes)) {
+      return InvalidArgumentError(fit.budget_name + " gives " +
+                                  std::to_string(static_cast<uint64_t>(usable)) +
+                                  " bytes of the GPUs', not more than the model's " +
+                                  std::to_string(facts.file_bytes) + " bytes of weights");
+    }
+    fit.budget_bytes = static_cast<uint64_t>(usable) - facts.file_bytes;
+  }
+  KV_ASSIGN_OR_RETURN(fit.bytes_per_token, KvBytesPerToken(facts, config_.kv_cache_dtype));
+  fit.window = config_.window;
+  fit.window_given = Given("--window") || Given("--max-context");
+  fit.threads = config_.conversation_threads;
+  fit.threads_given = Given("--conversation-threads");
+  fit.max_model_len = config_.max_model_len;
+  fit.window_cap = std::min<int64_t>(config_.cache_size, 1 << 20);
+  if (facts.n_ctx_train > 0) fit.window_cap = std::min(fit.window_cap, facts.n_ctx_train);
+  KV_ASSIGN_OR_RETURN(const KvFit fitted, FitKvBudget(fit));
+  config_.window = fitted.window;
+  config_.conversation_threads = fitted.threads;
+  config_.kv_budget_bytes = static_cast<int64_t>(fit.budget_bytes);
+  config_.kv_bytes_per_token = static_cast<int64_t>(fit.bytes_per_token);
+  return Status::Ok();
 }
 
 }  // namespace kvault::cli

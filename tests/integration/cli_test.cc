@@ -2,10 +2,14 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "tests/integration/server_process.h"
 #include "tests/integration/subprocess.h"
 #include "tests/test_env.h"
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <unistd.h>
+
+#include "kvault/base/json.h"
 
 namespace kvault::testing {
 namespace {
@@ -17,6 +21,16 @@ ProcessResult Kvault(std::vector<std::string> args) {
 
 int CountLines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// GET `path` of a server as JSON; a JSON null if it fails.
+Json GetJson(const ServerProcess& server, const std::string& path) {
+  httplib::Client client("127.0.0.1", server.port());
+  client.set_read_timeout(30);
+  httplib::Result response = client.Get(path);
+  if (!response || response->status != 200) return Json();
+  Result<Json> json = ParseJson(response->body);
+  return json.ok() ? *json : Json();
 }
 
 TEST(CliTest, VersionPrintsKvaultAndLlamaCpp) {
@@ -125,6 +139,115 @@ TEST(CliTest, NotAModelIsAClearError) {
   ProcessResult result = Kvault({"complete", "-m", "/etc/hostname", "-p", "hi"});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("not a GGUF"), std::string::npos) << result.err;
+}
+
+// The seeds' flags (../shared/seeds: KeSSie, zKV) that kvault has no equivalent for are refused
+// before anything starts, in one line that says why and names kvault's nearest setting.
+TEST(CliTest, OtherToolsFlagsWithoutAnEquivalentAreRefusedWithTheReason) {
+  const std::string model = TestModelPath();
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"--kv-cache-dtype", "fp8_e5m2"}, "nearest are q8_0"},
+           {{"--kv-cache-dtype", "fp8_e4m3fn"}, "no fp8 KV cache"},
+           {{"--backend", "upstream"}, "not built yet"},
+           {{"--backend", "vllm"}, "through llama.cpp only"},
+           // The tiny model is f16: bfloat16 would need converted weights.
+           {{"--dtype", "bfloat16"}, "own types, here f16"},
+           {{"--gpu-memory-utilization", "0.92"}, "needs --gpus N"},
+           {{"--kv-quant", "int8", "--kv-cache-dtype", "q4_0"}, "is --kv-cache-dtype q8_0"},
+           {{"--kv-quant", "int2"}, "int2"},
+           // The tiny model's KV: 4 layers x (128 K + 128 V) x 2 bytes = 2048 bytes a token.
+           {{"--kv-cache-memory", "2MB", "--window", "4096", "--conversation-threads", "4"},
+            "holds 1024 tokens"},
+           {{"--kv-cache-memory", "2MB", "--max-context", "1024"}, "need 2048"},
+           {{"--kv-cache-memory", "100KB"}, "below --window's least"},
+           {{"--kv-cache-memory", "lots"}, "not a memory size"},
+           {{"--kv-cache-memory", "4GB", "--gpu-memory-utilization", "0.5"}, "give one"},
+       }) {
+    // `timeout`: a flag wrongly accepted would start a server that never exits.
+    std::vector<std::string> argv = {"/usr/bin/timeout", "30",  KvaultBinary(), "serve",
+                                     "--model",          model, "--port",       "0"};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    ProcessResult result = RunProcess(argv);
+    EXPECT_EQ(result.exit_code, 2) << c.args[0] << " " << c.args[1] << ": " << result.err;
+    EXPECT_EQ(CountLines(result.err), 1) << result.err;
+    EXPECT_NE(result.err.find(c.says), std::string::npos) << result.err;
+  }
+}
+
+TEST(CliTest, OtherToolsNamesForKvaultSettingsAreAccepted) {
+  const std::string version = Kvault({"--version"}).out;
+  {
+    ServerProcess server({"--model", TestModelPath(), "--max-context", "512", "--kv-quant", "int8",
+                          "--backend", "llama.cpp", "--dtype", "float16"});
+    ASSERT_TRUE(server.ok()) << server.log();
+    const Json health = GetJson(server, "/health");
+    ASSERT_TRUE(health.is_object());
+    EXPECT_EQ(health["kv_sizing"]["window"], 512);
+    EXPECT_EQ(health["kv_sizing"]["kv_cache_dtype"], "q8_0");
+    EXPECT_EQ(health["kv_sizing"]["sized_by"], "window");
+    // KV3D's health check: the service and its version (the one `kvault --version` prints).
+    EXPECT_EQ(health["service"], "kvault");
+    ASSERT_TRUE(health["version"].is_string());
+    EXPECT_NE(version.find("kvault " + health["version"].get<std::string>() + "\n"),
+              std::string::npos)
+        << version;
+  }
+  ServerProcess server({"--model", TestModelPath(), "--kv-cache-dtype", "auto", "--dtype", "auto",
+                        "--kessie-cache-size", "100000"});
+  ASSERT_TRUE(server.ok()) << server.log();
+  EXPECT_EQ(GetJson(server, "/health")["kv_sizing"]["kv_cache_dtype"], "f16");
+  EXPECT_EQ(GetJson(server, "/v1/models")["data"][0]["max_model_len"], 100000);
+}
+
+// zKV's --kv-cache-memory: the tiny model takes 2048 bytes of f16 KV a token, so 2 MiB hold
+// 1024 tokens, as two threads of two 256-token sequences, or four threads of 128 tokens.
+TEST(CliTest, KvCacheMemoryDerivesTheThreadsOrTheWindowThatFit) {
+  {
+    ServerProcess server(
+        {"--model", TestModelPath(), "--kv-cache-memory", "2MB", "--window", "256"});
+    ASSERT_TRUE(server.ok()) << server.log();
+    const Json health = GetJson(server, "/health");
+    EXPECT_EQ(health["manager"]["max_threads"], 2) << health.dump();
+    EXPECT_EQ(health["cache"]["sequences"], 4);
+    EXPECT_EQ(health["kv_sizing"]["sized_by"], "memory");
+    EXPECT_EQ(health["kv_sizing"]["budget_bytes"], 2 << 20);
+    EXPECT_EQ(health["kv_sizing"]["bytes_per_token"], 2048);
+  }
+  {
+    ServerProcess server({"--model", TestModelPath(), "--kv-cache-memory", "2MiB"});
+    ASSERT_TRUE(server.ok()) << server.log();
+    EXPECT_EQ(GetJson(server, "/v1/models")["data"][0]["window"], 128);
+    EXPECT_EQ(GetJson(server, "/health")["manager"]["max_threads"], 4);
+  }
+  // int4: 4 layers x 2 rows x 4 blocks x 18 bytes = 576 bytes a token, 3640 tokens in 2 MiB.
+  ServerProcess server({"--model", TestModelPath(), "--kv-cache-memory", "2MB", "--kv-quant",
+                        "int4", "--conversation-threads", "1"});
+  ASSERT_TRUE(server.ok()) << server.log();
+  EXPECT_EQ(GetJson(server, "/health")["kv_sizing"]["window"], 1820);
+}
+
+// KeSSie's chat takes the serve flags that mean something without a server.
+TEST(CliTest, ChatTakesTheServeFlagsThatApplyToIt) {
+  const std::string data =
+      (std::filesystem::temp_directory_path() / ("kvault_cli_flags_" + std::to_string(::getpid())))
+          .string();
+  ProcessResult result =
+      RunProcess({KvaultBinary(), "chat", "-m", TestModelPath(), "--data-dir", data, "--window",
+                  "256", "--kessie-cache-size", "100000", "--gpus", "0", "-n", "2"},
+                 "hello\n/stats\n/quit\n");
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("conversation chat: 2 turns"), std::string::npos) << result.out;
+  // The values reach the stack: one it refuses comes back as its message.
+  ProcessResult refused = RunProcess({KvaultBinary(), "chat", "-m", TestModelPath(), "--data-dir",
+                                      data, "--max-context", "512", "--cache-size", "256"},
+                                     "/quit\n");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("--cache-size must be >= --window"), std::string::npos) << refused.err;
+  std::filesystem::remove_all(data);
 }
 
 }  // namespace

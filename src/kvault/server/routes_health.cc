@@ -1,4 +1,5 @@
 // GET /health (no API key needed) and GET /metrics (Prometheus text).
+#include "kvault/build_info.h"
 #include "kvault/server/http_route.h"
 #include "kvault/server/routes.h"
 
@@ -43,6 +44,23 @@ Json StorageJson(const ServerState& state) {
       entry["failing_since"] = area.failing_since;
     }
     json[std::string(StorageAreaName(static_cast<StorageArea>(i)))] = std::move(entry);
+  }
+  return json;
+}
+
+// How the device KV was sized: by --window and threads, or by a memory budget
+// (--kv-cache-memory, --gpu-memory-utilization: cli/serve_options.cc).
+Json KvSizingJson(const ServerConfig& config) {
+  const int64_t sequences = 2 * int64_t{config.conversation_threads};
+  const int64_t cells = config.max_model_len > 0 ? config.max_model_len : config.window;
+  Json json = {{"sized_by", config.kv_budget_bytes > 0 ? "memory" : "window"},
+               {"window", config.window},
+               {"sequences", sequences},
+               {"cells", cells * sequences},
+               {"kv_cache_dtype", config.kv_cache_dtype}};
+  if (config.kv_budget_bytes > 0) {
+    json["budget_bytes"] = config.kv_budget_bytes;
+    json["bytes_per_token"] = config.kv_bytes_per_token;
   }
   return json;
 }
@@ -110,6 +128,8 @@ void AddHealthRoutes(httplib::Server& http, ServerState& state) {
              // faults); still 200, so load balancers keep sending reads and stateless work.
              SendJson(context.response,
                       {{"status", state.storage_health->degraded() ? "degraded" : "ok"},
+                       {"service", "kvault"},
+                       {"version", kKvaultVersion},
                        {"storage", StorageJson(state)},
                        {"model", state.model_id},
                        {"uptime_seconds", uptime},
@@ -127,6 +147,7 @@ void AddHealthRoutes(httplib::Server& http, ServerState& state) {
                          {"misses", stats.sequences.misses},
                          {"evictions", stats.sequences.evictions}}},
                        {"kv_cache", CacheStatsJson(state)},
+                       {"kv_sizing", KvSizingJson(state.config)},
                        {"scheduler",
                         {{"active", scheduler.active},
                          {"steps", scheduler.steps},

@@ -31,6 +31,10 @@ struct ServerConfig : conversation::StackConfig {
   // KV is computed at start-up and pinned (shared system prompts, RAG scaffolds).
   std::string preload_path;
   double shutdown_grace_seconds = 10;
+  // Device KV sized by memory (--kv-cache-memory, --gpu-memory-utilization): the budget and
+  // the model's KV bytes per token it was divided by; 0 = sized by --window and threads.
+  int64_t kv_budget_bytes = 0;
+  int64_t kv_bytes_per_token = 0;
 };
 
 }  // namespace kvault::server

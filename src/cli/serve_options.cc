@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/config_sections.h"
 #include "cli/paths.h"
 #include <ggml-backend.h>
 #include <ggml.h>
@@ -34,14 +35,6 @@ std::string EnvName(const std::string& flag) {
   std::string name = "KVAULT_";
   for (char c : flag) name += c == '-' ? '_' : static_cast<char>(std::toupper(c));
   return name;
-}
-
-std::string DefaultConfigPath() {
-  const char* xdg = std::getenv("XDG_CONFIG_HOME");
-  const char* home = std::getenv("HOME");
-  if (xdg != nullptr && *xdg != '\0') return std::string(xdg) + "/kvault/config.json";
-  if (home != nullptr) return std::string(home) + "/.config/kvault/config.json";
-  return "";
 }
 
 // A JSON value as the text a flag would have carried.
@@ -76,7 +69,7 @@ CLI::Validator NotNan() {
 // Applies config text (JSON; `source` names it in messages) to every option neither a flag
 // nor the environment has set.
 Status ApplyConfigText(CLI::App& app, std::string_view text, const std::string& source) {
-  KV_ASSIGN_OR_RETURN(Json config, ParseJson(text));
+  KV_ASSIGN_OR_RETURN(Json config, ParseConfigText(text, source));  // KV3D's sections too
   if (!config.is_object()) return InvalidArgumentError(source + " is not an object");
   for (auto it = config.begin(); it != config.end(); ++it) {
     std::string flag = it.key();

@@ -1,6 +1,8 @@
 // End-to-end tests of the kvault command line, run as a user runs it.
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "tests/integration/server_process.h"
 #include "tests/integration/subprocess.h"
@@ -139,6 +141,119 @@ TEST(CliTest, NotAModelIsAClearError) {
   ProcessResult result = Kvault({"complete", "-m", "/etc/hostname", "-p", "hi"});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("not a GGUF"), std::string::npos) << result.err;
+}
+
+// Issue 15, item 8: KV3D's config sections and `kvault doctor --write-config`.
+
+// A fresh folder under the temp directory, named after the test.
+std::string FreshDir(const std::string& name) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("kvault_cli_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// `kvault doctor ... --write-config` with XDG_CONFIG_HOME=<config_home>.
+ProcessResult DoctorWritingConfig(const std::string& config_home, const std::string& dir,
+                                  std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"/usr/bin/env",  "XDG_CONFIG_HOME=" + config_home,
+                                   KvaultBinary(),  "doctor",
+                                   "--model",       TestModelPath(),
+                                   "--port",        "0",
+                                   "--cache-dir",   dir + "/cache",
+                                   "--data-dir",    dir + "/data",
+                                   "--write-config"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return RunProcess(args);
+}
+
+TEST(CliConfigTest, DoctorWritesAStarterConfigThatServeStartsFrom) {
+  const std::string dir = FreshDir("doctor_config");
+  const std::string config_home = dir + "/xdg";
+  const std::string path = config_home + "/kvault/config.json";
+  ProcessResult doctor = DoctorWritingConfig(config_home, dir);
+  ASSERT_EQ(doctor.exit_code, 0) << doctor.out;
+  EXPECT_NE(doctor.out.find("ok    config     wrote " + path), std::string::npos) << doctor.out;
+  Result<Json> config = ParseJson(ReadAll(path));
+  ASSERT_TRUE(config.ok()) << ReadAll(path);
+  EXPECT_EQ((*config)["model"], std::filesystem::absolute(TestModelPath()).string());
+  EXPECT_EQ((*config)["data_dir"], dir + "/data");
+  EXPECT_EQ((*config)["port"], 0);
+  // serve finds it through XDG_CONFIG_HOME and takes the model from it (no --model given).
+  ServerProcess server({}, {"XDG_CONFIG_HOME=" + config_home});
+  EXPECT_TRUE(server.ok()) << server.log();
+  EXPECT_EQ(server.Terminate(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliConfigTest, DoctorNeverReplacesAConfigSilently) {
+  const std::string dir = FreshDir("doctor_keep");
+  const std::string config_home = dir + "/xdg";
+  const std::string path = config_home + "/kvault/config.json";
+  std::filesystem::create_directories(config_home + "/kvault");
+  const std::string mine = R"({"window": 1024})";
+  std::ofstream(path) << mine;
+  ProcessResult refused = DoctorWritingConfig(config_home, dir);
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.out.find("FAIL  config     " + path + " exists; not replaced"),
+            std::string::npos)
+      << refused.out;
+  EXPECT_EQ(ReadAll(path), mine);
+  ProcessResult forced = DoctorWritingConfig(config_home, dir, {"--force"});
+  EXPECT_EQ(forced.exit_code, 0) << forced.out;
+  EXPECT_NE(forced.out.find("the old file is kept as " + path + ".bak"), std::string::npos)
+      << forced.out;
+  EXPECT_EQ(ReadAll(path + ".bak"), mine);
+  EXPECT_NE(ReadAll(path).find("\"model\""), std::string::npos);
+  // A second --force keeps the first backup too.
+  ProcessResult again = DoctorWritingConfig(config_home, dir, {"--force"});
+  EXPECT_NE(again.out.find("kept as " + path + ".bak.1"), std::string::npos) << again.out;
+  EXPECT_EQ(ReadAll(path + ".bak"), mine);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliConfigTest, Kv3dConfigServesOnceTheKeyWithoutAnEquivalentIsRemoved) {
+  const std::string dir = FreshDir("kv3d_config");
+  const std::string path = dir + "/config.json";
+  // KV3D's documented ~/.config/kv3d/config.json, with the test model.
+  std::ofstream(path) << R"({
+    "server": {"host": "127.0.0.1", "port": 8080, "threads": 4, "api_key": ""},
+    "cache": {"gpu_hot_mb": 2048, "ram_warm_mb": 8192, "ssd_cold_path": ""},
+    "model": {"path": ")" + TestModelPath() +
+                             R"(", "id": "qwen2.5-7b-instruct"}
+  })";
+  ProcessResult id = Kvault({"serve", "--config", path});
+  EXPECT_EQ(id.exit_code, 2);
+  EXPECT_EQ(CountLines(id.err), 1) << id.err;
+  EXPECT_NE(id.err.find("'model.id' has no kvault setting"), std::string::npos) << id.err;
+  EXPECT_NE(id.err.find("/v1/models"), std::string::npos) << id.err;
+  // Without model.id it serves, the device KV sized by gpu_hot_mb (--kv-cache-memory), not
+  // the default window of 4096.
+  std::ofstream(path) << R"({
+    "server": {"host": "127.0.0.1", "port": 8080, "threads": 4, "api_key": ""},
+    "cache": {"gpu_hot_mb": 2048, "ram_warm_mb": 8192, "ssd_cold_path": ""},
+    "model": {"path": ")" + TestModelPath() +
+                             R"("}
+  })";
+  {
+    ServerProcess server({"--config", path});
+    ASSERT_TRUE(server.ok()) << server.log();
+    EXPECT_NE(server.log().find("kvault serving"), std::string::npos) << server.log();
+    EXPECT_EQ(server.log().find("(window 4096,"), std::string::npos) << server.log();
+    EXPECT_EQ(server.Terminate(), 0);
+  }
+  std::ofstream(path) << R"({"server": {"workers": 8}})";
+  ProcessResult unknown = Kvault({"serve", "--config", path});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_EQ(CountLines(unknown.err), 1) << unknown.err;
+  EXPECT_NE(unknown.err.find("unknown key 'server.workers'"), std::string::npos) << unknown.err;
+  std::filesystem::remove_all(dir);
 }
 
 // The seeds' flags (../shared/seeds: KeSSie, zKV) that kvault has no equivalent for are refused

@@ -385,5 +385,86 @@ TEST_F(ServerTest, AnOversizedPromptIsRefusedBeforeItIsTokenized) {
   EXPECT_EQ(client.Get("/health")->status, 200);
 }
 
+// Issue 15, items 8 and 11: KV3D's config sections; KeSSie's conversation list stats.
+
+TEST_F(ServerTest, Kv3dConfigSectionsSetTheFlagsTheyMapTo) {
+  const std::string config =
+      (std::filesystem::temp_directory_path() / "kvault_server_test_kv3d.json").string();
+  // KV3D's sections, less the keys kvault refuses, beside one of kvault's own flags.
+  std::ofstream(config) << R"({
+    "window": 512,
+    "server": {"host": "127.0.0.1", "threads": 2, "api_key": "kv3d-key"},
+    "cache": {"ram_warm_mb": 96, "ssd_cold_path": ""}
+  })";
+  auto server = Start({"--config", config});
+  ASSERT_TRUE(server->ok());
+  httplib::Client client = Client(*server);
+  EXPECT_EQ(client.Get("/v1/cache/stats")->status, 401);  // server.api_key
+  const httplib::Headers key = {{"Authorization", "Bearer kv3d-key"}};
+  httplib::Result stats = client.Get("/v1/cache/stats", key);
+  ASSERT_EQ(stats->status, 200) << stats->body;
+  const Json tiers = (*ParseJson(stats->body))["tiers"];
+  EXPECT_EQ(tiers["ram"]["budget_bytes"].get<int64_t>(), int64_t{96} << 20);  // ram_warm_mb
+  EXPECT_FALSE(tiers.contains("disk")) << tiers.dump();  // ssd_cold_path "" = no cold tier
+  const Json models = *ParseJson(client.Get("/v1/models", key)->body);
+  EXPECT_EQ(models["data"][0]["window"].get<int>(), 512);
+  EXPECT_EQ(server->Terminate(), 0);
+  std::filesystem::remove(config);
+}
+
+TEST_F(ServerTest, ConversationsListCountsHeldConversationsApartFromRunningRequests) {
+  auto server = Start({"--conversation-threads", "2"});
+  ASSERT_TRUE(server->ok());
+  httplib::Client client = Client(*server);
+  auto stats = [&client] {
+    return (
+        *ParseJson(client.Post("/v1/conversations/list", "{}", "application/json")->body))["stats"];
+  };
+  for (const char* id : {"a", "b"}) {
+    ASSERT_EQ(client.Post("/v1/chat/completions", ChatBody(id, 4), "application/json")->status,
+              200);
+  }
+  Json idle = stats();
+  EXPECT_EQ(idle["active_conversations"], 2) << idle.dump();  // held, none running
+  EXPECT_EQ(idle["running_requests"], 0);
+  const Json& parts = idle["active_memory_parts_mb"];
+  EXPECT_GT(parts["tokens"].get<double>(), 0) << idle.dump();
+  EXPECT_GE(parts["index"].get<double>(), 0);
+  EXPECT_GE(parts["kv"].get<double>(), 0);
+  EXPECT_NEAR(
+      idle["active_memory_mb"].get<double>(),
+      parts["tokens"].get<double>() + parts["index"].get<double>() + parts["kv"].get<double>(),
+      1e-9);
+
+  // A long generation of a third conversation: held and running.
+  std::thread generation([&] {
+    Json body = *ParseJson(ChatBody("c", 800));
+    body["ignore_eos"] = true;
+    httplib::Client other = Client(*server);
+    EXPECT_EQ(other.Post("/v1/chat/completions", DumpJson(body), "application/json")->status, 200);
+  });
+  Json busy;
+  for (const auto deadline = Clock::now() + std::chrono::seconds(20); Clock::now() < deadline;
+       std::this_thread::sleep_for(std::chrono::milliseconds(10))) {
+    busy = stats();
+    if (busy["running_requests"] == 1) break;
+  }
+  EXPECT_EQ(busy["running_requests"], 1) << busy.dump();
+  EXPECT_EQ(busy["active_conversations"], 3) << busy.dump();
+  EXPECT_EQ(client.Post("/v1/conversations/end", R"({"conversation_id": "c"})", "application/json")
+                ->status,
+            200);
+  generation.join();
+  for (const char* id : {"a", "b"}) {
+    client.Post("/v1/conversations/end", DumpJson(Json{{"conversation_id", id}}),
+                "application/json");
+  }
+  Json ended = stats();
+  EXPECT_EQ(ended["active_conversations"], 0) << ended.dump();
+  EXPECT_EQ(ended["running_requests"], 0);
+  EXPECT_EQ(ended["active_memory_parts_mb"]["tokens"].get<double>(), 0) << ended.dump();
+  EXPECT_EQ(server->Terminate(), 0);
+}
+
 }  // namespace
 }  // namespace kvault::testing

@@ -71,6 +71,7 @@ class Conversation {
   std::atomic<int64_t> n_turns{0};          // messages so far (dropped ones included)
   std::atomic<int64_t> n_tokens{0};         // tokens remembered (the history, or the last prompt)
   std::atomic<int64_t> n_chunks{0};         // index entries of its history
+  std::atomic<int64_t> history_bytes{0};    // RAM of its token store (TokenStore::MemoryBytes)
   std::atomic<int64_t> n_dropped_turns{0};  // beyond --cache-size
   std::atomic<int64_t> n_dropped_tokens{0};
   std::atomic<int64_t> n_requests{0};

@@ -339,6 +339,7 @@ void ConversationMemory::UpdateCounts(TurnLock& turn) {
   Conversation& conversation = turn.conversation();
   conversation.n_turns = TurnCount(store);
   conversation.n_tokens = store.n_tokens();
+  conversation.history_bytes = static_cast<int64_t>(store.MemoryBytes());
   conversation.n_dropped_turns = store.n_dropped_turns();
   conversation.n_dropped_tokens = store.n_dropped_tokens();
   if (index_ != nullptr) {

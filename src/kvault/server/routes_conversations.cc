@@ -7,11 +7,40 @@
 namespace kvault::server {
 namespace {
 
+constexpr double kMiB = 1 << 20;
+
+// What active_memory_mb adds up, in MiB: the token histories in RAM, the chunk index (its
+// SQLite database, which lives on disk and is cached by SQLite, plus embedding vectors in
+// RAM), and the KV blocks of the RAM tier. Not the device KV cells, which llama.cpp holds
+// whatever the load (window x sequences).
+struct ActiveMemory {
+  double tokens_mb = 0;
+  double index_mb = 0;
+  double kv_mb = 0;
+  double total_mb() const { return tokens_mb + index_mb + kv_mb; }
+};
+
+ActiveMemory ActiveMemoryOf(const ServerState& state, const conversation::ManagerStats& stats) {
+  int64_t index_bytes = 0;
+  if (state.index != nullptr) {
+    const Result<memory::ChunkIndexStats> index = state.index->Stats(/*with_fts_bytes=*/false);
+    if (index.ok()) index_bytes = index->db_bytes;
+    if (index.ok() && state.embedding_model != nullptr) {
+      index_bytes += index->vectors * state.embedding_model->dim() * int64_t{sizeof(float)};
+    }
+  }
+  return {.tokens_mb = static_cast<double>(stats.history_bytes) / kMiB,
+          .index_mb = static_cast<double>(index_bytes) / kMiB,
+          .kv_mb = static_cast<double>(state.block_store->stats().ram.bytes) / kMiB};
+}
+
+// The seed's (KeSSie's) names where they fit: active_conversations counts the conversations
+// held, as there; requests holding a thread are running_requests.
 Json ManagerStatsJson(const ServerState& state) {
   const conversation::ManagerStats stats = state.manager->stats();
-  const store::BlockStoreStats cache = state.block_store->stats();
-  const double kv_memory_mb = static_cast<double>(cache.ram.bytes) / (1 << 20);
-  return {{"active_conversations", stats.admission.running},
+  const ActiveMemory memory = ActiveMemoryOf(state, stats);
+  return {{"active_conversations", stats.conversations},
+          {"running_requests", stats.admission.running},
           {"queued_requests", stats.admission.waiting},
           {"max_threads", stats.admission.max_running},
           {"max_queue", stats.admission.max_waiting},
@@ -27,7 +56,9 @@ Json ManagerStatsJson(const ServerState& state) {
           {"active_index_entries", stats.index_entries},
           {"recalled_chunks", stats.recalled_chunks},
           {"mid_generation_recalls", stats.mid_generation_recalls},
-          {"active_memory_mb", kv_memory_mb}};
+          {"active_memory_mb", memory.total_mb()},
+          {"active_memory_parts_mb",
+           {{"tokens", memory.tokens_mb}, {"index", memory.index_mb}, {"kv", memory.kv_mb}}}};
 }
 
 // The body's conversation_id; InvalidArgument if absent or empty.

@@ -2,6 +2,7 @@
 // /v1/cache/clear for the whole cache, one conversation or one session, and --cache-ttl.
 // Clearing drops KV, never history: every cleared conversation goes on where it was.
 #include <chrono>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -173,6 +174,51 @@ TEST_F(CacheAdminTest, TheCacheTtlDropsBlocksNobodyUses) {
             std::string::npos);
   // The conversation's history is untouched.
   EXPECT_EQ(Get(*server, "/v1/conversations/a/history")["turns"].size(), 3u);
+}
+
+// zKV's preload form: named prefixes, listed in the stats with their use.
+TEST_F(CacheAdminTest, NamedPreloadedPrefixesAreListedWithTheirHits) {
+  const std::string preload = ::testing::TempDir() + "/named_preload.json";
+  {
+    std::ofstream out(preload);
+    out << DumpJson(Json::array(
+        {{{"name", "default_system"}, {"content", kSystem}, {"preload", true}},
+         {{"name", "counted_only"}, {"content", "You answer in haiku."}, {"preload", false}}}));
+  }
+  auto server = Start({"--preload", preload});
+  ASSERT_TRUE(server->ok());
+  Turn(*server, "a", "Log entry: the greenhouse lamps were replaced.");
+  Turn(*server, "b", "Log entry: the rover's left wheel was swapped.");
+  Post(*server, "/v1/chat/completions",
+       {{"messages", {{{"role", "user"}, {"content", "No system prompt at all."}}}},
+        {"max_tokens", 2}});
+  const Json named = Get(*server, "/v1/cache/stats")["named_prefixes"];
+  ASSERT_EQ(named.size(), 2u) << named.dump();
+  EXPECT_EQ(named[0]["name"], "default_system");
+  EXPECT_EQ(named[0]["preloaded"], true);
+  EXPECT_GT(named[0]["tokens"].get<int64_t>(), 40);
+  EXPECT_EQ(named[0]["pinned_tokens"], named[0]["tokens"]);
+  EXPECT_EQ(named[0]["requests"], 2);  // the two conversations, not the stateless request
+  EXPECT_EQ(named[0]["hits"], 2);      // both reused the preloaded KV
+  EXPECT_EQ(named[0]["hit_rate"], 1.0);
+  EXPECT_EQ(named[1]["name"], "counted_only");
+  EXPECT_EQ(named[1]["preloaded"], false);
+  EXPECT_EQ(named[1]["pinned_tokens"], 0);
+  EXPECT_EQ(named[1]["requests"], 0);
+}
+
+TEST_F(CacheAdminTest, ABadNamedPrefixStopsTheServerWithOneLine) {
+  const std::string preload = ::testing::TempDir() + "/bad_named_preload.json";
+  const std::pair<std::string, std::string> cases[] = {
+      {R"([{"name": "a", "content": "x"}, {"name": "a", "content": "y"}])", "given twice"},
+      {R"([{"name": "", "content": "x"}])", "non-empty name"},
+      {R"([{"name": "a", "content": "x", "preload": "yes"}])", "preload (boolean)"}};
+  for (const auto& [text, expected] : cases) {
+    std::ofstream(preload) << text;
+    ServerProcess server({"--model", TestModelPath(), "--preload", preload});
+    EXPECT_FALSE(server.ok()) << text;
+    EXPECT_NE(server.log().find(expected), std::string::npos) << text << "\n" << server.log();
+  }
 }
 
 }  // namespace

@@ -322,4 +322,34 @@ Status ConversationManager::Preload(std::vector<GenerateRequest> requests) {
   return Status::Ok();
 }
 
+Status ConversationManager::PreloadNamed(const std::vector<NamedPrefix>& prefixes) {
+  for (const NamedPrefix& prefix : prefixes) {
+    // The prefix every chat with this system prompt shares, whatever the template: where two
+    // renderings that differ only in the user's text part.
+    GenerateRequest a;
+    a.messages = {{"system", prefix.content}, {"user", "a"}};
+    GenerateRequest b = a;
+    b.messages[1].content = "b";
+    KV_ASSIGN_OR_RETURN(const std::vector<llama_token> with_a, BuildPrompt(a));
+    KV_ASSIGN_OR_RETURN(const std::vector<llama_token> with_b, BuildPrompt(b));
+    const size_t shared = static_cast<size_t>(
+        std::mismatch(with_a.begin(), with_a.end(), with_b.begin(), with_b.end()).first -
+        with_a.begin());
+    std::vector<llama_token> tokens(with_a.begin(), with_a.begin() + shared);
+    int64_t pinned_tokens = 0;
+    if (prefix.preload) {
+      a.max_tokens = 1;
+      KV_ASSIGN_OR_RETURN(PendingPtr pending, Prepare(std::move(a)));
+      KV_RETURN_IF_ERROR(Run(std::move(pending), nullptr).status());
+      pinned_tokens =
+          std::min<int64_t>(kv_cache_.Pin(tokens).tokens, static_cast<int64_t>(tokens.size()));
+    }
+    KV_LOG(kInfo) << "prefix '" << prefix.name << "': " << tokens.size() << " tokens"
+                  << (prefix.preload ? ", preloaded; " + std::to_string(pinned_tokens) + " pinned"
+                                     : ", counted only");
+    named_prefixes_.Add(prefix.name, std::move(tokens), prefix.preload, pinned_tokens);
+  }
+  return Status::Ok();
+}
+
 }  // namespace kvault::conversation

@@ -46,6 +46,7 @@
 #include "kvault/conversation/history_service.h"
 #include "kvault/conversation/journal.h"
 #include "kvault/conversation/kv_cache.h"
+#include "kvault/conversation/named_prefixes.h"
 #include "kvault/conversation/registry.h"
 #include "kvault/conversation/sequence_pool.h"
 #include "kvault/conversation/session_service.h"
@@ -88,6 +89,14 @@ struct ManagerDeps {
   memory::ChunkIndex* index = nullptr;          // recall and search
   memory::KnowledgeStore* knowledge = nullptr;  // facts recalled like chunks
   StorageHealth* health = nullptr;              // hears of every write to the data folder
+};
+
+// A prefix declared by name (zKV's preload form): `content` as a chat's system prompt, up to
+// where the first user message begins.
+struct NamedPrefix {
+  std::string name;
+  std::string content;
+  bool preload = true;  // prefilled at start-up and pinned; else only counted
 };
 
 struct GenerateRequest {
@@ -215,6 +224,10 @@ class ConversationManager {
 
   // Prefills each request once and pins its KV blocks (start-up warming of shared prefixes).
   Status Preload(std::vector<GenerateRequest> requests);
+  // Declares named prefixes, prefilling and pinning those to preload; their use is counted
+  // from then on (named_prefixes()).
+  Status PreloadNamed(const std::vector<NamedPrefix>& prefixes);
+  std::vector<NamedPrefixStats> named_prefixes() const { return named_prefixes_.Snapshot(); }
   const ManagerParams& params() const { return params_; }
   // Refuses new requests; waiting ones fail with Unavailable.
   void Shutdown();
@@ -250,6 +263,7 @@ class ConversationManager {
   KvCache kv_cache_;
   HistoryService history_;
   SessionService sessions_;
+  NamedPrefixes named_prefixes_;
   std::atomic<int64_t> ended_{0};
   std::atomic<int64_t> stateless_counter_{0};
   std::atomic<int64_t> recalled_chunks_{0};

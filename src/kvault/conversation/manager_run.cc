@@ -184,8 +184,10 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* s
   g.remaining_tokens = pending->max_tokens;
   g.result.first_token_ms = -1;
   g.result.recalled_chunks = pending->recalled_chunks;
+  // Kept for the response (return_prompt) and for counting the named prefixes it starts with.
   const std::vector<llama_token> first_prompt =
-      pending->request.return_prompt ? pending->prompt : std::vector<llama_token>{};
+      pending->request.return_prompt || !named_prefixes_.empty() ? pending->prompt
+                                                                 : std::vector<llama_token>{};
   Status status;
   while (true) {
     status = Generate(*pending, g, sink);
@@ -221,6 +223,7 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* s
   if (pending->request.return_prompt) {
     result.prompt_text = tokenizer_.Detokenize(first_prompt, /*render_special=*/true);
   }
+  named_prefixes_.Record(first_prompt, result.cached_tokens);
   result.finish_reason = g.hedged ? engine::FinishReason::kLength : g.reason;
   result.total_ms = MillisBetween(pending->start, Clock::now());
   conversation.conversation().Touch();

@@ -1,6 +1,7 @@
 #include "kvault/server/http_server.h"
 
 #include <algorithm>
+#include <set>
 #include <thread>
 
 #include <httplib.h>
@@ -45,15 +46,56 @@ Status Validate(const ServerConfig& c) {
   return Status::Ok();
 }
 
-// --preload: prompts (strings) or chat requests ({"messages": [...]}).
-Result<std::vector<conversation::GenerateRequest>> ReadPreloads(const std::string& path) {
+struct Preloads {
+  std::vector<conversation::GenerateRequest> requests;
+  std::vector<conversation::NamedPrefix> named;
+};
+
+// One named prefix of --preload (zKV's form): {"name", "content", "preload"?}.
+Result<conversation::NamedPrefix> ReadNamedPrefix(const Json& item, size_t index) {
+  const std::string where = "entry " + std::to_string(index);
+  conversation::NamedPrefix prefix;
+  for (auto it = item.begin(); it != item.end(); ++it) {
+    if (it.key() == "name" && it->is_string()) {
+      prefix.name = it->get<std::string>();
+    } else if (it.key() == "content" && it->is_string()) {
+      prefix.content = it->get<std::string>();
+    } else if (it.key() == "preload" && it->is_boolean()) {
+      prefix.preload = it->get<bool>();
+    } else {
+      return InvalidArgumentError(where + ": '" + it.key() +
+                                  "' must be one of name (string), content (string), "
+                                  "preload (boolean)");
+    }
+  }
+  if (prefix.name.empty() || prefix.content.empty()) {
+    return InvalidArgumentError(where + ": a named prefix needs a non-empty name and content");
+  }
+  return prefix;
+}
+
+// --preload: prompts (strings), chat requests ({"messages": [...]}) or named prefixes
+// ({"name", "content", "preload"}).
+Result<Preloads> ReadPreloads(const std::string& path) {
   KV_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   Result<Json> json = ParseJson(text);
   if (!json.ok() || !json->is_array()) {
     return InvalidArgumentError("--preload " + path + ": expected a JSON array of prompts");
   }
-  std::vector<conversation::GenerateRequest> requests;
-  for (const Json& item : *json) {
+  Preloads preloads;
+  std::set<std::string> names;
+  for (size_t i = 0; i < json->size(); ++i) {
+    const Json& item = (*json)[i];
+    if (item.is_object() && item.contains("content") && !item.contains("messages")) {
+      Result<conversation::NamedPrefix> prefix = ReadNamedPrefix(item, i);
+      if (!prefix.ok()) return prefix.status().WithPrefix("--preload " + path);
+      if (!names.insert(prefix->name).second) {
+        return InvalidArgumentError("--preload " + path + ": the name '" + prefix->name +
+                                    "' is given twice");
+      }
+      preloads.named.push_back(std::move(prefix).value());
+      continue;
+    }
     conversation::GenerateRequest request;
     if (item.is_string()) {
       request.raw_prompt = item.get<std::string>();
@@ -62,9 +104,9 @@ Result<std::vector<conversation::GenerateRequest>> ReadPreloads(const std::strin
       if (!chat.ok()) return chat.status().WithPrefix("--preload " + path);
       request = std::move(chat->generate);
     }
-    requests.push_back(std::move(request));
+    preloads.requests.push_back(std::move(request));
   }
-  return requests;
+  return preloads;
 }
 
 }  // namespace
@@ -75,9 +117,9 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   KV_ASSIGN_OR_RETURN(impl->stack, conversation::Stack::Build(config));
   conversation::Stack& stack = *impl->stack;
   if (!config.preload_path.empty()) {
-    KV_ASSIGN_OR_RETURN(std::vector<conversation::GenerateRequest> preloads,
-                        ReadPreloads(config.preload_path));
-    KV_RETURN_IF_ERROR(stack.manager().Preload(std::move(preloads)));
+    KV_ASSIGN_OR_RETURN(Preloads preloads, ReadPreloads(config.preload_path));
+    KV_RETURN_IF_ERROR(stack.manager().Preload(std::move(preloads.requests)));
+    KV_RETURN_IF_ERROR(stack.manager().PreloadNamed(preloads.named));
   }
   impl->auth = std::make_unique<ApiKeyAuth>(config.api_keys);
 

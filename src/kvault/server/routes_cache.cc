@@ -122,6 +122,16 @@ Json CacheStatsJson(const ServerState& state) {
     evictions += tier->evictions;
   }
   const int64_t hits = PrefixHits(kv);
+  Json named = Json::array();
+  for (const conversation::NamedPrefixStats& prefix : state.manager->named_prefixes()) {
+    named.push_back({{"name", prefix.name},
+                     {"tokens", prefix.tokens},
+                     {"preloaded", prefix.preloaded},
+                     {"pinned_tokens", prefix.pinned_tokens},
+                     {"requests", prefix.requests},
+                     {"hits", prefix.hits},
+                     {"hit_rate", HitRate(prefix.hits, prefix.requests - prefix.hits)}});
+  }
   // zKV's summary fields: sizes and evictions over all tiers; hits and misses count requests
   // whose prompt prefix was (or was not) reused, from any source.
   return {{"total_size", total_size},
@@ -130,6 +140,7 @@ Json CacheStatsJson(const ServerState& state) {
           {"prompt_cache_misses", kv.cold},
           {"hit_rate", HitRate(hits, kv.cold)},
           {"evictions", evictions},
+          {"named_prefixes", named},
           {"block_size", params.space.block_size},
           {"encoding", s.encoding},
           {"eviction", s.eviction},

@@ -2,6 +2,8 @@
 // hostile input, configuration precedence, shutdown.
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -383,6 +385,124 @@ TEST_F(ServerTest, AnOversizedPromptIsRefusedBeforeItIsTokenized) {
   Json listed = *ParseJson(client.Post("/v1/conversations/list", "", "application/json")->body);
   EXPECT_TRUE(listed["conversations"].empty()) << listed.dump();
   EXPECT_EQ(client.Get("/health")->status, 200);
+}
+
+// The value of an unlabelled or labelled series in a Prometheus text export; NaN if absent.
+double MetricValue(const std::string& text, const std::string& series) {
+  const std::string line = "\n" + series + " ";
+  const size_t at = text.find(line);
+  if (at == std::string::npos) return std::nan("");
+  return std::strtod(text.c_str() + at + line.size(), nullptr);
+}
+
+// Two stateless requests with one long system prompt: the second reuses the first's prefix.
+// /v1/cache/stats sums it up as zKV does, and /metrics gives the same hit rate.
+TEST_F(ServerTest, CacheStatsAndMetricsGiveThePrefixHitRate) {
+  auto server = Start({"--block-size", "32", "--conversation-threads", "1"});
+  ASSERT_TRUE(server->ok());
+  httplib::Client client = Client(*server);
+  const std::string system =
+      "You are the archivist of a long-running research station. You remember every log entry "
+      "the crew dictates, answer questions about them precisely, and never invent entries. Each "
+      "entry has a date, an author, a weather note and a short description of the work done. "
+      "When asked for a summary, list the entries in order with their authors.";
+  auto chat = [&](const std::string& system_prompt, const std::string& user) -> int64_t {
+    Json messages = Json::array();
+    if (!system_prompt.empty())
+      messages.push_back({{"role", "system"}, {"content", system_prompt}});
+    messages.push_back({{"role", "user"}, {"content", user}});
+    const Json body = {{"messages", messages}, {"max_tokens", 4}, {"temperature", 0}};
+    httplib::Result result =
+        client.Post("/v1/chat/completions", DumpJson(body), "application/json");
+    EXPECT_TRUE(result);
+    if (!result) return -1;
+    EXPECT_EQ(result->status, 200) << result->body;
+    if (result->status != 200) return -1;
+    return (*ParseJson(result->body))["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .get<int64_t>();
+  };
+  int64_t cached[2] = {-1, -1};
+  const char* users[2] = {"What did Mara do on Monday?", "Summarize the log for Ivo."};
+  for (int i = 0; i < 2; ++i) cached[i] = chat(system, users[i]);
+  EXPECT_EQ(cached[0], 0);
+  EXPECT_GE(cached[1], 32);  // at least one block of the system prompt
+
+  httplib::Result stats_result = client.Get("/v1/cache/stats");
+  ASSERT_TRUE(stats_result);
+  ASSERT_EQ(stats_result->status, 200) << stats_result->body;
+  const Json stats = *ParseJson(stats_result->body);
+  const int64_t hits = stats["prompt_cache_hits"].get<int64_t>();
+  const int64_t misses = stats["prompt_cache_misses"].get<int64_t>();
+  EXPECT_EQ(hits, 1) << stats.dump();
+  EXPECT_EQ(misses, 1) << stats.dump();
+  const double hit_rate = stats["hit_rate"].get<double>();
+  EXPECT_DOUBLE_EQ(hit_rate, static_cast<double>(hits) / static_cast<double>(hits + misses));
+  EXPECT_DOUBLE_EQ(hit_rate, 0.5);
+  // The summary agrees with the detailed fields it sums.
+  int64_t sources = 0;
+  for (const auto& [source, n] : stats["prefix_sources"].items()) {
+    if (source != "none") sources += n.get<int64_t>();
+  }
+  EXPECT_EQ(hits, sources);
+  EXPECT_EQ(misses, stats["prefix_sources"]["none"].get<int64_t>());
+  const int64_t used = stats["used_size"].get<int64_t>();
+  const int64_t total = stats["total_size"].get<int64_t>();
+  EXPECT_GT(used, 0);
+  EXPECT_GE(total, used);
+  int64_t budgets = 0;
+  int64_t bytes = 0;
+  int64_t evictions = 0;
+  for (const auto& [name, tier] : stats["tiers"].items()) {
+    budgets += tier["budget_bytes"].get<int64_t>();
+    bytes += tier["bytes"].get<int64_t>();
+    evictions += tier["evictions"].get<int64_t>();
+  }
+  EXPECT_EQ(total, budgets);
+  EXPECT_EQ(used, bytes);
+  EXPECT_EQ(stats["evictions"].get<int64_t>(), evictions);
+  EXPECT_TRUE(stats.contains("block_size"));  // the existing fields stay
+  EXPECT_TRUE(stats.contains("prefix_sources"));
+
+  httplib::Result metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  const std::string& text = metrics->body;
+  EXPECT_NE(text.find("# TYPE kvault_prefix_hit_rate gauge\n"), std::string::npos) << text;
+  EXPECT_DOUBLE_EQ(MetricValue(text, "kvault_prefix_hit_rate"), hit_rate) << text;
+  EXPECT_NE(text.find("# TYPE kvault_tier_hit_rate gauge\n"), std::string::npos) << text;
+  for (const auto& [name, tier] : stats["tiers"].items()) {
+    const int64_t tier_hits = tier["hits"].get<int64_t>();
+    const int64_t tier_misses = tier["misses"].get<int64_t>();
+    const double expected =
+        tier_hits + tier_misses == 0
+            ? 0
+            : static_cast<double>(tier_hits) / static_cast<double>(tier_hits + tier_misses);
+    EXPECT_DOUBLE_EQ(MetricValue(text, "kvault_tier_hit_rate{tier=\"" + name + "\"}"), expected)
+        << name << "\n"
+        << text;
+  }
+
+  // Two unrelated requests take the device's sequences; the system prompt then comes back
+  // from the RAM tier, whose hit rate is no longer 0.
+  for (int i = 0; i < 2; ++i) {
+    chat("", "Tell me something unrelated about volcanoes, number " + std::to_string(i) + ".");
+  }
+  EXPECT_GE(chat(system, "Which entries mention the weather?"), 32);
+  const Json later = *ParseJson(client.Get("/v1/cache/stats")->body);
+  EXPECT_GE(later["prefix_sources"]["ram"].get<int64_t>(), 1) << later.dump();
+  const Json& ram = later["tiers"]["ram"];
+  const int64_t ram_hits = ram["hits"].get<int64_t>();
+  ASSERT_GE(ram_hits, 1) << later.dump();
+  const std::string later_text = client.Get("/metrics")->body;
+  EXPECT_DOUBLE_EQ(
+      MetricValue(later_text, "kvault_tier_hit_rate{tier=\"ram\"}"),
+      static_cast<double>(ram_hits) / static_cast<double>(ram_hits + ram["misses"].get<int64_t>()))
+      << later_text;
+  EXPECT_GT(MetricValue(later_text, "kvault_tier_hit_rate{tier=\"ram\"}"), 0) << later_text;
+  EXPECT_DOUBLE_EQ(MetricValue(later_text, "kvault_prefix_hit_rate"),
+                   later["hit_rate"].get<double>());
+  EXPECT_EQ(later["prompt_cache_hits"].get<int64_t>() + later["prompt_cache_misses"].get<int64_t>(),
+            5);
+  EXPECT_EQ(server->Terminate(), 0);
 }
 
 // Issue 15, items 8 and 11: KV3D's config sections; KeSSie's conversation list stats.

@@ -71,8 +71,7 @@ Result<std::unique_ptr<BenchServer>> StartServer(const FootprintOptions& o, bool
                              .threads = o.threads,
                              .window = o.system_tokens + o.own_tokens + 512,
                              .slots = 1,
-                             .extra_args = std::move(extra),
-                             .keep_log = std::getenv("KVAULT_BENCH_KEEP_LOGS") != nullptr},
+                             .extra_args = std::move(extra)},
                             BenchDir::Scratch("footprint"));
 }
 

@@ -110,8 +110,17 @@ Result<std::unique_ptr<BenchServer>> BenchServer::Start(ServerParams params,
       std::unique_ptr<BenchServer>(new BenchServer(std::move(params), std::move(scratch)));
   KV_ASSIGN_OR_RETURN(int port, FreePort());
   const ServerParams& p = server->params_;
-  KV_ASSIGN_OR_RETURN(server->child_,
-                      ChildServer::Start(ServerArgv(p, port), port, p.log_path, p.timeout_seconds));
+  Result<std::unique_ptr<ChildServer>> child =
+      ChildServer::Start(ServerArgv(p, port), port, p.log_path, p.timeout_seconds);
+  if (!child.ok()) {
+    // A server that ran and failed: the error sends the reader to its log. One that never
+    // ran (no binary) wrote nothing worth keeping.
+    std::error_code ignored;
+    server->params_.keep_log =
+        std::filesystem::file_size(p.log_path, ignored) > 0 && ignored.value() == 0;
+    return child.status();
+  }
+  server->child_ = std::move(child).value();
   return server;
 }
 

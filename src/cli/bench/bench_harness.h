@@ -26,6 +26,7 @@
 // once; everything else is for the driver's main thread.
 #pragma once
 
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -119,7 +120,9 @@ struct ServerParams {
   std::vector<std::string> extra_args;  // appended as given
   std::string log_path;                 // stdout and stderr; "" = beside the scratch folder
   int timeout_seconds = 600;            // for GET /health to answer 200
-  bool keep_log = true;                 // false: the log goes with the server
+  // The log goes with the server, so a bench leaves nothing in the temp folder, unless the
+  // server failed to start (the error names the log) or KVAULT_BENCH_KEEP_LOGS is set.
+  bool keep_log = std::getenv("KVAULT_BENCH_KEEP_LOGS") != nullptr;
 };
 
 // The command line of `params.kind` listening on `port`.
@@ -132,7 +135,7 @@ class BenchServer {
   // becomes kvault's state folder and goes with the server.
   static Result<std::unique_ptr<BenchServer>> Start(ServerParams params,
                                                     std::unique_ptr<BenchDir> scratch = nullptr);
-  ~BenchServer();  // stops the server, then removes its scratch folder (and log if asked)
+  ~BenchServer();  // stops the server, then removes its scratch folder and log (keep_log)
   BenchServer(const BenchServer&) = delete;
   BenchServer& operator=(const BenchServer&) = delete;
 

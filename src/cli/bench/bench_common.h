@@ -41,6 +41,8 @@ int RunBenchEngine(int argc, char** argv);
 int RunBenchServe(int argc, char** argv);
 int RunBenchMemory(int argc, char** argv);
 int RunBenchRecall(int argc, char** argv);
+// bench recall's default mode (bench_recall_evidence.cc); RunBenchRecall runs it without --legacy.
+int RunBenchRecallEvidence(int argc, char** argv);
 int RunBenchResume(int argc, char** argv);
 int RunBenchFidelity(int argc, char** argv);
 int RunBenchPrefix(int argc, char** argv);

@@ -1,5 +1,6 @@
-// kvault bench recall: does pre-generation recall find a fact said long ago? Generates one
-// long multi-session dialogue (testing/dialogue_generator) with --facts-per-depth facts planted
+// kvault bench recall --legacy: a smoke test of pre-generation recall (the default mode, in
+// bench_recall_evidence.cc, asks harder questions): does it find a fact said long ago? Generates
+// one long multi-session dialogue (testing/dialogue_generator) with --facts-per-depth facts planted
 // at each of --depths (tokens between the end of the fact's turn and the end of the
 // conversation), then asks each fact's paraphrased question at the end, exactly as the
 // server's recall does: ChunkIndex::Search over the fog (everything before the last --window
@@ -237,10 +238,17 @@ Result<Json> Measure(const RecallBenchOptions& options) {
 }  // namespace
 
 int RunBenchRecall(int argc, char** argv) {
+  std::vector<char*> args(argv, argv + argc);
+  const auto legacy = std::find_if(args.begin(), args.end(),
+                                   [](const char* arg) { return std::string(arg) == "--legacy"; });
+  if (legacy == args.end()) return RunBenchRecallEvidence(argc, argv);
+  args.erase(legacy);
+  argc = static_cast<int>(args.size());
+  argv = args.data();
   CLI::App app(
       "Recall@1/5/10 of facts planted deep in a generated dialogue, asked with paraphrased "
       "questions.",
-      "bench recall");
+      "bench recall --legacy");
   RecallBenchOptions options;
   AddModelOption(app, options, "GGUF model file (its vocabulary is used)");
   app.add_option("--embedding-model", options.embedding_model,

@@ -370,6 +370,17 @@ Result<int64_t> ChunkIndex::CountChunks(std::string_view conversation) {
 Result<std::vector<ChunkHit>> ChunkIndex::Search(std::string_view conversation,
                                                  std::string_view query,
                                                  const ChunkSearchParams& params) {
+  if (params.plain_bm25) {
+    const std::string match = PlainMatchExpression(query);
+    if (params.k <= 0 || match.empty()) return std::vector<ChunkHit>();
+    MutexLock lock(&impl_->mu);
+    KV_ASSIGN_OR_RETURN(const SearchRange range,
+                        impl_->Searchable(conversation, params.end_pos_limit));
+    if (range.state == nullptr) return std::vector<ChunkHit>();
+    ChunkSearchParams plain = params;
+    plain.fog_alpha = 0;
+    return impl_->Bm25(*range.state, match, range.hi, plain, params.k);
+  }
   const SearchQuery parsed = ParseSearchQuery(query);
   // The embedder is fixed at Open.
   const bool dense = impl_->options.embedder != nullptr && !IsBlank(query);

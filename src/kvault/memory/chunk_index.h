@@ -68,6 +68,9 @@ struct ChunkSearchParams {
   int64_t end_pos_limit = std::numeric_limits<int64_t>::max();
   double fog_alpha = 0;    // recency demotion; 0 = off
   int64_t cache_size = 0;  // tokens; the age scale of fog_alpha (<= 0 turns it off)
+  // The baseline of `kvault bench recall`: FTS5's BM25 over every word of the query
+  // (PlainMatchExpression), nothing else: no phrases, no fog demotion, no dense search.
+  bool plain_bm25 = false;
 };
 
 // Computes a text embedding (an embedding model run by llama.cpp in the server).

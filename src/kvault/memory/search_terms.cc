@@ -99,4 +99,28 @@ std::string MatchExpression(const SearchQuery& query) {
   return expression;
 }
 
+std::string PlainMatchExpression(std::string_view text, size_t max_terms) {
+  std::vector<std::string> words;
+  std::string word;
+  auto flush = [&] {
+    if (!word.empty() && words.size() < max_terms &&
+        std::find(words.begin(), words.end(), word) == words.end()) {
+      words.push_back(word);
+    }
+    word.clear();
+  };
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (IsWordByte(c)) {
+      word.push_back(static_cast<char>(c < 0x80 ? std::tolower(c) : c));
+    } else {
+      flush();
+    }
+  }
+  flush();
+  std::string expression;
+  for (const std::string& w : words) expression += (expression.empty() ? "\"" : " OR \"") + w + '"';
+  return expression;
+}
+
 }  // namespace kvault::memory

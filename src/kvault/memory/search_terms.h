@@ -46,4 +46,7 @@ std::vector<std::string> SearchTerms(std::string_view text, size_t max_terms = 6
 // joined by OR. Empty for an empty query.
 std::string MatchExpression(const SearchQuery& query);
 
+// Every word of `text` (stop words too), lowercased, quoted and ORed: plain BM25's query.
+std::string PlainMatchExpression(std::string_view text, size_t max_terms = 64);
+
 }  // namespace kvault::memory

@@ -33,5 +33,11 @@ TEST(SearchTermsTest, MatchExpressionQuotesEveryTermAndPhrase) {
   EXPECT_EQ(MatchExpression(SearchQuery()), "");
 }
 
+TEST(SearchTermsTest, PlainMatchExpressionKeepsEveryWordOnce) {
+  EXPECT_EQ(PlainMatchExpression("What is my Boat's name? my boat"),
+            "\"what\" OR \"is\" OR \"my\" OR \"boat\" OR \"s\" OR \"name\"");
+  EXPECT_EQ(PlainMatchExpression("?!"), "");
+}
+
 }  // namespace
 }  // namespace kvault::memory

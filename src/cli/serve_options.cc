@@ -307,7 +307,8 @@ Result<uint64_t> GpuMemoryBytes(int gpus) {
 }
 
 // Device KV sized by a memory budget. Each conversation thread holds two sequences (a running
-// and a parked one: conversation/stack.cc), each of the window's cells (or --max-model-len's).
+// and a parked one: conversation/stack.cc), each of the window's cells (or --max-model-len's),
+// and so does each of --pinned-sequences.
 struct KvFitParams {
   std::string budget_name;  // "--kv-cache-memory 4GB", for messages
   uint64_t budget_bytes = 0;
@@ -316,6 +317,7 @@ struct KvFitParams {
   bool window_given = false;
   int threads = 0;  // explicit when threads_given, else the default
   bool threads_given = false;
+  int pinned = 0;          // --pinned-sequences: sequences beyond the threads' two each
   int max_model_len = 0;   // > 0: cells per sequence, whatever the window
   int64_t window_cap = 0;  // the largest window worth deriving (training context, cache size)
 };
@@ -336,26 +338,28 @@ Result<KvFit> FitKvBudget(const KvFitParams& p) {
   KvFit fit{p.window, p.threads};
   const int64_t fixed = p.max_model_len > 0 ? p.max_model_len : (p.window_given ? p.window : 0);
   if (fixed > 0) {
-    const int64_t fitting = tokens / (2 * fixed);
+    const int64_t fitting = (tokens / fixed - p.pinned) / 2;
     const int64_t wanted = p.threads_given ? p.threads : 1;
     if (fitting < wanted) {
-      return InvalidArgumentError(holds + "; " + std::to_string(wanted) +
-                                  " conversation thread(s) of " + std::to_string(fixed) +
-                                  " tokens (" +
-                                  (p.max_model_len > 0 ? "--max-model-len" : "--window") +
-                                  ") need " + std::to_string(2 * fixed * wanted) +
-                                  " (2 sequences per thread): lower them or raise the budget");
+      return InvalidArgumentError(
+          holds + "; " + std::to_string(wanted) + " conversation thread(s)" +
+          (p.pinned > 0 ? " and " + std::to_string(p.pinned) + " pinned sequences" : "") + " of " +
+          std::to_string(fixed) + " tokens (" +
+          (p.max_model_len > 0 ? "--max-model-len" : "--window") + ") need " +
+          std::to_string(fixed * (2 * wanted + p.pinned)) +
+          " (2 sequences per thread): lower them or raise the budget");
     }
     if (!p.threads_given) fit.threads = static_cast<int>(std::min(fitting, kMaxThreads));
     return fit;
   }
-  const int64_t window = std::min(tokens / (2 * int64_t{p.threads}), p.window_cap);
+  const int64_t window = std::min(tokens / (2 * int64_t{p.threads} + p.pinned), p.window_cap);
   if (window < kMinWindow) {
-    return InvalidArgumentError(holds + "; " + std::to_string(p.threads) +
-                                " conversation thread(s) (2 sequences each) would get " +
-                                std::to_string(window) +
-                                " tokens each, below --window's least (64): "
-                                "fewer --conversation-threads or a larger budget");
+    return InvalidArgumentError(
+        holds + "; " + std::to_string(p.threads) + " conversation thread(s) (2 sequences each)" +
+        (p.pinned > 0 ? " and " + std::to_string(p.pinned) + " pinned" : "") + " would get " +
+        std::to_string(window) +
+        " tokens each, below --window's least (64): "
+        "fewer --conversation-threads or a larger budget");
   }
   fit.window = static_cast<int>(window);
   return fit;
@@ -422,6 +426,10 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       ->check(CLI::Range(1, 256));
   add("conversation-queue", c.conversation_queue, "requests that may wait; beyond: 503")
       ->check(CLI::Range(0, 100000));
+  add("pinned-sequences", c.pinned_sequences,
+      "device sequences of their own for pinned conversations (pin: true), beyond the threads' "
+      "(each holds --window KV cells); 0 = pins take the threads' parked ones")
+      ->check(CLI::Range(0, 252));
   add("fog-alpha", c.fog_alpha, "recency demotion of old context in recall; 0 = off")
       ->check(CLI::Range(0.0, 100.0))
       ->check(NotNan());
@@ -614,6 +622,7 @@ Status ServeOptions::ApplyModelSizing() {
   fit.window_given = Given("--window") || Given("--max-context");
   fit.threads = config_.conversation_threads;
   fit.threads_given = Given("--conversation-threads");
+  fit.pinned = config_.pinned_sequences;
   fit.max_model_len = config_.max_model_len;
   fit.window_cap = std::min<int64_t>(config_.cache_size, 1 << 20);
   if (facts.n_ctx_train > 0) fit.window_cap = std::min(fit.window_cap, facts.n_ctx_train);

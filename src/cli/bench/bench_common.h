@@ -51,5 +51,6 @@ int RunBenchFootprint(int argc, char** argv);
 int RunBenchCrash(int argc, char** argv);
 int RunBenchSoak(int argc, char** argv);
 int RunBenchIsolation(int argc, char** argv);
+int RunBenchTopics(int argc, char** argv);
 
 }  // namespace kvault::cli

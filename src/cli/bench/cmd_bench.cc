@@ -29,6 +29,8 @@ int RunBench(int argc, char** argv) {
       {"soak", RunBenchSoak, "sustained mixed traffic above capacity: 503 latency, RSS, leaks"},
       {"isolation", RunBenchIsolation,
        "4 API keys, colliding ids: nothing seen, changed or timed across keys"},
+      {"topics", RunBenchTopics,
+       "interleaved topics (TSCM): TTFT per cycle, pinned vs unpinned vs llama-server"},
   };
   if (argc >= 2) {
     for (const Benchmark& bench : kBenchmarks) {

@@ -31,6 +31,8 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
                .fog_alpha = params.fog_alpha}),
       admission_(params.threads, params.queue),
       pool_(params.n_sequences,
+            params.max_pinned >= 0 ? params.max_pinned
+                                   : std::max(0, params.n_sequences - params.threads),
             [scheduler](llama_seq_id seq_id) {
               return scheduler->RunOnEngineThread([seq_id](engine::Context& context) {
                 context.ClearSequence(seq_id);
@@ -90,13 +92,7 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
   KV_RETURN_IF_ERROR(pending->ticket->Run());
   TurnLock& conversation = pending->conversation;
   // Validate: everything below up to the commit can refuse the request, and changes nothing.
-  // Only the spare sequences can be dedicated: running requests always need theirs.
-  const int64_t spares = params_.n_sequences - params_.threads;
-  if (request.pin && !pool_.IsReserved(conversation.key()) && pool_.n_reserved() >= spares) {
-    return FailedPreconditionError("pin: all " + std::to_string(spares) +
-                                   " dedicated sequences are taken; end a pinned conversation")
-        .WithDetail(ErrorDetail::kPinsExhausted);
-  }
+  if (request.pin) KV_RETURN_IF_ERROR(pool_.CheckReservable(conversation.key()));
   const int requested = request.max_tokens.value_or(params_.max_generation);
   if (requested <= 0) return InvalidArgumentError("max_tokens must be at least 1");
   KV_RETURN_IF_ERROR(scheduler_->CheckSampling(request.sampling));

@@ -66,7 +66,10 @@ struct ManagerParams {
   int max_generation = 4096;  // default and upper bound of max_tokens
   int threads = 4;
   int queue = 64;
-  int n_sequences = 8;    // sequences of the llama context (>= threads)
+  int n_sequences = 8;  // sequences of the llama context (>= threads)
+  // Of them, how many pinned conversations may keep (`pin`), with n_sequences - max_pinned >=
+  // threads; -1: the spare ones, n_sequences - threads.
+  int max_pinned = -1;
   uint32_t n_stream = 1;  // streams of its KV cache (engine::Context::n_stream())
   // --shared-cache: API key scopes reuse each other's cached prefixes (kv_cache.h).
   bool share_cache_across_scopes = false;

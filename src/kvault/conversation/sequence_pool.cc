@@ -2,10 +2,15 @@
 
 #include <algorithm>
 
+#include "kvault/base/check.h"
+#include "kvault/base/status_macros.h"
+
 namespace kvault::conversation {
 
-SequencePool::SequencePool(int n_sequences, std::function<Status(llama_seq_id)> clear_sequence)
-    : clear_sequence_(std::move(clear_sequence)) {
+SequencePool::SequencePool(int n_sequences, int max_reserved,
+                           std::function<Status(llama_seq_id)> clear_sequence)
+    : max_reserved_(max_reserved), clear_sequence_(std::move(clear_sequence)) {
+  KV_CHECK(max_reserved >= 0 && max_reserved <= n_sequences, "sequence pool: bad max_reserved");
   MutexLock lock(&mu_);
   slots_.resize(static_cast<size_t>(n_sequences));
   stats_.n_sequences = n_sequences;
@@ -77,13 +82,32 @@ Status SequencePool::SetReserved(const std::string& owner, bool reserved) {
   MutexLock lock(&mu_);
   auto it = by_owner_.find(owner);
   if (it == by_owner_.end()) return FailedPreconditionError("conversation holds no sequence");
+  // The manager checked before committing (CheckReservable), but two new pins may have passed
+  // that check at once; the cap holds here, where it is decided under the lock.
+  if (reserved) KV_RETURN_IF_ERROR(CheckReservableLocked(owner));
   slots_[static_cast<size_t>(it->second)].reserved = reserved;
   return Status::Ok();
 }
 
-int64_t SequencePool::n_reserved() const {
+Status SequencePool::CheckReservable(const std::string& owner) const {
   MutexLock lock(&mu_);
+  return CheckReservableLocked(owner);
+}
+
+int64_t SequencePool::CountReservedLocked() const {
   return std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.reserved; });
+}
+
+Status SequencePool::CheckReservableLocked(const std::string& owner) const {
+  auto it = by_owner_.find(owner);
+  if (it != by_owner_.end() && slots_[static_cast<size_t>(it->second)].reserved) {
+    return Status::Ok();
+  }
+  if (CountReservedLocked() < max_reserved_) return Status::Ok();
+  return FailedPreconditionError("pin: all " + std::to_string(max_reserved_) +
+                                 " pinned sequences are taken; end a pinned conversation or "
+                                 "raise --pinned-sequences")
+      .WithDetail(ErrorDetail::kPinsExhausted);
 }
 
 bool SequencePool::IsReserved(const std::string& owner) const {
@@ -158,6 +182,8 @@ SequencePool::SharedPrefix SequencePool::LongestParkedPrefix(
 SequencePoolStats SequencePool::stats() const {
   MutexLock lock(&mu_);
   SequencePoolStats stats = stats_;
+  stats.n_reserved = CountReservedLocked();
+  stats.max_reserved = max_reserved_;
   for (const Slot& slot : slots_) {
     if (slot.pinned)
       ++stats.n_pinned;

@@ -7,6 +7,11 @@
 // A sequence is pinned while a request runs on it and is never taken from a pinned owner.
 // The pool holds `threads + spare` sequences, so a running request always finds one.
 //
+// A reserved sequence (a pinned conversation's, the TSCM seed's dedicated slot) is not taken
+// even while parked. At most `max_reserved` are reserved at once, and the stack sizes the pool
+// so that `n_sequences - max_reserved` is still at least the threads: reservations never
+// starve running requests (conversation/stack.cc: --pinned-sequences).
+//
 // Thread-safety: all methods may be called from any thread.
 #pragma once
 
@@ -35,15 +40,19 @@ struct SequencePoolStats {
   int64_t n_sequences = 0;
   int64_t n_pinned = 0;
   int64_t n_parked = 0;
-  int64_t hits = 0;       // a request found its conversation's sequence still there
-  int64_t misses = 0;     // it had to start from a fresh sequence
-  int64_t evictions = 0;  // a parked conversation lost its sequence
+  int64_t n_reserved = 0;    // sequences of pinned conversations (SetReserved)
+  int64_t max_reserved = 0;  // how many may be reserved at once
+  int64_t hits = 0;          // a request found its conversation's sequence still there
+  int64_t misses = 0;        // it had to start from a fresh sequence
+  int64_t evictions = 0;     // a parked conversation lost its sequence
 };
 
 class SequencePool {
  public:
   // `clear_sequence` empties a sequence's cells; it runs without the pool's lock held.
-  SequencePool(int n_sequences, std::function<Status(llama_seq_id)> clear_sequence);
+  // REQUIRES: 0 <= max_reserved <= n_sequences.
+  SequencePool(int n_sequences, int max_reserved,
+               std::function<Status(llama_seq_id)> clear_sequence);
 
   // Pins a sequence for `owner`: its own if it still has one, otherwise a free one or the
   // least recently used parked one. ResourceExhausted if every sequence is pinned.
@@ -51,9 +60,12 @@ class SequencePool {
   // Unpins and records what the sequence now holds.
   void Release(const std::string& owner, std::vector<llama_token> tokens);
   // Keeps `owner`'s sequence on the device while parked: it is never taken by another
-  // owner (a dedicated slot). FailedPrecondition if `owner` has no sequence.
+  // owner (a dedicated slot). FailedPrecondition if `owner` has no sequence, or (detail
+  // kPinsExhausted) if `max_reserved` others are reserved already.
   Status SetReserved(const std::string& owner, bool reserved);
-  int64_t n_reserved() const;
+  // OK if `owner` is reserved or could be now; otherwise SetReserved's kPinsExhausted error.
+  // Changes nothing: the manager asks before it commits a pinned request's turns.
+  Status CheckReservable(const std::string& owner) const;
   bool IsReserved(const std::string& owner) const;
   // Drops `owner`'s sequence (its cells are cleared). OK if it has none.
   Status Forget(const std::string& owner);
@@ -87,6 +99,10 @@ class SequencePool {
     std::vector<llama_token> tokens;
   };
 
+  int64_t CountReservedLocked() const KV_REQUIRES(mu_);
+  Status CheckReservableLocked(const std::string& owner) const KV_REQUIRES(mu_);
+
+  const int max_reserved_;
   const std::function<Status(llama_seq_id)> clear_sequence_;
   mutable Mutex mu_;
   std::vector<Slot> slots_ KV_GUARDED_BY(mu_);

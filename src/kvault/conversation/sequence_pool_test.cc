@@ -9,8 +9,8 @@ namespace {
 // the same pool against the real llama context.
 class SequencePoolTest : public ::testing::Test {
  protected:
-  SequencePool MakePool(int n) {
-    return SequencePool(n, [this](llama_seq_id seq_id) {
+  SequencePool MakePool(int n, int max_reserved = 0) {
+    return SequencePool(n, max_reserved, [this](llama_seq_id seq_id) {
       cleared_.push_back(seq_id);
       return Status::Ok();
     });
@@ -63,6 +63,43 @@ TEST_F(SequencePoolTest, ForgetClearsAndFrees) {
   EXPECT_EQ(cleared_, std::vector<llama_seq_id>{a.seq_id});
   EXPECT_TRUE(pool.Acquire("b").ok());
   EXPECT_EQ(pool.stats().evictions, 0);
+}
+
+TEST_F(SequencePoolTest, AReservedSequenceIsNeverTakenWhileParked) {
+  SequencePool pool = MakePool(2, 1);
+  const llama_seq_id pinned = pool.Acquire("pinned").value().seq_id;
+  ASSERT_TRUE(pool.SetReserved("pinned", true).ok());
+  pool.Release("pinned", {7, 7});
+  // Others cycle through the one unreserved sequence, evicting each other only.
+  for (const char* owner : {"a", "b", "c"}) {
+    EXPECT_NE(pool.Acquire(owner).value().seq_id, pinned) << owner;
+    pool.Release(owner, {1});
+  }
+  EXPECT_EQ(pool.stats().evictions, 2);
+  const SequenceLease again = pool.Acquire("pinned").value();
+  EXPECT_EQ(again.seq_id, pinned);
+  EXPECT_EQ(again.tokens, (std::vector<llama_token>{7, 7}));
+}
+
+TEST_F(SequencePoolTest, ReservationsStopAtTheirMaximumAndForgetFreesOne) {
+  SequencePool pool = MakePool(4, 2);
+  for (const char* owner : {"p1", "p2", "p3"}) {
+    ASSERT_TRUE(pool.Acquire(owner).ok());
+    pool.Release(owner, {1});
+  }
+  EXPECT_TRUE(pool.CheckReservable("p1").ok());
+  ASSERT_TRUE(pool.SetReserved("p1", true).ok());
+  ASSERT_TRUE(pool.SetReserved("p2", true).ok());
+  EXPECT_TRUE(pool.CheckReservable("p1").ok());  // already reserved
+  const Status refused = pool.CheckReservable("p3");
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refused.detail(), ErrorDetail::kPinsExhausted);
+  EXPECT_EQ(pool.SetReserved("p3", true).detail(), ErrorDetail::kPinsExhausted);
+  EXPECT_FALSE(pool.IsReserved("p3"));
+  EXPECT_EQ(pool.stats().n_reserved, 2);
+  EXPECT_EQ(pool.stats().max_reserved, 2);
+  ASSERT_TRUE(pool.Forget("p2").ok());
+  EXPECT_TRUE(pool.SetReserved("p3", true).ok());
 }
 
 }  // namespace

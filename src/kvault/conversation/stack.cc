@@ -11,8 +11,8 @@
 namespace kvault::conversation {
 namespace {
 
-// Every running conversation and as many parked ones keep their KV on the device.
-int SequencesFor(const StackConfig& config) { return 2 * config.conversation_threads; }
+constexpr int kMaxSequences = 256;  // ref: llama.cpp src/llama-cparams.h LLAMA_MAX_SEQ
+
 int CellsPerSequence(const StackConfig& config) {
   return config.max_model_len > 0 ? config.max_model_len : config.window;
 }
@@ -69,7 +69,11 @@ ManagerParams ManagerParamsFor(const StackConfig& config, const engine::Context&
   params.max_generation = config.max_generation;
   params.threads = config.conversation_threads;
   params.queue = config.conversation_queue;
-  params.n_sequences = SequencesFor(config);
+  params.n_sequences = ContextSequences(config);
+  // With sequences of their own, pins take only those: the threads keep all their parked
+  // ones for unpinned traffic.
+  params.max_pinned =
+      config.pinned_sequences > 0 ? config.pinned_sequences : config.conversation_threads;
   params.n_stream = context.n_stream();
   params.cache_size = config.cache_size;
   params.restore = restore;
@@ -84,6 +88,12 @@ ManagerParams ManagerParamsFor(const StackConfig& config, const engine::Context&
 
 }  // namespace
 
+// Every running conversation and as many parked ones keep their KV on the device, and each
+// pinned one (beyond them) its own.
+int ContextSequences(const StackConfig& config) {
+  return 2 * config.conversation_threads + config.pinned_sequences;
+}
+
 Status ValidateStackConfig(const StackConfig& c) {
   if (c.window < 64) return InvalidArgumentError("--window must be at least 64");
   if (c.cache_size < c.window) return InvalidArgumentError("--cache-size must be >= --window");
@@ -92,6 +102,12 @@ Status ValidateStackConfig(const StackConfig& c) {
     return InvalidArgumentError("--conversation-threads must be at least 1");
   }
   if (c.conversation_queue < 0) return InvalidArgumentError("--conversation-queue must be >= 0");
+  if (c.pinned_sequences < 0) return InvalidArgumentError("--pinned-sequences must be >= 0");
+  if (ContextSequences(c) > kMaxSequences) {
+    return InvalidArgumentError("2 x --conversation-threads + --pinned-sequences is " +
+                                std::to_string(ContextSequences(c)) + "; llama.cpp holds at most " +
+                                std::to_string(kMaxSequences) + " sequences");
+  }
   if (c.data_dir.empty()) return InvalidArgumentError("a data folder (--data-dir) is required");
   if (c.cache_disk_gb > 0 && c.cache_dir.empty()) {
     return InvalidArgumentError("a disk tier needs a folder (--cache-dir)");
@@ -111,7 +127,7 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
   load.n_gpus = config.gpus;
   KV_ASSIGN_OR_RETURN(stack->model_, engine::Model::Load(load));
 
-  const int n_sequences = SequencesFor(config);
+  const int n_sequences = ContextSequences(config);
   engine::ContextParams context_params;
   context_params.n_ctx = static_cast<uint32_t>(CellsPerSequence(config)) * n_sequences;
   context_params.n_seq_max = static_cast<uint32_t>(n_sequences);

@@ -1,9 +1,9 @@
 // conversation/stack.h: everything a conversation manager runs on, assembled in one place
 // from one config, so `kvault serve` and `kvault chat` keep, restore and recall the same way:
 // the model and its llama context (sequences for the running and as many parked
-// conversations), the block store (RAM and disk tiers, in the context's block namespace), the
-// journal, named sessions, the chunk index (BM25, optionally dense with an embedding model),
-// the knowledge store, the scheduler and the manager.
+// conversations, plus --pinned-sequences), the block store (RAM and disk tiers, in the context's
+// block namespace), the journal, named sessions, the chunk index (BM25, optionally dense with an
+// embedding model), the knowledge store, the scheduler and the manager.
 //
 // Thread-safety: Build and the destructor from one thread; the components are as their
 // headers say.
@@ -45,6 +45,9 @@ struct StackConfig {
   int gpus = 0;     // > 0: offload all layers, split over this many GPUs
   int conversation_threads = 4;
   int conversation_queue = 64;
+  // Sequences of their own for pinned conversations (`pin`), beyond the threads' two each;
+  // 0 = pins take the threads' parked ones (at most conversation_threads of them).
+  int pinned_sequences = 0;
   double fog_alpha = 0.5;
   int recall_budget = 1024;                // tokens of recalled chunks per prompt; 0 = no recall
   double recall_min_score = 1.0;           // relevance threshold (BM25 or fused score, fog applied)
@@ -71,6 +74,9 @@ struct StackConfig {
 
 // InvalidArgument for a setting the stack cannot run with.
 Status ValidateStackConfig(const StackConfig& config);
+// Sequences of the llama context: two per conversation thread (a running and a parked one)
+// plus the pinned ones. Each holds max_model_len (or window) KV cells.
+int ContextSequences(const StackConfig& config);
 
 class Stack {
  public:

@@ -51,11 +51,12 @@ Json StorageJson(const ServerState& state) {
 // How the device KV was sized: by --window and threads, or by a memory budget
 // (--kv-cache-memory, --gpu-memory-utilization: cli/serve_options.cc).
 Json KvSizingJson(const ServerConfig& config) {
-  const int64_t sequences = 2 * int64_t{config.conversation_threads};
+  const int64_t sequences = conversation::ContextSequences(config);
   const int64_t cells = config.max_model_len > 0 ? config.max_model_len : config.window;
   Json json = {{"sized_by", config.kv_budget_bytes > 0 ? "memory" : "window"},
                {"window", config.window},
                {"sequences", sequences},
+               {"pinned_sequences", config.pinned_sequences},
                {"cells", cells * sequences},
                {"kv_cache_dtype", config.kv_cache_dtype}};
   if (config.kv_budget_bytes > 0) {
@@ -143,6 +144,8 @@ void AddHealthRoutes(httplib::Server& http, ServerState& state) {
                        {"cache",
                         {{"sequences", stats.sequences.n_sequences},
                          {"parked", stats.sequences.n_parked},
+                         {"pinned", stats.sequences.n_reserved},
+                         {"max_pinned", stats.sequences.max_reserved},
                          {"hits", stats.sequences.hits},
                          {"misses", stats.sequences.misses},
                          {"evictions", stats.sequences.evictions}}},

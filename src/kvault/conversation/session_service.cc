@@ -4,6 +4,7 @@
 
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
+#include "kvault/memory/token_store.h"
 
 namespace kvault::conversation {
 namespace {
@@ -17,17 +18,6 @@ int64_t UnixSeconds() {
 Status NotEnabled() { return FailedPreconditionError("sessions are not enabled"); }
 
 }  // namespace
-
-// "<name>.replaced-<created>" (a free suffix added if taken), within the 128-character limit.
-std::string SessionService::ArchiveName(const std::string& scope, const std::string& name,
-                                        int64_t created_unix) const {
-  const std::string base = name.substr(0, 96) + ".replaced-" + std::to_string(created_unix);
-  std::string candidate = base;
-  for (int i = 2; deps_.store->Get(scope, candidate).ok(); ++i) {
-    candidate = base + "-" + std::to_string(i);
-  }
-  return candidate;
-}
 
 SessionService::SessionService(SessionServiceDeps deps) : deps_(std::move(deps)) {
   if (deps_.store == nullptr || deps_.kv_cache->store() == nullptr) return;
@@ -71,20 +61,28 @@ Result<SavedSession> SessionService::Save(const std::string& scope,
   session.kv_tokens = pinned.tokens;
   session.kv_bytes = pinned.bytes;
   SavedSession saved;
-  Result<Session> previous = deps_.store->Get(scope, name);
+  KV_ASSIGN_OR_RETURN(saved.replaced_as, Replace(session));
+  saved.session = std::move(session);
+  return saved;
+}
+
+Result<std::string> SessionService::Replace(const Session& session) {
+  Result<Session> previous = deps_.store->Get(session.scope, session.name);
+  std::string replaced_as;
   if (previous.ok()) {
     // Nothing is replaced silently: the old session stays loadable under a new name.
     Session archived = *previous;
-    archived.name = ArchiveName(scope, name, previous->created_unix);
+    archived.name = deps_.store->ArchiveName(session.scope, session.name, previous->created_unix);
     archived.blocks.clear();
     archived.kv_tokens = 0;
     archived.kv_bytes = 0;
     Status kept = Put(archived);
     if (!kept.ok()) {
       deps_.kv_cache->Unpin(session.blocks);
-      return kept.WithPrefix("session '" + name + "' not replaced: the old one cannot be kept");
+      return kept.WithPrefix("session '" + session.name +
+                             "' not replaced: the old one cannot be kept");
     }
-    saved.replaced_as = archived.name;
+    replaced_as = archived.name;
   }
   Status written = Put(session);
   if (!written.ok()) {
@@ -93,11 +91,10 @@ Result<SavedSession> SessionService::Save(const std::string& scope,
   }
   if (previous.ok()) {
     deps_.kv_cache->Unpin(previous->blocks);
-    KV_LOG(kInfo) << "sessions: '" << name << "' replaced; the previous one ("
-                  << previous->turns.size() << " turns) is kept as '" << saved.replaced_as << "'";
+    KV_LOG(kInfo) << "sessions: '" << session.name << "' replaced; the previous one ("
+                  << previous->turns.size() << " turns) is kept as '" << replaced_as << "'";
   }
-  saved.session = std::move(session);
-  return saved;
+  return replaced_as;
 }
 
 Status SessionService::Load(const std::string& scope, const std::string& name,
@@ -156,6 +153,88 @@ Status SessionService::Delete(const std::string& scope, const std::string& name)
   KV_RETURN_IF_ERROR(deps_.store->Remove(scope, name));
   deps_.kv_cache->Unpin(session.blocks);
   return Status::Ok();
+}
+
+Result<std::vector<uint8_t>> SessionService::Export(const std::string& scope,
+                                                    const std::string& name) const {
+  if (deps_.store == nullptr) return NotEnabled();
+  KV_ASSIGN_OR_RETURN(Session session, deps_.store->Get(scope, name));
+  std::vector<store::BlockBytes> found;
+  if (deps_.kv_cache->store() != nullptr) {
+    found = deps_.kv_cache->store()->ReadEncoded(session.blocks);
+  }
+  return EncodeSessionFile(PackSessionFile(std::move(session), std::move(found)));
+}
+
+Result<ImportedSession> SessionService::Import(const std::string& scope,
+                                               std::span<const uint8_t> bytes,
+                                               const std::string& name) {
+  if (deps_.store == nullptr) return NotEnabled();
+  // Validate, then commit: the file, the name and every block are checked before the first
+  // block or record is written.
+  KV_ASSIGN_OR_RETURN(SessionFile file, DecodeSessionFile(bytes));
+  Session session = file.session;
+  if (!name.empty()) session.name = name;
+  KV_RETURN_IF_ERROR(ValidateSessionName(session.name));
+  session.scope = scope;
+  session.blocks.clear();
+  session.kv_tokens = 0;
+  session.kv_bytes = 0;
+  ImportedSession imported;
+  KV_ASSIGN_OR_RETURN(imported.kv, ImportKv(file, &session));
+  if (imported.kv != "imported") {
+    // The file's tokens are another model's (or another template's): this model's are what
+    // the session's prompt will be.
+    session.tokens = Render(session.turns);
+  }
+  session.model = deps_.model_fingerprint;
+  KV_ASSIGN_OR_RETURN(imported.replaced_as, Replace(session));
+  KV_LOG(kInfo) << "sessions: imported '" << session.name << "' (" << session.turns.size()
+                << " turns); KV " << imported.kv;
+  imported.session = std::move(session);
+  return imported;
+}
+
+Result<std::string> SessionService::ImportKv(const SessionFile& file, Session* session) {
+  store::BlockStore* store = deps_.kv_cache->store();
+  if (file.blocks.empty()) return std::string("none");
+  if (store == nullptr) return std::string("skipped: this server keeps no KV blocks");
+  if (file.session.model != deps_.model_fingerprint) {
+    return "skipped: other model (the file's is " + file.session.model + ", this server's " +
+           deps_.model_fingerprint + "); the history is imported and its KV recomputed";
+  }
+  // Block names chain from the partition root of the importing key (kv/block_hash.h).
+  const kv::BlockName root = deps_.kv_cache->PartitionOf(session->scope);
+  Result<std::vector<store::BlockBytes>> rooted = ReRootBlocks(file.blocks, root);
+  if (!rooted.ok()) return InvalidArgumentError("session file: " + rooted.status().message());
+  Result<size_t> inserted = store->InsertEncoded(*rooted, root);
+  if (!inserted.ok()) {
+    if (inserted.status().code() == StatusCode::kFailedPrecondition) {
+      return "skipped: other KV layout (" + inserted.status().message() +
+             "); the history is imported and its KV recomputed";
+    }
+    return InvalidArgumentError("session file: " + inserted.status().message());
+  }
+  // Pinned as Save pins: the blocks of the longest cached prefix of the session's tokens.
+  KvCache::Pinned pinned = deps_.kv_cache->Pin(session->tokens, session->scope);
+  session->blocks = std::move(pinned.blocks);
+  session->kv_tokens = pinned.tokens;
+  session->kv_bytes = pinned.bytes;
+  return std::string("imported");
+}
+
+std::vector<llama_token> SessionService::Render(
+    const std::vector<engine::ChatMessage>& turns) const {
+  if (deps_.renderer == nullptr) return {};
+  std::vector<llama_token> tokens = deps_.renderer->prompt_start();
+  for (const engine::ChatMessage& turn : turns) {
+    Result<memory::Role> role = memory::RoleFromName(turn.role);
+    if (!role.ok()) return {};
+    Result<std::vector<int32_t>> rendered = deps_.renderer->Render(*role, turn.content);
+    if (!rendered.ok()) return {};
+    tokens.insert(tokens.end(), rendered->begin(), rendered->end());
+  }
+  return tokens;
 }
 
 Status SessionService::Put(const Session& session) {

@@ -1,6 +1,7 @@
 #include "kvault/conversation/session_store.h"
 
 #include <algorithm>
+#include <ctime>
 #include <filesystem>
 #include <system_error>
 
@@ -13,7 +14,9 @@ namespace {
 
 constexpr std::string_view kSuffix = ".session.json";
 
-Json ToJson(const Session& s) {
+}  // namespace
+
+Json SessionToJson(const Session& s) {
   Json turns = Json::array();
   for (const engine::ChatMessage& m : s.turns) {
     turns.push_back({{"role", m.role}, {"content", m.content}});
@@ -33,7 +36,7 @@ Json ToJson(const Session& s) {
           {"kv_bytes", s.kv_bytes}};
 }
 
-Result<kv::BlockName> ParseName(const std::string& hex) {
+Result<kv::BlockName> ParseBlockName(const std::string& hex) {
   if (hex.size() != 32) return CorruptionError("bad block name in session: " + hex);
   kv::BlockName name;
   for (size_t i = 0; i < 32; ++i) {
@@ -52,7 +55,7 @@ Result<kv::BlockName> ParseName(const std::string& hex) {
   return name;
 }
 
-Result<Session> FromJson(const Json& j) {
+Result<Session> SessionFromJson(const Json& j) {
   auto bad = [] { return CorruptionError("session file is malformed"); };
   if (!j.is_object() || j.value("format", "") != "kvault-session-1") return bad();
   Session s;
@@ -87,13 +90,20 @@ Result<Session> FromJson(const Json& j) {
   }
   for (const Json& b : *blocks) {
     if (!b.is_string()) return bad();
-    KV_ASSIGN_OR_RETURN(kv::BlockName name, ParseName(b.get<std::string>()));
+    KV_ASSIGN_OR_RETURN(kv::BlockName name, ParseBlockName(b.get<std::string>()));
     s.blocks.push_back(name);
   }
   return s;
 }
 
-}  // namespace
+std::string IsoTimestampUtc(int64_t unix_seconds) {
+  const std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
 
 Status ValidateSessionName(const std::string& name) {
   const bool ok =
@@ -133,7 +143,7 @@ Result<Session> SessionStore::Read(const std::string& path) {
   KV_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   Result<Json> json = ParseJson(text);
   if (!json.ok()) return CorruptionError(path + ": " + json.status().message());
-  Result<Session> session = FromJson(*json);
+  Result<Session> session = SessionFromJson(*json);
   if (!session.ok()) return session.status().WithPrefix(path);
   return session;
 }
@@ -144,7 +154,7 @@ Status SessionStore::Put(const Session& session) {
   MutexLock lock(&mu_);
   const std::string path = PathOf(session.scope, session.name);
   KV_RETURN_IF_ERROR(CreateDirectories(std::filesystem::path(path).parent_path().string()));
-  return WriteFileAtomic(path, DumpJson(ToJson(session)));
+  return WriteFileAtomic(path, DumpJson(SessionToJson(session)));
 }
 
 Result<Session> SessionStore::Get(const std::string& scope, const std::string& name) const {
@@ -176,6 +186,14 @@ Result<std::vector<Session>> SessionStore::List(const std::string& scope, bool a
   std::sort(sessions.begin(), sessions.end(),
             [](const Session& a, const Session& b) { return a.name < b.name; });
   return sessions;
+}
+
+std::string SessionStore::ArchiveName(const std::string& scope, const std::string& name,
+                                      int64_t created_unix) const {
+  const std::string base = name.substr(0, 96) + ".replaced-" + std::to_string(created_unix);
+  std::string candidate = base;
+  for (int i = 2; Get(scope, candidate).ok(); ++i) candidate = base + "-" + std::to_string(i);
+  return candidate;
 }
 
 Status SessionStore::Remove(const std::string& scope, const std::string& name) {

@@ -18,6 +18,7 @@
 
 #include <llama.h>
 
+#include "kvault/base/json.h"
 #include "kvault/base/mutex.h"
 #include "kvault/base/result.h"
 #include "kvault/engine/chat_template.h"
@@ -41,6 +42,15 @@ struct Session {
 // Session names: 1 to 128 of [A-Za-z0-9._-], not starting with a dot.
 Status ValidateSessionName(const std::string& name);
 
+// A session as the JSON of its file (also the metadata of a session file, session_file.h),
+// and back: Corruption for anything malformed.
+Json SessionToJson(const Session& session);
+Result<Session> SessionFromJson(const Json& json);
+// `unix_seconds` as ISO 8601 UTC ("2025-01-31T12:00:00Z"): zKV's `created_at`.
+std::string IsoTimestampUtc(int64_t unix_seconds);
+// A block name from its 32 hex digits (kv::BlockName::ToHex); Corruption if malformed.
+Result<kv::BlockName> ParseBlockName(const std::string& hex);
+
 class SessionStore {
  public:
   static Result<std::unique_ptr<SessionStore>> Open(const std::string& dir);
@@ -52,6 +62,10 @@ class SessionStore {
   // Every session of `scope`, by name; an empty scope with all_scopes lists everything
   // (the offline CLI).
   Result<std::vector<Session>> List(const std::string& scope, bool all_scopes = false) const;
+  // A free name to keep a replaced session under: "<name>.replaced-<created>" (a suffix
+  // added if taken), within the 128-character limit.
+  std::string ArchiveName(const std::string& scope, const std::string& name,
+                          int64_t created_unix) const;
   // NotFound if absent (or of another scope).
   Status Remove(const std::string& scope, const std::string& name);
 

@@ -7,6 +7,9 @@
 //   GET    /v1/sessions/{name}                                     tokens, bytes, created, model
 //   POST   /v1/sessions/{name}/clear                               empties it, keeps the name
 //   DELETE /v1/sessions/{name}
+//   GET    /v1/sessions/{name}/export                              the session as a file
+//   POST   /v1/sessions/import[?name=N]  body: a session file      stores it (its own name
+//                                                                  unless N is given)
 #include "kvault/base/status_macros.h"
 #include "kvault/server/http_route.h"
 #include "kvault/server/routes.h"
@@ -19,6 +22,9 @@ Json SessionJson(const conversation::Session& s) {
           {"name", s.name},
           {"conversation_id", s.conversation_id},
           {"created", s.created_unix},
+          {"created_at", conversation::IsoTimestampUtc(s.created_unix)},  // zKV's names
+          {"context_length", s.tokens.size()},
+          {"cache_size_bytes", s.kv_bytes},
           {"model", s.model},
           {"turns", s.turns.size()},
           {"tokens", s.tokens.size()},
@@ -68,6 +74,29 @@ void AddSessionRoutes(httplib::Server& http, ServerState& state) {
              if (!loaded.ok()) return SendError(context.response, loaded);
              SendJson(context.response,
                       {{"status", "loaded"}, {"name", NameOf(context)}, {"conversation_id", *id}});
+           });
+  AddRoute(http, state, "GET", name + "/export", "sessions_export", RouteAuth::kRequired,
+           [&state](RouteContext& context) {
+             Result<std::vector<uint8_t>> file =
+                 state.manager->sessions().Export(context.scope, NameOf(context));
+             if (!file.ok()) return SendError(context.response, file.status());
+             context.response.set_header("Content-Disposition",
+                                         "attachment; filename=\"" + NameOf(context) + ".kvs\"");
+             context.response.set_content(reinterpret_cast<const char*>(file->data()), file->size(),
+                                          "application/octet-stream");
+           });
+  AddRoute(http, state, "POST", "/v1/sessions/import", "sessions_import", RouteAuth::kRequired,
+           [&state](RouteContext& context) {
+             const std::string& body = context.request.body;
+             Result<conversation::ImportedSession> imported = state.manager->sessions().Import(
+                 context.scope, {reinterpret_cast<const uint8_t*>(body.data()), body.size()},
+                 context.request.get_param_value("name"));
+             if (!imported.ok()) return SendError(context.response, imported.status());
+             Json reply = SessionJson(imported->session);
+             reply["kv"] = imported->kv;
+             reply["replaced_as"] =
+                 imported->replaced_as.empty() ? Json(nullptr) : Json(imported->replaced_as);
+             SendJson(context.response, reply);
            });
   AddRoute(http, state, "POST", name + "/clear", "sessions_clear", RouteAuth::kRequired,
            [&state](RouteContext& context) {

@@ -368,6 +368,95 @@ Removed BlockStore::Expire() {
   return s.ExpireIdle();
 }
 
+std::vector<BlockBytes> BlockStore::ReadEncoded(std::span<const BlockName> names) {
+  Impl& s = *impl_;
+  std::vector<BlockBytes> found;
+  for (const BlockName& name : names) {
+    BlockBytes bytes;
+    {
+      MutexLock lock(&s.mu);
+      if (Result<BlockBytes> in_ram = s.ram->Get(name); in_ram.ok()) {
+        bytes = *in_ram;
+      } else if (auto it = s.pending.find(name); it != s.pending.end()) {
+        bytes = it->second;
+      }
+    }
+    // The disk read runs unlocked, as in FetchEach.
+    if (!bytes && s.disk) bytes = s.disk->Get(name).value_or(nullptr);
+    if (!bytes) break;
+    found.push_back(std::move(bytes));
+  }
+  return found;
+}
+
+// Checks the chain InsertEncoded is given before anything of it is added, and returns each
+// block's header. Inputs come from a file someone else wrote, so everything the tree and a
+// later restore rely on is verified here: a block that decodes (checksum) but is named after
+// other tokens, or sits at other positions, would be restored into the wrong prompt.
+static Result<std::vector<kv::BlockMeta>> CheckEncodedChain(std::span<const BlockBytes> blocks,
+                                                            const BlockName& root,
+                                                            const BlockStoreParams& params) {
+  std::vector<kv::BlockMeta> metas;
+  BlockName parent = root;
+  size_t n_tokens = 0;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    KV_ASSIGN_OR_RETURN(kv::DecodedBlock decoded, kv::DecodeBlock(*blocks[i]));
+    const kv::BlockMeta& meta = decoded.meta;
+    const std::string which = "block " + std::to_string(i) + " (" + meta.name.ToHex() + ")";
+    if (!(meta.space == params.space)) {
+      return FailedPreconditionError(which + " was made with another model, cache type or " +
+                                     "block size");
+    }
+    if (!params.shape.layers.empty()) {
+      KV_RETURN_IF_ERROR(
+          kv::CheckCompatible(meta, decoded.block.shape, params.space, params.shape));
+    }
+    const bool last = i + 1 == blocks.size();
+    if (!(meta.parent == parent) ||
+        !(meta.name == kv::ComputeBlockName(parent, params.space, meta.tokens))) {
+      return CorruptionError(which + " does not follow the block before it");
+    }
+    if (decoded.block.first_pos != static_cast<llama_pos>(n_tokens) || meta.tokens.empty() ||
+        (!last && meta.tokens.size() != params.space.block_size)) {
+      return CorruptionError(which + " is not where the chain needs it");
+    }
+    n_tokens += meta.tokens.size();
+    parent = meta.name;
+    metas.push_back(std::move(decoded.meta));
+  }
+  return metas;
+}
+
+Result<size_t> BlockStore::InsertEncoded(std::span<const BlockBytes> blocks,
+                                         const BlockName& root) {
+  Impl& s = *impl_;
+  // Validate, then commit: decoding runs unlocked and before the first insert.
+  KV_ASSIGN_OR_RETURN(std::vector<kv::BlockMeta> metas, CheckEncodedChain(blocks, root, s.params));
+  MutexLock lock(&s.mu);
+  const double now = s.Now();
+  size_t n_tokens = 0;
+  for (size_t i = 0; i < metas.size(); ++i) {
+    const kv::BlockMeta& meta = metas[i];
+    if (s.tree.Find(meta.name) == nullptr) {
+      // The lock is held from the first insert to the last, so each parent (the root or the
+      // block just added) is in the tree: Insert cannot fail on a missing parent.
+      const uint8_t tiers = kv::kTierRam | (s.DiskWritable() ? kv::kTierDisk : 0);
+      KV_RETURN_IF_ERROR(
+          s.tree.Insert(meta.name, meta.parent, meta.tokens, tiers, blocks[i]->size()));
+      s.ram->Put(meta.name, blocks[i]).IgnoreError();
+      // Tails too, at once: an imported session's blocks are meant to outlive a restart.
+      if (tiers & kv::kTierDisk) s.EnqueueWrite(meta.name, blocks[i]);
+      ++s.counters.stored_blocks;
+      s.counters.stored_bytes += static_cast<int64_t>(blocks[i]->size());
+    }
+    s.tree.Touch(meta.name, now);
+    n_tokens += meta.tokens.size();
+  }
+  // Once, after the whole chain is in (as Store does).
+  s.EvictRam();
+  return n_tokens;
+}
+
 void BlockStore::RecordPrefill(int64_t n_tokens, double seconds) {
   if (n_tokens <= 0 || seconds <= 0) return;
   Impl& s = *impl_;

@@ -40,6 +40,7 @@
 #include "kvault/kv/radix_tree.h"
 #include "kvault/kv/snapshot_codec.h"
 #include "kvault/kv/snapshot_layout.h"
+#include "kvault/store/tier.h"
 
 namespace kvault::store {
 
@@ -216,6 +217,20 @@ class BlockStore {
   // Drops the unpinned blocks unused for longer than params().ttl_s (nothing if it is 0);
   // also run by the store's own sweep.
   Removed Expire();
+
+  // --- Encoded blocks as they are: session files (conversation/session_file.h) ----------
+  // The encoded bytes of `names`, in order, from RAM, the write queue or the disk; stops
+  // before the first block it does not have, so the result is a prefix of `names`. Records
+  // no use and promotes nothing (an export must not reorder the cache).
+  std::vector<BlockBytes> ReadEncoded(std::span<const BlockName> names);
+  // Adds encoded blocks (kv/snapshot_codec.h) as they are: a chain whose first block hangs
+  // under `root` and each next one under the block before it. All of them are decoded and
+  // checked first (checksum, positions, each name against its parent and tokens), and any
+  // failure returns before anything is added: Corruption for a bad block,
+  // FailedPrecondition for a block of another namespace (model, cache type, block size) or
+  // shape. Blocks already cached only record a use; new ones go to RAM and the disk.
+  // Returns the tokens the chain covers.
+  Result<size_t> InsertEncoded(std::span<const BlockBytes> blocks, const BlockName& root = {});
 
   // The measured cost of prefill, for the cost policy and restore-or-recompute decisions.
   void RecordPrefill(int64_t n_tokens, double seconds);

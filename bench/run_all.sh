@@ -22,9 +22,10 @@ declare -A commands=(
   [memory]="build/kvault bench memory --model build/testdata/tiny.gguf --tokens 10000000"
   [recall]="build/kvault bench recall --model build/testdata/tiny.gguf"
   [reconnect]="build/kvault bench reconnect --model models/q05.gguf --tokens 1000000"
+  [topics]="build/kvault bench topics --model models/q05.gguf --cycles 3 --context-tokens 64"
   [restore-path]="build/bench/restore_path_bench"
 )
-order=(engine serve resume prefix prefix-tiny footprint fidelity fidelity-peaked memory recall reconnect restore-path)
+order=(engine serve resume prefix prefix-tiny topics footprint fidelity fidelity-peaked memory recall reconnect restore-path)
 (($#)) && order=("$@")
 for name in "${order[@]}"; do
   command=${commands[$name]:?unknown benchmark $name}

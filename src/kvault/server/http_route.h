@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include <httplib.h>
 
@@ -33,5 +34,17 @@ void SendJson(httplib::Response& response, const Json& body, int status = 200);
 void SendError(httplib::Response& response, const Status& status);
 // The request body as JSON; InvalidArgument (400) if malformed.
 Result<Json> RequestJson(const httplib::Request& request);
+
+// The header a router (deploy/haproxy.cfg, nginx) hashes so that one conversation's requests
+// reach one replica; a client may send it instead of the body's "conversation_id".
+inline constexpr char kConversationIdHeader[] = "X-Conversation-Id";
+// RequestJson, with the X-Conversation-Id header's value as the body's "conversation_id" when
+// the body has none (the route's parser then validates it like the field). InvalidArgument if
+// both are given and differ, or the header is given twice. A body that is not an object is
+// returned as it is, for its parser to refuse.
+Result<Json> RequestJsonWithConversationId(const httplib::Request& request);
+// For a route with the id in its path: InvalidArgument if an X-Conversation-Id header names
+// another conversation (or is given twice).
+Status CheckConversationIdHeader(const httplib::Request& request, std::string_view id);
 
 }  // namespace kvault::server

@@ -1,4 +1,5 @@
-// kvault's conversation routes: append, search, end, list, and GET .../{id}/history.
+// kvault's conversation routes: append, search, end, list, and GET .../{id}/history. The id
+// may come as the X-Conversation-Id header too (RequestJsonWithConversationId).
 #include "kvault/base/status_macros.h"
 #include "kvault/server/http_route.h"
 #include "kvault/server/openai_schema.h"
@@ -71,7 +72,7 @@ Result<std::string> RequiredConversationId(const Json& body) {
 }
 
 void HandleAppend(ServerState& state, RouteContext& context) {
-  Result<Json> body = RequestJson(context.request);
+  Result<Json> body = RequestJsonWithConversationId(context.request);
   if (!body.ok()) return SendError(context.response, body.status());
   Result<std::string> id = RequiredConversationId(*body);
   if (!id.ok()) return SendError(context.response, id.status());
@@ -108,6 +109,9 @@ Json TurnsJson(const std::vector<conversation::JournalTurn>& turns, int64_t firs
 // text), the archived branches, and the unanswered turn if any.
 void HandleHistory(ServerState& state, RouteContext& context) {
   const std::string id = context.request.matches[1].str();
+  if (Status same = CheckConversationIdHeader(context.request, id); !same.ok()) {
+    return SendError(context.response, same);
+  }
   Result<conversation::JournalEntry> entry = state.manager->history().Read(context.scope, id);
   if (!entry.ok()) return SendError(context.response, entry.status());
   const std::string branch = context.request.get_param_value("branch");
@@ -137,7 +141,7 @@ void HandleHistory(ServerState& state, RouteContext& context) {
 }
 
 void HandleSearch(ServerState& state, RouteContext& context) {
-  Result<Json> body = RequestJson(context.request);
+  Result<Json> body = RequestJsonWithConversationId(context.request);
   if (!body.ok()) return SendError(context.response, body.status());
   Result<std::string> id = RequiredConversationId(*body);
   if (!id.ok()) return SendError(context.response, id.status());
@@ -175,7 +179,7 @@ void AddConversationRoutes(httplib::Server& http, ServerState& state) {
            RouteAuth::kRequired, [&state](RouteContext& context) { HandleSearch(state, context); });
   AddRoute(http, state, "POST", "/v1/conversations/end", "conversations_end", RouteAuth::kRequired,
            [&state](RouteContext& context) {
-             Result<Json> body = RequestJson(context.request);
+             Result<Json> body = RequestJsonWithConversationId(context.request);
              if (!body.ok()) return SendError(context.response, body.status());
              Result<std::optional<std::string>> id =
                  OptionalString(*body, "conversation_id", "conversation_id");

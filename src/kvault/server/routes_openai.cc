@@ -1,4 +1,5 @@
-// The OpenAI routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models.
+// The OpenAI routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models. A chat or
+// completion request may name its conversation by the X-Conversation-Id header (http_route.h).
 #include <memory>
 
 #include "kvault/base/log.h"
@@ -83,7 +84,7 @@ struct StreamJob {
 };
 
 void HandleGeneration(ServerState& state, RouteContext& context, bool chat) {
-  Result<Json> body = RequestJson(context.request);
+  Result<Json> body = RequestJsonWithConversationId(context.request);
   if (!body.ok()) return SendError(context.response, body.status());
   Result<OpenAiRequest> request =
       chat ? ParseChatCompletionRequest(*body) : ParseCompletionRequest(*body);

@@ -23,7 +23,7 @@ CMAKE_FLAGS = -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $(L
 	$$(sed 's/^/-D/' $(BUILD_DIR)/llama.env)
 SOURCES := $(shell git ls-files '*.cc' '*.h' 2>/dev/null)
 
-.PHONY: build test test-sanitize test-tsan fuzz serve bench llama-tools bootstrap format check-format clean
+.PHONY: build test test-sanitize test-tsan fuzz serve cluster bench llama-tools bootstrap format check-format clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -81,6 +81,12 @@ $(DEFAULT_MODEL): | build
 
 serve: build $(if $(KVAULT_MODEL),,$(DEFAULT_MODEL))
 	@exec $(BUILD_DIR)/kvault serve --model $(MODEL) --host $(HOST) --port $(PORT) $(ARGS)
+
+# Redis, REPLICAS (3) kvault replicas and HAProxy on 127.0.0.1, the router on PORT; Ctrl-C
+# stops them all (scripts/cluster.sh, README "Running several replicas").
+REPLICAS ?= 3
+cluster: build $(if $(KVAULT_MODEL),,$(DEFAULT_MODEL))
+	@PORT=$(PORT) REPLICAS=$(REPLICAS) MODEL=$(MODEL) ARGS="$(ARGS)" exec scripts/cluster.sh
 
 llama-tools:
 	@scripts/bootstrap.sh --tools

@@ -32,6 +32,7 @@ packages=(
   nlohmann-json3-dev libsqlite3-dev libzstd-dev libxxhash-dev libcli11-dev
   libhnswlib-dev python3
   chromium  # headless browser of tests/integration/dashboard_browser_test.py
+  wordnet-base  # WordNet's data files: the chunk index's query expansion (memory/thesaurus.h)
   libhiredis-dev  # kvault's client of the Redis remote tier (--remote-url)
   redis-server haproxy  # scripts/cluster.sh (make cluster) and the tests of several replicas
 )

@@ -54,6 +54,7 @@ Result<SearchLatency> MeasureSearch(BenchConversation& conversation,
   params.end_pos_limit = conversation.store().end_pos() - options.window;
   params.fog_alpha = options.fog_alpha;
   params.cache_size = conversation.store().capacity();
+  params.store = &conversation.store();  // as the server's recall does (second search step)
   SearchLatency latency;
   for (int i = 0; i < options.queries; ++i) {
     const std::string query = questions.RandomQuestion();

@@ -118,6 +118,7 @@ Status RunDialogue(const EvidenceBenchOptions& options, int d, const std::string
     search.fog_alpha = options.fog_alpha;
     search.cache_size = options.cache_size;
     search.plain_bm25 = std::string_view(mode) == "bm25";
+    search.store = &conversation->store();  // as the server's recall: the second step reads it
     for (const EvidenceQuestion& question : dialogue.questions) {
       const auto start = std::chrono::steady_clock::now();
       KV_ASSIGN_OR_RETURN(

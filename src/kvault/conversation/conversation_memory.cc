@@ -256,13 +256,16 @@ Result<memory::Window> ConversationMemory::BuildWindow(TurnLock& conversation,
   if (recall && window_params.recall_budget > 0 &&
       (!inputs.facts.empty() || (index_ != nullptr && store.n_tokens() > fits))) {
     const std::string key = conversation.key();
-    inputs.recall = [this, key, query](int64_t fog_end) -> Result<std::vector<memory::ChunkHit>> {
+    // Called by Build below, while the conversation (and its store) is locked.
+    inputs.recall = [this, key, query,
+                     &store](int64_t fog_end) -> Result<std::vector<memory::ChunkHit>> {
       if (index_ == nullptr) return std::vector<memory::ChunkHit>{};
       memory::ChunkSearchParams search;
       search.k = params_.recall_k;
       search.end_pos_limit = fog_end;
       search.fog_alpha = params_.fog_alpha;
       search.cache_size = params_.cache_size;
+      search.store = &store;  // the second search step reads the best hits' text
       return index_->Search(key, query, search);
     };
   }
@@ -293,6 +296,7 @@ Result<std::vector<SearchResult>> ConversationMemory::Search(const TurnLock& con
   search.k = k;
   search.fog_alpha = params_.fog_alpha;
   search.cache_size = params_.cache_size;
+  search.store = &*conversation->history;
   KV_ASSIGN_OR_RETURN(std::vector<memory::ChunkHit> hits,
                       index_->Search(conversation.key(), query, search));
   for (const memory::ChunkHit& hit : hits) {

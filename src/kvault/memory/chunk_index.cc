@@ -9,7 +9,9 @@
 #include "kvault/base/status_macros.h"
 #include "kvault/memory/chunk_schema.h"
 #include "kvault/memory/chunk_vectors.h"
+#include "kvault/memory/hit_merge.h"
 #include "kvault/memory/search_terms.h"
+#include "kvault/memory/thesaurus.h"
 
 namespace kvault::memory {
 namespace {
@@ -18,6 +20,12 @@ constexpr int64_t kMaxChunkNumber = (int64_t{1} << 32) - 1;
 constexpr int64_t kMaxConversationNumber = (int64_t{1} << 31) - 1;
 // Each ranking contributes this many candidates to reciprocal rank fusion.
 constexpr int32_t kFusionCandidates = 64;
+// Candidates each lexical step ranks before they are merged.
+constexpr int32_t kLexicalCandidates = 50;
+// The thesaurus words' BM25 counts this much of the query's own words'.
+constexpr double kExpansionWeight = 0.5;
+// Hits of the first step whose names seed the second.
+constexpr size_t kSeedHits = 3;
 
 ChunkHit ReadHit(const SqliteStatement& row) {
   ChunkHit hit;
@@ -74,6 +82,7 @@ struct ChunkIndex::Impl {
   Mutex mu;
   std::unique_ptr<SqliteDatabase> db KV_PT_GUARDED_BY(mu);
   ChunkStatements sql KV_GUARDED_BY(mu);
+  const Thesaurus* thesaurus = nullptr;  // null: no query expansion; set at Open
   std::unique_ptr<ChunkVectors> vectors KV_PT_GUARDED_BY(mu);  // with an embedder
   int64_t embedding_failures KV_GUARDED_BY(mu) = 0;
   std::map<std::string, std::unique_ptr<ConversationState>, std::less<>> conversations
@@ -95,6 +104,10 @@ struct ChunkIndex::Impl {
   Result<SearchRange> Searchable(std::string_view name, int64_t end_pos_limit) KV_REQUIRES(mu);
   Result<std::vector<ChunkHit>> Bm25(const ConversationState& state, const std::string& match,
                                      int64_t hi, const ChunkSearchParams& params, int32_t n)
+      KV_REQUIRES(mu);
+  // Bm25 with the thesaurus expansion and the name-seeded second step (see the header).
+  Result<std::vector<ChunkHit>> Lexical(const ConversationState& state, const SearchQuery& query,
+                                        int64_t hi, const ChunkSearchParams& params, int32_t n)
       KV_REQUIRES(mu);
   Result<std::vector<ChunkHit>> Dense(const ConversationState& state, std::span<const float> query,
                                       int64_t hi, const ChunkSearchParams& params) KV_REQUIRES(mu);
@@ -254,6 +267,44 @@ Result<std::vector<ChunkHit>> ChunkIndex::Impl::Bm25(const ConversationState& st
   return hits;
 }
 
+Result<std::vector<ChunkHit>> ChunkIndex::Impl::Lexical(const ConversationState& state,
+                                                        const SearchQuery& query, int64_t hi,
+                                                        const ChunkSearchParams& params,
+                                                        int32_t n) {
+  const std::string match = MatchExpression(query);
+  const int32_t candidates = std::max(n, kLexicalCandidates);
+  KV_ASSIGN_OR_RETURN(std::vector<ChunkHit> hits, Bm25(state, match, hi, params, candidates));
+  if (thesaurus != nullptr && params.expand) {
+    const std::string expansion = ExpansionExpression(query, *thesaurus);
+    if (!expansion.empty()) {
+      KV_ASSIGN_OR_RETURN(const std::vector<ChunkHit> related,
+                          Bm25(state, expansion, hi, params, candidates));
+      hits = AddWeighted(hits, related, kExpansionWeight);
+    }
+  }
+  if (params.store != nullptr && !hits.empty()) {
+    std::vector<std::string> names;
+    for (size_t i = 0; i < std::min(hits.size(), kSeedHits); ++i) {
+      Result<std::vector<int32_t>> tokens =
+          params.store->Tokens(hits[i].first_pos, hits[i].n_tokens);
+      if (!tokens.ok()) continue;  // dropped from the store: no seeds from it
+      for (std::string& name : SeedNames(options.detokenize(*tokens), query, thesaurus)) {
+        if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+      }
+    }
+    if (!names.empty()) {
+      SearchQuery seeds;
+      seeds.terms = std::move(names);
+      KV_ASSIGN_OR_RETURN(const std::vector<ChunkHit> second,
+                          Bm25(state, "(" + MatchExpression(seeds) + ") AND (" + match + ")", hi,
+                               params, candidates));
+      hits = Interleave(hits, second, static_cast<size_t>(candidates));
+    }
+  }
+  if (hits.size() > static_cast<size_t>(n)) hits.resize(static_cast<size_t>(n));
+  return hits;
+}
+
 Result<ChunkHit> ChunkIndex::Impl::ChunkById(int64_t id) {
   StatementScope chunk(sql.chunk_by_id.get());
   KV_RETURN_IF_ERROR(BindAll(chunk, id));
@@ -331,6 +382,7 @@ Result<std::unique_ptr<ChunkIndex>> ChunkIndex::Open(ChunkIndexOptions options) 
   impl->options = std::move(options);
   KV_ASSIGN_OR_RETURN(impl->db, SqliteDatabase::Open(impl->options.path));
   KV_ASSIGN_OR_RETURN(impl->sql, ChunkStatements::Prepare(impl->db.get()));
+  if (impl->options.use_thesaurus) impl->thesaurus = Thesaurus::Default();
   if (impl->options.embedder != nullptr) {
     KV_ASSIGN_OR_RETURN(impl->vectors,
                         ChunkVectors::Create(impl->db.get(), impl->options.embedder->Identity()));
@@ -404,10 +456,10 @@ Result<std::vector<ChunkHit>> ChunkIndex::Search(std::string_view conversation,
   ConversationState* const state = range.state;
   const int64_t hi = range.hi;
   const std::string match = MatchExpression(parsed);
-  if (impl_->vectors == nullptr) return impl_->Bm25(*state, match, hi, params, params.k);
+  if (impl_->vectors == nullptr) return impl_->Lexical(*state, parsed, hi, params, params.k);
   std::vector<ChunkHit> rankings[2];
   if (!match.empty()) {
-    KV_ASSIGN_OR_RETURN(rankings[0], impl_->Bm25(*state, match, hi, params, kFusionCandidates));
+    KV_ASSIGN_OR_RETURN(rankings[0], impl_->Lexical(*state, parsed, hi, params, kFusionCandidates));
   }
   if (dense) {
     KV_ASSIGN_OR_RETURN(rankings[1], impl_->Dense(*state, query_vector, hi, params));

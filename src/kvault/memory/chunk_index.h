@@ -22,10 +22,17 @@
 // - Fog demotion: score = relevance * exp(-fog_alpha * age / cache_size), where age = tokens
 //   between the chunk's end and the end of the conversation's last appended turn; 0 = off.
 //   At alpha 0.5 a chunk one whole cache size old keeps exp(-0.5) = 61% of its relevance.
-// - Relevance: BM25 alone gives FTS5's bm25() over the query's words and phrases
-//   (search_terms.h), negated: higher is better, unbounded, growing with the number of
-//   query words matched. With an embedder it is the fused sum of 1 / (60 + rank) over both
-//   rankings (at most 2/61), so relevance thresholds depend on the mode.
+// - Relevance, lexical: FTS5's bm25() over the query's words and phrases (search_terms.h),
+//   negated: higher is better, unbounded, growing with the number of query words matched;
+//   plus half the bm25() of the words WordNet relates to them (thesaurus.h: "car" also
+//   finds "automobile", "doctor" finds "physician"), each chunk's two scores added
+//   (hit_merge.h AddWeighted). Then, given the conversation's TokenStore, a second step for
+//   evidence spread over turns: the names in the best 3 hits' text (SeedNames: "my sister"
+//   -> the turn that says "Ottoline adopted a ferret" -> "Ottoline") are searched together
+//   with the query (a name AND a query word), and those hits take every other place from
+//   the second on (Interleave), scores capped so the list stays sorted. With an embedder the
+//   lexical ranking is fused with the dense one: the sum of 1 / (60 + rank) over both (at
+//   most 2/61), so relevance thresholds depend on the mode.
 // - The fog factor is computed inside the query with SQLite's exp() (math functions, built
 //   into Debian's libsqlite3 and the default amalgamation since 3.35).
 // WART: a chunk that straddles a drop position is removed whole, so up to chunk_tokens - 1
@@ -71,6 +78,12 @@ struct ChunkSearchParams {
   // The baseline of `kvault bench recall`: FTS5's BM25 over every word of the query
   // (PlainMatchExpression), nothing else: no phrases, no fog demotion, no dense search.
   bool plain_bm25 = false;
+  // Words the thesaurus relates to the query's (ChunkIndexOptions::use_thesaurus) are searched
+  // too, at a lower weight. false: the query's own words only.
+  bool expand = true;
+  // The conversation's tokens, to read the first results' text: with it, a second step seeded
+  // by the names in the best hits (see "Relevance"). Null: one step. Read during the call only.
+  const TokenStore* store = nullptr;
 };
 
 // Computes a text embedding (an embedding model run by llama.cpp in the server).
@@ -92,6 +105,8 @@ struct ChunkIndexOptions {
   Detokenizer detokenize;
   Embedder* embedder = nullptr;  // optional; not owned, must outlive the index
   int32_t chunk_tokens = 128;
+  // Expand queries with WordNet (Thesaurus::Default(); off when its files are absent).
+  bool use_thesaurus = true;
 };
 
 struct ChunkDropResult {

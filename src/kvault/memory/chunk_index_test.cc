@@ -1,5 +1,6 @@
 #include "kvault/memory/chunk_index.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -63,12 +64,14 @@ class ChunkIndexTest : public ::testing::Test {
     for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + suffix);
   }
 
-  void Open(Embedder* embedder = nullptr) {
+  // Without WordNet unless asked: the tests of ranking below check the query's own words.
+  void Open(Embedder* embedder = nullptr, bool thesaurus = false) {
     index_.reset();
     ChunkIndexOptions options;
     options.path = path_;
     options.detokenize = [this](std::span<const int32_t> ids) { return words_.Detokenize(ids); };
     options.embedder = embedder;
+    options.use_thesaurus = thesaurus;
     index_ = ChunkIndex::Open(std::move(options)).value();
   }
   TokenStore& Store(const std::string& conversation) {
@@ -337,6 +340,50 @@ TEST_F(ChunkIndexTest, VectorsOfAnotherEmbedderAreDroppedAtOpen) {
   EXPECT_EQ(index_->Stats().value().vectors_dropped, 0);
   EXPECT_FALSE(Search("a", "river", {.k = 3}).empty());
   EXPECT_GT(index_->Stats().value().vectors, 0);
+}
+
+bool Covers(const std::vector<ChunkHit>& hits, const Turn& turn) {
+  return std::any_of(hits.begin(), hits.end(), [&](const ChunkHit& hit) {
+    return hit.first_pos < turn.end_pos() && turn.first_pos < hit.end_pos();
+  });
+}
+
+TEST_F(ChunkIndexTest, ThesaurusBridgesAParaphrase) {
+  if (!std::filesystem::exists("/usr/share/wordnet/index.noun")) {
+    GTEST_SKIP() << "no WordNet (apt-get install wordnet-base)";
+  }
+  Open(nullptr, /*thesaurus=*/true);
+  Filler("a", 30);
+  const Turn lease = Say("a", "we signed the papers for an old automobile near the harbour");
+  Filler("a", 30);
+  const std::vector<ChunkHit> hits = Search("a", "which car did we get", {.k = 1});
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_TRUE(Covers(hits, lease));
+  // Not a word of the question is in that turn: without the thesaurus nothing is found.
+  EXPECT_TRUE(Search("a", "which car did we get", {.k = 1, .expand = false}).empty());
+}
+
+TEST_F(ChunkIndexTest, NamesInTheBestHitsBringTheOtherTurnOfAFact) {
+  Open();
+  Filler("a", 10);
+  const Turn name = Say("a", "by the way my sister is called Ottoline");
+  for (int i = 0; i < 6; ++i) {
+    Filler("a", 8);
+    Say("a", "my sister and my sister's friends like the river");  // "sister" twice
+  }
+  Filler("a", 8);
+  const Turn adopted = Say("a", "yesterday Ottoline adopted a ferret called Nimbus");
+  Filler("a", 10);
+  const std::string question = "what pet did my sister adopt";
+  // One step: the turn that says what happened, and chunks about "sister" above the name.
+  const std::vector<ChunkHit> one = Search("a", question, {.k = 3});
+  EXPECT_TRUE(Covers(one, adopted));
+  EXPECT_FALSE(Covers(one, name));
+  // With the store, "Ottoline" from the best hit seeds a second step.
+  const std::vector<ChunkHit> two = Search("a", question, {.k = 3, .store = &Store("a")});
+  EXPECT_TRUE(Covers(two, adopted));
+  EXPECT_TRUE(Covers(two, name));
+  for (size_t i = 1; i < two.size(); ++i) EXPECT_LE(two[i].score, two[i - 1].score);
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <cctype>
 #include <unordered_set>
 
+#include "kvault/memory/thesaurus.h"
+
 namespace kvault::memory {
 namespace {
 
@@ -43,6 +45,20 @@ bool IsStopWord(const std::string& word) {
 }
 
 bool IsWordByte(unsigned char c) { return std::isalnum(c) || c >= 0x80; }
+
+// Capitalized in every sentence, so they name no one in particular.
+constexpr std::array kCalendarWords = {
+    "monday",   "tuesday",  "wednesday", "thursday", "friday", "saturday", "sunday", "january",
+    "february", "march",    "april",     "may",      "june",   "july",     "august", "september",
+    "october",  "november", "december",  "dr",       "mr",     "mrs",      "ms",     "hi",
+    "hello",    "today",    "yesterday", "tomorrow", "yes",    "oh"};
+
+bool IsCalendarWord(std::string_view word) {
+  return std::find(kCalendarWords.begin(), kCalendarWords.end(), word) != kCalendarWords.end();
+}
+
+// Related words per query term at most: synonyms come first in Thesaurus::Related.
+constexpr size_t kRelatedPerTerm = 4;
 
 }  // namespace
 
@@ -121,6 +137,62 @@ std::string PlainMatchExpression(std::string_view text, size_t max_terms) {
   std::string expression;
   for (const std::string& w : words) expression += (expression.empty() ? "\"" : " OR \"") + w + '"';
   return expression;
+}
+
+std::string ExpansionExpression(const SearchQuery& query, const Thesaurus& thesaurus,
+                                size_t max_terms) {
+  std::unordered_set<std::string> seen(query.terms.begin(), query.terms.end());
+  std::vector<std::string> sources = query.terms;
+  for (const std::string& phrase : query.phrases) {
+    if (std::count(phrase.begin(), phrase.end(), ' ') == 1) sources.push_back(phrase);
+  }
+  std::string expression;
+  size_t n = 0;
+  for (const std::string& source : sources) {
+    size_t from_source = 0;
+    for (const std::string& related : thesaurus.Related(source)) {
+      if (n >= max_terms || from_source >= kRelatedPerTerm) break;
+      // A related word the parser would drop (a stop word, one letter) adds nothing.
+      const SearchQuery words = ParseSearchQuery(related);
+      if (words.terms.empty() || !seen.insert(related).second) continue;
+      expression += (expression.empty() ? "\"" : " OR \"") + related + '"';
+      ++n;
+      ++from_source;
+    }
+  }
+  return expression;
+}
+
+std::vector<std::string> SeedNames(std::string_view text, const SearchQuery& query,
+                                   const Thesaurus* thesaurus) {
+  std::vector<std::string> names;
+  bool sentence_start = true;
+  std::string word;
+  bool capitalized = false;
+  auto flush = [&] {
+    if (word.empty()) return;
+    const bool name_like = !sentence_start || (thesaurus != nullptr && !thesaurus->Knows(word));
+    if (capitalized && name_like && word.size() >= 3 && !IsStopWord(word) &&
+        !IsCalendarWord(word) &&
+        std::find(query.terms.begin(), query.terms.end(), word) == query.terms.end() &&
+        std::find(names.begin(), names.end(), word) == names.end()) {
+      names.push_back(word);
+    }
+    sentence_start = false;
+    word.clear();
+  };
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (IsWordByte(c)) {
+      if (word.empty()) capitalized = std::isupper(c) != 0;
+      word.push_back(static_cast<char>(c < 0x80 ? std::tolower(c) : c));
+      continue;
+    }
+    flush();
+    if (ch == '.' || ch == '!' || ch == '?' || ch == '\n' || ch == ':') sentence_start = true;
+  }
+  flush();
+  return names;
 }
 
 }  // namespace kvault::memory

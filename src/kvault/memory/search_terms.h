@@ -26,6 +26,8 @@
 
 namespace kvault::memory {
 
+class Thesaurus;
+
 struct SearchQuery {
   std::vector<std::string> terms;  // distinct content words, in order of first appearance
   // Consecutive content words at most kMaxGap words apart, with the words between them:
@@ -45,6 +47,20 @@ std::vector<std::string> SearchTerms(std::string_view text, size_t max_terms = 6
 // An FTS5 MATCH expression: each term and phrase quoted (FTS5 syntax in the text stays inert),
 // joined by OR. Empty for an empty query.
 std::string MatchExpression(const SearchQuery& query);
+
+// The words a thesaurus relates to the query's terms (and to two adjacent terms it knows as one
+// lemma: "family name"), lowercased content words and phrases that are not terms already, as
+// an FTS5 expression ORing them; "" for none. At most `max_terms`, a few per term, so one
+// term with many relatives does not crowd out the others.
+std::string ExpansionExpression(const SearchQuery& query, const Thesaurus& thesaurus,
+                                size_t max_terms = 12);
+
+// Names in `text` to seed a second retrieval step: capitalized words that are not stop words,
+// weekdays or months, nor terms of `query`, and that either do not start a sentence or are
+// unknown to `thesaurus` ("Ottoline adopted...", not "Yesterday I..."; none that start a
+// sentence without a thesaurus); distinct, lowercased, in order.
+std::vector<std::string> SeedNames(std::string_view text, const SearchQuery& query,
+                                   const Thesaurus* thesaurus = nullptr);
 
 // Every word of `text` (stop words too), lowercased, quoted and ORed: plain BM25's query.
 std::string PlainMatchExpression(std::string_view text, size_t max_terms = 64);

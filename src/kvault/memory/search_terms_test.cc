@@ -33,6 +33,15 @@ TEST(SearchTermsTest, MatchExpressionQuotesEveryTermAndPhrase) {
   EXPECT_EQ(MatchExpression(SearchQuery()), "");
 }
 
+TEST(SearchTermsTest, SeedNamesAreCapitalizedWordsInsideSentences) {
+  const SearchQuery query = ParseSearchQuery("what did my sister adopt");
+  EXPECT_EQ(SeedNames("Yesterday Ottoline adopted a ferret. Hi again! Today is Monday, 3 May. "
+                      "My sister met Dr Okonkwo and Ottoline.",
+                      query),
+            (std::vector<std::string>{"ottoline", "okonkwo"}));
+  EXPECT_TRUE(SeedNames("Sister. Lisbon", ParseSearchQuery("lisbon")).empty());
+}
+
 TEST(SearchTermsTest, PlainMatchExpressionKeepsEveryWordOnce) {
   EXPECT_EQ(PlainMatchExpression("What is my Boat's name? my boat"),
             "\"what\" OR \"is\" OR \"my\" OR \"boat\" OR \"s\" OR \"name\"");

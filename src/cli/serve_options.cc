@@ -501,6 +501,17 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
                 "can then tell from reply times what another key sent); off: each key reuses "
                 "only its own KV and the --preload prefixes")
       ->envname("KVAULT_SHARED_CACHE");
+  add("remote-url", c.remote_url,
+      "redis://[user:password@]host:port[/db]: the Redis (or Valkey) replicas share KV blocks, "
+      "conversations and leases through; none = this replica alone");
+  add("remote-prefix", c.remote_prefix, "key namespace in the shared Redis");
+  add("remote-ttl", c.remote_ttl_s,
+      "seconds a KV block stays in the shared Redis; 0 = until Redis evicts it "
+      "(its maxmemory-policy)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  add("remote-lease-ms", c.remote_lease_ms,
+      "a conversation's lease in the shared Redis: how long a crashed replica holds it")
+      ->check(CLI::Range(int64_t{500}, int64_t{600000}));
   add("preload", c.preload_path,
       "JSON file: an array of prompts or {\"messages\": [...]} whose KV is computed at "
       "start-up and pinned");

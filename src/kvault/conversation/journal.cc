@@ -1,5 +1,6 @@
 #include "kvault/conversation/journal.h"
 
+#include <chrono>
 #include <filesystem>
 #include <system_error>
 
@@ -156,6 +157,10 @@ Status Journal::Load() {
       KV_LOG(kWarning) << "journal: skipping " << path << ": " << entry.status().ToString();
       continue;
     }
+    {
+      MutexLock lock(&mu_);
+      counts_[ConversationKey(entry->scope, entry->id)] = opened->records.size();
+    }
     recovered_.push_back(std::move(entry).value());
   }
   if (error) return IOError("cannot list " + dir_ + ": " + error.message());
@@ -174,14 +179,70 @@ Status Journal::Record(const std::string& scope, const std::string& id, size_t k
                        std::span<const JournalTurn> added, const JournalState& state) {
   const std::string path = PathOf(scope, id);
   std::unique_ptr<store::RecordLog> log;
+  std::vector<std::string> records;
   if (PathExists(path)) {
     KV_ASSIGN_OR_RETURN(log, store::RecordLog::OpenForAppend(path));
   } else {
     KV_ASSIGN_OR_RETURN(store::RecordLog::Opened opened, store::RecordLog::Open(path));
     log = std::move(opened.log);
-    KV_RETURN_IF_ERROR(log->Append(HeaderRecord(scope, id), false));
+    records.push_back(HeaderRecord(scope, id));
+    KV_RETURN_IF_ERROR(log->Append(records.back(), false));
   }
-  return log->Append(UpdateRecord(kept, added, state), /*sync=*/true);
+  records.push_back(UpdateRecord(kept, added, state));
+  KV_RETURN_IF_ERROR(log->Append(records.back(), /*sync=*/true));
+  const std::string key = ConversationKey(scope, id);
+  size_t before = 0;
+  {
+    MutexLock lock(&mu_);
+    size_t& count = counts_[key];
+    if (records.size() == 2) count = 0;  // a new log
+    before = count;
+    count += records.size();
+  }
+  if (mirror_ != nullptr) {
+    // Logged and counted by the mirror; the turn is durable here either way.
+    mirror_->Append(scope, id, before, records).IgnoreError();
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> Journal::Records(const std::string& scope,
+                                                  const std::string& id) const {
+  const std::string path = PathOf(scope, id);
+  if (!PathExists(path)) return NotFoundError("conversation '" + id + "' has no journal");
+  KV_ASSIGN_OR_RETURN(store::RecordLog::Opened opened, store::RecordLog::Open(path));
+  return std::move(opened.records);
+}
+
+size_t Journal::RecordCount(const std::string& scope, const std::string& id) const {
+  MutexLock lock(&mu_);
+  auto it = counts_.find(ConversationKey(scope, id));
+  return it == counts_.end() ? 0 : it->second;
+}
+
+Result<JournalEntry> Journal::Adopt(const std::string& scope, const std::string& id,
+                                    std::span<const std::string> records) {
+  KV_ASSIGN_OR_RETURN(JournalEntry entry,
+                      Replay(std::vector<std::string>(records.begin(), records.end())));
+  if (entry.scope != scope || entry.id != id) {
+    return CorruptionError("the records are of another conversation");
+  }
+  const std::string path = PathOf(scope, id);
+  if (PathExists(path)) {
+    const std::string kept = path + ".replaced-" +
+                             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count());
+    std::error_code error;
+    std::filesystem::copy_file(path, kept, error);
+    if (error) return IOError("cannot keep " + path + " as " + kept + ": " + error.message());
+    KV_LOG(kInfo) << "journal: conversation '" << id << "' continues another replica's state ("
+                  << records.size() << " records); this replica's older log is kept as " << kept;
+  }
+  KV_RETURN_IF_ERROR(store::RecordLog::Rewrite(path, records));
+  MutexLock lock(&mu_);
+  counts_[ConversationKey(scope, id)] = records.size();
+  return entry;
 }
 
 Result<JournalEntry> Journal::Read(const std::string& scope, const std::string& id) const {
@@ -192,6 +253,10 @@ Result<JournalEntry> Journal::Read(const std::string& scope, const std::string& 
 }
 
 Status Journal::Remove(const std::string& scope, const std::string& id) {
+  {
+    MutexLock lock(&mu_);
+    counts_.erase(ConversationKey(scope, id));
+  }
   return RemoveFile(PathOf(scope, id));
 }
 

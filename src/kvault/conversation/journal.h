@@ -25,8 +25,10 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "kvault/base/mutex.h"
 #include "kvault/base/result.h"
 #include "kvault/kv/block_hash.h"
 
@@ -65,6 +67,17 @@ struct JournalState {
   int64_t unanswered_turn = -1;
 };
 
+// Where a journal's records are also written (conversation/remote_journal.h: a Redis list
+// per conversation, so any replica can continue it). Records go there after the local log
+// has them; a mirror failure never fails the turn (the local log is the source of truth).
+class JournalMirror {
+ public:
+  virtual ~JournalMirror() = default;
+  // `records` follow the `n_before` the mirror should already hold.
+  virtual Status Append(const std::string& scope, const std::string& id, size_t n_before,
+                        std::span<const std::string> records) = 0;
+};
+
 class Journal {
  public:
   // Creates `dir` if needed and reads every conversation in it. Unreadable logs are skipped
@@ -84,6 +97,17 @@ class Journal {
   // Deletes the conversation's log (OK if it has none).
   Status Remove(const std::string& scope, const std::string& id);
 
+  // Every record of the conversation's log (NotFound if it has none), and how many it has.
+  Result<std::vector<std::string>> Records(const std::string& scope, const std::string& id) const;
+  size_t RecordCount(const std::string& scope, const std::string& id) const;
+  // Replaces the conversation's log by `records` (another replica's newer state): the old
+  // log, if any, is kept beside it as <name>.replaced-<unix ms> and said in a log line.
+  // Corruption (and nothing changed) unless the records replay.
+  Result<JournalEntry> Adopt(const std::string& scope, const std::string& id,
+                             std::span<const std::string> records);
+  // Records are also written to `mirror` (may be null) from now on.
+  void SetMirror(JournalMirror* mirror) { mirror_ = mirror; }
+
  private:
   explicit Journal(std::string dir) : dir_(std::move(dir)) {}
   std::string PathOf(const std::string& scope, const std::string& id) const;
@@ -91,6 +115,10 @@ class Journal {
 
   const std::string dir_;
   std::vector<JournalEntry> recovered_;
+  JournalMirror* mirror_ = nullptr;
+  mutable Mutex mu_;
+  // Records per conversation log, by conversation key (what Open read and Record added).
+  std::unordered_map<std::string, size_t> counts_ KV_GUARDED_BY(mu_);
 };
 
 }  // namespace kvault::conversation

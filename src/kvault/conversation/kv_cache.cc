@@ -95,22 +95,34 @@ KvCache::Restore KvCache::FetchFromStore(const store::Lookup& lookup, size_t own
   }
   // Only the blocks actually fetched count: one with no RAM copy at Find makes it a disk
   // restore.
+  // restore; one with neither a RAM nor a disk copy, a remote restore.
   bool all_in_ram = true;
+  bool any_remote_only = false;
   for (size_t i = 0; i < n_blocks; ++i) {
-    all_in_ram = all_in_ram && (lookup.blocks[i].tiers & kv::kTierRam) != 0;
+    const uint8_t tiers = lookup.blocks[i].tiers;
+    all_in_ram = all_in_ram && (tiers & kv::kTierRam) != 0;
+    any_remote_only = any_remote_only || (tiers & (kv::kTierRam | kv::kTierDisk)) == 0;
   }
-  restore.source = all_in_ram ? PrefixSource::kRam : PrefixSource::kDisk;
+  restore.source = any_remote_only ? PrefixSource::kRemote
+                   : all_in_ram    ? PrefixSource::kRam
+                                   : PrefixSource::kDisk;
   restore.seconds = SecondsSince(start);
   return restore;
 }
 
 Result<PreparedPrefix> KvCache::Prepare(const SequenceLease& lease,
                                         std::span<const llama_token> prompt,
-                                        const std::string& scope) {
+                                        const std::string& scope, const kv::BlockName& tail_hint) {
   const llama_seq_id seq_id = lease.seq_id;
   // The last token is decoded even when its KV is cached: its logits start the reply.
   const std::span<const llama_token> prefix = prompt.first(prompt.empty() ? 0 : prompt.size() - 1);
   const size_t own = CommonPrefix(lease.tokens, prefix);
+  // 0. Blocks other replicas stored: asked for here, on the request's thread (a network
+  //    round trip), so the decision below sees them like local ones.
+  if (store_ != nullptr && store_->has_remote() && policy_ != RestorePolicy::kNever &&
+      own < prefix.size()) {
+    store_->Discover(prefix, PartitionOf(scope), tail_hint);
+  }
   PreparedPrefix prepared;
   KvSourceChoice choice;
   store::Lookup lookup;
@@ -220,7 +232,10 @@ void KvCache::CountSource(const PreparedPrefix& prepared) {
       break;
     case PrefixSource::kRam:
     case PrefixSource::kDisk:
-      ++(prepared.source == PrefixSource::kRam ? stats_.restored_ram : stats_.restored_disk);
+    case PrefixSource::kRemote:
+      ++(prepared.source == PrefixSource::kRam    ? stats_.restored_ram
+         : prepared.source == PrefixSource::kDisk ? stats_.restored_disk
+                                                  : stats_.restored_remote);
       stats_.restored_tokens += static_cast<int64_t>(prepared.n_tokens);
       stats_.restore_seconds += prepared.restore_ms / 1000.0;
       break;
@@ -250,6 +265,12 @@ CheckpointBlocks KvCache::Checkpoint(llama_seq_id seq_id, std::span<const llama_
   Result<store::StoreResult> stored =
       kv.ok() ? store_->Store(held, *kv, previous_tail, persist_tail, PartitionOf(scope))
               : Result<store::StoreResult>(kv.status());
+  if (stored.ok() && persist_tail && store_->has_remote()) {
+    // A conversation's new blocks reach the shared tier before its reply is acknowledged,
+    // so a replica killed right after answering leaves them to the next one (bounded: a
+    // slow Redis costs this reply at most the wait, never the blocks' local copies).
+    store_->AwaitRemote(std::chrono::milliseconds(250));
+  }
   MutexLock lock(&mu_);
   stats_.checkpoint_seconds += SecondsSince(start);
   if (!stored.ok()) {

@@ -60,6 +60,7 @@ struct KvCacheStats {
   int64_t shared = 0;
   int64_t restored_ram = 0;
   int64_t restored_disk = 0;
+  int64_t restored_remote = 0;
   int64_t cold = 0;
   int64_t restored_tokens = 0;
   int64_t shared_tokens = 0;
@@ -82,8 +83,10 @@ class KvCache {
   // Makes `lease.seq_id` hold the cheapest longest prefix of prompt[0, size - 1) (the last
   // token is always decoded: its logits start the reply) that `scope` may reuse. Errors only
   // if the engine stopped.
+  // `tail_hint`: the conversation's journaled tail block, worth asking the remote tier for.
   Result<PreparedPrefix> Prepare(const SequenceLease& lease, std::span<const llama_token> prompt,
-                                 const std::string& scope = "");
+                                 const std::string& scope = "",
+                                 const kv::BlockName& tail_hint = {});
 
   // Stores the blocks of what `seq_id` holds (`held`, from position 0) in `scope`'s
   // partition and returns the new partial tail block ({} if none) and the last block. Failures

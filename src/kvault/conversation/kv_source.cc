@@ -19,6 +19,7 @@ std::string_view PrefixSourceName(PrefixSource source) {
     case PrefixSource::kShared: return "shared";
     case PrefixSource::kRam: return "ram";
     case PrefixSource::kDisk: return "disk";
+    case PrefixSource::kRemote: return "remote";
   }
   return "none";
 }

@@ -28,7 +28,7 @@ enum class RestorePolicy {
 };
 Result<RestorePolicy> ParseRestorePolicy(std::string_view name);
 
-enum class PrefixSource { kNone, kOwn, kShared, kRam, kDisk };
+enum class PrefixSource { kNone, kOwn, kShared, kRam, kDisk, kRemote };
 std::string_view PrefixSourceName(PrefixSource source);
 
 // What each source offers for one prompt, as seen at one instant on the engine thread.

@@ -74,6 +74,38 @@ void ConversationManager::RecoverJournal() {
   }
 }
 
+void ConversationManager::ContinueFromRemote(TurnLock& conversation) {
+  if (deps_.journal == nullptr) return;
+  const std::string& scope = conversation.scope();
+  const std::string& id = conversation.id();
+  std::optional<std::vector<std::string>> newer =
+      deps_.remote->NewerRecords(scope, id, deps_.journal->RecordCount(scope, id));
+  if (!newer) return;
+  Result<JournalEntry> entry = deps_.journal->Adopt(scope, id, *newer);
+  if (!entry.ok()) {
+    KV_LOG(kWarning) << "remote: conversation '" << id << "': the shared state was not "
+                     << "adopted (" << entry.status().ToString() << "); continuing from this "
+                     << "replica's own";
+    return;
+  }
+  // What this replica held of it is older: its history and index entries go, the journal's
+  // turns come in (the device cells stay: reuse is token-exact, so only a common prefix is
+  // kept).
+  if (conversation->history) {
+    memory_.Forget(conversation);
+    conversation->history.reset();
+  }
+  const size_t turns = entry->turns.size();
+  Status recovered = memory_.Recover(conversation, std::move(entry).value());
+  if (!recovered.ok()) {
+    KV_LOG(kWarning) << "remote: conversation '" << id << "' not resumed: " << recovered.ToString();
+    return;
+  }
+  deps_.remote->NoteAdopted();
+  KV_LOG(kInfo) << "remote: conversation '" << id << "' continues here with " << turns
+                << " turns another replica recorded";
+}
+
 Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateRequest request) {
   PendingPtr pending(new Pending);
   pending->start = std::chrono::steady_clock::now();
@@ -91,6 +123,13 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
   if (!request.explicit_conversation) pending->forget_in = &registry_;
   KV_RETURN_IF_ERROR(pending->ticket->Run());
   TurnLock& conversation = pending->conversation;
+  if (deps_.remote != nullptr && request.explicit_conversation) {
+    // One writer per conversation across replicas; then whatever another replica added.
+    KV_ASSIGN_OR_RETURN(pending->remote_lease,
+                        deps_.remote->Acquire(request.scope, request.conversation_id,
+                                              std::chrono::milliseconds(10000)));
+    ContinueFromRemote(conversation);
+  }
   // Validate: everything below up to the commit can refuse the request, and changes nothing.
   if (request.pin) KV_RETURN_IF_ERROR(pool_.CheckReservable(conversation.key()));
   const int requested = request.max_tokens.value_or(params_.max_generation);

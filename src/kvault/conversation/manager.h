@@ -85,6 +85,8 @@ struct ManagerParams {
 };
 
 // What the manager uses and does not own; each may be null (that feature is then off).
+class RemoteJournal;
+
 struct ManagerDeps {
   store::BlockStore* store = nullptr;           // KV blocks off the device
   Journal* journal = nullptr;                   // conversations survive restarts
@@ -92,6 +94,8 @@ struct ManagerDeps {
   memory::ChunkIndex* index = nullptr;          // recall and search
   memory::KnowledgeStore* knowledge = nullptr;  // facts recalled like chunks
   StorageHealth* health = nullptr;              // hears of every write to the data folder
+  // The shared Redis (remote_journal.h): leases, and conversations other replicas wrote.
+  RemoteJournal* remote = nullptr;
 };
 
 // A prefix declared by name (zKV's preload form): `content` as a chat's system prompt, up to
@@ -251,6 +255,8 @@ class ConversationManager {
   // The fewest tokens `bytes` of text can be.
   int64_t MinTokens(size_t bytes) const;
   void RecoverJournal();
+  // Under the conversation's lease: adopts what other replicas added to it (remote_journal.h).
+  void ContinueFromRemote(TurnLock& conversation);
 
   engine::Scheduler* const scheduler_;
   const ManagerParams params_;

@@ -13,6 +13,7 @@
 #include "kvault/conversation/conversation.h"
 #include "kvault/conversation/manager.h"
 #include "kvault/conversation/registry.h"
+#include "kvault/conversation/remote_journal.h"
 
 namespace kvault::conversation {
 
@@ -31,6 +32,9 @@ class ConversationManager::Pending {
   IngestResult history;                 // what the request did to its history
   std::unique_ptr<Admission::Ticket> ticket;
   TurnLock conversation;
+  // With a shared Redis: the conversation's lease, released (before the turn lock) when the
+  // request is done.
+  RemoteJournal::Lease remote_lease;
   GenerateRequest request;
   bool windowed = false;      // a chat conversation whose prompt is its history's window
   std::string query;          // the newest user message: what recall searches for

@@ -102,8 +102,9 @@ struct ConversationManager::Generation {
 Status ConversationManager::Generate(Pending& pending, Generation& g, ReplySink* sink) {
   const TurnLock& conversation = pending.conversation;
   const std::vector<llama_token>& prompt = pending.prompt;
-  KV_ASSIGN_OR_RETURN(PreparedPrefix prepared,
-                      kv_cache_.Prepare(g.lease, prompt, conversation.scope()));
+  KV_ASSIGN_OR_RETURN(
+      PreparedPrefix prepared,
+      kv_cache_.Prepare(g.lease, prompt, conversation.scope(), conversation->kv_tail));
   const size_t reused = prepared.n_tokens;
   KV_LOG(kDebug) << "conversation '" << conversation.id() << "': " << reused << " of "
                  << prompt.size() << " prompt tokens from " << PrefixSourceName(prepared.source)

@@ -1,12 +1,16 @@
 #include "kvault/conversation/stack.h"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
+
+#include <unistd.h>
 
 #include "kvault/base/file.h"
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
 #include "kvault/kv/context_blocks.h"
+#include "kvault/store/remote_tier.h"
 
 namespace kvault::conversation {
 namespace {
@@ -19,9 +23,9 @@ int CellsPerSequence(const StackConfig& config) {
 
 // The block store of this context: its namespace names the disk folder, so blocks of other
 // models or settings never meet.
-Result<std::unique_ptr<store::BlockStore>> OpenBlockStore(const StackConfig& config,
-                                                          engine::Context& context,
-                                                          StorageHealth* health) {
+Result<std::unique_ptr<store::BlockStore>> OpenBlockStore(
+    const StackConfig& config, engine::Context& context, StorageHealth* health,
+    const std::shared_ptr<store::RedisClient>& redis) {
   KV_ASSIGN_OR_RETURN(kv::SnapshotShape shape, kv::ProbeKvShape(context, 0));
   store::BlockStoreParams params;
   params.health = health;
@@ -31,6 +35,10 @@ Result<std::unique_ptr<store::BlockStore>> OpenBlockStore(const StackConfig& con
   params.disk_budget_bytes = static_cast<uint64_t>(config.cache_disk_gb * (1ull << 30));
   params.eviction = config.eviction;
   params.ttl_s = config.cache_ttl_s;
+  if (redis != nullptr) {
+    params.remote =
+        std::make_shared<store::RemoteTier>(redis, config.remote_prefix, config.remote_ttl_s);
+  }
   const std::string& encoding = config.cache_encoding;
   const size_t plus = encoding.find('+');
   KV_ASSIGN_OR_RETURN(params.codec.encoding, kv::ParseBlockEncoding(encoding.substr(0, plus)));
@@ -135,9 +143,28 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
   context_params.cache_type = cache_type;
   context_params.kv_unified = config.kv_unified;
   KV_ASSIGN_OR_RETURN(stack->context_, engine::Context::Create(*stack->model_, context_params));
+  if (!config.remote_url.empty()) {
+    KV_ASSIGN_OR_RETURN(store::RedisUrl url, store::ParseRedisUrl(config.remote_url));
+    stack->redis_ = std::make_shared<store::RedisClient>(store::RedisClient::Options{.url = url});
+    // Said now, not at the first request: a wrong address shows in the start-up log.
+    Result<store::RedisReply> ping = stack->redis_->Command({"PING"});
+    KV_LOG(kInfo) << "remote: redis " << url.Redacted()
+                  << (ping.ok() ? " answers"
+                                : " does not answer yet (" + ping.status().message() +
+                                      "); serving from the local tiers meanwhile");
+  }
   KV_ASSIGN_OR_RETURN(stack->block_store_,
-                      OpenBlockStore(config, *stack->context_, &stack->health_));
+                      OpenBlockStore(config, *stack->context_, &stack->health_, stack->redis_));
   KV_ASSIGN_OR_RETURN(stack->journal_, Journal::Open(config.data_dir + "/conversations"));
+  if (stack->redis_ != nullptr) {
+    const std::string replica =
+        std::to_string(::getpid()) + "-" +
+        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+    stack->remote_journal_ = std::make_unique<RemoteJournal>(
+        stack->redis_, config.remote_prefix, replica,
+        std::chrono::milliseconds(config.remote_lease_ms), stack->journal_.get());
+    stack->journal_->SetMirror(stack->remote_journal_.get());
+  }
   KV_ASSIGN_OR_RETURN(stack->sessions_, SessionStore::Open(config.data_dir + "/sessions"));
   stack->index_tokenizer_ = std::make_unique<engine::Tokenizer>(*stack->model_);
   KV_ASSIGN_OR_RETURN(stack->embedder_, OpenEmbedder(config));
@@ -168,14 +195,16 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
                   .sessions = stack->sessions_.get(),
                   .index = stack->index_.get(),
                   .knowledge = stack->knowledge_.get(),
-                  .health = &stack->health_});
+                  .health = &stack->health_,
+                  .remote = stack->remote_journal_.get()});
   return stack;
 }
 
 Stack::~Stack() {
   manager_.reset();
   scheduler_.reset();
-  block_store_.reset();  // finishes queued disk writes
+  remote_journal_.reset();  // releases the leases still held
+  block_store_.reset();     // finishes queued disk and remote writes
 }
 
 const engine::EmbeddingModel* Stack::embedding_model() const {

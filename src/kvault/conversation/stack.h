@@ -19,6 +19,7 @@
 #include "kvault/conversation/journal.h"
 #include "kvault/conversation/llama_embedder.h"
 #include "kvault/conversation/manager.h"
+#include "kvault/conversation/remote_journal.h"
 #include "kvault/conversation/session_store.h"
 #include "kvault/engine/context.h"
 #include "kvault/engine/model.h"
@@ -70,6 +71,12 @@ struct StackConfig {
   // API key scopes reuse each other's cached prefixes (off: each key only its own and the
   // preloaded ones; conversation/kv_cache.h).
   bool shared_cache = false;
+  // The shared Redis/Valkey of several replicas (store/remote_tier.h,
+  // conversation/remote_journal.h); "" = none, this replica alone.
+  std::string remote_url;
+  std::string remote_prefix = "kvault";  // key namespace
+  int64_t remote_ttl_s = 0;              // seconds a block stays; 0 = Redis' own eviction
+  int64_t remote_lease_ms = 5000;        // a crashed replica's leases expire after this
 };
 
 // InvalidArgument for a setting the stack cannot run with.
@@ -93,6 +100,8 @@ class Stack {
   memory::ChunkIndex& index() { return *index_; }
   memory::KnowledgeStore& knowledge() { return *knowledge_; }
   StorageHealth& storage_health() { return health_; }
+  // Null without --remote-url.
+  RemoteJournal* remote_journal() { return remote_journal_.get(); }
   // Null without --embedding-model.
   const engine::EmbeddingModel* embedding_model() const;
 
@@ -109,6 +118,8 @@ class Stack {
   std::unique_ptr<LlamaEmbedder> embedder_;  // outlives the index
   std::unique_ptr<memory::ChunkIndex> index_;
   std::unique_ptr<memory::KnowledgeStore> knowledge_;
+  std::shared_ptr<store::RedisClient> redis_;      // null without --remote-url
+  std::unique_ptr<RemoteJournal> remote_journal_;  // outlives the manager
   std::unique_ptr<engine::Scheduler> scheduler_;
   std::unique_ptr<ConversationManager> manager_;
 };

@@ -37,7 +37,8 @@
 namespace kvault::kv {
 
 // Where a block's bytes are, as bits; a block can be in several tiers at once.
-enum TierBit : uint8_t { kTierRam = 1, kTierDisk = 2 };
+// kTierRemote: known to be in the shared remote tier (store/remote_tier.h).
+enum TierBit : uint8_t { kTierRam = 1, kTierDisk = 2, kTierRemote = 4 };
 
 struct NodeStats {
   uint32_t depth = 0;  // 1 for a first block

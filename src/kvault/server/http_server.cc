@@ -131,6 +131,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   state.scheduler = &stack.scheduler();
   state.manager = &stack.manager();
   state.block_store = &stack.block_store();
+  state.remote = stack.remote_journal();
   state.metrics = &impl->metrics;
   state.auth = impl->auth.get();
   state.knowledge = &stack.knowledge();

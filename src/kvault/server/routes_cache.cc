@@ -37,12 +37,13 @@ std::string TierNames(uint8_t tiers) {
   std::string names;
   if (tiers & kv::kTierRam) names = "ram";
   if (tiers & kv::kTierDisk) names += names.empty() ? "disk" : "+disk";
+  if (tiers & kv::kTierRemote) names += names.empty() ? "remote" : "+remote";
   return names;
 }
 
 // Requests whose prompt prefix was reused, from any source (kv.cold counts the misses).
 int64_t PrefixHits(const conversation::KvCacheStats& kv) {
-  return kv.own + kv.shared + kv.restored_ram + kv.restored_disk;
+  return kv.own + kv.shared + kv.restored_ram + kv.restored_disk + kv.restored_remote;
 }
 
 // The tiers that exist: RAM, and disk when configured.
@@ -50,6 +51,7 @@ std::vector<std::pair<std::string, const store::TierStats*>> Tiers(
     const store::BlockStoreStats& s) {
   std::vector<std::pair<std::string, const store::TierStats*>> tiers = {{"ram", &s.ram}};
   if (s.has_disk) tiers.emplace_back("disk", &s.disk);
+  if (s.has_remote) tiers.emplace_back("remote", &s.remote);
   return tiers;
 }
 
@@ -166,6 +168,7 @@ Json CacheStatsJson(const ServerState& state) {
             {"shared", kv.shared},
             {"ram", kv.restored_ram},
             {"disk", kv.restored_disk},
+            {"remote", kv.restored_remote},
             {"none", kv.cold}}},
           {"restored_tokens", kv.restored_tokens},
           {"shared_tokens", kv.shared_tokens},
@@ -198,6 +201,14 @@ void DefineCacheMetrics(ServerState& state) {
                   {"source"});
   m.DefineCounter("kvault_restored_tokens_total", "Prompt tokens restored from RAM or disk");
   m.DefineGauge("kvault_cache_disk_full", "1 while the disk tier's file system is full");
+  m.DefineGauge("kvault_remote_up", "1 while the shared Redis answers (--remote-url)");
+  m.DefineCounter("kvault_remote_errors_total", "Commands to the shared Redis that failed");
+  m.DefineCounter("kvault_remote_writes_dropped_total",
+                  "Blocks not written to the shared Redis (down, or its queue full)");
+  m.DefineCounter("kvault_remote_adopted_conversations_total",
+                  "Conversations continued from another replica's state");
+  m.DefineCounter("kvault_remote_stale_writes_refused_total",
+                  "Journal writes refused for a stale fencing token");
   m.DefineGauge("kvault_prefix_hit_rate",
                 "Fraction of requests whose prompt prefix was reused, from any source");
   m.DefineGauge("kvault_tier_hit_rate", "Fraction of blocks asked of a tier that it served",
@@ -222,6 +233,18 @@ void DefineCacheMetrics(ServerState& state) {
     registry.SetTotal("kvault_cache_corrupt_blocks_total", {},
                       static_cast<double>(s.corrupt_blocks));
     registry.Set("kvault_cache_disk_full", {}, s.disk_full ? 1 : 0);
+    if (state.remote != nullptr) {
+      const store::RedisClientStats redis = state.remote->client().stats();
+      const conversation::RemoteJournalStats journal = state.remote->stats();
+      registry.Set("kvault_remote_up", {}, redis.up || redis.errors == 0 ? 1 : 0);
+      registry.SetTotal("kvault_remote_errors_total", {}, static_cast<double>(redis.errors));
+      registry.SetTotal("kvault_remote_writes_dropped_total", {},
+                        static_cast<double>(s.remote_writes_dropped));
+      registry.SetTotal("kvault_remote_adopted_conversations_total", {},
+                        static_cast<double>(journal.adoptions));
+      registry.SetTotal("kvault_remote_stale_writes_refused_total", {},
+                        static_cast<double>(journal.stale_refused));
+    }
     registry.SetTotal("kvault_cache_expired_blocks_total", {},
                       static_cast<double>(s.expired_blocks));
     registry.SetTotal("kvault_cache_cleared_blocks_total", {},
@@ -235,6 +258,7 @@ void DefineCacheMetrics(ServerState& state) {
                                                        {"shared", kv.shared},
                                                        {"ram", kv.restored_ram},
                                                        {"disk", kv.restored_disk},
+                                                       {"remote", kv.restored_remote},
                                                        {"none", kv.cold}};
     for (const auto& [source, n] : sources) {
       registry.SetTotal("kvault_prefix_source_total", {source}, static_cast<double>(n));

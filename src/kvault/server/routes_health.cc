@@ -32,6 +32,33 @@ Json IndexStatsJson(const ServerState& state) {
   return json;
 }
 
+// The shared Redis: reachable or not, and what went through it.
+Json RemoteJson(const ServerState& state) {
+  if (state.remote == nullptr) return {{"status", "not configured"}};
+  const store::RedisClientStats redis = state.remote->client().stats();
+  const conversation::RemoteJournalStats journal = state.remote->stats();
+  // Up until a command fails: a fresh replica that has sent nothing yet is not degraded.
+  const bool down = !redis.up && redis.errors > 0;
+  Json json = {{"status", down ? "degraded" : "ok"},
+               {"url", state.remote->client().url().Redacted()},
+               {"commands", redis.commands},
+               {"errors", redis.errors},
+               {"reconnects", redis.reconnects},
+               {"journal_appends", journal.appends},
+               {"journal_append_errors", journal.append_errors},
+               {"stale_writes_refused", journal.stale_refused},
+               {"resyncs", journal.resyncs},
+               {"adopted_conversations", journal.adoptions},
+               {"lease_waits", journal.lease_waits},
+               {"lease_conflicts", journal.lease_conflicts},
+               {"leases_held", journal.leases_held}};
+  if (down) {
+    json["error"] = redis.last_error;
+    json["down_seconds"] = redis.down_seconds;
+  }
+  return json;
+}
+
 // Each area of the data folder that failed to be written (base/storage_health.h).
 Json StorageJson(const ServerState& state) {
   Json json = Json::object();
@@ -118,47 +145,50 @@ void DefineMetrics(ServerState& state) {
 }
 
 void AddHealthRoutes(httplib::Server& http, ServerState& state) {
-  AddRoute(http, state, "GET", "/health", "health", RouteAuth::kPublic,
-           [&state](RouteContext& context) {
-             const conversation::ManagerStats stats = state.manager->stats();
-             const engine::SchedulerStats scheduler = state.scheduler->stats();
-             const double uptime =
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - state.started_at)
-                     .count();
-             // Degraded: serving goes on, but something cannot be written (README: disk
-             // faults); still 200, so load balancers keep sending reads and stateless work.
-             SendJson(context.response,
-                      {{"status", state.storage_health->degraded() ? "degraded" : "ok"},
-                       {"service", "kvault"},
-                       {"version", kKvaultVersion},
-                       {"storage", StorageJson(state)},
-                       {"model", state.model_id},
-                       {"uptime_seconds", uptime},
-                       {"manager",
-                        {{"running", stats.admission.running},
-                         {"waiting", stats.admission.waiting},
-                         {"max_threads", stats.admission.max_running},
-                         {"max_queue", stats.admission.max_waiting},
-                         {"rejected", stats.admission.rejected},
-                         {"conversations", stats.conversations}}},
-                       {"cache",
-                        {{"sequences", stats.sequences.n_sequences},
-                         {"parked", stats.sequences.n_parked},
-                         {"pinned", stats.sequences.n_reserved},
-                         {"max_pinned", stats.sequences.max_reserved},
-                         {"hits", stats.sequences.hits},
-                         {"misses", stats.sequences.misses},
-                         {"evictions", stats.sequences.evictions}}},
-                       {"kv_cache", CacheStatsJson(state)},
-                       {"kv_sizing", KvSizingJson(state.config)},
-                       {"scheduler",
-                        {{"active", scheduler.active},
-                         {"steps", scheduler.steps},
-                         {"prompt_tokens", scheduler.prompt_tokens},
-                         {"generated_tokens", scheduler.generated_tokens}}},
-                       {"knowledge", KnowledgeStatsJson(state)},
-                       {"index", IndexStatsJson(state)}});
-           });
+  AddRoute(
+      http, state, "GET", "/health", "health", RouteAuth::kPublic, [&state](RouteContext& context) {
+        const conversation::ManagerStats stats = state.manager->stats();
+        const engine::SchedulerStats scheduler = state.scheduler->stats();
+        const double uptime =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - state.started_at)
+                .count();
+        // Degraded: serving goes on, but something cannot be written (README: disk
+        // faults); still 200, so load balancers keep sending reads and stateless work.
+        SendJson(context.response, {{"status", state.storage_health->degraded() ||
+                                                       RemoteJson(state)["status"] == "degraded"
+                                                   ? "degraded"
+                                                   : "ok"},
+                                    {"remote", RemoteJson(state)},
+                                    {"service", "kvault"},
+                                    {"version", kKvaultVersion},
+                                    {"storage", StorageJson(state)},
+                                    {"model", state.model_id},
+                                    {"uptime_seconds", uptime},
+                                    {"manager",
+                                     {{"running", stats.admission.running},
+                                      {"waiting", stats.admission.waiting},
+                                      {"max_threads", stats.admission.max_running},
+                                      {"max_queue", stats.admission.max_waiting},
+                                      {"rejected", stats.admission.rejected},
+                                      {"conversations", stats.conversations}}},
+                                    {"cache",
+                                     {{"sequences", stats.sequences.n_sequences},
+                                      {"parked", stats.sequences.n_parked},
+                                      {"pinned", stats.sequences.n_reserved},
+                                      {"max_pinned", stats.sequences.max_reserved},
+                                      {"hits", stats.sequences.hits},
+                                      {"misses", stats.sequences.misses},
+                                      {"evictions", stats.sequences.evictions}}},
+                                    {"kv_cache", CacheStatsJson(state)},
+                                    {"kv_sizing", KvSizingJson(state.config)},
+                                    {"scheduler",
+                                     {{"active", scheduler.active},
+                                      {"steps", scheduler.steps},
+                                      {"prompt_tokens", scheduler.prompt_tokens},
+                                      {"generated_tokens", scheduler.generated_tokens}}},
+                                    {"knowledge", KnowledgeStatsJson(state)},
+                                    {"index", IndexStatsJson(state)}});
+      });
   AddRoute(http, state, "GET", "/metrics", "metrics", RouteAuth::kRequired,
            [&state](RouteContext& context) {
              context.response.set_content(state.metrics->Export(),

@@ -9,6 +9,7 @@
 
 #include "kvault/base/storage_health.h"
 #include "kvault/conversation/manager.h"
+#include "kvault/conversation/remote_journal.h"
 #include "kvault/engine/embedding_model.h"
 #include "kvault/engine/model.h"
 #include "kvault/engine/scheduler.h"
@@ -35,6 +36,8 @@ struct ServerState {
   StorageHealth* storage_health = nullptr;                  // what failed to be written
   memory::ChunkIndex* index = nullptr;                      // <data_dir>/index.db
   const engine::EmbeddingModel* embedding_model = nullptr;  // null: the index is BM25 only
+  // The shared Redis of several replicas (null without --remote-url).
+  conversation::RemoteJournal* remote = nullptr;
   std::chrono::steady_clock::time_point started_at;
 };
 

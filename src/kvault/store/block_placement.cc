@@ -199,6 +199,55 @@ void BlockStore::Impl::ExpirerLoop() {
 void BlockStore::Impl::StartWriter() {
   if (disk) writer = std::thread([this] { WriterLoop(); });
   if (params.ttl_s > 0) expirer = std::thread([this] { ExpirerLoop(); });
+  if (remote) remote_writer = std::thread([this] { RemoteWriterLoop(); });
+}
+
+void BlockStore::Impl::EnqueueRemote(const BlockName& name, const BlockBytes& bytes) {
+  const kv::RadixNode* node = tree.Find(name);
+  if (!remote || node == nullptr || (node->tiers & kv::kTierRemote) != 0) return;
+  if (!remote_queued.insert(name).second) return;
+  remote_queue.emplace_back(name, bytes);
+  remote_queue_bytes += bytes->size();
+  // Oldest first out: a remote that cannot keep up loses the blocks least likely to matter
+  // (a conversation's latest blocks are the ones another replica resumes from).
+  while (remote_queue_bytes > kMaxRemoteQueueBytes && remote_queue.size() > 1) {
+    remote_queue_bytes -= remote_queue.front().second->size();
+    remote_queued.erase(remote_queue.front().first);
+    remote_queue.pop_front();
+    ++counters.remote_writes_dropped;
+  }
+  remote_work.Signal();
+}
+
+void BlockStore::Impl::RemoteWriterLoop() {
+  while (true) {
+    std::pair<BlockName, BlockBytes> item;
+    {
+      MutexLock lock(&mu);
+      while (remote_queue.empty() && !stopping) remote_work.Wait(&mu);
+      if (remote_queue.empty()) return;  // stopping, and everything queued was tried
+      item = std::move(remote_queue.front());
+      remote_queue.pop_front();
+      remote_queue_bytes -= item.second->size();
+      remote_writing = true;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const Status written = remote->Put(item.first, item.second);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    MutexLock lock(&mu);
+    remote_writing = false;
+    remote_queued.erase(item.first);
+    if (written.ok()) {
+      counters.remote.write_bytes += static_cast<int64_t>(item.second->size());
+      counters.remote.write_seconds += seconds;
+      if (tree.Find(item.first) != nullptr) tree.AddTiers(item.first, kv::kTierRemote);
+    } else {
+      // Logged by the client once per outage; the block is queued again when next stored.
+      ++counters.remote_writes_dropped;
+    }
+    if (remote_queue.empty()) remote_idle.SignalAll();
+  }
 }
 
 void BlockStore::Impl::StopWriter() {
@@ -207,9 +256,11 @@ void BlockStore::Impl::StopWriter() {
     stopping = true;
     work.SignalAll();
     stop.SignalAll();
+    remote_work.SignalAll();
   }
   if (writer.joinable()) writer.join();
   if (expirer.joinable()) expirer.join();
+  if (remote_writer.joinable()) remote_writer.join();
 }
 
 void BlockStore::Impl::WriterLoop() {

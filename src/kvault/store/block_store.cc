@@ -51,6 +51,7 @@ Result<std::unique_ptr<BlockStore>> BlockStore::Open(const BlockStoreParams& par
   auto impl = std::make_unique<Impl>(params);
   KV_ASSIGN_OR_RETURN(impl->policy, kv::NewEvictionPolicy(params.eviction));
   impl->ram = NewRamTier();
+  impl->remote = params.remote;
   if (!params.disk_dir.empty()) {
     KV_ASSIGN_OR_RETURN(impl->disk, DiskTier::Open(params.disk_dir));
     impl->Recover();
@@ -73,15 +74,121 @@ Lookup BlockStore::Find(std::span<const llama_token> tokens, const BlockName& ro
   lookup.n_tokens = match.n_tokens;
   const double ram_bw = s.ReadBandwidth(s.counters.ram, kDefaultRamBandwidth);
   const double disk_bw = s.ReadBandwidth(s.counters.disk, kDefaultDiskBandwidth);
+  // Measured over whole GETs, so the remote's rate includes its round trips.
+  const double remote_bw = s.ReadBandwidth(s.counters.remote, kDefaultRemoteBandwidth);
   for (const kv::MatchedBlock& matched : match.blocks) {
     const kv::RadixNode* node = s.tree.Find(matched.name);
     lookup.blocks.push_back({matched.name, matched.n_tokens, node->tiers, node->bytes});
     lookup.bytes += node->bytes;
     // For restore-or-recompute: a block with no RAM copy is charged at disk speed, even one
-    // still waiting in the write queue.
-    lookup.restore_seconds += node->bytes / ((node->tiers & kv::kTierRam) ? ram_bw : disk_bw);
+    // still waiting in the write queue; one only in the remote tier at the remote's.
+    const double bandwidth = (node->tiers & kv::kTierRam)    ? ram_bw
+                             : (node->tiers & kv::kTierDisk) ? disk_bw
+                                                             : remote_bw;
+    lookup.restore_seconds += node->bytes / bandwidth;
   }
   return lookup;
+}
+
+bool BlockStore::has_remote() const { return impl_->remote != nullptr; }
+
+void BlockStore::AwaitRemote(std::chrono::milliseconds max_wait) {
+  Impl& s = *impl_;
+  if (!s.remote) return;
+  const auto deadline = std::chrono::steady_clock::now() + max_wait;
+  MutexLock lock(&s.mu);
+  while ((!s.remote_queue.empty() || s.remote_writing) &&
+         std::chrono::steady_clock::now() < deadline) {
+    s.remote_idle.WaitFor(&s.mu, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     deadline - std::chrono::steady_clock::now()) +
+                                     std::chrono::milliseconds(1));
+  }
+}
+
+size_t BlockStore::Discover(std::span<const llama_token> tokens, const BlockName& root,
+                            const BlockName& tail_hint) {
+  Impl& s = *impl_;
+  if (!s.remote) return 0;
+  // At most this many blocks are asked for at once (a 2M-token conversation at 256 per
+  // block); the rest is found by the next request's discovery.
+  constexpr size_t kMaxProbe = 8192;
+  const size_t b = s.params.space.block_size;
+  const size_t n_full = tokens.size() / b;
+  // Names follow from the tokens alone (content addressing): no lock needed to compute them.
+  std::vector<BlockName> chain(n_full);
+  BlockName parent = root;
+  for (size_t i = 0; i < n_full; ++i) {
+    chain[i] = kv::ComputeBlockName(parent, s.params.space, tokens.subspan(i * b, b));
+    parent = chain[i];
+  }
+  size_t known = 0;
+  {
+    MutexLock lock(&s.mu);
+    while (known < n_full && s.tree.Find(chain[known]) != nullptr) ++known;
+  }
+  const size_t end = std::min(n_full, known + kMaxProbe);
+  std::vector<uint64_t> sizes;
+  if (end > known) {
+    Result<std::vector<uint64_t>> probed =
+        s.remote->Sizes(std::span<const BlockName>(chain).subspan(known, end - known));
+    if (!probed.ok()) return 0;  // down: the local tiers serve (the client logged it)
+    sizes = std::move(probed).value();
+  }
+  size_t found = 0;
+  while (found < sizes.size() && sizes[found] > 0) ++found;
+  // The conversation's partial tail hangs under the last full block found (its name says
+  // how many tokens it holds only by trying each length).
+  const size_t tail_at = known + found;
+  BlockName tail;
+  size_t tail_tokens = 0;
+  uint64_t tail_bytes = 0;
+  const bool tail_known = [&] {
+    MutexLock lock(&s.mu);
+    return s.tree.Find(tail_hint) != nullptr;
+  }();
+  if (!(tail_hint == BlockName{}) && !tail_known && tail_at * b < tokens.size()) {
+    const BlockName tail_parent = tail_at == 0 ? root : chain[tail_at - 1];
+    const size_t most = std::min(b - 1, tokens.size() - tail_at * b);
+    for (size_t k = most; k >= 1 && tail_tokens == 0; --k) {
+      if (kv::ComputeBlockName(tail_parent, s.params.space, tokens.subspan(tail_at * b, k)) ==
+          tail_hint) {
+        tail_tokens = k;
+      }
+    }
+    if (tail_tokens > 0) {
+      const BlockName hint[] = {tail_hint};
+      Result<std::vector<uint64_t>> probed = s.remote->Sizes(hint);
+      if (probed.ok() && probed->front() > 0) {
+        tail = tail_hint;
+        tail_bytes = probed->front();
+      } else {
+        tail_tokens = 0;
+      }
+    }
+  }
+  MutexLock lock(&s.mu);
+  size_t added = 0;
+  for (size_t i = 0; i < found; ++i) {
+    const size_t at = known + i;
+    const BlockName& block_parent = at == 0 ? root : chain[at - 1];
+    // Fails only if the parent left the tree meanwhile: the rest cannot hang anywhere.
+    if (!s.tree
+             .Insert(chain[at], block_parent, tokens.subspan(at * b, b), kv::kTierRemote, sizes[i])
+             .ok()) {
+      return added;
+    }
+    added += b;
+  }
+  if (tail_tokens > 0) {
+    const BlockName& tail_parent = tail_at == 0 ? root : chain[tail_at - 1];
+    if (s.tree
+            .Insert(tail, tail_parent, tokens.subspan(tail_at * b, tail_tokens), kv::kTierRemote,
+                    tail_bytes)
+            .ok()) {
+      added += tail_tokens;
+    }
+  }
+  return added;
 }
 
 Fetched BlockStore::Fetch(const Lookup& lookup) {
@@ -117,6 +224,7 @@ FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& vi
     const auto start = std::chrono::steady_clock::now();
     BlockBytes bytes;
     bool from_disk = false;
+    bool from_remote = false;
     // The lock covers only the in-memory lookups; the disk read and the decode below run
     // outside it, so other requests' fetches and stores are not held up.
     {
@@ -138,6 +246,23 @@ FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& vi
         from_disk = true;
       } else if (on_disk.status().code() != StatusCode::kNotFound) {
         fetched.error = on_disk.status();
+      }
+    }
+    if (!bytes && s.remote && (located.tiers & kv::kTierRemote) != 0) {
+      Result<BlockBytes> remote = s.remote->Get(located.name);
+      MutexLock lock(&s.mu);
+      if (remote.ok()) {
+        bytes = *remote;
+        from_remote = true;
+        fetched.error = Status::Ok();
+      } else {
+        ++s.counters.remote.misses;
+        fetched.error = remote.status();
+        // Gone from Redis (evicted, expired, flushed): the tree stops promising it.
+        if (remote.status().code() == StatusCode::kNotFound &&
+            s.tree.Find(located.name) != nullptr) {
+          s.ForgetRemoved(s.tree.RemoveTiers(located.name, kv::kTierRemote));
+        }
       }
     }
     // Gone (evicted since Find, which held the lock only while it looked) or unreadable: the
@@ -180,19 +305,29 @@ FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& vi
         // request recomputes instead of failing on the same block again.
         s.ForgetRemoved(s.tree.Remove(located.name));
         if (s.disk) s.disk->Erase(located.name).IgnoreError();
+        // Every replica would fetch a bad remote value again: it goes too.
+        if (from_remote) s.remote->Erase(located.name).IgnoreError();
         fetched.error = checked;
         return fetched;
       }
-      TierStats& tier = from_disk ? s.counters.disk : s.counters.ram;
+      TierStats& tier = from_remote ? s.counters.remote
+                        : from_disk ? s.counters.disk
+                                    : s.counters.ram;
       ++tier.hits;
       tier.read_bytes += static_cast<int64_t>(bytes->size());
       tier.read_seconds += seconds;
       s.tree.Touch(located.name, s.Now());
       // The block may have left the tree while the lock was released: promoting it then would
       // put bytes in RAM that no node accounts for. EvictRam restores the budget it may exceed.
-      if (from_disk && s.tree.Find(located.name) != nullptr) {  // promotion
+      if ((from_disk || from_remote) && s.tree.Find(located.name) != nullptr) {  // promotion
         s.ram->Put(located.name, bytes).IgnoreError();
         s.tree.AddTiers(located.name, kv::kTierRam);
+        // A remote block is kept on this replica's disk too, so its restart finds it.
+        if (from_remote && s.DiskWritable() &&
+            (s.tree.Find(located.name)->tiers & kv::kTierDisk) == 0) {
+          s.EnqueueWrite(located.name, bytes);
+          s.tree.AddTiers(located.name, kv::kTierDisk);
+        }
         s.EvictRam();
       }
     }
@@ -275,9 +410,18 @@ Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const
       if (to_disk) {
         s.EnqueueWrite(block.name, block.bytes, tail ? s.params.tail_write_delay_s : 0);
       }
+      // At once, tails included: another replica may resume this conversation any moment.
+      if (persist_tail || !tail) s.EnqueueRemote(block.name, block.bytes);
       ++result.n_new_blocks;
       ++s.counters.stored_blocks;
       s.counters.stored_bytes += static_cast<int64_t>(block.bytes->size());
+    } else if (const kv::RadixNode* known = s.tree.Find(block.name);
+               known != nullptr && s.remote && (known->tiers & kv::kTierRemote) == 0) {
+      // Known here but not (or no longer: Redis restarted empty) in the remote tier: written
+      // again as it is used.
+      if (Result<BlockBytes> in_ram = s.ram->Get(block.name); in_ram.ok()) {
+        s.EnqueueRemote(block.name, *in_ram);
+      }
     } else if (s.tree.Find(block.name) == nullptr) {
       // Known when planned but evicted since: with no bytes to re-add it, and the blocks
       // after it having nowhere to hang, the cached prefix ends here.
@@ -481,6 +625,8 @@ void BlockStore::Flush() {
   s.work.Signal();
   while (!s.queue.empty() || !s.delayed.empty() || s.writing) s.idle.Wait(&s.mu);
   --s.flushing;
+  // And the remote tier's queue (tried, not necessarily written: the remote may be down).
+  while (!s.remote_queue.empty() || s.remote_writing) s.remote_idle.Wait(&s.mu);
 }
 
 BlockStoreStats BlockStore::stats() const {
@@ -503,6 +649,16 @@ BlockStoreStats BlockStore::stats() const {
     stats.disk.write_bandwidth =
         s.counters.disk.write_seconds > 0
             ? static_cast<double>(s.counters.disk.write_bytes) / s.counters.disk.write_seconds
+            : 0;
+  }
+  if (s.remote) {
+    stats.has_remote = true;
+    stats.remote.blocks = static_cast<int64_t>(s.remote->n_blocks());
+    stats.remote.bytes = static_cast<int64_t>(s.remote->used_bytes());
+    stats.remote.read_bandwidth = s.ReadBandwidth(s.counters.remote, kDefaultRemoteBandwidth);
+    stats.remote.write_bandwidth =
+        s.counters.remote.write_seconds > 0
+            ? static_cast<double>(s.counters.remote.write_bytes) / s.counters.remote.write_seconds
             : 0;
   }
   stats.eviction = std::string(s.policy->name());

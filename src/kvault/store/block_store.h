@@ -26,6 +26,7 @@
 // the bookkeeping; encoding, decoding and file I/O run outside it.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -69,6 +70,9 @@ struct BlockStoreParams {
   // excepted); 0 = never (only budgets evict). A background sweep runs every ttl_s / 4,
   // at most 1 s apart.
   double ttl_s = 0;
+  // The shared remote tier (store/remote_tier.h), or null. Blocks are written to it behind
+  // RAM, by a thread of their own; read from it on a RAM and disk miss.
+  std::shared_ptr<class RemoteTier> remote;
 };
 
 struct TierStats {
@@ -90,7 +94,10 @@ struct TierStats {
 struct BlockStoreStats {
   TierStats ram;
   TierStats disk;
+  TierStats remote;  // blocks/bytes: what this replica wrote
   bool has_disk = false;
+  bool has_remote = false;
+  int64_t remote_writes_dropped = 0;  // not written: the remote was down or its queue full
   int64_t tree_nodes = 0;
   int64_t stored_blocks = 0;     // blocks encoded and added
   int64_t stored_bytes = 0;      // their encoded bytes
@@ -179,6 +186,17 @@ class BlockStore {
 
   const BlockStoreParams& params() const;
 
+  // With a remote tier: asks it for the blocks of `tokens` past what the tree already holds
+  // (their names follow from the tokens) and adds those it has to the tree, so Find sees
+  // them. `tail_hint` names a partial last block worth asking for (a conversation's journaled
+  // tail). One round trip; network I/O, so never on the engine thread. Returns the tokens
+  // added.
+  size_t Discover(std::span<const llama_token> tokens, const BlockName& root = {},
+                  const BlockName& tail_hint = {});
+  bool has_remote() const;
+  // Waits (at most `max_wait`) until the blocks queued for the remote tier so far are
+  // written or have failed.
+  void AwaitRemote(std::chrono::milliseconds max_wait);
   // The longest cached prefix of `tokens` in the partition of `root` (kv/block_hash.h: {} is
   // the shared one) and where its blocks are.
   Lookup Find(std::span<const llama_token> tokens, const BlockName& root = {}) const;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "kvault/base/buffer_pool.h"
@@ -16,6 +17,7 @@
 #include "kvault/kv/eviction_policy.h"
 #include "kvault/kv/radix_tree.h"
 #include "kvault/store/block_store.h"
+#include "kvault/store/remote_tier.h"
 #include "kvault/store/tier.h"
 
 namespace kvault::store {
@@ -24,6 +26,11 @@ namespace kvault::store {
 inline constexpr double kDefaultRamBandwidth = 4e9;   // bytes/s, decode included
 inline constexpr double kDefaultDiskBandwidth = 5e8;  // bytes/s
 inline constexpr double kDefaultPrefillSecondsPerToken = 3e-3;
+// A Redis on another machine of the same network, round trip included.
+inline constexpr double kDefaultRemoteBandwidth = 2e8;  // bytes/s
+// Blocks waiting for the remote tier beyond this are dropped (counted): a remote that is
+// down or slow must not grow the replica's memory.
+inline constexpr uint64_t kMaxRemoteQueueBytes = uint64_t{256} << 20;
 
 struct BlockStore::Impl {
   BlockStoreParams params;
@@ -31,7 +38,8 @@ struct BlockStore::Impl {
   std::unique_ptr<Tier> ram;
   // FetchEach decodes into these (one per fetch in flight; see base/buffer_pool.h).
   BufferPool decode_buffers{4, size_t{256} << 20};
-  std::unique_ptr<DiskTier> disk;  // null without a disk tier
+  std::unique_ptr<DiskTier> disk;      // null without a disk tier
+  std::shared_ptr<RemoteTier> remote;  // null without a remote tier
   const std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
   mutable Mutex mu;
@@ -56,6 +64,14 @@ struct BlockStore::Impl {
   std::thread writer;
   // Drops idle blocks every sweep period (only with params.ttl_s > 0).
   std::thread expirer;
+  // Blocks to write to the remote tier, oldest first, by their own thread (remote_writer).
+  std::deque<std::pair<BlockName, BlockBytes>> remote_queue KV_GUARDED_BY(mu);
+  std::unordered_set<BlockName, kv::BlockNameHash> remote_queued KV_GUARDED_BY(mu);
+  uint64_t remote_queue_bytes KV_GUARDED_BY(mu) = 0;
+  bool remote_writing KV_GUARDED_BY(mu) = false;
+  CondVar remote_work;
+  CondVar remote_idle;  // Flush waits for an empty remote queue
+  std::thread remote_writer;
 
   explicit Impl(const BlockStoreParams& p) : params(p), tree(p.space, p.frequency_half_life_s) {}
 
@@ -93,6 +109,9 @@ struct BlockStore::Impl {
   // The TTL: removes the unpinned blocks idle for longer than params.ttl_s, counted.
   Removed ExpireIdle() KV_REQUIRES(mu);
   void ExpirerLoop();
+  // Queues a block for the remote tier unless it is there or queued already.
+  void EnqueueRemote(const BlockName& name, const BlockBytes& bytes) KV_REQUIRES(mu);
+  void RemoteWriterLoop();
   // Deletes the bytes of removed tree nodes from every tier.
   void ForgetRemoved(const std::vector<BlockName>& removed) KV_REQUIRES(mu);
   kv::NodeStats RankStats(const kv::RadixNode& node, uint8_t tier) const KV_REQUIRES(mu);

@@ -12,7 +12,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "kvault/store/redis_client.h"
+#include "kvault/store/remote_tier.h"
 #include "kvault/store/tier.h"
+#include "kvault/testing/redis_server.h"
 
 namespace kvault::store {
 namespace {
@@ -394,6 +397,116 @@ TEST_F(BlockStoreTest, AFullDiskStopsWritesAndServingGoesOnFromRam) {
   store->Flush();
   EXPECT_EQ(store->stats().disk.blocks, 0);
   EXPECT_EQ(store->stats().ram.blocks, 5);
+}
+
+// --- The remote tier, against a real redis-server --------------------------------------------
+
+TEST(RedisUrlTest, ParsesWhatUsersWriteAndRefusesTheRest) {
+  Result<RedisUrl> full = ParseRedisUrl("redis://alice:s3cret@10.0.0.7:6380/2");
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+  EXPECT_EQ(full->host, "10.0.0.7");
+  EXPECT_EQ(full->port, 6380);
+  EXPECT_EQ(full->user, "alice");
+  EXPECT_EQ(full->password, "s3cret");
+  EXPECT_EQ(full->db, 2);
+  EXPECT_EQ(full->Redacted(), "redis://alice:***@10.0.0.7:6380/2");
+  Result<RedisUrl> plain = ParseRedisUrl("redis://localhost");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->port, 6379);
+  for (const char* bad : {"http://x:1", "redis://", "redis://h:0", "redis://h:70000",
+                          "redis://h:1/x", "rediss://h:1"}) {
+    EXPECT_FALSE(ParseRedisUrl(bad).ok()) << bad;
+  }
+}
+
+class RemoteTierTest : public BlockStoreTest {
+ protected:
+  void SetUp() override {
+    if (!testing::RedisServer::Available()) GTEST_SKIP() << "redis-server is not installed";
+    ASSERT_TRUE(redis_.Start());
+    client_ = std::make_shared<RedisClient>(
+        RedisClient::Options{.url = ParseRedisUrl(redis_.url()).value(),
+                             .command_timeout = std::chrono::milliseconds(500)});
+  }
+  // A replica's store: RAM only, sharing the remote tier.
+  std::unique_ptr<BlockStore> Replica() {
+    BlockStoreParams params = Params(false);
+    params.remote = std::make_shared<RemoteTier>(client_, "kvtest", 0);
+    return Open(params);
+  }
+  testing::RedisServer redis_;
+  std::shared_ptr<RedisClient> client_;
+};
+
+TEST_F(RemoteTierTest, AnotherReplicaFindsAndRestoresTheBlocksBitExact) {
+  auto a = Replica();
+  auto b = Replica();
+  const std::vector<llama_token> tokens = Tokens(3 * kB + 5, 40);
+  const StoreResult stored = StoreAll(*a, tokens);
+  a->Flush();
+  EXPECT_EQ(a->stats().remote.blocks, 4);
+  EXPECT_EQ(b->Find(tokens).n_tokens, 0u);
+  // Full blocks follow from the tokens; the partial tail needs its name (the journal's).
+  EXPECT_EQ(b->Discover(tokens), 3 * kB);
+  auto c = Replica();
+  EXPECT_EQ(c->Discover(tokens, {}, stored.tail), tokens.size());
+  const Lookup lookup = c->Find(tokens);
+  EXPECT_EQ(lookup.n_tokens, tokens.size());
+  EXPECT_TRUE((lookup.blocks.front().tiers & kv::kTierRemote) != 0);
+  EXPECT_EQ(FetchAndVerify(*c, tokens), tokens.size());
+  EXPECT_EQ(c->stats().remote.hits, 4);
+  // Promoted: the next fetch is served from RAM.
+  EXPECT_EQ(FetchAndVerify(*c, tokens), tokens.size());
+  EXPECT_EQ(c->stats().ram.hits, 4);
+  // Discovering again adds nothing.
+  EXPECT_EQ(c->Discover(tokens, {}, stored.tail), 0u);
+}
+
+TEST_F(RemoteTierTest, ACorruptRemoteValueIsDroppedAndTheFetchStopsCleanly) {
+  auto a = Replica();
+  const std::vector<llama_token> tokens = Tokens(2 * kB, 41);
+  StoreAll(*a, tokens);
+  a->Flush();
+  const BlockName first =
+      kv::ComputeBlockName({}, Params(false).space, std::span<const llama_token>(tokens).first(kB));
+  const std::string key = "kvtest:blk:" + first.ToHex();
+  Result<RedisReply> value = client_->Command({"GET", key});
+  ASSERT_TRUE(value.ok() && value->type == RedisReply::Type::kString);
+  std::string flipped = value->str;
+  flipped[flipped.size() / 2] ^= 0x40;
+  ASSERT_TRUE(client_->Command({"SET", key, flipped}).ok());
+  auto b = Replica();
+  ASSERT_EQ(b->Discover(tokens), 2 * kB);
+  const Fetched fetched = b->Fetch(b->Find(tokens));
+  EXPECT_EQ(fetched.n_tokens, 0u);
+  EXPECT_EQ(fetched.error.code(), StatusCode::kCorruption) << fetched.error.ToString();
+  EXPECT_EQ(b->stats().corrupt_blocks, 1);
+  EXPECT_EQ(client_->Command({"EXISTS", key})->integer, 0);  // gone for every replica
+  EXPECT_EQ(b->Find(tokens).n_tokens, 0u);
+}
+
+TEST_F(RemoteTierTest, ARedisOutageNeverFailsOrHoldsUpTheLocalTiers) {
+  auto a = Replica();
+  redis_.Stop();
+  const std::vector<llama_token> tokens = Tokens(2 * kB + 1, 42);
+  const auto start = std::chrono::steady_clock::now();
+  StoreAll(*a, tokens);
+  a->Flush();
+  EXPECT_EQ(FetchAndVerify(*a, tokens), tokens.size());  // served from RAM
+  auto b = Replica();
+  EXPECT_EQ(b->Discover(tokens), 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  EXPECT_GT(a->stats().remote_writes_dropped, 0);
+  EXPECT_FALSE(client_->stats().up);
+  // Restarted empty: blocks are written again as they are used, after the backoff.
+  ASSERT_TRUE(redis_.Start());
+  for (int i = 0; i < 60 && b->Discover(tokens) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    StoreAll(*a, tokens);
+    a->Flush();
+  }
+  EXPECT_EQ(b->Find(tokens).n_tokens, 2 * kB);
+  EXPECT_TRUE(client_->stats().up);
 }
 
 }  // namespace

@@ -179,7 +179,15 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* s
   TurnLock& conversation = pending->conversation;
   Generation g;
   KV_ASSIGN_OR_RETURN(g.lease, pool_.Acquire(conversation.key()));
-  if (pending->request.pin) pool_.SetReserved(conversation.key(), true).IgnoreError();
+  if (pending->request.pin) {
+    // Prepare checked the cap, but a second new pin may have passed that check at the same
+    // time: the pool decides under its lock, and the loser is refused (409) rather than run
+    // unpinned. Its question stays stored, unanswered, for the client's retry.
+    if (Status reserved = pool_.SetReserved(conversation.key(), true); !reserved.ok()) {
+      pool_.Release(conversation.key(), std::move(g.lease.tokens));
+      return reserved;
+    }
+  }
   const bool may_recall = pending->windowed && pending->request.recall && params_.max_recalls > 0;
   g.hedge = memory::HedgeDetector(may_recall ? params_.hedge_phrases : std::vector<std::string>{});
   g.remaining_tokens = pending->max_tokens;

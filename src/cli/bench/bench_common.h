@@ -44,6 +44,8 @@ int RunBenchRecall(int argc, char** argv);
 // bench recall's default mode (bench_recall_evidence.cc); RunBenchRecall runs it without --legacy.
 int RunBenchRecallEvidence(int argc, char** argv);
 int RunBenchResume(int argc, char** argv);
+// bench resume with --modes kvault-ram,kvault-remote,kvault-off (issue 12).
+int RunBenchCluster(int argc, char** argv);
 int RunBenchFidelity(int argc, char** argv);
 int RunBenchPrefix(int argc, char** argv);
 int RunBenchReconnect(int argc, char** argv);

@@ -13,6 +13,9 @@
 //   kvault-disk        RAM budget for about 2 of the N conversations; the rest from disk
 //   kvault-restart     the server restarts before each round: every follow-up after a restart
 //                      comes from disk (the page cache may still hold the files; stated)
+//   kvault-remote      several replicas sharing a Redis (a real redis-server the bench starts):
+//                      before each round a fresh replica with empty local folders takes
+//                      over, so every follow-up restores its KV from Redis (issue 12)
 //   kvault-off         --restore never: every prompt prefilled in full
 //   llama-server       its defaults (--cache-ram 8192 MiB host prompt cache)
 //   llama-server-ram0  --cache-ram 0 (no host prompt cache)
@@ -20,6 +23,7 @@
 //
 // Clients send back the reply each server generated (temperature 0), as a chat client does.
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <random>
@@ -33,6 +37,7 @@
 #include "kvault/base/status_macros.h"
 #include "kvault/engine/model.h"
 #include "kvault/engine/tokenizer.h"
+#include "kvault/testing/redis_server.h"
 
 namespace kvault::cli {
 namespace {
@@ -132,6 +137,13 @@ class ModeRunner {
 
   Result<ModeResult> Run() {
     KV_ASSIGN_OR_RETURN(std::vector<Conversation> conversations, MakeConversations(options_));
+    if (mode_ == "kvault-remote") {
+      if (!testing::RedisServer::Available()) {
+        return FailedPreconditionError("kvault-remote needs redis-server (scripts/bootstrap.sh)");
+      }
+      redis_ = std::make_unique<testing::RedisServer>();
+      if (!redis_->Start()) return UnavailableError("redis-server did not start");
+    }
     KV_RETURN_IF_ERROR(Start());
     for (size_t c = 0; c < conversations.size(); ++c) {  // the histories, once, untimed
       KV_RETURN_IF_ERROR(
@@ -140,6 +152,10 @@ class ModeRunner {
     ModeResult result;
     for (int round = 0; round < options_.rounds; ++round) {
       if (mode_ == "kvault-restart") KV_RETURN_IF_ERROR(Start());
+      if (mode_ == "kvault-remote") {
+        ++replica_;  // another replica, nothing local: the KV comes from Redis
+        KV_RETURN_IF_ERROR(Start());
+      }
       for (size_t c = 0; c < conversations.size(); ++c) {
         KV_ASSIGN_OR_RETURN(StreamTiming timing, FollowUp(server_->port(), static_cast<int>(c),
                                                           conversations[c], options_));
@@ -175,6 +191,10 @@ class ModeRunner {
       return params;
     }
     params.state_dir = state_->path();
+    if (mode_ == "kvault-remote") {
+      params.state_dir += "/replica-" + std::to_string(replica_);
+      extra = {"--remote-url", redis_->url()};
+    }
     if (mode_ == "kvault-ram") extra = {"--cache-disk-gb", "0"};
     if (mode_ == "kvault-disk") extra = {"--cache-ram-mb", std::to_string(small_ram_mb_)};
     if (mode_ == "kvault-off") extra = {"--restore", "never"};
@@ -190,7 +210,9 @@ class ModeRunner {
   const ResumeOptions& options_;
   const std::string mode_;
   const int small_ram_mb_;
-  const std::unique_ptr<BenchDir> state_;  // outlives server_
+  const std::unique_ptr<BenchDir> state_;        // outlives server_
+  std::unique_ptr<testing::RedisServer> redis_;  // kvault-remote's; outlives server_
+  int replica_ = 0;                              // kvault-remote: which replica serves
   std::unique_ptr<BenchServer> server_;
 };
 
@@ -236,6 +258,8 @@ Result<Json> Measure(ResumeOptions options) {
       {"kvault_ram_vs_llama_server_default", Ratio(p50("kvault-ram"), p50("llama-server"))},
       {"llama_server_small_vs_kvault_disk", Ratio(p50("llama-server-small"), p50("kvault-disk"))},
       {"kvault_restart_vs_kvault_ram", Ratio(p50("kvault-restart"), p50("kvault-ram"))},
+      {"kvault_remote_vs_kvault_ram", Ratio(p50("kvault-remote"), p50("kvault-ram"))},
+      {"kvault_off_vs_kvault_remote", Ratio(p50("kvault-off"), p50("kvault-remote"))},
       {"kvault_off_vs_kvault_ram", Ratio(p50("kvault-off"), p50("kvault-ram"))}};
   return Json{{"model", options.model_path},
               {"conversations", options.conversations},
@@ -293,11 +317,24 @@ int RunBenchResume(int argc, char** argv) {
   app.add_option("--modes", o.modes, "modes to run, comma-separated")
       ->delimiter(',')
       ->capture_default_str()
-      ->check(CLI::IsMember({"kvault-ram", "kvault-disk", "kvault-restart", "kvault-off",
-                             "llama-server", "llama-server-ram0", "llama-server-small"}));
+      ->check(
+          CLI::IsMember({"kvault-ram", "kvault-disk", "kvault-restart", "kvault-remote",
+                         "kvault-off", "llama-server", "llama-server-ram0", "llama-server-small"}));
   AddThreadsOption(app, o);
   return RunDriver(
       app, o, argc, argv, [&] { return Measure(o); }, PrintTable);
+}
+
+int RunBenchCluster(int argc, char** argv) {
+  // bench resume's workload with the modes that compare resuming on another replica (from
+  // the shared Redis) with the local RAM tier and with re-prefill; --modes still overrides.
+  std::vector<char*> args(argv, argv + argc);
+  bool has_modes = false;
+  for (int i = 1; i < argc; ++i) has_modes = has_modes || std::strncmp(argv[i], "--modes", 7) == 0;
+  static char modes_flag[] = "--modes";
+  static char modes[] = "kvault-ram,kvault-remote,kvault-off";
+  if (!has_modes) args.insert(args.begin() + 1, {modes_flag, modes});
+  return RunBenchResume(static_cast<int>(args.size()), args.data());
 }
 
 }  // namespace kvault::cli

@@ -20,6 +20,8 @@ int RunBench(int argc, char** argv) {
       {"recall", RunBenchRecall,
        "evidence found for long-memory questions, vs BM25 (--legacy: planted facts)"},
       {"resume", RunBenchResume, "TTFT of resumed conversations per KV tier vs llama-server"},
+      {"cluster", RunBenchCluster,
+       "resume on another replica from the shared Redis vs local RAM vs re-prefill"},
       {"prefix", RunBenchPrefix, "shared-prefix traffic: hit rate and throughput vs llama-server"},
       {"reconnect", RunBenchReconnect, "a client back with a long history: first time, one turn"},
       {"footprint", RunBenchFootprint, "memory of cached KV: sharing, encodings, compute types"},

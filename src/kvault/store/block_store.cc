@@ -136,34 +136,27 @@ size_t BlockStore::Discover(std::span<const llama_token> tokens, const BlockName
   }
   size_t found = 0;
   while (found < sizes.size() && sizes[found] > 0) ++found;
-  // The conversation's partial tail hangs under the last full block found (its name says
-  // how many tokens it holds only by trying each length).
+  // The conversation's partial tail hangs under the last full block found. Its tokens are
+  // read from its header rather than guessed: the prompt may agree with only the first of
+  // them (a reply that re-tokenizes differently), and the tree's token-exact match then still
+  // reuses those.
   const size_t tail_at = known + found;
-  BlockName tail;
-  size_t tail_tokens = 0;
+  std::vector<llama_token> tail_tokens;
   uint64_t tail_bytes = 0;
   const bool tail_known = [&] {
     MutexLock lock(&s.mu);
     return s.tree.Find(tail_hint) != nullptr;
   }();
+  const BlockName tail_parent = tail_at == 0 ? root : chain[tail_at - 1];
   if (!(tail_hint == BlockName{}) && !tail_known && tail_at * b < tokens.size()) {
-    const BlockName tail_parent = tail_at == 0 ? root : chain[tail_at - 1];
-    const size_t most = std::min(b - 1, tokens.size() - tail_at * b);
-    for (size_t k = most; k >= 1 && tail_tokens == 0; --k) {
-      if (kv::ComputeBlockName(tail_parent, s.params.space, tokens.subspan(tail_at * b, k)) ==
-          tail_hint) {
-        tail_tokens = k;
-      }
-    }
-    if (tail_tokens > 0) {
-      const BlockName hint[] = {tail_hint};
-      Result<std::vector<uint64_t>> probed = s.remote->Sizes(hint);
-      if (probed.ok() && probed->front() > 0) {
-        tail = tail_hint;
-        tail_bytes = probed->front();
-      } else {
-        tail_tokens = 0;
-      }
+    constexpr size_t kHeaderBytes = 256 << 10;  // as the disk tier's recovery reads
+    Result<RemoteTier::Head> head = s.remote->ReadHead(tail_hint, kHeaderBytes);
+    Result<kv::BlockMeta> meta = head.ok() ? kv::PeekBlockMeta(head->prefix) : head.status();
+    if (meta.ok() && meta->name == tail_hint && meta->parent == tail_parent &&
+        !meta->tokens.empty() && meta->tokens.size() < b &&
+        meta->tokens.front() == tokens[tail_at * b]) {
+      tail_tokens = meta->tokens;
+      tail_bytes = head->size;
     }
   }
   MutexLock lock(&s.mu);
@@ -179,14 +172,15 @@ size_t BlockStore::Discover(std::span<const llama_token> tokens, const BlockName
     }
     added += b;
   }
-  if (tail_tokens > 0) {
-    const BlockName& tail_parent = tail_at == 0 ? root : chain[tail_at - 1];
-    if (s.tree
-            .Insert(tail, tail_parent, tokens.subspan(tail_at * b, tail_tokens), kv::kTierRemote,
-                    tail_bytes)
-            .ok()) {
-      added += tail_tokens;
+  if (!tail_tokens.empty() &&
+      s.tree.Insert(tail_hint, tail_parent, tail_tokens, kv::kTierRemote, tail_bytes).ok()) {
+    const size_t rest = tokens.size() - tail_at * b;
+    size_t agree = 0;
+    while (agree < tail_tokens.size() && agree < rest &&
+           tail_tokens[agree] == tokens[tail_at * b + agree]) {
+      ++agree;
     }
+    added += agree;
   }
   return added;
 }

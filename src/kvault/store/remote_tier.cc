@@ -45,6 +45,22 @@ bool RemoteTier::Contains(const BlockName& name) const {
   return reply.ok() && reply->integer > 0;
 }
 
+Result<RemoteTier::Head> RemoteTier::ReadHead(const BlockName& name, size_t max_bytes) {
+  KV_ASSIGN_OR_RETURN(
+      std::vector<Result<RedisReply>> replies,
+      client_->Pipeline({{"STRLEN", KeyOf(name)},
+                         {"GETRANGE", KeyOf(name), "0", std::to_string(max_bytes - 1)}}));
+  if (!replies[0].ok()) return replies[0].status();
+  if (!replies[1].ok()) return replies[1].status();
+  if (replies[0]->integer <= 0) {
+    return NotFoundError("block " + name.ToHex() + " is not in the remote tier");
+  }
+  Head head;
+  head.size = static_cast<uint64_t>(replies[0]->integer);
+  head.prefix.assign(replies[1]->str.begin(), replies[1]->str.end());
+  return head;
+}
+
 Result<std::vector<uint64_t>> RemoteTier::Sizes(std::span<const BlockName> names) {
   std::vector<std::vector<std::string>> commands;
   commands.reserve(names.size());

@@ -37,6 +37,13 @@ class RemoteTier : public Tier {
 
   // The encoded size of each block, 0 for one Redis does not have: one round trip.
   Result<std::vector<uint64_t>> Sizes(std::span<const BlockName> names);
+  // A block's size and its first `max_bytes` (its header: kv::PeekBlockMeta), in one round
+  // trip; NotFound if Redis does not have it.
+  struct Head {
+    uint64_t size = 0;
+    std::vector<uint8_t> prefix;
+  };
+  Result<Head> ReadHead(const BlockName& name, size_t max_bytes);
 
   RedisClient& client() { return *client_; }
   const std::string& prefix() const { return prefix_; }

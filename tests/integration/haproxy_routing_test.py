@@ -63,15 +63,36 @@ def http(port, method, path, body=None, headers=None):
         return status, raw
 
 
+def start_redis(folder):
+    """A real redis-server on a free port (the replicas' shared tier), or None if absent."""
+    if shutil.which("redis-server") is None:
+        return None, None
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", folder],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return proc, "redis://127.0.0.1:%d" % port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    return None, None
+
+
 class Replica:
-    def __init__(self, folder, name):
+    def __init__(self, folder, name, extra=()):
         self.name = name
         self.log_path = os.path.join(folder, name + ".log")
         log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [KVAULT, "serve", "--port", "0", "--model", MODEL,
              "--data-dir", os.path.join(folder, name, "data"),
-             "--cache-dir", os.path.join(folder, name, "blocks")],
+             "--cache-dir", os.path.join(folder, name, "blocks")] + list(extra),
             stdout=subprocess.DEVNULL, stderr=log)
         self.port = None
         deadline = time.time() + 30
@@ -171,8 +192,11 @@ def main():
     started = time.time()
     folder = tempfile.mkdtemp(prefix="kvault-haproxy-")
     replicas, router = [], None
+    # With Redis (issue 12) the replica that takes over a conversation also has its KV.
+    redis, redis_url = start_redis(folder)
+    extra = ["--remote-url", redis_url] if redis_url else []
     try:
-        replicas = [Replica(folder, "a"), Replica(folder, "b")]
+        replicas = [Replica(folder, "a", extra), Replica(folder, "b", extra)]
         router = Router(folder, replicas)
         check(router.wait_for({"r1": "UP", "r2": "UP"}, 15), "both replicas UP in haproxy's stats")
 
@@ -234,6 +258,15 @@ def main():
         print("taken out %.1f s after kill -9" % (time.time() - killed_at), flush=True)
         status, reply = router.chat("After the crash.", header="h-0")
         check(status == 200, "h-0 after the crash: %s %s" % (status, reply))
+        if redis_url and status == 200:
+            usage = reply["usage"]
+            cached = usage["prompt_tokens_details"]["cached_tokens"]
+            # Short turns here: the new message is a large part of the prompt (cluster_test
+            # checks >= 90% on a longer conversation); all of the history must come from Redis.
+            check(reply["kvault"]["cache_source"] == "remote" and
+                  cached * 2 >= usage["prompt_tokens"],
+                  "h-0's KV came from Redis through the router: %s, %d of %d cached" %
+                  (reply["kvault"]["cache_source"], cached, usage["prompt_tokens"]))
         check("h-0" in survivor.conversations(), "h-0 continues on the other replica")
         moved = [c for c in by_body if placement.get(c) == victim.name][:1]
         for conversation in moved:
@@ -251,6 +284,9 @@ def main():
             router.stop()
         for r in replicas:
             r.stop()
+        if redis is not None:
+            redis.kill()
+            redis.wait()
         if failures:
             for name in ["haproxy.log"] + [r.name + ".log" for r in replicas]:
                 path = os.path.join(folder, name)

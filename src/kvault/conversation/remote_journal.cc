@@ -177,11 +177,7 @@ std::optional<std::vector<std::string>> RemoteJournal::NewerRecords(const std::s
 Status RemoteJournal::Append(const std::string& scope, const std::string& id, size_t n_before,
                              std::span<const std::string> records) {
   const std::string hash = KeyHash(scope, id);
-  int64_t fence = 0;
-  {
-    MutexLock lock(&mu_);
-    if (auto it = held_.find(hash); it != held_.end()) fence = it->second;
-  }
+  const int64_t fence = FenceOf(hash);
   std::vector<std::string> command = {"EVAL",
                                       kAppendScript,
                                       "2",
@@ -219,11 +215,7 @@ Status RemoteJournal::Append(const std::string& scope, const std::string& id, si
 Status RemoteJournal::Rewrite(const std::string& scope, const std::string& id,
                               const std::string& hash) {
   KV_ASSIGN_OR_RETURN(std::vector<std::string> records, journal_->Records(scope, id));
-  int64_t fence = 0;
-  {
-    MutexLock lock(&mu_);
-    if (auto it = held_.find(hash); it != held_.end()) fence = it->second;
-  }
+  const int64_t fence = FenceOf(hash);
   std::vector<std::string> command = {"EVAL",
                                       kRewriteScript,
                                       "2",
@@ -237,6 +229,12 @@ Status RemoteJournal::Rewrite(const std::string& scope, const std::string& id,
     return FailedPreconditionError("stale fencing token");
   }
   return Status::Ok();
+}
+
+int64_t RemoteJournal::FenceOf(const std::string& hash) const {
+  MutexLock lock(&mu_);
+  auto it = held_.find(hash);
+  return it == held_.end() ? 0 : it->second;
 }
 
 RemoteJournalStats RemoteJournal::stats() const {

@@ -92,6 +92,8 @@ class RemoteJournal : public JournalMirror {
  private:
   std::string KeyHash(const std::string& scope, const std::string& id) const;
   void Release(const std::string& key, int64_t fence);
+  // The fence of the lease this replica holds on `hash`; 0 (unfenced) if none.
+  int64_t FenceOf(const std::string& hash) const;
   // The list again from the local log (the lease holder's truth).
   Status Rewrite(const std::string& scope, const std::string& id, const std::string& hash);
   void RenewLoop();

@@ -124,6 +124,10 @@ size_t BlockStore::Discover(std::span<const llama_token> tokens, const BlockName
   size_t known = 0;
   {
     MutexLock lock(&s.mu);
+    // The conversation's latest tail is here: this replica wrote its latest turn, so no
+    // other replica holds more of it (one writer per conversation), and asking costs a round
+    // trip for nothing.
+    if (!(tail_hint == BlockName{}) && s.tree.Find(tail_hint) != nullptr) return 0;
     while (known < n_full && s.tree.Find(chain[known]) != nullptr) ++known;
   }
   const size_t end = std::min(n_full, known + kMaxProbe);
@@ -143,12 +147,8 @@ size_t BlockStore::Discover(std::span<const llama_token> tokens, const BlockName
   const size_t tail_at = known + found;
   std::vector<llama_token> tail_tokens;
   uint64_t tail_bytes = 0;
-  const bool tail_known = [&] {
-    MutexLock lock(&s.mu);
-    return s.tree.Find(tail_hint) != nullptr;
-  }();
   const BlockName tail_parent = tail_at == 0 ? root : chain[tail_at - 1];
-  if (!(tail_hint == BlockName{}) && !tail_known && tail_at * b < tokens.size()) {
+  if (!(tail_hint == BlockName{}) && tail_at * b < tokens.size()) {
     constexpr size_t kHeaderBytes = 256 << 10;  // as the disk tier's recovery reads
     Result<RemoteTier::Head> head = s.remote->ReadHead(tail_hint, kHeaderBytes);
     Result<kv::BlockMeta> meta = head.ok() ? kv::PeekBlockMeta(head->prefix) : head.status();

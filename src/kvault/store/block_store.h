@@ -189,8 +189,8 @@ class BlockStore {
   // With a remote tier: asks it for the blocks of `tokens` past what the tree already holds
   // (their names follow from the tokens) and adds those it has to the tree, so Find sees
   // them. `tail_hint` names a partial last block worth asking for (a conversation's journaled
-  // tail). One round trip; network I/O, so never on the engine thread. Returns the tokens
-  // added.
+  // tail; when the tree already has it, nothing is asked). One round trip; network I/O, so
+  // never on the engine thread. Returns the tokens added.
   size_t Discover(std::span<const llama_token> tokens, const BlockName& root = {},
                   const BlockName& tail_hint = {});
   bool has_remote() const;

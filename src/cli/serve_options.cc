@@ -426,6 +426,11 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       ->check(CLI::Range(1, 256));
   add("conversation-queue", c.conversation_queue, "requests that may wait; beyond: 503")
       ->check(CLI::Range(0, 100000));
+  add("queue-timeout", c.queue_timeout_s,
+      "seconds a request may wait for a thread and, with --remote-url, for another replica's "
+      "turn of its conversation; beyond: 503 (thread) or 409 (conversation busy)")
+      ->check(CLI::Range(0.001, 86400.0))
+      ->check(NotNan());
   add("pinned-sequences", c.pinned_sequences,
       "device sequences of their own for pinned conversations (pin: true), beyond the threads' "
       "(each holds --window KV cells); 0 = pins take the threads' parked ones")

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tests/integration/server_process.h"
+#include "tests/integration/subprocess.h"
 #include "tests/test_env.h"
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -185,6 +186,42 @@ TEST_F(ClusterTest, TwoReplicasRacingOnOneConversationNeverInterleaveTurns) {
   for (int i = 0; i < 6; ++i) EXPECT_EQ(seen[i], 1) << "entry " << i;
 }
 
+// Another replica's lease (here one that paused mid-turn, as a stopped process holds it)
+// is waited for within the request's --queue-timeout, then answered 409; once the lease
+// expires, the conversation continues here.
+TEST_F(ClusterTest, ALeaseHeldBeyondTheQueueTimeoutAnswers409ThenExpires) {
+  auto a = Replica();
+  auto b = Replica({"--queue-timeout", "0.5"});
+  ASSERT_TRUE(a->ok() && b->ok());
+  Turn(*a, "busy", kTurns[0]);
+  // The conversation's fence key names its hash; its lease is taken as a replica would.
+  const ProcessResult keys = RunProcess({"/usr/bin/redis-cli", "-p", std::to_string(redis_.port()),
+                                         "--scan", "--pattern", "kvault:fence:*"});
+  ASSERT_EQ(keys.exit_code, 0) << keys.err;
+  const std::string hash = keys.out.substr(std::string("kvault:fence:").size(), 32);
+  const ProcessResult held =
+      RunProcess({"/usr/bin/redis-cli", "-p", std::to_string(redis_.port()), "SET",
+                  "kvault:lease:" + hash, "paused-replica:999", "PX", "2500"});
+  ASSERT_EQ(held.exit_code, 0) << held.err;
+
+  const auto start = std::chrono::steady_clock::now();
+  const Json busy = Post(*b, "/v1/chat/completions",
+                         {{"conversation_id", "busy"},
+                          {"messages", {{{"role", "user"}, {"content", kTurns[1]}}}},
+                          {"max_tokens", 4}},
+                         {}, 409);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, std::chrono::milliseconds(450));
+  EXPECT_LT(waited, std::chrono::milliseconds(2400));  // gave up before the lease ended
+  EXPECT_EQ(busy["error"]["type"], "invalid_request_error") << busy.dump();
+  EXPECT_EQ(busy["error"]["code"], "conversation_busy") << busy.dump();
+  // Nothing of the refused turn was recorded.
+  EXPECT_EQ(Get(*a, "/v1/conversations/busy/history")["turns"].size(), 3u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2200));
+  Turn(*b, "busy", kTurns[1]);
+  EXPECT_EQ(Get(*b, "/v1/conversations/busy/history")["turns"].size(), 5u);
+}
+
 TEST_F(ClusterTest, ARedisOutageCostsOnlyTheSharing) {
   auto a = Replica();
   ASSERT_TRUE(a->ok());
@@ -214,6 +251,66 @@ TEST_F(ClusterTest, ARedisOutageCostsOnlyTheSharing) {
   ASSERT_TRUE(b->ok());
   Turn(*b, "o", "And then?");
   EXPECT_EQ(Get(*b, "/v1/conversations/o/history")["turns"].size(), 1u + 2 * 5);
+}
+
+// Sessions and the knowledge store's facts are shared state too: what one replica saves,
+// another lists, loads and searches; a replacement or removal on one is what the other sees;
+// and after Redis restarts empty, the replicas publish what they hold again.
+TEST_F(ClusterTest, SessionsAndFactsSavedOnOneReplicaServeOnAnother) {
+  auto a = Replica();
+  auto b = Replica();
+  ASSERT_TRUE(a->ok() && b->ok());
+  for (size_t i = 0; i < 3; ++i) Turn(*a, "s", kTurns[i]);
+  Post(*a, "/v1/sessions/log/save", {{"conversation_id", "s"}});
+  Post(*a, "/v1/knowledge/crew", {{"key", "mechanic"}, {"value", "Ivo repairs the rover"}});
+
+  const Json listed = Get(*b, "/v1/sessions");
+  ASSERT_EQ(listed["data"].size(), 1u) << listed.dump();
+  EXPECT_EQ(listed["data"][0]["name"], "log");
+  Post(*b, "/v1/sessions/log/load", {{"conversation_id", "s-copy"}});
+  EXPECT_EQ(Get(*b, "/v1/conversations/s-copy/history")["turns"].size(), 1u + 2 * 3);
+  const Json found = Get(*b, "/v1/knowledge/search?q=rover");
+  ASSERT_EQ(found["results"].size(), 1u) << found.dump();
+  EXPECT_EQ(found["results"][0]["value"], "Ivo repairs the rover");
+
+  // B saves over A's session: A sees B's version, and the old one kept under another name.
+  Turn(*b, "t", kTurns[5]);
+  const Json replaced = Post(*b, "/v1/sessions/log/save", {{"conversation_id", "t"}});
+  ASSERT_TRUE(replaced["replaced_as"].is_string()) << replaced.dump();
+  EXPECT_EQ(Get(*a, "/v1/sessions/log")["conversation_id"], "t");
+  EXPECT_EQ(Get(*a, "/v1/sessions")["data"].size(), 2u);
+  // Removed on A: gone on B. A fact written on B replaces A's value everywhere.
+  httplib::Client client("127.0.0.1", a->port());
+  httplib::Result removed = client.Delete("/v1/sessions/log");
+  ASSERT_TRUE(removed && removed->status == 200) << (removed ? removed->body : "no reply");
+  EXPECT_EQ(Get(*b, "/v1/sessions")["data"].size(), 1u);
+  Post(*b, "/v1/knowledge/crew", {{"key", "mechanic"}, {"value", "Tomas repairs the rover"}});
+  EXPECT_EQ(Get(*a, "/v1/knowledge/search?q=rover")["results"][0]["value"],
+            "Tomas repairs the rover");
+
+  // Redis restarted empty: a replica that joins afterwards still finds both, published
+  // again by A and B from their own copies.
+  redis_.Stop();
+  ASSERT_TRUE(redis_.Start());
+  // Each replica notices on its next use of the shared state (the first fails and backs
+  // off; one after the backoff reconnects and publishes).
+  for (const ServerProcess* replica : {a.get(), b.get()}) {
+    for (int i = 0; i < 60; ++i) {
+      Get(*replica, "/v1/knowledge/search?q=rover");
+      Get(*replica, "/v1/sessions");
+      if (Get(*replica, "/health")["remote"]["status"] == "ok") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    }
+  }
+  auto c = Replica();
+  ASSERT_TRUE(c->ok());
+  EXPECT_EQ(Get(*c, "/v1/knowledge/search?q=rover")["results"][0]["value"],
+            "Tomas repairs the rover");
+  EXPECT_EQ(Get(*c, "/v1/sessions")["data"].size(), 1u);
+  httplib::Result metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("kvault_remote_shared_writes_total{kind=\"session\"}"),
+            std::string::npos);
 }
 
 TEST_F(ClusterTest, AKeysConversationsStayInvisibleThroughAnotherReplica) {

@@ -2,8 +2,8 @@
 
 namespace kvault::conversation {
 
-Admission::Admission(int max_running, int max_waiting)
-    : max_running_(max_running), max_waiting_(max_waiting) {}
+Admission::Admission(int max_running, int max_waiting, std::chrono::milliseconds queue_timeout)
+    : max_running_(max_running), max_waiting_(max_waiting), queue_timeout_(queue_timeout) {}
 
 Result<std::unique_ptr<Admission::Ticket>> Admission::Enter() {
   MutexLock lock(&mu_);
@@ -18,13 +18,25 @@ Result<std::unique_ptr<Admission::Ticket>> Admission::Enter() {
         .WithDetail(ErrorDetail::kServerOverloaded);
   }
   ++waiting_;
-  return std::unique_ptr<Ticket>(new Ticket(this));
+  return std::unique_ptr<Ticket>(
+      new Ticket(this, std::chrono::steady_clock::now() + queue_timeout_));
 }
 
 Status Admission::Ticket::Run() {
   Admission* a = admission_;
   MutexLock lock(&a->mu_);
-  while (!a->closed_ && a->running_ >= a->max_running_) a->thread_freed_.Wait(&a->mu_);
+  while (!a->closed_ && a->running_ >= a->max_running_) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline_) {
+      ++a->timed_out_;
+      return ResourceExhaustedError("waited " + std::to_string(a->queue_timeout_.count() / 1000) +
+                                    " s for a conversation thread (--queue-timeout); retry later")
+          .WithDetail(ErrorDetail::kServerOverloaded);
+    }
+    // Rounded up: a wait cut short by the rounding would give up before the deadline.
+    a->thread_freed_.WaitFor(&a->mu_,
+                             std::chrono::ceil<std::chrono::milliseconds>(deadline_ - now));
+  }
   if (a->closed_) {
     return UnavailableError("the server is shutting down").WithDetail(ErrorDetail::kShuttingDown);
   }
@@ -53,7 +65,7 @@ void Admission::Close() {
 
 AdmissionStats Admission::stats() const {
   MutexLock lock(&mu_);
-  return {running_, waiting_, max_running_, max_waiting_, rejected_};
+  return {running_, waiting_, max_running_, max_waiting_, rejected_, timed_out_};
 }
 
 }  // namespace kvault::conversation

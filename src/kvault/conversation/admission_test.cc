@@ -8,8 +8,10 @@
 namespace kvault::conversation {
 namespace {
 
+constexpr std::chrono::milliseconds kLong{60000};
+
 TEST(AdmissionTest, RefusesBeyondThreadsPlusQueue) {
-  Admission admission(/*max_running=*/2, /*max_waiting=*/2);
+  Admission admission(/*max_running=*/2, /*max_waiting=*/2, kLong);
   std::vector<std::unique_ptr<Admission::Ticket>> tickets;
   for (int i = 0; i < 4; ++i) {
     Result<std::unique_ptr<Admission::Ticket>> ticket = admission.Enter();
@@ -24,7 +26,7 @@ TEST(AdmissionTest, RefusesBeyondThreadsPlusQueue) {
 }
 
 TEST(AdmissionTest, RunWaitsForAFreeThread) {
-  Admission admission(1, 4);
+  Admission admission(1, 4, kLong);
   std::unique_ptr<Admission::Ticket> first = admission.Enter().value();
   ASSERT_TRUE(first->Run().ok());
   std::unique_ptr<Admission::Ticket> second = admission.Enter().value();
@@ -45,7 +47,7 @@ TEST(AdmissionTest, RunWaitsForAFreeThread) {
 }
 
 TEST(AdmissionTest, CloseWakesWaitersWithUnavailable) {
-  Admission admission(1, 1);
+  Admission admission(1, 1, kLong);
   std::unique_ptr<Admission::Ticket> first = admission.Enter().value();
   ASSERT_TRUE(first->Run().ok());
   std::unique_ptr<Admission::Ticket> second = admission.Enter().value();
@@ -56,6 +58,22 @@ TEST(AdmissionTest, CloseWakesWaitersWithUnavailable) {
   waiter.join();
   EXPECT_EQ(waited.code(), StatusCode::kUnavailable);
   EXPECT_EQ(admission.Enter().status().code(), StatusCode::kUnavailable);
+}
+
+TEST(AdmissionTest, GivesUpAfterTheQueueTimeout) {
+  Admission admission(1, 1, std::chrono::milliseconds(100));
+  std::unique_ptr<Admission::Ticket> first = admission.Enter().value();
+  ASSERT_TRUE(first->Run().ok());
+  std::unique_ptr<Admission::Ticket> second = admission.Enter().value();
+  const auto start = std::chrono::steady_clock::now();
+  const Status waited = second->Run();
+  EXPECT_EQ(waited.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(waited.message().find("--queue-timeout"), std::string::npos) << waited.message();
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(100));
+  EXPECT_EQ(admission.stats().timed_out, 1);
+  EXPECT_LE(second->deadline(), std::chrono::steady_clock::now());
+  second.reset();
+  EXPECT_EQ(admission.stats().waiting, 0);  // the timed-out ticket left the queue
 }
 
 }  // namespace

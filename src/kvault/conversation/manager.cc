@@ -29,7 +29,7 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
                .recall_k = params.recall_k,
                .min_score = params.recall_min_score,
                .fog_alpha = params.fog_alpha}),
-      admission_(params.threads, params.queue),
+      admission_(params.threads, params.queue, params.queue_timeout),
       pool_(params.n_sequences,
             params.max_pinned >= 0 ? params.max_pinned
                                    : std::max(0, params.n_sequences - params.threads),
@@ -125,9 +125,11 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
   TurnLock& conversation = pending->conversation;
   if (deps_.remote != nullptr && request.explicit_conversation) {
     // One writer per conversation across replicas; then whatever another replica added.
+    const auto left = std::max(std::chrono::milliseconds(0),
+                               std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   pending->ticket->deadline() - std::chrono::steady_clock::now()));
     KV_ASSIGN_OR_RETURN(pending->remote_lease,
-                        deps_.remote->Acquire(request.scope, request.conversation_id,
-                                              std::chrono::milliseconds(10000)));
+                        deps_.remote->Acquire(request.scope, request.conversation_id, left));
     ContinueFromRemote(conversation);
   }
   // Validate: everything below up to the commit can refuse the request, and changes nothing.

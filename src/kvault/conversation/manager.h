@@ -32,6 +32,7 @@
 // Thread-safety: all methods may be called from any thread.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +67,9 @@ struct ManagerParams {
   int max_generation = 4096;  // default and upper bound of max_tokens
   int threads = 4;
   int queue = 64;
+  // How long a request may wait for a thread, and for another replica's lease on its
+  // conversation (remote_journal.h), in all: 503 or 409 after that.
+  std::chrono::milliseconds queue_timeout{120000};
   int n_sequences = 8;  // sequences of the llama context (>= threads)
   // Of them, how many pinned conversations may keep (`pin`), with n_sequences - max_pinned >=
   // threads; -1: the spare ones, n_sequences - threads.

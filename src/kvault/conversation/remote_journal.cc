@@ -115,7 +115,8 @@ Result<RemoteJournal::Lease> RemoteJournal::Acquire(const std::string& scope, co
     if (std::chrono::steady_clock::now() >= deadline) {
       lease_conflicts_.fetch_add(1);
       return FailedPreconditionError("conversation '" + id +
-                                     "' has a turn running on another replica; retry");
+                                     "' has a turn running on another replica; retry")
+          .WithDetail(ErrorDetail::kConversationBusy);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }

@@ -21,6 +21,10 @@ Status NotEnabled() { return FailedPreconditionError("sessions are not enabled")
 
 SessionService::SessionService(SessionServiceDeps deps) : deps_(std::move(deps)) {
   if (deps_.store == nullptr || deps_.kv_cache->store() == nullptr) return;
+  // Pins are this replica's: it holds them for the sessions whose files it has (Repin
+  // below), and releases them when another replica replaced or removed one.
+  deps_.store->OnStale(
+      [kv_cache = deps_.kv_cache](const Session& stale) { kv_cache->Unpin(stale.blocks); });
   Result<std::vector<Session>> all = deps_.store->List("", /*all_scopes=*/true);
   if (!all.ok()) {
     KV_LOG(kWarning) << "sessions: " << all.status().ToString();
@@ -90,7 +94,7 @@ Result<std::string> SessionService::Replace(const Session& session) {
     return written;
   }
   if (previous.ok()) {
-    deps_.kv_cache->Unpin(previous->blocks);
+    if (previous->local) deps_.kv_cache->Unpin(previous->blocks);
     KV_LOG(kInfo) << "sessions: '" << session.name << "' replaced; the previous one ("
                   << previous->turns.size() << " turns) is kept as '" << replaced_as << "'";
   }
@@ -128,7 +132,7 @@ Status SessionService::Clear(const std::string& scope, const std::string& name) 
   cleared.kv_tokens = 0;
   cleared.kv_bytes = 0;
   KV_RETURN_IF_ERROR(Put(cleared));
-  deps_.kv_cache->Unpin(session.blocks);
+  if (session.local) deps_.kv_cache->Unpin(session.blocks);
   return Status::Ok();
 }
 
@@ -143,7 +147,7 @@ Result<store::Removed> SessionService::DropKv(const std::string& scope, const st
   // The record first: a session that still names its blocks after a failed write keeps them
   // pinned, and loses nothing.
   KV_RETURN_IF_ERROR(Put(dropped));
-  deps_.kv_cache->Unpin(session.blocks);
+  if (session.local) deps_.kv_cache->Unpin(session.blocks);
   return deps_.kv_cache->ClearBranch(session.blocks.back());
 }
 
@@ -151,7 +155,7 @@ Status SessionService::Delete(const std::string& scope, const std::string& name)
   if (deps_.store == nullptr) return NotEnabled();
   KV_ASSIGN_OR_RETURN(Session session, deps_.store->Get(scope, name));
   KV_RETURN_IF_ERROR(deps_.store->Remove(scope, name));
-  deps_.kv_cache->Unpin(session.blocks);
+  if (session.local) deps_.kv_cache->Unpin(session.blocks);
   return Status::Ok();
 }
 

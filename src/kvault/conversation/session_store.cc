@@ -7,6 +7,7 @@
 
 #include "kvault/base/file.h"
 #include "kvault/base/json.h"
+#include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
 
 namespace kvault::conversation {
@@ -139,13 +140,23 @@ std::string SessionStore::PathOf(const std::string& scope, const std::string& na
   return folder + "/" + name + std::string(kSuffix);
 }
 
+Result<Session> SessionStore::Parse(const std::string& text, const std::string& where) {
+  Result<Json> json = ParseJson(text);
+  if (!json.ok()) return CorruptionError(where + ": " + json.status().message());
+  Result<Session> session = SessionFromJson(*json);
+  if (!session.ok()) return session.status().WithPrefix(where);
+  return session;
+}
+
 Result<Session> SessionStore::Read(const std::string& path) {
   KV_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  Result<Json> json = ParseJson(text);
-  if (!json.ok()) return CorruptionError(path + ": " + json.status().message());
-  Result<Session> session = SessionFromJson(*json);
-  if (!session.ok()) return session.status().WithPrefix(path);
+  KV_ASSIGN_OR_RETURN(Session session, Parse(text, path));
+  session.local = true;
   return session;
+}
+
+static Status NoSession(const std::string& name) {
+  return NotFoundError("no session '" + name + "'").WithDetail(ErrorDetail::kSessionNotFound);
 }
 
 Status SessionStore::Put(const Session& session) {
@@ -154,24 +165,62 @@ Status SessionStore::Put(const Session& session) {
   MutexLock lock(&mu_);
   const std::string path = PathOf(session.scope, session.name);
   KV_RETURN_IF_ERROR(CreateDirectories(std::filesystem::path(path).parent_path().string()));
-  return WriteFileAtomic(path, DumpJson(SessionToJson(session)));
+  const std::string text = DumpJson(SessionToJson(session));
+  KV_RETURN_IF_ERROR(WriteFileAtomic(path, text));
+  if (mirror_ != nullptr) {
+    // The file holds it: the next read with the mirror up publishes it (Reconcile).
+    if (Status shared = mirror_->Put(session.scope, session.name, text); !shared.ok()) {
+      KV_LOG(kWarning) << "sessions: '" << session.name
+                       << "' kept here only for now: " << shared.ToString();
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Session> SessionStore::GetLocal(const std::string& scope, const std::string& name) const {
+  const std::string path = PathOf(scope, name);
+  if (!PathExists(path)) return NoSession(name);
+  KV_ASSIGN_OR_RETURN(Session session, Read(path));
+  if (session.scope != scope) return NoSession(name);
+  return session;
+}
+
+Result<Session> SessionStore::Reconcile(const std::string& scope, const std::string& name,
+                                        const std::optional<std::string>& text) const {
+  Result<Session> local = GetLocal(scope, name);
+  if (!text.has_value()) {
+    // Redis lost it (restarted empty, or it was saved while Redis was down): ours is the copy.
+    if (local.ok()) (void)mirror_->Put(scope, name, DumpJson(SessionToJson(*local)));
+    return local;
+  }
+  if (local.ok() && DumpJson(SessionToJson(*local)) != *text) {
+    // Another replica replaced or removed it: this file and its pins are stale.
+    if (RemoveFile(PathOf(scope, name)).ok() && on_stale_) on_stale_(*local);
+    KV_LOG(kInfo) << "sessions: '" << name << "' was " << (text->empty() ? "removed" : "replaced")
+                  << " on another replica";
+  }
+  if (text->empty()) return NoSession(name);
+  return Parse(*text, "shared session '" + name + "'");
 }
 
 Result<Session> SessionStore::Get(const std::string& scope, const std::string& name) const {
   KV_RETURN_IF_ERROR(ValidateSessionName(name));
   KV_RETURN_IF_ERROR(ValidateScope(scope));
   MutexLock lock(&mu_);
-  const std::string path = PathOf(scope, name);
-  if (!PathExists(path))
-    return NotFoundError("no session '" + name + "'").WithDetail(ErrorDetail::kSessionNotFound);
-  KV_ASSIGN_OR_RETURN(Session session, Read(path));
-  if (session.scope != scope)
-    return NotFoundError("no session '" + name + "'").WithDetail(ErrorDetail::kSessionNotFound);
-  return session;
+  if (mirror_ != nullptr) {
+    Result<std::optional<std::string>> shared = mirror_->Get(scope, name);
+    if (shared.ok()) {
+      Result<Session> session = Reconcile(scope, name, *shared);
+      // A local file that matches the mirror is this replica's own (it pins the blocks).
+      if (session.ok() && PathExists(PathOf(scope, name))) session->local = true;
+      return session;
+    }
+  }
+  return GetLocal(scope, name);
 }
 
-Result<std::vector<Session>> SessionStore::List(const std::string& scope, bool all_scopes) const {
-  MutexLock lock(&mu_);
+Result<std::vector<Session>> SessionStore::ListLocal(const std::string& scope,
+                                                     bool all_scopes) const {
   std::vector<Session> sessions;
   std::error_code error;
   for (std::filesystem::recursive_directory_iterator it(dir_, error), end; !error && it != end;
@@ -183,6 +232,32 @@ Result<std::vector<Session>> SessionStore::List(const std::string& scope, bool a
     if (all_scopes || session->scope == scope) sessions.push_back(std::move(session).value());
   }
   if (error) return IOError("cannot list " + dir_ + ": " + error.message());
+  return sessions;
+}
+
+Result<std::vector<Session>> SessionStore::List(const std::string& scope, bool all_scopes) const {
+  MutexLock lock(&mu_);
+  KV_ASSIGN_OR_RETURN(std::vector<Session> sessions, ListLocal(scope, all_scopes));
+  Result<std::map<std::string, std::string>> shared =
+      mirror_ != nullptr && !all_scopes
+          ? mirror_->List(scope)
+          : Result<std::map<std::string, std::string>>(UnavailableError("no mirror"));
+  if (shared.ok()) {
+    std::vector<Session> merged;
+    for (const Session& session : sessions) {
+      if (!shared->contains(session.name)) {
+        Result<Session> kept = Reconcile(scope, session.name, std::nullopt);
+        if (kept.ok()) merged.push_back(std::move(kept).value());
+      }
+    }
+    for (const auto& [name, text] : *shared) {
+      Result<Session> session = Reconcile(scope, name, text);
+      if (!session.ok()) continue;  // a tombstone, or another key's (never: scoped hash)
+      if (PathExists(PathOf(scope, name))) session->local = true;
+      merged.push_back(std::move(session).value());
+    }
+    sessions = std::move(merged);
+  }
   std::sort(sessions.begin(), sessions.end(),
             [](const Session& a, const Session& b) { return a.name < b.name; });
   return sessions;
@@ -197,8 +272,17 @@ std::string SessionStore::ArchiveName(const std::string& scope, const std::strin
 }
 
 Status SessionStore::Remove(const std::string& scope, const std::string& name) {
-  KV_RETURN_IF_ERROR(Get(scope, name).status());
+  KV_ASSIGN_OR_RETURN(Session session, Get(scope, name));
   MutexLock lock(&mu_);
+  if (mirror_ != nullptr) {
+    // The tombstone first: removed here but not there, the session would come back.
+    Status shared = mirror_->Put(scope, name, "");
+    if (!shared.ok()) {
+      return shared.WithPrefix("session '" + name +
+                               "' not removed: the replicas' shared store does not answer");
+    }
+  }
+  if (!session.local) return Status::Ok();
   return RemoveFile(PathOf(scope, name));
 }
 

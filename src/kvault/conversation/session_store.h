@@ -8,11 +8,21 @@
 // own (key-<digest>/; scope "" the top level), so two keys' sessions of the same name are
 // two sessions, and one key can neither read nor replace the other's.
 //
+// Shared by several replicas (SetMirror, conversation/remote_sessions.h): the mirror is the
+// truth while it answers. A session is written to both; read, listed and removed through the
+// mirror, where a removal is a tombstone so that a replica holding the file drops it rather
+// than publishing it again. A session the mirror lacks but a local file has (Redis restarted
+// empty) is published again from the file. While the mirror does not answer, the local files
+// alone serve, as without one.
+//
 // Thread-safety: all methods may be called from any thread (one mutex; files are small).
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +47,9 @@ struct Session {
   std::vector<kv::BlockName> blocks;  // pinned blocks covering a prefix of `tokens`
   int64_t kv_tokens = 0;              // tokens those blocks cover
   int64_t kv_bytes = 0;               // their encoded size
+  // Read from this replica's own file: the replica pins `blocks` (a session another replica
+  // saved, read through the mirror, pins nothing here). Not stored.
+  bool local = false;
 };
 
 // Session names: 1 to 128 of [A-Za-z0-9._-], not starting with a dot.
@@ -51,9 +64,28 @@ std::string IsoTimestampUtc(int64_t unix_seconds);
 // A block name from its 32 hex digits (kv::BlockName::ToHex); Corruption if malformed.
 Result<kv::BlockName> ParseBlockName(const std::string& hex);
 
+// Where sessions are shared with other replicas. Texts are SessionToJson's; "" is a tombstone
+// (removed). Unavailable while the shared store cannot be reached.
+class SessionMirror {
+ public:
+  virtual ~SessionMirror() = default;
+  // nullopt: the mirror holds nothing under that name.
+  virtual Result<std::optional<std::string>> Get(const std::string& scope,
+                                                 const std::string& name) = 0;
+  virtual Status Put(const std::string& scope, const std::string& name,
+                     const std::string& text) = 0;
+  // Every name of the scope with its text (tombstones included).
+  virtual Result<std::map<std::string, std::string>> List(const std::string& scope) = 0;
+};
+
 class SessionStore {
  public:
   static Result<std::unique_ptr<SessionStore>> Open(const std::string& dir);
+  // Shares the sessions through `mirror` (outlives the store); set before use.
+  void SetMirror(SessionMirror* mirror) { mirror_ = mirror; }
+  // Called with a local session whose file is dropped because the mirror holds a newer
+  // version or a tombstone (another replica replaced or removed it): its pins are released.
+  void OnStale(std::function<void(const Session&)> on_stale) { on_stale_ = std::move(on_stale); }
 
   // Writes (or replaces) a session.
   Status Put(const Session& session);
@@ -73,8 +105,25 @@ class SessionStore {
   explicit SessionStore(std::string dir) : dir_(std::move(dir)) {}
   std::string PathOf(const std::string& scope, const std::string& name) const;
   static Result<Session> Read(const std::string& path);
+  static Result<Session> Parse(const std::string& text, const std::string& where);
+  // The local file's session, NotFound without one.
+  Result<Session> GetLocal(const std::string& scope, const std::string& name) const
+      KV_REQUIRES(mu_);
+  // What the mirror says of a session: a session, NotFound (tombstone or absent: `absent`
+  // tells which), or Unavailable.
+  Result<Session> GetMirrored(const std::string& scope, const std::string& name,
+                              bool* absent) const;
+  Result<std::vector<Session>> ListLocal(const std::string& scope, bool all_scopes) const
+      KV_REQUIRES(mu_);
+  // Brings the local file of a session in line with the mirror's `text` (nullopt: absent):
+  // absent there, the file is published again; a tombstone or another text drops the file
+  // (OnStale). The session to answer with, NotFound if none.
+  Result<Session> Reconcile(const std::string& scope, const std::string& name,
+                            const std::optional<std::string>& text) const KV_REQUIRES(mu_);
 
   const std::string dir_;
+  SessionMirror* mirror_ = nullptr;
+  std::function<void(const Session&)> on_stale_;
   mutable Mutex mu_;
 };
 

@@ -77,6 +77,8 @@ ManagerParams ManagerParamsFor(const StackConfig& config, const engine::Context&
   params.max_generation = config.max_generation;
   params.threads = config.conversation_threads;
   params.queue = config.conversation_queue;
+  params.queue_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(config.queue_timeout_s * 1000));
   params.n_sequences = ContextSequences(config);
   // With sequences of their own, pins take only those: the threads keep all their parked
   // ones for unpinned traffic.
@@ -110,6 +112,8 @@ Status ValidateStackConfig(const StackConfig& c) {
     return InvalidArgumentError("--conversation-threads must be at least 1");
   }
   if (c.conversation_queue < 0) return InvalidArgumentError("--conversation-queue must be >= 0");
+  if (!(c.queue_timeout_s >= 0.001))
+    return InvalidArgumentError("--queue-timeout must be positive");
   if (c.pinned_sequences < 0) return InvalidArgumentError("--pinned-sequences must be >= 0");
   if (ContextSequences(c) > kMaxSequences) {
     return InvalidArgumentError("2 x --conversation-threads + --pinned-sequences is " +
@@ -166,6 +170,10 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
     stack->journal_->SetMirror(stack->remote_journal_.get());
   }
   KV_ASSIGN_OR_RETURN(stack->sessions_, SessionStore::Open(config.data_dir + "/sessions"));
+  if (stack->redis_ != nullptr) {
+    stack->remote_sessions_ = std::make_unique<RemoteSessions>(stack->redis_, config.remote_prefix);
+    stack->sessions_->SetMirror(stack->remote_sessions_.get());
+  }
   stack->index_tokenizer_ = std::make_unique<engine::Tokenizer>(*stack->model_);
   KV_ASSIGN_OR_RETURN(stack->embedder_, OpenEmbedder(config));
   memory::ChunkIndexOptions index_options;
@@ -185,6 +193,11 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
   const std::string knowledge_path =
       config.knowledge_path.empty() ? config.data_dir + "/knowledge.db" : config.knowledge_path;
   KV_ASSIGN_OR_RETURN(stack->knowledge_, memory::KnowledgeStore::Open(knowledge_path));
+  if (stack->redis_ != nullptr) {
+    stack->remote_knowledge_ =
+        std::make_unique<RemoteKnowledge>(stack->redis_, config.remote_prefix);
+    stack->knowledge_->SetFeed(stack->remote_knowledge_.get());
+  }
   KV_ASSIGN_OR_RETURN(stack->scheduler_,
                       engine::Scheduler::Start(stack->context_.get(), *stack->model_,
                                                {.prefill_chunk = config.prefill_chunk}));

@@ -20,6 +20,8 @@
 #include "kvault/conversation/llama_embedder.h"
 #include "kvault/conversation/manager.h"
 #include "kvault/conversation/remote_journal.h"
+#include "kvault/conversation/remote_knowledge.h"
+#include "kvault/conversation/remote_sessions.h"
 #include "kvault/conversation/session_store.h"
 #include "kvault/engine/context.h"
 #include "kvault/engine/model.h"
@@ -46,6 +48,8 @@ struct StackConfig {
   int gpus = 0;     // > 0: offload all layers, split over this many GPUs
   int conversation_threads = 4;
   int conversation_queue = 64;
+  // The longest a request waits for a thread and another replica's lease (ManagerParams).
+  double queue_timeout_s = 120;
   // Sequences of their own for pinned conversations (`pin`), beyond the threads' two each;
   // 0 = pins take the threads' parked ones (at most conversation_threads of them).
   int pinned_sequences = 0;
@@ -102,6 +106,8 @@ class Stack {
   StorageHealth& storage_health() { return health_; }
   // Null without --remote-url.
   RemoteJournal* remote_journal() { return remote_journal_.get(); }
+  RemoteSessions* remote_sessions() { return remote_sessions_.get(); }
+  RemoteKnowledge* remote_knowledge() { return remote_knowledge_.get(); }
   // Null without --embedding-model.
   const engine::EmbeddingModel* embedding_model() const;
 
@@ -113,6 +119,8 @@ class Stack {
   std::unique_ptr<engine::Context> context_;
   std::unique_ptr<store::BlockStore> block_store_;
   std::unique_ptr<Journal> journal_;
+  std::unique_ptr<RemoteSessions> remote_sessions_;    // null without --remote-url;
+  std::unique_ptr<RemoteKnowledge> remote_knowledge_;  // both outlive the stores they feed
   std::unique_ptr<SessionStore> sessions_;
   std::unique_ptr<engine::Tokenizer> index_tokenizer_;
   std::unique_ptr<LlamaEmbedder> embedder_;  // outlives the index

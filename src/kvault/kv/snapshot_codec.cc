@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include <ggml.h>
 #include <zstd.h>
 
 #include "kvault/base/coding.h"
@@ -117,6 +118,8 @@ void PutHeader(ByteSink* out, const BlockMeta& meta, const KvBlock& block, uint8
   for (llama_token token : meta.tokens) PutFixed<int32_t>(out, token);
 }
 
+bool ValidGgmlType(int32_t type) { return type >= 0 && type < GGML_TYPE_COUNT; }
+
 Status GetHeader(SpanSource* in, BlockMeta* meta, KvBlock* block, uint8_t* flags) {
   uint32_t magic = 0;
   uint16_t version = 0;
@@ -139,6 +142,8 @@ Status GetHeader(SpanSource* in, BlockMeta* meta, KvBlock* block, uint8_t* flags
   KV_RETURN_IF_ERROR(GetHash(in, &meta->parent));
   KV_RETURN_IF_ERROR(GetHash(in, &meta->space.model_fingerprint));
   KV_RETURN_IF_ERROR(GetFixed(in, &meta->space.cache_type));
+  // The type is passed to ggml (its name, its row sizes), which indexes a table by it.
+  if (!ValidGgmlType(meta->space.cache_type)) return CorruptionError("bad cache type");
   KV_RETURN_IF_ERROR(GetFixed(in, &rotated));
   KV_RETURN_IF_ERROR(GetFixed(in, &v_trans));
   KV_RETURN_IF_ERROR(GetFixed(in, &block_size));
@@ -161,6 +166,9 @@ Status GetHeader(SpanSource* in, BlockMeta* meta, KvBlock* block, uint8_t* flags
     KV_RETURN_IF_ERROR(GetFixed(in, &layer.v_row_size));
     KV_RETURN_IF_ERROR(GetFixed(in, &layer.v_el_size));
     KV_RETURN_IF_ERROR(GetFixed(in, &layer.n_embd_v_gqa));
+    if (!ValidGgmlType(layer.k_type) || !ValidGgmlType(layer.v_type)) {
+      return CorruptionError("block layer has a bad cache type");
+    }
     if (layer.k_row_size == 0 || layer.k_row_size > (1u << 24) || layer.v_row_size == 0 ||
         layer.v_row_size > (1u << 24)) {
       return CorruptionError("block layer row sizes are impossible");

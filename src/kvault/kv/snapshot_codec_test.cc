@@ -139,6 +139,22 @@ TEST_F(SnapshotCodecTest, DamageIsAlwaysDetected) {
   }
 }
 
+// A header whose checksum holds but whose cache type is no ggml type (found by disk_block_fuzz:
+// the type reached ggml_type_name, which indexes a table by it) is refused as corrupt.
+TEST_F(SnapshotCodecTest, UnknownCacheTypesAreRefused) {
+  std::vector<llama_token> tokens;
+  const KvBlock block = Export(engine::KvCacheType::kF16, engine::FlashAttention::kOn, &tokens);
+  for (int32_t type : {-1, static_cast<int>(GGML_TYPE_COUNT), 0x7fffffff}) {
+    BlockMeta meta = Meta(tokens);
+    meta.space.cache_type = type;
+    const std::vector<uint8_t> encoded = EncodeBlock(block, meta, {BlockEncoding::kF16}).value();
+    Result<DecodedBlock> decoded = DecodeBlock(encoded);
+    ASSERT_FALSE(decoded.ok()) << type;
+    EXPECT_EQ(decoded.status().code(), StatusCode::kCorruption);
+    EXPECT_NE(decoded.status().message().find("cache type"), std::string::npos);
+  }
+}
+
 TEST_F(SnapshotCodecTest, IncompatibleBlocksAreRefused) {
   std::vector<llama_token> tokens;
   const KvBlock block = Export(engine::KvCacheType::kF16, engine::FlashAttention::kOn, &tokens);

@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "kvault/base/json.h"
+#include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
 
 namespace kvault::memory {
@@ -12,6 +14,14 @@ constexpr char kFactsTable[] =
     "  id INTEGER PRIMARY KEY, scope TEXT NOT NULL DEFAULT '', topic TEXT NOT NULL,"
     "  key TEXT NOT NULL, value TEXT NOT NULL,"
     "  updated_at INTEGER NOT NULL DEFAULT (unixepoch()), UNIQUE (scope, topic, key));";
+
+// Where this store is in a shared feed (KnowledgeFeed): one row.
+constexpr char kFeedTable[] =
+    "CREATE TABLE IF NOT EXISTS feed_state ("
+    "  id INTEGER PRIMARY KEY, epoch TEXT NOT NULL, cursor INTEGER NOT NULL);";
+
+// Facts per feed record, and records read from the feed at once.
+constexpr size_t kFactsPerRecord = 256;
 
 // The full-text index holds topic, key and value; the scope is filtered through the join with
 // `facts`, so a scope is never a search term.
@@ -91,6 +101,34 @@ Result<KnowledgeStats> ReadStats(SqliteStatement& query) {
   return KnowledgeStats{query.ColumnInt(0), query.ColumnInt(1)};
 }
 
+// A feed record: {"scope": ..., "facts": [[topic, key, value], ...]}.
+std::string FeedRecord(const std::string& scope, const std::vector<Fact>& facts) {
+  Json list = Json::array();
+  for (const Fact& fact : facts) list.push_back(Json::array({fact.topic, fact.key, fact.value}));
+  return DumpJson(Json{{"scope", scope}, {"facts", std::move(list)}});
+}
+
+Result<std::pair<std::string, std::vector<Fact>>> ParseFeedRecord(const std::string& record) {
+  Result<Json> json = ParseJson(record);
+  const auto bad = [] { return CorruptionError("malformed knowledge record"); };
+  if (!json.ok() || !json->is_object() || !json->contains("facts")) return bad();
+  const Json& scope = (*json)["scope"];
+  const Json& list = (*json)["facts"];
+  if (!scope.is_string() || !list.is_array()) return bad();
+  std::vector<Fact> facts;
+  for (const Json& entry : list) {
+    if (!entry.is_array() || entry.size() != 3 || !entry[0].is_string() || !entry[1].is_string() ||
+        !entry[2].is_string()) {
+      return bad();
+    }
+    Fact fact{entry[0].get<std::string>(), entry[1].get<std::string>(),
+              entry[2].get<std::string>()};
+    KV_RETURN_IF_ERROR(CheckFact(fact));
+    facts.push_back(std::move(fact));
+  }
+  return std::pair(scope.get<std::string>(), std::move(facts));
+}
+
 }  // namespace
 
 std::string FtsQuery(const std::string& text) {
@@ -142,7 +180,7 @@ Status CheckTopicName(std::string_view topic) {
 Result<std::unique_ptr<KnowledgeStore>> KnowledgeStore::Open(const std::string& path) {
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDatabase> db, SqliteDatabase::Open(path));
   KV_RETURN_IF_ERROR(MigrateUnscopedFacts(*db));
-  KV_RETURN_IF_ERROR(db->Execute(std::string(kFactsTable) + kFtsSchema));
+  KV_RETURN_IF_ERROR(db->Execute(std::string(kFactsTable) + kFtsSchema + kFeedTable));
   return std::unique_ptr<KnowledgeStore>(new KnowledgeStore(std::move(db)));
 }
 
@@ -150,6 +188,18 @@ Status KnowledgeStore::Put(const std::string& scope, const std::vector<Fact>& fa
   for (const Fact& fact : facts) KV_RETURN_IF_ERROR(CheckFact(fact));
   if (facts.empty()) return Status::Ok();
   MutexLock lock(&mu_);
+  SyncLocked();
+  KV_RETURN_IF_ERROR(PutInTransaction(scope, facts));
+  if (feed_ != nullptr) {
+    // Applied here first, so the write holds whatever the feed does; published after the
+    // writes that still wait, in order. Applying it again from the feed changes nothing.
+    unpublished_.push_back(FeedRecord(scope, facts));
+    SyncLocked();
+  }
+  return Status::Ok();
+}
+
+Status KnowledgeStore::PutInTransaction(const std::string& scope, const std::vector<Fact>& facts) {
   KV_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
   Status stored = PutLocked(scope, facts);
   if (!stored.ok()) {
@@ -157,6 +207,93 @@ Status KnowledgeStore::Put(const std::string& scope, const std::vector<Fact>& fa
     return stored;
   }
   return db_->Execute("COMMIT");
+}
+
+void KnowledgeStore::SetFeed(KnowledgeFeed* feed) {
+  MutexLock lock(&mu_);
+  feed_ = feed;
+  Result<std::unique_ptr<SqliteStatement>> query =
+      db_->Prepare("SELECT epoch, cursor FROM feed_state WHERE id = 1");
+  if (query.ok() && (*query)->Step().value_or(false)) {
+    epoch_ = (*query)->ColumnText(0);
+    cursor_ = (*query)->ColumnInt(1);
+  }
+  SyncLocked();  // joins now: a store's own facts go in before anyone reads the feed
+}
+
+Status KnowledgeStore::SaveCursorLocked() {
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> save,
+                      db_->Prepare("INSERT OR REPLACE INTO feed_state (id, epoch, cursor)"
+                                   " VALUES (1, ?1, ?2)"));
+  KV_RETURN_IF_ERROR(save->Bind(1, epoch_));
+  KV_RETURN_IF_ERROR(save->Bind(2, cursor_));
+  return save->Run();
+}
+
+Status KnowledgeStore::PublishAllLocked() {
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> query,
+                      db_->Prepare("SELECT scope, topic, key, value FROM facts"
+                                   " ORDER BY scope, updated_at, id"));
+  std::vector<std::string> records;
+  std::string scope;
+  std::vector<Fact> facts;
+  auto flush = [&] {
+    if (!facts.empty()) records.push_back(FeedRecord(scope, facts));
+    facts.clear();
+  };
+  while (true) {
+    KV_ASSIGN_OR_RETURN(bool row, query->Step());
+    if (!row) break;
+    std::string row_scope = query->ColumnText(0);
+    if (row_scope != scope || facts.size() >= kFactsPerRecord) {
+      flush();
+      scope = std::move(row_scope);
+    }
+    facts.push_back({query->ColumnText(1), query->ColumnText(2), query->ColumnText(3)});
+  }
+  flush();
+  if (records.empty()) return Status::Ok();
+  return feed_->Publish(records);
+}
+
+void KnowledgeStore::SyncLocked() {
+  if (feed_ == nullptr) return;
+  if (!unpublished_.empty() && !epoch_.empty()) {
+    // Before reading: applied from the feed below, in their place among others' writes.
+    if (!feed_->Publish(unpublished_).ok()) return;
+    unpublished_.clear();
+  }
+  Result<KnowledgeFeed::Batch> batch = feed_->Read(cursor_, kFactsPerRecord);
+  if (!batch.ok()) return;
+  if (batch->epoch.empty() || batch->epoch != epoch_) {
+    // A feed this store has not joined yet, or one created anew (Redis restarted empty):
+    // what this store holds goes in, then the feed is applied from its start, this store's
+    // own facts included (in their place in the feed's order).
+    if (!PublishAllLocked().ok()) return;
+    Result<KnowledgeFeed::Batch> fresh = feed_->Read(1, kFactsPerRecord);
+    if (!fresh.ok()) return;
+    epoch_ = fresh->epoch;
+    cursor_ = 1;
+    batch = std::move(fresh);
+    unpublished_.clear();  // published with everything else
+  }
+  while (true) {
+    for (const std::string& record : batch->records) {
+      Result<std::pair<std::string, std::vector<Fact>>> parsed = ParseFeedRecord(record);
+      Status applied =
+          parsed.ok() ? PutInTransaction(parsed->first, parsed->second) : parsed.status();
+      if (!applied.ok()) {
+        KV_LOG(kWarning) << "knowledge: shared record " << cursor_
+                         << " skipped: " << applied.ToString();
+      }
+      ++cursor_;
+    }
+    const bool more = batch->records.size() == static_cast<size_t>(kFactsPerRecord);
+    if (!more) break;
+    batch = feed_->Read(cursor_, kFactsPerRecord);
+    if (!batch.ok() || batch->epoch != epoch_) break;
+  }
+  SaveCursorLocked().IgnoreError();
 }
 
 Status KnowledgeStore::PutLocked(const std::string& scope, const std::vector<Fact>& facts) {
@@ -178,6 +315,7 @@ Status KnowledgeStore::PutLocked(const std::string& scope, const std::vector<Fac
 
 Result<std::vector<TopicSummary>> KnowledgeStore::Topics(const std::string& scope) {
   MutexLock lock(&mu_);
+  SyncLocked();
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> query,
                       db_->Prepare("SELECT topic, COUNT(*) FROM facts WHERE scope = ?1"
                                    " GROUP BY topic ORDER BY topic"));
@@ -194,6 +332,7 @@ Result<std::vector<TopicSummary>> KnowledgeStore::Topics(const std::string& scop
 Result<std::vector<Fact>> KnowledgeStore::TopicFacts(const std::string& scope,
                                                      const std::string& topic) {
   MutexLock lock(&mu_);
+  SyncLocked();
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> query,
                       db_->Prepare("SELECT topic, key, value FROM facts"
                                    " WHERE scope = ?1 AND topic = ?2 ORDER BY key"));
@@ -207,6 +346,7 @@ Result<std::vector<Fact>> KnowledgeStore::Search(const std::string& scope, const
   const std::string match = FtsQuery(text);
   if (match.empty() || limit <= 0) return std::vector<Fact>();
   MutexLock lock(&mu_);
+  SyncLocked();
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> query,
                       db_->Prepare("SELECT f.topic, f.key, f.value, -bm25(facts_fts)"
                                    " FROM facts_fts JOIN facts f ON f.id = facts_fts.rowid"
@@ -220,6 +360,7 @@ Result<std::vector<Fact>> KnowledgeStore::Search(const std::string& scope, const
 
 Result<KnowledgeStats> KnowledgeStore::Stats(const std::string& scope) {
   MutexLock lock(&mu_);
+  SyncLocked();
   KV_ASSIGN_OR_RETURN(
       std::unique_ptr<SqliteStatement> query,
       db_->Prepare("SELECT COUNT(DISTINCT topic), COUNT(*) FROM facts WHERE scope = ?1"));
@@ -229,6 +370,7 @@ Result<KnowledgeStats> KnowledgeStore::Stats(const std::string& scope) {
 
 Result<KnowledgeStats> KnowledgeStore::TotalStats() {
   MutexLock lock(&mu_);
+  SyncLocked();
   // A topic name in two scopes is two topics.
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> query,
                       db_->Prepare("SELECT (SELECT COUNT(*) FROM (SELECT DISTINCT scope, topic"

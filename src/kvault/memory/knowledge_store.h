@@ -15,12 +15,20 @@
 // Schema: files written before scopes existed (a `facts` table without a `scope` column) are
 // migrated at Open: their facts move to the scope "".
 //
+// Shared by several replicas (SetFeed, conversation/remote_knowledge.h): every Put is also
+// published to a feed, an ordered log of writes they all append to, and every call first
+// applies what the feed holds beyond this store's cursor, in the feed's order (so replicas
+// agree on the last value of a key). A feed this store has not seen before (a first start
+// with one, or Redis restarted empty) gets this store's facts published first. While the
+// feed does not answer, writes apply here and wait in memory to be published.
+//
 // Thread-safety: all methods may be called from any thread (one mutex around the database).
 // Several processes may open the same file (SQLite WAL mode, 5 s busy timeout).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,6 +56,22 @@ struct KnowledgeStats {
   int64_t facts = 0;
 };
 
+// An ordered log of fact writes shared by several stores. Its first entry names the feed
+// (a new epoch whenever it is created empty); records follow from position 1.
+class KnowledgeFeed {
+ public:
+  virtual ~KnowledgeFeed() = default;
+  // Appends records in order, creating the feed (a new epoch) if empty; Unavailable when
+  // the feed cannot be reached.
+  virtual Status Publish(std::span<const std::string> records) = 0;
+  struct Batch {
+    std::string epoch;  // "" while the feed is empty
+    std::vector<std::string> records;
+  };
+  // The records at positions [from, from + limit).
+  virtual Result<Batch> Read(int64_t from, int64_t limit) = 0;
+};
+
 class KnowledgeStore {
  public:
   // Opens or creates the store (":memory:" for a throwaway one), migrating older files.
@@ -67,12 +91,26 @@ class KnowledgeStore {
   Result<KnowledgeStats> Stats(const std::string& scope);
   // Counts over every scope (for /health).
   Result<KnowledgeStats> TotalStats();
+  // Shares the facts through `feed` (outlives the store); set before use.
+  void SetFeed(KnowledgeFeed* feed);
 
  private:
   explicit KnowledgeStore(std::unique_ptr<SqliteDatabase> db) : db_(std::move(db)) {}
   Status PutLocked(const std::string& scope, const std::vector<Fact>& facts) KV_REQUIRES(mu_);
+  Status PutInTransaction(const std::string& scope, const std::vector<Fact>& facts)
+      KV_REQUIRES(mu_);
+  // Applies the feed's records beyond the cursor (best effort: the store serves as it is when
+  // the feed does not answer).
+  void SyncLocked() KV_REQUIRES(mu_);
+  // Publishes every local fact (the feed has not seen this store's).
+  Status PublishAllLocked() KV_REQUIRES(mu_);
+  Status SaveCursorLocked() KV_REQUIRES(mu_);
   Mutex mu_;
   std::unique_ptr<SqliteDatabase> db_ KV_PT_GUARDED_BY(mu_);
+  KnowledgeFeed* feed_ = nullptr;
+  std::string epoch_ KV_GUARDED_BY(mu_);   // of the feed the cursor counts in
+  int64_t cursor_ KV_GUARDED_BY(mu_) = 1;  // the next feed position to apply
+  std::vector<std::string> unpublished_ KV_GUARDED_BY(mu_);
 };
 
 // Topic names have 1 to kMaxTopicChars characters of UTF-8, none of them a control character

@@ -167,5 +167,79 @@ TEST_F(KnowledgeStoreTest, UnscopedFileMigratesToTheEmptyScope) {
   RemoveDb(path);
 }
 
+// The logic of a shared feed, on an in-memory one (the same logic against a real Redis:
+// tests/integration/cluster_test.cc SessionsAndFactsSavedOnOneReplicaServeOnAnother).
+class MemoryFeed : public KnowledgeFeed {
+ public:
+  Status Publish(std::span<const std::string> records) override {
+    if (down) return UnavailableError("down");
+    if (log.empty()) log.push_back("epoch:" + std::to_string(++epochs));
+    log.insert(log.end(), records.begin(), records.end());
+    return Status::Ok();
+  }
+  Result<Batch> Read(int64_t from, int64_t limit) override {
+    if (down) return UnavailableError("down");
+    Batch batch;
+    if (log.empty()) return batch;
+    batch.epoch = log[0];
+    for (int64_t i = from; i < from + limit && i < static_cast<int64_t>(log.size()); ++i) {
+      batch.records.push_back(log[static_cast<size_t>(i)]);
+    }
+    return batch;
+  }
+  std::vector<std::string> log;
+  int epochs = 0;
+  bool down = false;
+};
+
+std::string ValueOf(KnowledgeStore& store, const std::string& topic) {
+  const std::vector<Fact> facts = store.TopicFacts("", topic).value();
+  return facts.empty() ? "" : facts[0].value;
+}
+
+TEST(KnowledgeFeedTest, StoresSharingAFeedAgreeOnEveryKeysLastValue) {
+  MemoryFeed feed;
+  std::unique_ptr<KnowledgeStore> a = KnowledgeStore::Open(":memory:").value();
+  ASSERT_TRUE(a->Put("", {{"crew", "cook", "Mara"}}).ok());  // before it shares anything
+  a->SetFeed(&feed);
+  std::unique_ptr<KnowledgeStore> b = KnowledgeStore::Open(":memory:").value();
+  b->SetFeed(&feed);
+  EXPECT_EQ(ValueOf(*b, "crew"), "Mara");  // a's own facts were published when it joined
+  ASSERT_TRUE(b->Put("", {{"crew", "cook", "Ivo"}}).ok());
+  EXPECT_EQ(ValueOf(*a, "crew"), "Ivo");
+  ASSERT_TRUE(a->Put("", {{"crew", "cook", "Tomas"}, {"crew", "pilot", "Lin"}}).ok());
+  EXPECT_EQ(ValueOf(*b, "crew"), "Tomas");
+  EXPECT_EQ(b->Search("", "Lin", 5).value().size(), 1u);
+
+  // Down: writes apply locally and wait; back, they are published in order.
+  feed.down = true;
+  ASSERT_TRUE(a->Put("", {{"crew", "cook", "Noor"}}).ok());
+  EXPECT_EQ(ValueOf(*a, "crew"), "Noor");
+  EXPECT_EQ(ValueOf(*b, "crew"), "Tomas");
+  feed.down = false;
+  EXPECT_EQ(ValueOf(*a, "crew"), "Noor");
+  EXPECT_EQ(ValueOf(*b, "crew"), "Noor");
+
+  // Restarted empty (a new epoch): both publish what they hold; a newcomer gets all of it.
+  feed.log.clear();
+  ASSERT_TRUE(b->Put("", {{"ship", "name", "Kestrel"}}).ok());
+  EXPECT_EQ(a->Stats("").value().facts, 3);
+  std::unique_ptr<KnowledgeStore> c = KnowledgeStore::Open(":memory:").value();
+  c->SetFeed(&feed);
+  EXPECT_EQ(c->Stats("").value().facts, 3);
+  EXPECT_EQ(ValueOf(*c, "ship"), "Kestrel");
+  EXPECT_EQ(ValueOf(*c, "crew"), "Noor");
+}
+
+TEST(KnowledgeFeedTest, AMalformedRecordIsSkipped) {
+  MemoryFeed feed;
+  feed.log = {"epoch:x", "not json", R"({"scope":"","facts":[["t","k"]]})",
+              R"({"scope":"","facts":[["t","k","v"]]})"};
+  std::unique_ptr<KnowledgeStore> store = KnowledgeStore::Open(":memory:").value();
+  store->SetFeed(&feed);
+  EXPECT_EQ(ValueOf(*store, "t"), "v");
+  EXPECT_EQ(store->Stats("").value().facts, 1);
+}
+
 }  // namespace
 }  // namespace kvault::memory

@@ -132,6 +132,8 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   state.manager = &stack.manager();
   state.block_store = &stack.block_store();
   state.remote = stack.remote_journal();
+  state.remote_sessions = stack.remote_sessions();
+  state.remote_knowledge = stack.remote_knowledge();
   state.metrics = &impl->metrics;
   state.auth = impl->auth.get();
   state.knowledge = &stack.knowledge();

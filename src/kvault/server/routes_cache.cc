@@ -209,6 +209,8 @@ void DefineCacheMetrics(ServerState& state) {
                   "Conversations continued from another replica's state");
   m.DefineCounter("kvault_remote_stale_writes_refused_total",
                   "Journal writes refused for a stale fencing token");
+  m.DefineCounter("kvault_remote_shared_writes_total",
+                  "Sessions and knowledge records written to the shared Redis", {"kind"});
   m.DefineGauge("kvault_prefix_hit_rate",
                 "Fraction of requests whose prompt prefix was reused, from any source");
   m.DefineGauge("kvault_tier_hit_rate", "Fraction of blocks asked of a tier that it served",
@@ -244,6 +246,14 @@ void DefineCacheMetrics(ServerState& state) {
                         static_cast<double>(journal.adoptions));
       registry.SetTotal("kvault_remote_stale_writes_refused_total", {},
                         static_cast<double>(journal.stale_refused));
+      if (state.remote_sessions != nullptr) {
+        registry.SetTotal("kvault_remote_shared_writes_total", {"session"},
+                          static_cast<double>(state.remote_sessions->writes()));
+      }
+      if (state.remote_knowledge != nullptr) {
+        registry.SetTotal("kvault_remote_shared_writes_total", {"knowledge"},
+                          static_cast<double>(state.remote_knowledge->published()));
+      }
     }
     registry.SetTotal("kvault_cache_expired_blocks_total", {},
                       static_cast<double>(s.expired_blocks));

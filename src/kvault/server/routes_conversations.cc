@@ -46,6 +46,7 @@ Json ManagerStatsJson(const ServerState& state) {
           {"max_threads", stats.admission.max_running},
           {"max_queue", stats.admission.max_waiting},
           {"rejected_requests", stats.admission.rejected},
+          {"queue_timeouts", stats.admission.timed_out},
           {"cache_size_per_conversation", state.config.cache_size},
           {"conversations", stats.conversations},
           {"total_conversations", stats.total_conversations},

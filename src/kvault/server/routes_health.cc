@@ -116,6 +116,8 @@ void DefineMetrics(ServerState& state) {
   m.DefineGauge("kvault_running_requests", "Requests holding a conversation thread");
   m.DefineGauge("kvault_active_conversations", "Conversations the server holds");
   m.DefineGauge("kvault_rejected_requests", "Requests refused with 503 since start");
+  m.DefineGauge("kvault_queue_timeouts",
+                "Requests that waited --queue-timeout for a thread and were refused (503)");
   m.DefineGauge("kvault_sequences", "Sequences of the llama context by state", {"state"});
   m.DefineGauge("kvault_scheduler_steps", "llama_decode calls since start");
   m.DefineGauge("kvault_storage_failing",
@@ -129,6 +131,7 @@ void DefineMetrics(ServerState& state) {
     registry.Set("kvault_running_requests", {}, static_cast<double>(stats.admission.running));
     registry.Set("kvault_active_conversations", {}, static_cast<double>(stats.conversations));
     registry.Set("kvault_rejected_requests", {}, static_cast<double>(stats.admission.rejected));
+    registry.Set("kvault_queue_timeouts", {}, static_cast<double>(stats.admission.timed_out));
     const auto& seq = stats.sequences;
     registry.Set("kvault_sequences", {"running"}, static_cast<double>(seq.n_pinned));
     registry.Set("kvault_sequences", {"parked"}, static_cast<double>(seq.n_parked));
@@ -170,6 +173,7 @@ void AddHealthRoutes(httplib::Server& http, ServerState& state) {
                                       {"max_threads", stats.admission.max_running},
                                       {"max_queue", stats.admission.max_waiting},
                                       {"rejected", stats.admission.rejected},
+                                      {"timed_out", stats.admission.timed_out},
                                       {"conversations", stats.conversations}}},
                                     {"cache",
                                      {{"sequences", stats.sequences.n_sequences},

@@ -10,6 +10,8 @@
 #include "kvault/base/storage_health.h"
 #include "kvault/conversation/manager.h"
 #include "kvault/conversation/remote_journal.h"
+#include "kvault/conversation/remote_knowledge.h"
+#include "kvault/conversation/remote_sessions.h"
 #include "kvault/engine/embedding_model.h"
 #include "kvault/engine/model.h"
 #include "kvault/engine/scheduler.h"
@@ -38,6 +40,8 @@ struct ServerState {
   const engine::EmbeddingModel* embedding_model = nullptr;  // null: the index is BM25 only
   // The shared Redis of several replicas (null without --remote-url).
   conversation::RemoteJournal* remote = nullptr;
+  conversation::RemoteSessions* remote_sessions = nullptr;    // sessions shared through it
+  conversation::RemoteKnowledge* remote_knowledge = nullptr;  // the knowledge store's feed
   std::chrono::steady_clock::time_point started_at;
 };
 

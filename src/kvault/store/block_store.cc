@@ -41,6 +41,10 @@ std::string AppliedEncoding(const BlockStoreParams& params) {
 
 Result<std::unique_ptr<BlockStore>> BlockStore::Open(const BlockStoreParams& params) {
   if (params.space.block_size == 0) return InvalidArgumentError("--block-size must be positive");
+  if (params.space.cache_type < 0 || params.space.cache_type >= GGML_TYPE_COUNT) {
+    return InvalidArgumentError("store: unknown cache type " +
+                                std::to_string(params.space.cache_type));
+  }
   if (params.space.cache_type != GGML_TYPE_F16 &&
       params.codec.encoding != kv::BlockEncoding::kF16) {
     KV_LOG(kWarning) << "store: --cache-encoding " << kv::BlockEncodingName(params.codec.encoding)

@@ -32,7 +32,8 @@ build: bootstrap
 	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-test: build check-format
+# llama-tools: llama-server is the real upstream of tests/integration/upstream_test.cc.
+test: build llama-tools check-format
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
 # kvault's own code with AddressSanitizer + UBSan (llama.cpp stays uninstrumented); unit and

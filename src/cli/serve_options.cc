@@ -24,6 +24,7 @@
 #include "kvault/base/status_macros.h"
 #include "kvault/engine/llama_runtime.h"
 #include "kvault/server/auth.h"
+#include "kvault/upstream/upstream_client.h"
 
 namespace kvault::cli {
 namespace {
@@ -126,12 +127,10 @@ std::string CheckBackend(std::string& input) {
     input = "llama.cpp";
     return "";
   }
-  if (input == "upstream") {
-    return "upstream: not built yet; kvault serves through llama.cpp only (--backend llama.cpp)";
-  }
+  if (input == "upstream") return "";  // needs --upstream URL (checked in Finish)
   return input +
-         ": kvault runs GGUF models through llama.cpp only (--backend llama.cpp, the "
-         "default)";
+         ": kvault runs GGUF models through llama.cpp (--backend llama.cpp, the default) or "
+         "forwards to another server (--backend upstream --upstream URL)";
 }
 
 // --dtype (the weights' type) as f16, bf16 or f32; "" for auto; nullopt for no dtype. Whether
@@ -409,8 +408,24 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       "less the model file, sized as --kv-cache-memory (compute buffers not counted)")
       ->check(CLI::Range(0.0, 1.0))
       ->check(NotNan());
-  add("backend", backend_, "inference engine: llama.cpp (the only one built)")
-      ->transform(Names("llama.cpp", CheckBackend));
+  add("backend", backend_,
+      "inference engine: llama.cpp (kvault runs the model), or upstream (another server does; "
+      "needs --upstream)")
+      ->transform(Names("llama.cpp|upstream", CheckBackend));
+  add("upstream", c.upstream_url,
+      "http://host:port/v1 of an OpenAI-compatible server (llama-server, vLLM, SGLang) that "
+      "generates, kvault keeping the conversations, their memory and recall; none = kvault "
+      "runs --model itself");
+  add("upstream-key", c.upstream_key, "API key sent to the upstream (Authorization: Bearer)");
+  add("upstream-model", c.upstream_model,
+      "the upstream's model name; default: the first of its /v1/models");
+  add("upstream-timeout", c.upstream_timeout_s,
+      "seconds the upstream may send nothing while it generates; then 504")
+      ->check(CLI::Range(0.001, 86400.0))
+      ->check(NotNan());
+  add("tokenizer", c.tokenizer_path,
+      "with --upstream: a GGUF of the upstream's model (vocabulary and chat template only are "
+      "loaded); default: --model");
   add("dtype", dtype_,
       "weight dtype: auto, or the GGUF file's own float16, bfloat16 or float32 (llama.cpp "
       "converts none)")
@@ -578,6 +593,21 @@ std::optional<int> ServeOptions::Finish(const Status& config_applied) {
   const CLI::Option* min_score = app_.get_option_no_throw("--recall-min-score");
   if (!config_.embedding_model.empty() && min_score != nullptr && min_score->count() == 0) {
     config_.recall_min_score = kFusedRecallMinScore;
+  }
+  if (backend_ == "upstream" && config_.upstream_url.empty()) {
+    return ReportError(InvalidArgumentError(
+        "--backend upstream needs --upstream URL (e.g. http://127.0.0.1:8000/v1)"));
+  }
+  if (!config_.upstream_url.empty()) {
+    if (Result<upstream::UpstreamEndpoint> url = upstream::ParseUpstreamUrl(config_.upstream_url);
+        !url.ok()) {
+      return ReportError(url.status());
+    }
+  }
+  if (backend_ == "llama.cpp" && !config_.upstream_url.empty()) {
+    return ReportError(InvalidArgumentError(
+        "--backend llama.cpp runs the model here; --upstream forwards to another server: give "
+        "one"));
   }
   config_.max_body_bytes = static_cast<int64_t>(max_body_mb_) << 20;
   config_.api_keys = server::SplitKeys(api_keys_);

@@ -267,8 +267,10 @@ TEST(CliTest, OtherToolsFlagsWithoutAnEquivalentAreRefusedWithTheReason) {
   for (const Case& c : std::vector<Case>{
            {{"--kv-cache-dtype", "fp8_e5m2"}, "nearest are q8_0"},
            {{"--kv-cache-dtype", "fp8_e4m3fn"}, "no fp8 KV cache"},
-           {{"--backend", "upstream"}, "not built yet"},
-           {{"--backend", "vllm"}, "through llama.cpp only"},
+           {{"--backend", "upstream"}, "needs --upstream URL"},
+           {{"--backend", "llama.cpp", "--upstream", "http://127.0.0.1:9/v1"}, "give one"},
+           {{"--upstream", "127.0.0.1:8000"}, "not an http:// URL"},
+           {{"--backend", "vllm"}, "--backend upstream --upstream URL"},
            // The tiny model is f16: bfloat16 would need converted weights.
            {{"--dtype", "bfloat16"}, "own types, here f16"},
            {{"--gpu-memory-utilization", "0.92"}, "needs --gpus N"},

@@ -36,6 +36,8 @@ std::string_view ErrorDetailName(ErrorDetail detail) {
     case ErrorDetail::kInvalidApiKey: return "invalid_api_key";
     case ErrorDetail::kInvalidGrammar: return "invalid_grammar";
     case ErrorDetail::kInsufficientStorage: return "insufficient_storage";
+    case ErrorDetail::kUpstreamUnavailable: return "upstream_unavailable";
+    case ErrorDetail::kUpstreamTimeout: return "upstream_timeout";
   }
   return "";
 }

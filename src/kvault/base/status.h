@@ -47,8 +47,10 @@ enum class ErrorDetail : uint8_t {
   kInvalidGrammar,  // a grammar (or response_format) the sampler cannot use
   // A folder cannot be written: a full disk or quota, a read-only file system (HTTP 507).
   kInsufficientStorage,
+  kUpstreamUnavailable,  // --upstream: the server kvault forwards to does not answer (502)
+  kUpstreamTimeout,      // --upstream: it answered nothing within --upstream-timeout (504)
 };
-inline constexpr ErrorDetail kLastErrorDetail = ErrorDetail::kInsufficientStorage;
+inline constexpr ErrorDetail kLastErrorDetail = ErrorDetail::kUpstreamTimeout;
 
 // "context_length_exceeded", "server_overloaded", ... ("" for kNone): OpenAI's words where
 // OpenAI has one.

@@ -239,6 +239,7 @@ void KvCache::CountSource(const PreparedPrefix& prepared) {
       stats_.restored_tokens += static_cast<int64_t>(prepared.n_tokens);
       stats_.restore_seconds += prepared.restore_ms / 1000.0;
       break;
+    case PrefixSource::kUpstream: break;  // reported by the upstream, never prepared here
   }
 }
 

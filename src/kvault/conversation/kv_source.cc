@@ -20,6 +20,7 @@ std::string_view PrefixSourceName(PrefixSource source) {
     case PrefixSource::kRam: return "ram";
     case PrefixSource::kDisk: return "disk";
     case PrefixSource::kRemote: return "remote";
+    case PrefixSource::kUpstream: return "upstream";
   }
   return "none";
 }

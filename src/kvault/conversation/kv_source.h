@@ -28,7 +28,8 @@ enum class RestorePolicy {
 };
 Result<RestorePolicy> ParseRestorePolicy(std::string_view name);
 
-enum class PrefixSource { kNone, kOwn, kShared, kRam, kDisk, kRemote };
+// kUpstream: --upstream mode, the upstream server's own prefix cache (as it reported).
+enum class PrefixSource { kNone, kOwn, kShared, kRam, kDisk, kRemote, kUpstream };
 std::string_view PrefixSourceName(PrefixSource source);
 
 // What each source offers for one prompt, as seen at one instant on the engine thread.

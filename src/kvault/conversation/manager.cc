@@ -34,6 +34,7 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
             params.max_pinned >= 0 ? params.max_pinned
                                    : std::max(0, params.n_sequences - params.threads),
             [scheduler](llama_seq_id seq_id) {
+              if (scheduler == nullptr) return Status::Ok();  // --upstream: no sequences here
               return scheduler->RunOnEngineThread([seq_id](engine::Context& context) {
                 context.ClearSequence(seq_id);
                 return Status::Ok();
@@ -133,10 +134,15 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
     ContinueFromRemote(conversation);
   }
   // Validate: everything below up to the commit can refuse the request, and changes nothing.
+  if (request.pin && deps_.upstream != nullptr) {
+    return InvalidArgumentError(
+        "'pin' keeps a conversation's KV on kvault's device; with --upstream the upstream "
+        "server holds the KV");
+  }
   if (request.pin) KV_RETURN_IF_ERROR(pool_.CheckReservable(conversation.key()));
   const int requested = request.max_tokens.value_or(params_.max_generation);
   if (requested <= 0) return InvalidArgumentError("max_tokens must be at least 1");
-  KV_RETURN_IF_ERROR(scheduler_->CheckSampling(request.sampling));
+  if (scheduler_ != nullptr) KV_RETURN_IF_ERROR(scheduler_->CheckSampling(request.sampling));
   pending->windowed = request.explicit_conversation && !request.raw_prompt;
   if (pending->windowed) {
     pending->forget_if_empty = &registry_;

@@ -46,4 +46,17 @@ class ConversationManager::Pending {
   std::chrono::steady_clock::time_point start;
 };
 
+// A response across its rounds (manager_run.cc, manager_upstream.cc).
+struct ConversationManager::Generation {
+  SequenceLease lease;
+  GenerateResult result;
+  memory::HedgeDetector hedge;
+  int remaining_tokens = 0;
+  int rounds = 0;
+  bool hedged = false;  // the last round ended on a hedge
+  std::string phrase;
+  engine::FinishReason reason = engine::FinishReason::kStop;
+  std::vector<llama_token> held;  // what the sequence holds after the last round
+};
+
 }  // namespace kvault::conversation

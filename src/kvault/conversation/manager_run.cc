@@ -5,6 +5,7 @@
 #include <chrono>
 #include <deque>
 
+#include "kvault/base/hash.h"
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
 #include "kvault/conversation/manager_pending.h"
@@ -14,6 +15,16 @@ namespace kvault::conversation {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Requests that start with the same 128 tokens (a system prompt, a template's preamble)
+// group together in the analytics.
+std::string PrefixName(std::span<const llama_token> prompt) {
+  const std::span<const llama_token> head = prompt.first(std::min<size_t>(prompt.size(), 128));
+  return HashBytes128(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(head.data()),
+                                               head.size_bytes()))
+      .ToHex()
+      .substr(0, 16);
+}
 
 double MillisBetween(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
@@ -86,20 +97,8 @@ struct ReplyFilter {
 
 }  // namespace
 
-// A response across its rounds.
-struct ConversationManager::Generation {
-  SequenceLease lease;
-  GenerateResult result;
-  memory::HedgeDetector hedge;
-  int remaining_tokens = 0;
-  int rounds = 0;
-  bool hedged = false;  // the last round ended on a hedge
-  std::string phrase;
-  engine::FinishReason reason = engine::FinishReason::kStop;
-  std::vector<llama_token> held;  // what the sequence holds after the last round
-};
-
 Status ConversationManager::Generate(Pending& pending, Generation& g, ReplySink* sink) {
+  if (deps_.upstream != nullptr) return GenerateUpstream(pending, g, sink);
   const TurnLock& conversation = pending.conversation;
   const std::vector<llama_token>& prompt = pending.prompt;
   KV_ASSIGN_OR_RETURN(
@@ -178,8 +177,11 @@ Status ConversationManager::Generate(Pending& pending, Generation& g, ReplySink*
 Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* sink) {
   TurnLock& conversation = pending->conversation;
   Generation g;
-  KV_ASSIGN_OR_RETURN(g.lease, pool_.Acquire(conversation.key()));
-  if (pending->request.pin) {
+  const bool local = deps_.upstream == nullptr;  // else no sequence and no KV here
+  if (local) {
+    KV_ASSIGN_OR_RETURN(g.lease, pool_.Acquire(conversation.key()));
+  }
+  if (local && pending->request.pin) {
     // Prepare checked the cap, but a second new pin may have passed that check at the same
     // time: the pool decides under its lock, and the loser is refused (409) rather than run
     // unpinned. Its question stays stored, unanswered, for the client's retry.
@@ -193,6 +195,15 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* s
   g.remaining_tokens = pending->max_tokens;
   g.result.first_token_ms = -1;
   g.result.recalled_chunks = pending->recalled_chunks;
+  if (pending->request.explicit_conversation) g.result.conversation_id = conversation.id();
+  g.result.scope = conversation.scope();
+  g.result.start_unix_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count() -
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - pending->start).count();
+  g.result.trie_matched_tokens = prompt_trie_.Record(pending->prompt);
+  g.result.prefix = PrefixName(pending->prompt);
   // Kept for the response (return_prompt) and for counting the named prefixes it starts with.
   const std::vector<llama_token> first_prompt =
       pending->request.return_prompt || !named_prefixes_.empty() ? pending->prompt
@@ -218,14 +229,14 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* s
       g.hedge = memory::HedgeDetector(std::vector<std::string>{});  // the last round runs free
     }
   }
-  if (status.ok() && !g.held.empty()) {
+  if (local && status.ok() && !g.held.empty()) {
     const CheckpointBlocks blocks =
         kv_cache_.Checkpoint(g.lease.seq_id, g.held, conversation->kv_tail,
                              pending->request.explicit_conversation, conversation.scope());
     conversation->kv_tail = blocks.tail;
     if (!(blocks.last == kv::BlockName{})) conversation->kv_last = blocks.last;
   }
-  pool_.Release(conversation.key(), std::move(g.held));
+  if (local) pool_.Release(conversation.key(), std::move(g.held));
   if (!status.ok()) return status;
   GenerateResult& result = g.result;
   if (pending->windowed) result.history = pending->history;

@@ -36,8 +36,8 @@ SessionService::SessionService(SessionServiceDeps deps) : deps_(std::move(deps))
 Result<SavedSession> SessionService::Save(const std::string& scope,
                                           const std::string& conversation_id,
                                           const std::string& name) {
-  if (deps_.store == nullptr || deps_.journal == nullptr || deps_.kv_cache->store() == nullptr) {
-    return FailedPreconditionError("sessions need the block store and the journal");
+  if (deps_.store == nullptr || deps_.journal == nullptr) {
+    return FailedPreconditionError("sessions need the journal");
   }
   KV_RETURN_IF_ERROR(ValidateSessionName(name));
   KV_ASSIGN_OR_RETURN(TurnLock conversation, deps_.registry->LockExisting(scope, conversation_id));

@@ -57,6 +57,19 @@ Result<std::unique_ptr<store::BlockStore>> OpenBlockStore(
   return store::BlockStore::Open(params);
 }
 
+// --upstream: a RAM tier that stays empty (no KV is computed here), so that the cache's
+// routes and metrics report zeros rather than needing a mode of their own.
+Result<std::unique_ptr<store::BlockStore>> OpenEmptyBlockStore(const StackConfig& config,
+                                                               const engine::Model& model) {
+  store::BlockStoreParams params;
+  params.space.model_fingerprint = model.fingerprint();
+  params.space.block_size = static_cast<uint32_t>(config.block_size);
+  params.ram_budget_bytes = 0;
+  params.disk_budget_bytes = 0;
+  params.eviction = config.eviction;
+  return store::BlockStore::Open(params);
+}
+
 // --embedding-model: its own model and context, on the GPUs when the generation model is.
 Result<std::unique_ptr<LlamaEmbedder>> OpenEmbedder(const StackConfig& config) {
   if (config.embedding_model.empty()) return std::unique_ptr<LlamaEmbedder>();
@@ -70,7 +83,7 @@ Result<std::unique_ptr<LlamaEmbedder>> OpenEmbedder(const StackConfig& config) {
   return embedder;
 }
 
-ManagerParams ManagerParamsFor(const StackConfig& config, const engine::Context& context,
+ManagerParams ManagerParamsFor(const StackConfig& config, uint32_t n_stream,
                                RestorePolicy restore) {
   ManagerParams params;
   params.window = std::min(config.window, CellsPerSequence(config));
@@ -84,7 +97,7 @@ ManagerParams ManagerParamsFor(const StackConfig& config, const engine::Context&
   // ones for unpinned traffic.
   params.max_pinned =
       config.pinned_sequences > 0 ? config.pinned_sequences : config.conversation_threads;
-  params.n_stream = context.n_stream();
+  params.n_stream = n_stream;
   params.cache_size = config.cache_size;
   params.restore = restore;
   params.share_cache_across_scopes = config.shared_cache;
@@ -121,6 +134,11 @@ Status ValidateStackConfig(const StackConfig& c) {
                                 std::to_string(kMaxSequences) + " sequences");
   }
   if (c.data_dir.empty()) return InvalidArgumentError("a data folder (--data-dir) is required");
+  if (!c.upstream_url.empty()) {
+    if (!(c.upstream_timeout_s >= 0.001)) {
+      return InvalidArgumentError("--upstream-timeout must be positive");
+    }
+  }
   if (c.cache_disk_gb > 0 && c.cache_dir.empty()) {
     return InvalidArgumentError("a disk tier needs a folder (--cache-dir)");
   }
@@ -133,20 +151,34 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
                       engine::ParseKvCacheType(config.kv_cache_dtype));
   KV_ASSIGN_OR_RETURN(RestorePolicy restore, ParseRestorePolicy(config.restore));
   std::unique_ptr<Stack> stack(new Stack);
+  const bool upstream = !config.upstream_url.empty();
   engine::ModelLoadParams load;
   load.path = config.model_path;
   load.n_gpu_layers = config.gpus > 0 ? -1 : 0;
   load.n_gpus = config.gpus;
-  KV_ASSIGN_OR_RETURN(stack->model_, engine::Model::Load(load));
-
-  const int n_sequences = ContextSequences(config);
-  engine::ContextParams context_params;
-  context_params.n_ctx = static_cast<uint32_t>(CellsPerSequence(config)) * n_sequences;
-  context_params.n_seq_max = static_cast<uint32_t>(n_sequences);
-  context_params.n_threads = config.threads;
-  context_params.cache_type = cache_type;
-  context_params.kv_unified = config.kv_unified;
-  KV_ASSIGN_OR_RETURN(stack->context_, engine::Context::Create(*stack->model_, context_params));
+  if (upstream) {
+    // The upstream runs the weights; kvault needs the vocabulary and the chat template.
+    if (!config.tokenizer_path.empty()) load.path = config.tokenizer_path;
+    load.vocab_only = true;
+    load.n_gpu_layers = 0;
+    Result<std::unique_ptr<engine::Model>> vocab = engine::Model::Load(load);
+    if (!vocab.ok()) {
+      return vocab.status().WithPrefix(
+          "--upstream needs the upstream model's vocabulary: --tokenizer FILE.gguf (the GGUF "
+          "the upstream serves, or any GGUF of that model)");
+    }
+    stack->model_ = std::move(vocab).value();
+  } else {
+    KV_ASSIGN_OR_RETURN(stack->model_, engine::Model::Load(load));
+    const int n_sequences = ContextSequences(config);
+    engine::ContextParams context_params;
+    context_params.n_ctx = static_cast<uint32_t>(CellsPerSequence(config)) * n_sequences;
+    context_params.n_seq_max = static_cast<uint32_t>(n_sequences);
+    context_params.n_threads = config.threads;
+    context_params.cache_type = cache_type;
+    context_params.kv_unified = config.kv_unified;
+    KV_ASSIGN_OR_RETURN(stack->context_, engine::Context::Create(*stack->model_, context_params));
+  }
   if (!config.remote_url.empty()) {
     KV_ASSIGN_OR_RETURN(store::RedisUrl url, store::ParseRedisUrl(config.remote_url));
     stack->redis_ = std::make_shared<store::RedisClient>(store::RedisClient::Options{.url = url});
@@ -157,8 +189,12 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
                                 : " does not answer yet (" + ping.status().message() +
                                       "); serving from the local tiers meanwhile");
   }
-  KV_ASSIGN_OR_RETURN(stack->block_store_,
-                      OpenBlockStore(config, *stack->context_, &stack->health_, stack->redis_));
+  if (upstream) {
+    KV_ASSIGN_OR_RETURN(stack->block_store_, OpenEmptyBlockStore(config, *stack->model_));
+  } else {
+    KV_ASSIGN_OR_RETURN(stack->block_store_,
+                        OpenBlockStore(config, *stack->context_, &stack->health_, stack->redis_));
+  }
   KV_ASSIGN_OR_RETURN(stack->journal_, Journal::Open(config.data_dir + "/conversations"));
   if (stack->redis_ != nullptr) {
     const std::string replica =
@@ -198,18 +234,36 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
         std::make_unique<RemoteKnowledge>(stack->redis_, config.remote_prefix);
     stack->knowledge_->SetFeed(stack->remote_knowledge_.get());
   }
-  KV_ASSIGN_OR_RETURN(stack->scheduler_,
-                      engine::Scheduler::Start(stack->context_.get(), *stack->model_,
-                                               {.prefill_chunk = config.prefill_chunk}));
+  if (upstream) {
+    KV_ASSIGN_OR_RETURN(
+        stack->upstream_,
+        upstream::UpstreamClient::Create({.url = config.upstream_url,
+                                          .api_key = config.upstream_key,
+                                          .model = config.upstream_model,
+                                          .timeout = std::chrono::milliseconds(static_cast<int64_t>(
+                                              config.upstream_timeout_s * 1000))}));
+    // Said now: a wrong address shows in the start-up log. Not fatal: the upstream may
+    // start after kvault (/health says whether it answers).
+    Result<std::vector<std::string>> models = stack->upstream_->Models();
+    KV_LOG(kInfo) << "upstream: " << stack->upstream_->endpoint().ToString()
+                  << (models.ok() ? " serves '" + stack->upstream_->model() + "'"
+                                  : " does not answer yet (" + models.status().message() + ")");
+  } else {
+    KV_ASSIGN_OR_RETURN(stack->scheduler_,
+                        engine::Scheduler::Start(stack->context_.get(), *stack->model_,
+                                                 {.prefill_chunk = config.prefill_chunk}));
+  }
+  const uint32_t n_stream = stack->context_ != nullptr ? stack->context_->n_stream() : 1;
   stack->manager_ = std::make_unique<ConversationManager>(
-      *stack->model_, stack->scheduler_.get(), ManagerParamsFor(config, *stack->context_, restore),
-      ManagerDeps{.store = stack->block_store_.get(),
+      *stack->model_, stack->scheduler_.get(), ManagerParamsFor(config, n_stream, restore),
+      ManagerDeps{.store = upstream ? nullptr : stack->block_store_.get(),
                   .journal = stack->journal_.get(),
                   .sessions = stack->sessions_.get(),
                   .index = stack->index_.get(),
                   .knowledge = stack->knowledge_.get(),
                   .health = &stack->health_,
-                  .remote = stack->remote_journal_.get()});
+                  .remote = stack->remote_journal_.get(),
+                  .upstream = stack->upstream_.get()});
   return stack;
 }
 

@@ -30,12 +30,20 @@
 #include "kvault/memory/chunk_index.h"
 #include "kvault/memory/knowledge_store.h"
 #include "kvault/store/block_store.h"
+#include "kvault/upstream/upstream_client.h"
 
 namespace kvault::conversation {
 
 // What the stack can be told (`kvault serve` adds its HTTP settings: server/server_config.h).
 struct StackConfig {
   std::string model_path = "models/default.gguf";
+  // --upstream: an OpenAI-compatible server generates (upstream/upstream_client.h); kvault
+  // loads only the vocabulary of `tokenizer_path` ("" = model_path) and keeps no KV itself.
+  std::string upstream_url;
+  std::string upstream_key;
+  std::string upstream_model;       // "" = the first of its /v1/models
+  double upstream_timeout_s = 600;  // the longest silence while it generates
+  std::string tokenizer_path;
   int window = 4096;              // tokens the model sees per inference
   int64_t cache_size = 10000000;  // tokens each conversation remembers
   int max_generation = 4096;      // most tokens one reply may have
@@ -98,7 +106,7 @@ class Stack {
   Stack& operator=(const Stack&) = delete;
 
   engine::Model& model() { return *model_; }
-  engine::Scheduler& scheduler() { return *scheduler_; }
+  engine::Scheduler* scheduler() { return scheduler_.get(); }  // null with --upstream
   ConversationManager& manager() { return *manager_; }
   store::BlockStore& block_store() { return *block_store_; }
   memory::ChunkIndex& index() { return *index_; }
@@ -108,6 +116,8 @@ class Stack {
   RemoteJournal* remote_journal() { return remote_journal_.get(); }
   RemoteSessions* remote_sessions() { return remote_sessions_.get(); }
   RemoteKnowledge* remote_knowledge() { return remote_knowledge_.get(); }
+  // Null without --upstream.
+  upstream::UpstreamClient* upstream() { return upstream_.get(); }
   // Null without --embedding-model.
   const engine::EmbeddingModel* embedding_model() const;
 
@@ -126,9 +136,10 @@ class Stack {
   std::unique_ptr<LlamaEmbedder> embedder_;  // outlives the index
   std::unique_ptr<memory::ChunkIndex> index_;
   std::unique_ptr<memory::KnowledgeStore> knowledge_;
-  std::shared_ptr<store::RedisClient> redis_;      // null without --remote-url
-  std::unique_ptr<RemoteJournal> remote_journal_;  // outlives the manager
-  std::unique_ptr<engine::Scheduler> scheduler_;
+  std::shared_ptr<store::RedisClient> redis_;           // null without --remote-url
+  std::unique_ptr<RemoteJournal> remote_journal_;       // outlives the manager
+  std::unique_ptr<upstream::UpstreamClient> upstream_;  // null without --upstream
+  std::unique_ptr<engine::Scheduler> scheduler_;        // null with --upstream
   std::unique_ptr<ConversationManager> manager_;
 };
 

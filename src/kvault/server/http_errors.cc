@@ -25,6 +25,12 @@ HttpError ToHttpError(const Status& status) {
   if (status.detail() == ErrorDetail::kInsufficientStorage) {
     error.status = 507;
     error.type = "server_error";
+  } else if (status.detail() == ErrorDetail::kUpstreamUnavailable) {
+    error.status = 502;
+    error.type = "server_error";
+  } else if (status.detail() == ErrorDetail::kUpstreamTimeout) {
+    error.status = 504;
+    error.type = "server_error";
   }
   if (status.detail() != ErrorDetail::kNone) error.code = ErrorDetailName(status.detail());
   error.message = status.message();

@@ -59,6 +59,9 @@ TEST(HttpErrorsTest, EveryErrorDetailBecomesTheOpenAiCode) {
       {InvalidArgumentError("m").WithDetail(ErrorDetail::kInvalidGrammar), 400, "invalid_grammar"},
       {ResourceExhaustedError("m").WithDetail(ErrorDetail::kInsufficientStorage), 507,
        "insufficient_storage"},
+      {UnavailableError("m").WithDetail(ErrorDetail::kUpstreamUnavailable), 502,
+       "upstream_unavailable"},
+      {UnavailableError("m").WithDetail(ErrorDetail::kUpstreamTimeout), 504, "upstream_timeout"},
   };
   // One row per detail: a new detail without a row fails here.
   EXPECT_EQ(std::size(rows), static_cast<size_t>(kLastErrorDetail));

@@ -128,7 +128,8 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   state.model_id = stack.model().info().name;
   state.system_fingerprint = "fp_" + stack.model().fingerprint().ToHex().substr(0, 12);
   state.model = &stack.model();
-  state.scheduler = &stack.scheduler();
+  state.scheduler = stack.scheduler();
+  state.upstream = stack.upstream();
   state.manager = &stack.manager();
   state.block_store = &stack.block_store();
   state.remote = stack.remote_journal();
@@ -228,7 +229,7 @@ void Server::Stop() {
   while (manager.stats().admission.running > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  impl_->stack->scheduler().Stop();
+  if (engine::Scheduler* scheduler = impl_->stack->scheduler()) scheduler->Stop();
   if (impl_->front) impl_->front->Stop();
   impl_->http.stop();
 }

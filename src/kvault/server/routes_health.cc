@@ -32,6 +32,30 @@ Json IndexStatsJson(const ServerState& state) {
   return json;
 }
 
+// --upstream: whether it answers (asked now, at most every second: a load balancer polls
+// /health), and what went through it.
+Json UpstreamJson(const ServerState& state) {
+  if (state.upstream == nullptr) return {{"status", "not configured"}};
+  static Mutex probe_mu;
+  static std::chrono::steady_clock::time_point last_probe;
+  {
+    MutexLock lock(&probe_mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_probe >= std::chrono::seconds(1)) {
+      last_probe = now;
+      (void)state.upstream->Models();
+    }
+  }
+  const upstream::UpstreamStats stats = state.upstream->stats();
+  Json json = {{"status", stats.up ? "ok" : "down"},
+               {"url", state.upstream->endpoint().ToString()},
+               {"model", state.upstream->model()},
+               {"requests", stats.requests},
+               {"errors", stats.errors}};
+  if (!stats.up) json["error"] = stats.last_error;
+  return json;
+}
+
 // The shared Redis: reachable or not, and what went through it.
 Json RemoteJson(const ServerState& state) {
   if (state.remote == nullptr) return {{"status", "not configured"}};
@@ -137,7 +161,10 @@ void DefineMetrics(ServerState& state) {
     registry.Set("kvault_sequences", {"parked"}, static_cast<double>(seq.n_parked));
     registry.Set("kvault_sequences", {"free"},
                  static_cast<double>(seq.n_sequences - seq.n_pinned - seq.n_parked));
-    registry.Set("kvault_scheduler_steps", {}, static_cast<double>(state.scheduler->stats().steps));
+    if (state.scheduler != nullptr) {
+      registry.Set("kvault_scheduler_steps", {},
+                   static_cast<double>(state.scheduler->stats().steps));
+    }
     const auto areas = state.storage_health->Snapshot();
     for (size_t i = 0; i < areas.size(); ++i) {
       const std::string area(StorageAreaName(static_cast<StorageArea>(i)));
@@ -151,17 +178,21 @@ void AddHealthRoutes(httplib::Server& http, ServerState& state) {
   AddRoute(
       http, state, "GET", "/health", "health", RouteAuth::kPublic, [&state](RouteContext& context) {
         const conversation::ManagerStats stats = state.manager->stats();
-        const engine::SchedulerStats scheduler = state.scheduler->stats();
+        const engine::SchedulerStats scheduler =
+            state.scheduler != nullptr ? state.scheduler->stats() : engine::SchedulerStats{};
         const double uptime =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - state.started_at)
                 .count();
         // Degraded: serving goes on, but something cannot be written (README: disk
         // faults); still 200, so load balancers keep sending reads and stateless work.
+        const Json upstream = UpstreamJson(state);
         SendJson(context.response, {{"status", state.storage_health->degraded() ||
-                                                       RemoteJson(state)["status"] == "degraded"
+                                                       RemoteJson(state)["status"] == "degraded" ||
+                                                       upstream["status"] == "down"
                                                    ? "degraded"
                                                    : "ok"},
                                     {"remote", RemoteJson(state)},
+                                    {"upstream", upstream},
                                     {"service", "kvault"},
                                     {"version", kKvaultVersion},
                                     {"storage", StorageJson(state)},

@@ -155,6 +155,12 @@ void AddOpenAiRoutes(httplib::Server& http, ServerState& state) {
                            {"architecture", info.architecture},
                            {"n_params", info.n_params},
                            {"fingerprint", state.model->fingerprint().ToHex()}};
+             if (state.upstream != nullptr) {
+               // Generated there: its name, and kvault's window in front of it.
+               model["owned_by"] = "upstream";
+               model["upstream"] = {{"url", state.upstream->endpoint().ToString()},
+                                    {"model", state.upstream->model()}};
+             }
              SendJson(context.response, {{"object", "list"}, {"data", Json::array({model})}});
            });
 }

@@ -42,6 +42,7 @@ struct ServerState {
   conversation::RemoteJournal* remote = nullptr;
   conversation::RemoteSessions* remote_sessions = nullptr;    // sessions shared through it
   conversation::RemoteKnowledge* remote_knowledge = nullptr;  // the knowledge store's feed
+  upstream::UpstreamClient* upstream = nullptr;  // --upstream: the server that generates
   std::chrono::steady_clock::time_point started_at;
 };
 

@@ -35,6 +35,7 @@ packages=(
   wordnet-base  # WordNet's data files: the chunk index's query expansion (memory/thesaurus.h)
   libhiredis-dev  # kvault's client of the Redis remote tier (--remote-url)
   redis-server haproxy  # scripts/cluster.sh (make cluster) and the tests of several replicas
+  libre2-dev  # linear-time regular expressions: the template normalisation rules (--normalize)
 )
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 

@@ -423,6 +423,17 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       "seconds the upstream may send nothing while it generates; then 504")
       ->check(CLI::Range(0.001, 86400.0))
       ->check(NotNan());
+  add("normalize-rules", c.normalize_rules_path,
+      "JSON file of template normalisation rules [{\"pattern\", \"placeholder\", "
+      "\"model\"?}] (RE2) applied to message text before tokenization; none = off");
+  app_.add_flag("--analytics,!--no-analytics", c.analytics,
+                "record every answered request in <data-dir>/analytics.db (GET /v1/analytics)")
+      ->envname("KVAULT_ANALYTICS");
+  add("analytics-retention-days", c.analytics_retention_days, "days an analytics row is kept")
+      ->check(CLI::Range(0.001, 36500.0))
+      ->check(NotNan());
+  add("analytics-max-rows", c.analytics_max_rows, "analytics rows kept at most (the newest)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   add("tokenizer", c.tokenizer_path,
       "with --upstream: a GGUF of the upstream's model (vocabulary and chat template only are "
       "loaded); default: --model");

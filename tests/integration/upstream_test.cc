@@ -4,7 +4,10 @@
 // conversation's recalled fact is in the prompt llama-server received, a hedge closes the
 // upstream's stream and continues it, and an upstream that dies, hangs or is not there yet
 // gives clean errors, never lost turns.
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -232,6 +235,88 @@ TEST_F(UpstreamTest, AnUpstreamThatDiesHangsOrIsNotThereGivesCleanErrors) {
   EXPECT_EQ(hung["error"]["code"], "upstream_timeout") << hung.dump();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   upstream->Resume();
+}
+
+// Analytics (one row per answered request; the summaries equal a recomputation from the
+// rows), the prompt trie's tree view, and normalisation: two prompts that differ only in an
+// injected date share their whole prefix with the rule, not without it.
+TEST_F(UpstreamTest, AnalyticsRowsSummariesAndNormalisedPrefixes) {
+  const std::string rules = ::testing::TempDir() + "kvault_normalize_rules.json";
+  {
+    std::ofstream out(rules);
+    out << R"json([{"pattern": "Today is [0-9]{4}-[0-9]{2}-[0-9]{2}[.]", "placeholder": "Today is <date>."}])json";
+  }
+  auto upstream = Upstream();
+  std::string guidance;
+  for (int i = 0; i < 12; ++i) {
+    guidance += " Rule " + std::to_string(i) + ": answer briefly, cite the log entry, stay calm.";
+  }
+  const auto chat = [&](int port, int day, const std::string& conversation) {
+    Json body = {{"messages",
+                  {{{"role", "system"},
+                    {"content", "Today is 2026-12-0" + std::to_string(day) + "." + guidance}},
+                   {{"role", "user"}, {"content", "Question number " + std::to_string(day)}}}},
+                 {"max_tokens", 4},
+                 {"temperature", 0}};
+    if (!conversation.empty()) body["conversation_id"] = conversation;
+    return Post(port, "/v1/chat/completions", body);
+  };
+  for (bool normalized : {false, true}) {
+    std::vector<std::string> extra;
+    if (normalized) extra = {"--normalize-rules", rules};
+    auto kvault = Kvault(*upstream, extra);
+    ASSERT_TRUE(kvault->ok());
+    const int n = 6;
+    for (int i = 1; i <= n; ++i) chat(kvault->port(), i, i <= 2 ? "c" + std::to_string(i) : "");
+    const Json rows = Get(kvault->port(), "/v1/analytics/requests");
+    ASSERT_EQ(rows["data"].size(), static_cast<size_t>(n)) << rows.dump();
+    const Json& second = rows["data"][1];
+    const int64_t prompt = second["prompt_tokens"];
+    if (!normalized) {
+      // The dates differ 3 tokens in: only the chat template's start was seen before.
+      EXPECT_LT(second["trie_matched_tokens"].get<int64_t>(), 32) << second.dump();
+      continue;
+    }
+    EXPECT_GE(second["trie_matched_tokens"].get<int64_t>() * 10, prompt * 8) << second.dump();
+    EXPECT_GE(second["cached_tokens"].get<int64_t>() * 10, prompt * 8) << second.dump();
+
+    // The summary is the rows, summed and ranked.
+    int64_t prompt_sum = 0, cached_sum = 0, matched_sum = 0;
+    std::vector<double> ttft;
+    for (const Json& row : rows["data"]) {
+      prompt_sum += row["prompt_tokens"].get<int64_t>();
+      cached_sum += row["cached_tokens"].get<int64_t>();
+      matched_sum += row["trie_matched_tokens"].get<int64_t>();
+      ttft.push_back(row["ttft_ms"].get<double>());
+    }
+    std::sort(ttft.begin(), ttft.end());
+    const Json all = Get(kvault->port(), "/v1/analytics");
+    ASSERT_EQ(all["data"].size(), 1u) << all.dump();
+    const Json& summary = all["data"][0];
+    EXPECT_EQ(summary["requests"], n);
+    EXPECT_EQ(summary["prompt_tokens"], prompt_sum);
+    EXPECT_EQ(summary["cached_tokens"], cached_sum);
+    EXPECT_EQ(summary["trie_matched_tokens"], matched_sum);
+    EXPECT_DOUBLE_EQ(summary["cache_hit_rate"].get<double>(),
+                     static_cast<double>(cached_sum) / static_cast<double>(prompt_sum));
+    EXPECT_DOUBLE_EQ(summary["ttft_ms"]["p50"].get<double>(), ttft[2]);  // nearest rank of 6
+    EXPECT_DOUBLE_EQ(summary["ttft_ms"]["p99"].get<double>(), ttft[5]);
+    const Json by = Get(kvault->port(), "/v1/analytics?group_by=conversation");
+    ASSERT_EQ(by["data"].size(), 3u) << by.dump();  // "", c1, c2
+    EXPECT_EQ(by["data"][0]["requests"], n - 2);
+    EXPECT_EQ(Get(kvault->port(), "/v1/analytics?group_by=prefix")["data"].size(), 1u);
+    EXPECT_EQ(Get(kvault->port(), "/v1/analytics?group_by=week")["error"]["code"],
+              "invalid_request");
+
+    // The prompt trie's view: the shared system prompt, seen n times.
+    const Json tree = Get(kvault->port(), "/v1/cache/tree");
+    ASSERT_FALSE(tree["prompts"]["hot"].empty()) << tree.dump();
+    EXPECT_EQ(tree["prompts"]["hot"][0]["count"], n);
+    EXPECT_NE(tree["prompts"]["hot"][0]["head"].get<std::string>().find("<date>"),
+              std::string::npos)
+        << tree.dump();
+  }
+  std::filesystem::remove(rules);
 }
 
 }  // namespace

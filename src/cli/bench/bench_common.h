@@ -54,5 +54,6 @@ int RunBenchCrash(int argc, char** argv);
 int RunBenchSoak(int argc, char** argv);
 int RunBenchIsolation(int argc, char** argv);
 int RunBenchTopics(int argc, char** argv);
+int RunBenchUpstream(int argc, char** argv);
 
 }  // namespace kvault::cli

@@ -31,6 +31,8 @@ int RunBench(int argc, char** argv) {
       {"soak", RunBenchSoak, "sustained mixed traffic above capacity: 503 latency, RSS, leaks"},
       {"isolation", RunBenchIsolation,
        "4 API keys, colliding ids: nothing seen, changed or timed across keys"},
+      {"upstream", RunBenchUpstream,
+       "kvault in front of llama-server: added latency, and a conversation beyond its context"},
       {"topics", RunBenchTopics,
        "interleaved topics (TSCM): TTFT per cycle, pinned vs unpinned vs llama-server"},
   };

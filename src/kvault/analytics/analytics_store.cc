@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <limits>
 #include <map>
 
 #include "kvault/base/log.h"
@@ -172,16 +173,19 @@ Status AnalyticsStore::InsertAndTrim(const std::vector<RequestRow>& rows) {
 }
 
 Result<std::vector<RequestRow>> AnalyticsStore::Rows(int64_t since_ms, int64_t until_ms,
-                                                     int64_t limit) {
+                                                     int64_t limit, const std::string* key) {
   MutexLock db_lock(&db_mu_);
   KV_ASSIGN_OR_RETURN(
       std::unique_ptr<SqliteStatement> query,
-      db_->Prepare("SELECT id, ts_ms, conversation, key, prefix, prompt_tokens, completion_tokens,"
-                   " trie_matched_tokens, cached_tokens, ttft_ms, total_ms, finish_reason"
-                   " FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY id LIMIT ?3"));
+      db_->Prepare(std::string("SELECT id, ts_ms, conversation, key, prefix, prompt_tokens,"
+                               " completion_tokens, trie_matched_tokens, cached_tokens, ttft_ms,"
+                               " total_ms, finish_reason FROM requests"
+                               " WHERE ts_ms >= ?1 AND ts_ms < ?2") +
+                   (key != nullptr ? " AND key = ?4" : "") + " ORDER BY id LIMIT ?3"));
   KV_RETURN_IF_ERROR(query->Bind(1, since_ms));
   KV_RETURN_IF_ERROR(query->Bind(2, until_ms));
   KV_RETURN_IF_ERROR(query->Bind(3, limit));
+  if (key != nullptr) KV_RETURN_IF_ERROR(query->Bind(4, *key));
   std::vector<RequestRow> rows;
   while (true) {
     KV_ASSIGN_OR_RETURN(bool row, query->Step());
@@ -205,9 +209,9 @@ Result<std::vector<RequestRow>> AnalyticsStore::Rows(int64_t since_ms, int64_t u
 }
 
 Result<std::vector<Summary>> AnalyticsStore::Summarize(int64_t since_ms, int64_t until_ms,
-                                                       GroupBy group_by) {
+                                                       GroupBy group_by, const std::string* key) {
   KV_ASSIGN_OR_RETURN(std::vector<RequestRow> rows,
-                      Rows(since_ms, until_ms, std::numeric_limits<int64_t>::max()));
+                      Rows(since_ms, until_ms, std::numeric_limits<int64_t>::max(), key));
   struct Acc {
     Summary summary;
     std::vector<double> ttft, total;

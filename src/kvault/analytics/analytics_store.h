@@ -73,10 +73,13 @@ class AnalyticsStore {
   void Record(RequestRow row);
   // Waits until every row recorded before the call is written.
   void Flush();
-  // Rows with since_ms <= ts_ms < until_ms, oldest first, at most `limit`.
-  Result<std::vector<RequestRow>> Rows(int64_t since_ms, int64_t until_ms, int64_t limit);
+  // Rows with since_ms <= ts_ms < until_ms (of one API key scope when `key` is given),
+  // oldest first, at most `limit`.
+  Result<std::vector<RequestRow>> Rows(int64_t since_ms, int64_t until_ms, int64_t limit,
+                                       const std::string* key = nullptr);
   // The same rows summarized, one Summary per group (by group name).
-  Result<std::vector<Summary>> Summarize(int64_t since_ms, int64_t until_ms, GroupBy group_by);
+  Result<std::vector<Summary>> Summarize(int64_t since_ms, int64_t until_ms, GroupBy group_by,
+                                         const std::string* key = nullptr);
   int64_t write_errors() const;
 
  private:

@@ -4,12 +4,19 @@
 
 namespace kvault::conversation {
 
-HistoryService::HistoryService(Registry* registry, ConversationMemory* memory, Journal* journal)
-    : registry_(registry), memory_(memory), journal_(journal) {}
+HistoryService::HistoryService(Registry* registry, ConversationMemory* memory, Journal* journal,
+                               const TextNormalizer* normalizer)
+    : registry_(registry), memory_(memory), journal_(journal), normalizer_(normalizer) {}
 
 Result<IngestResult> HistoryService::Append(const std::string& scope, const std::string& id,
                                             std::span<const engine::ChatMessage> messages,
                                             HistoryMode mode) {
+  std::vector<engine::ChatMessage> normalized;
+  if (normalizer_ != nullptr) {
+    normalized.assign(messages.begin(), messages.end());
+    normalizer_->ApplyTo(&normalized);
+    messages = normalized;
+  }
   TurnLock conversation = registry_->Lock(scope, id);
   conversation.conversation().Touch();
   Result<IngestResult> ingested =

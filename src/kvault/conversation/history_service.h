@@ -15,6 +15,7 @@
 #include "kvault/conversation/conversation_memory.h"
 #include "kvault/conversation/journal.h"
 #include "kvault/conversation/registry.h"
+#include "kvault/conversation/text_normalizer.h"
 #include "kvault/engine/chat_template.h"
 
 namespace kvault::conversation {
@@ -22,7 +23,9 @@ namespace kvault::conversation {
 class HistoryService {
  public:
   // `journal` may be null (Read is then refused). REQUIRES: the pointees outlive this.
-  HistoryService(Registry* registry, ConversationMemory* memory, Journal* journal);
+  // `normalizer` may be null (no --normalize-rules).
+  HistoryService(Registry* registry, ConversationMemory* memory, Journal* journal,
+                 const TextNormalizer* normalizer = nullptr);
 
   // Stores messages; creates the conversation if needed. An error leaves everything as it
   // was (a conversation created for the call is not kept).
@@ -40,6 +43,7 @@ class HistoryService {
   Registry* const registry_;
   ConversationMemory* const memory_;
   Journal* const journal_;
+  const TextNormalizer* const normalizer_;
 };
 
 }  // namespace kvault::conversation

@@ -42,7 +42,7 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
             }),
       kv_cache_(scheduler, &pool_, deps.store, params.restore, params.n_stream,
                 params.share_cache_across_scopes),
-      history_(&registry_, &memory_, deps.journal),
+      history_(&registry_, &memory_, deps.journal, deps.normalizer),
       sessions_({.registry = &registry_,
                  .journal = deps.journal,
                  .store = deps.sessions,
@@ -110,6 +110,10 @@ void ConversationManager::ContinueFromRemote(TurnLock& conversation) {
 Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateRequest request) {
   PendingPtr pending(new Pending);
   pending->start = std::chrono::steady_clock::now();
+  if (deps_.normalizer != nullptr) {
+    deps_.normalizer->ApplyTo(&request.messages);
+    if (request.raw_prompt) *request.raw_prompt = deps_.normalizer->Apply(*request.raw_prompt);
+  }
   KV_RETURN_IF_ERROR(CheckTextFits(request));  // before a thread or the conversation is taken
   KV_ASSIGN_OR_RETURN(pending->ticket, admission_.Enter());
   if (!request.explicit_conversation) {

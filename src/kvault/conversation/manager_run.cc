@@ -202,7 +202,7 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* s
           std::chrono::system_clock::now().time_since_epoch())
           .count() -
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - pending->start).count();
-  g.result.trie_matched_tokens = prompt_trie_.Record(pending->prompt);
+  g.result.trie_matched_tokens = prompt_trie_.Record(conversation.scope(), pending->prompt);
   g.result.prefix = PrefixName(pending->prompt);
   // Kept for the response (return_prompt) and for counting the named prefixes it starts with.
   const std::vector<llama_token> first_prompt =

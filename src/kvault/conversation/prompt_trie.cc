@@ -17,20 +17,24 @@ uint64_t ChunkName(uint64_t parent, std::span<const llama_token> chunk) {
 
 }  // namespace
 
-int64_t PromptTrie::Record(std::span<const llama_token> prompt) {
+static uint64_t RootOf(const std::string& scope) { return Hash64(scope, 0x6b7661756c74ull) | 1; }
+
+int64_t PromptTrie::Record(const std::string& scope, std::span<const llama_token> prompt) {
   MutexLock lock(&mu_);
   int64_t matched = 0;
   bool matching = true;
+  const uint64_t root = RootOf(scope);
   uint64_t parent = 0;
   for (size_t at = 0; at + kChunk <= prompt.size(); at += kChunk) {
     const std::span<const llama_token> chunk = prompt.subspan(at, kChunk);
-    const uint64_t name = ChunkName(parent, chunk);
+    const uint64_t name = ChunkName(parent == 0 ? root : parent, chunk);
     auto it = nodes_.find(name);
     if (it == nodes_.end()) {
       matching = false;
       if (nodes_.size() >= max_nodes_) PruneLocked();
       if (nodes_.size() >= max_nodes_) break;  // all hot: the rest is not counted
       Node node;
+      node.root = root;
       node.parent = parent;
       node.depth = static_cast<int64_t>(at + kChunk);
       node.chunk.assign(chunk.begin(), chunk.end());
@@ -64,11 +68,12 @@ void PromptTrie::PruneLocked() {
   }
 }
 
-std::vector<HotPrefix> PromptTrie::Hot(size_t limit) const {
+std::vector<HotPrefix> PromptTrie::Hot(const std::string& scope, size_t limit) const {
   MutexLock lock(&mu_);
+  const uint64_t root = RootOf(scope);
   std::vector<HotPrefix> hot;
   for (const auto& [name, node] : nodes_) {
-    if (node.count < 2 || node.max_child_count >= node.count) continue;
+    if (node.root != root || node.count < 2 || node.max_child_count >= node.count) continue;
     HotPrefix prefix;
     prefix.depth = node.depth;
     prefix.count = node.count;

@@ -4,14 +4,16 @@
 // did), and which prefixes are hot (GET /v1/cache/tree).
 //
 // A node is one chunk after its parent's; chunks are named by a chained hash, so a node is
-// found in one lookup per chunk. Bounded: past `max_nodes`, nodes seen once are dropped
-// (the hot ones, seen at least twice, stay).
+// found in one lookup per chunk. Each API key scope has a trie of its own (its root is the
+// scope's hash): one key's prompts are never another's hits, nor in its tree view. Bounded: past
+// `max_nodes`, nodes seen once are dropped (the hot ones, seen at least twice, stay).
 //
 // Thread-safety: all methods may be called from any thread.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -36,14 +38,15 @@ class PromptTrie {
 
   // Counts `prompt` in and returns how many of its leading tokens (whole chunks) an earlier
   // prompt had.
-  int64_t Record(std::span<const llama_token> prompt);
+  int64_t Record(const std::string& scope, std::span<const llama_token> prompt);
   // The deepest node of each shared run (seen at least twice, and more often than any of its
   // children), by count x depth, at most `limit`.
-  std::vector<HotPrefix> Hot(size_t limit) const;
+  std::vector<HotPrefix> Hot(const std::string& scope, size_t limit) const;
   size_t nodes() const;
 
  private:
   struct Node {
+    uint64_t root = 0;    // the scope's
     uint64_t parent = 0;  // 0 for a first chunk
     int64_t depth = 0;
     int64_t count = 0;

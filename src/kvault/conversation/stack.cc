@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "kvault/base/file.h"
+#include "kvault/base/json.h"
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
 #include "kvault/kv/context_blocks.h"
@@ -253,6 +254,26 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
                         engine::Scheduler::Start(stack->context_.get(), *stack->model_,
                                                  {.prefill_chunk = config.prefill_chunk}));
   }
+  if (!config.normalize_rules_path.empty()) {
+    KV_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config.normalize_rules_path));
+    Result<Json> json = ParseJson(text);
+    if (!json.ok()) {
+      return InvalidArgumentError("--normalize-rules " + config.normalize_rules_path + ": " +
+                                  json.status().message());
+    }
+    Result<std::vector<NormalizeRule>> rules = ParseNormalizeRules(*json);
+    if (!rules.ok()) return rules.status().WithPrefix("--normalize-rules");
+    // A rule's `model` is matched against the model that generates: the upstream's name
+    // with --upstream, else the GGUF's.
+    const std::string model_name = stack->upstream_ != nullptr && !stack->upstream_->model().empty()
+                                       ? stack->upstream_->model()
+                                       : stack->model_->info().name;
+    Result<std::unique_ptr<TextNormalizer>> normalizer = TextNormalizer::Create(*rules, model_name);
+    if (!normalizer.ok()) return normalizer.status().WithPrefix("--normalize-rules");
+    stack->normalizer_ = std::move(normalizer).value();
+    KV_LOG(kInfo) << "normalisation: " << stack->normalizer_->rules() << " of " << rules->size()
+                  << " rules apply to '" << model_name << "'";
+  }
   const uint32_t n_stream = stack->context_ != nullptr ? stack->context_->n_stream() : 1;
   stack->manager_ = std::make_unique<ConversationManager>(
       *stack->model_, stack->scheduler_.get(), ManagerParamsFor(config, n_stream, restore),
@@ -263,7 +284,8 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
                   .knowledge = stack->knowledge_.get(),
                   .health = &stack->health_,
                   .remote = stack->remote_journal_.get(),
-                  .upstream = stack->upstream_.get()});
+                  .upstream = stack->upstream_.get(),
+                  .normalizer = stack->normalizer_.get()});
   return stack;
 }
 

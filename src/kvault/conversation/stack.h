@@ -44,6 +44,8 @@ struct StackConfig {
   std::string upstream_model;       // "" = the first of its /v1/models
   double upstream_timeout_s = 600;  // the longest silence while it generates
   std::string tokenizer_path;
+  // --normalize-rules: a JSON file of template normalisation rules (text_normalizer.h).
+  std::string normalize_rules_path;
   int window = 4096;              // tokens the model sees per inference
   int64_t cache_size = 10000000;  // tokens each conversation remembers
   int max_generation = 4096;      // most tokens one reply may have
@@ -139,6 +141,7 @@ class Stack {
   std::shared_ptr<store::RedisClient> redis_;           // null without --remote-url
   std::unique_ptr<RemoteJournal> remote_journal_;       // outlives the manager
   std::unique_ptr<upstream::UpstreamClient> upstream_;  // null without --upstream
+  std::unique_ptr<TextNormalizer> normalizer_;          // null without --normalize-rules
   std::unique_ptr<engine::Scheduler> scheduler_;        // null with --upstream
   std::unique_ptr<ConversationManager> manager_;
 };

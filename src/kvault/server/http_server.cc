@@ -23,6 +23,7 @@ namespace kvault::server {
 struct Server::Impl {
   ServerState state;
   std::unique_ptr<conversation::Stack> stack;
+  std::unique_ptr<analytics::AnalyticsStore> analytics;
   MetricsRegistry metrics;
   std::unique_ptr<ApiKeyAuth> auth;
   httplib::Server http;  // behind `front`, on its private socket
@@ -40,6 +41,14 @@ int HttpThreads(const ServerConfig& config) {
 Status Validate(const ServerConfig& c) {
   // The stack's own settings are checked by Stack::Build.
   if (c.max_body_bytes < 1024) return InvalidArgumentError("--max-body-mb is too small");
+  if (!c.upstream_url.empty() && !c.preload_path.empty()) {
+    return InvalidArgumentError(
+        "--preload prefills kvault's own device; with --upstream the upstream's prefix cache "
+        "warms with the first requests");
+  }
+  if (!(c.analytics_retention_days > 0) || c.analytics_max_rows < 1) {
+    return InvalidArgumentError("--analytics-retention-days and --analytics-max-rows must be > 0");
+  }
   if (!(c.header_timeout_seconds > 0) || !(c.body_timeout_seconds > 0)) {
     return InvalidArgumentError("--header-timeout and --body-timeout must be positive");
   }
@@ -116,6 +125,12 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   auto impl = std::make_unique<Impl>();
   KV_ASSIGN_OR_RETURN(impl->stack, conversation::Stack::Build(config));
   conversation::Stack& stack = *impl->stack;
+  if (config.analytics) {
+    KV_ASSIGN_OR_RETURN(impl->analytics, analytics::AnalyticsStore::Open(
+                                             {.path = config.data_dir + "/analytics.db",
+                                              .retention_days = config.analytics_retention_days,
+                                              .max_rows = config.analytics_max_rows}));
+  }
   if (!config.preload_path.empty()) {
     KV_ASSIGN_OR_RETURN(Preloads preloads, ReadPreloads(config.preload_path));
     KV_RETURN_IF_ERROR(stack.manager().Preload(std::move(preloads.requests)));
@@ -130,6 +145,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   state.model = &stack.model();
   state.scheduler = stack.scheduler();
   state.upstream = stack.upstream();
+  state.analytics = impl->analytics.get();
   state.manager = &stack.manager();
   state.block_store = &stack.block_store();
   state.remote = stack.remote_journal();
@@ -176,6 +192,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   AddSessionRoutes(http, state);
   AddDashboardRoutes(http, state);
   AddKnowledgeRoutes(http, state);
+  AddAnalyticsRoutes(http, state);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 

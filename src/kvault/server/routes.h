@@ -23,6 +23,8 @@ void AddDashboardRoutes(httplib::Server& http, ServerState& state);
 void AddKnowledgeRoutes(httplib::Server& http, ServerState& state);
 // The knowledge store's counts over every API key (part of /health).
 Json KnowledgeStatsJson(const ServerState& state);
+// GET /v1/analytics, GET /v1/analytics/requests (analytics/analytics_store.h).
+void AddAnalyticsRoutes(httplib::Server& http, ServerState& state);
 // GET /v1/cache/stats, GET /v1/cache/tree.
 void AddCacheRoutes(httplib::Server& http, ServerState& state);
 // The KV state engine's statistics (also part of /health).

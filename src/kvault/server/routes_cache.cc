@@ -316,9 +316,24 @@ void AddCacheRoutes(httplib::Server& http, ServerState& state) {
                                 {"idle_seconds", node.idle_seconds},
                                 {"preview", Preview(tokenizer, node.tokens)}});
              }
+             // The prompts sent (conversation/prompt_trie.h), in both modes: with --upstream
+             // the block store is empty and this is the tree to read.
+             const conversation::PromptTrie& trie = state.manager->prompt_trie();
+             Json hot = Json::array();
+             for (const conversation::HotPrefix& prefix : trie.Hot(context.scope, limit)) {
+               hot.push_back({{"depth", prefix.depth},
+                              {"count", prefix.count},
+                              {"continuations", prefix.children},
+                              {"head", Preview(tokenizer, prefix.head)},
+                              {"tail", Preview(tokenizer, prefix.tail)}});
+             }
              SendJson(context.response, {{"object", "cache.tree"},
                                          {"nodes", state.block_store->CountNodes(visible)},
-                                         {"top", nodes}});
+                                         {"top", nodes},
+                                         {"prompts",
+                                          {{"chunk_tokens", conversation::PromptTrie::kChunk},
+                                           {"nodes", trie.nodes()},
+                                           {"hot", hot}}}});
            });
 }
 

@@ -15,6 +15,19 @@ using conversation::ConversationManager;
 using conversation::GenerateResult;
 
 void RecordGeneration(ServerState& state, const GenerateResult& result) {
+  if (state.analytics != nullptr) {
+    state.analytics->Record({.ts_ms = result.start_unix_ms,
+                             .conversation = result.conversation_id,
+                             .key = result.scope,
+                             .prefix = result.prefix,
+                             .prompt_tokens = result.prompt_tokens,
+                             .completion_tokens = result.completion_tokens,
+                             .trie_matched_tokens = result.trie_matched_tokens,
+                             .cached_tokens = result.cached_tokens,
+                             .ttft_ms = result.first_token_ms,
+                             .total_ms = result.total_ms,
+                             .finish_reason = std::string(FinishReasonName(result.finish_reason))});
+  }
   MetricsRegistry& m = *state.metrics;
   m.Increment("kvault_prompt_tokens_total", {}, result.prompt_tokens);
   m.Increment("kvault_cached_prompt_tokens_total", {}, result.cached_tokens);

@@ -31,6 +31,10 @@ struct ServerConfig : conversation::StackConfig {
   // KV is computed at start-up and pinned (shared system prompts, RAG scaffolds).
   std::string preload_path;
   double shutdown_grace_seconds = 10;
+  // Every answered generation as a row of <data_dir>/analytics.db (GET /v1/analytics).
+  bool analytics = true;
+  double analytics_retention_days = 30;
+  int64_t analytics_max_rows = 1000000;
   // Device KV sized by memory (--kv-cache-memory, --gpu-memory-utilization): the budget and
   // the model's KV bytes per token it was divided by; 0 = sized by --window and threads.
   int64_t kv_budget_bytes = 0;

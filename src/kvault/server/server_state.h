@@ -7,6 +7,7 @@
 #include <chrono>
 #include <string>
 
+#include "kvault/analytics/analytics_store.h"
 #include "kvault/base/storage_health.h"
 #include "kvault/conversation/manager.h"
 #include "kvault/conversation/remote_journal.h"
@@ -42,7 +43,8 @@ struct ServerState {
   conversation::RemoteJournal* remote = nullptr;
   conversation::RemoteSessions* remote_sessions = nullptr;    // sessions shared through it
   conversation::RemoteKnowledge* remote_knowledge = nullptr;  // the knowledge store's feed
-  upstream::UpstreamClient* upstream = nullptr;  // --upstream: the server that generates
+  upstream::UpstreamClient* upstream = nullptr;    // --upstream: the server that generates
+  analytics::AnalyticsStore* analytics = nullptr;  // null with --no-analytics
   std::chrono::steady_clock::time_point started_at;
 };
 

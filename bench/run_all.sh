@@ -23,9 +23,11 @@ declare -A commands=(
   [recall]="build/kvault bench recall --model build/testdata/tiny.gguf"
   [reconnect]="build/kvault bench reconnect --model models/q05.gguf --tokens 1000000"
   [topics]="build/kvault bench topics --model models/q05.gguf --cycles 3 --context-tokens 64"
+  [cluster]="build/kvault bench cluster --model models/q05.gguf --conversations 4 --history 2000 --rounds 1 --conversation-threads 1"
+  [upstream]="build/kvault bench upstream --model models/q05.gguf --requests 200 --long-tokens 1000000"
   [restore-path]="build/bench/restore_path_bench"
 )
-order=(engine serve resume prefix prefix-tiny topics footprint fidelity fidelity-peaked memory recall reconnect restore-path)
+order=(engine serve resume prefix prefix-tiny topics footprint fidelity fidelity-peaked memory recall reconnect cluster upstream restore-path)
 (($#)) && order=("$@")
 for name in "${order[@]}"; do
   command=${commands[$name]:?unknown benchmark $name}

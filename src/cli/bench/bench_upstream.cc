@@ -50,8 +50,8 @@ Json SideJson(const Side& s) {
 
 Result<Json> LongCase(const UpstreamOptions& o, const BenchServer& kvault,
                       const BenchServer& direct) {
-  // ~60 tokens a turn (testing/planted_history.h), the fact early on.
-  const int turns = static_cast<int>(std::max<int64_t>(2, o.long_tokens / 60)) / 2 * 2;
+  // ~45 tokens a turn in Qwen's vocabulary (testing/planted_history.h), the fact early on.
+  const int turns = static_cast<int>(std::max<int64_t>(2, o.long_tokens / 45)) / 2 * 2;
   const Json history = testing::PlantedHistory(turns, 40);
   httplib::Client client("127.0.0.1", kvault.port());
   client.set_read_timeout(std::chrono::seconds(3600));

@@ -186,6 +186,32 @@ TEST_F(ClusterTest, TwoReplicasRacingOnOneConversationNeverInterleaveTurns) {
   for (int i = 0; i < 6; ++i) EXPECT_EQ(seen[i], 1) << "entry " << i;
 }
 
+// Append, history and search go through the lease and adoption too: a conversation appended
+// on A is read, searched and appended to on B, and A then sees B's turns.
+TEST_F(ClusterTest, AppendReadAndSearchWorkOnAnyReplica) {
+  auto a = Replica();
+  auto b = Replica();
+  ASSERT_TRUE(a->ok() && b->ok());
+  Json messages = Json::array();
+  for (size_t i = 0; i + 1 < kTurns.size(); ++i) {
+    messages.push_back({{"role", i % 2 == 0 ? "user" : "assistant"}, {"content", kTurns[i]}});
+  }
+  Post(*a, "/v1/conversations/append", {{"conversation_id", "log"}, {"messages", messages}});
+  EXPECT_EQ(Get(*b, "/v1/conversations/log/history")["turns"].size(), messages.size());
+  const Json found = Post(*b, "/v1/conversations/search",
+                          {{"conversation_id", "log"}, {"query", "seismic tremor"}, {"k", 1}});
+  ASSERT_EQ(found["results"].size(), 1u) << found.dump();
+  EXPECT_NE(found["results"][0]["text"].get<std::string>().find("tremor"), std::string::npos);
+  Post(*b, "/v1/conversations/append",
+       {{"conversation_id", "log"},
+        {"messages", {{{"role", "user"}, {"content", "Entry eleven: all quiet."}}}}});
+  EXPECT_EQ(Get(*a, "/v1/conversations/log/history")["turns"].size(), messages.size() + 1);
+  httplib::Client client("127.0.0.1", b->port());
+  httplib::Result missing = client.Get("/v1/conversations/nowhere/history");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+}
+
 // Another replica's lease (here one that paused mid-turn, as a stopped process holds it)
 // is waited for within the request's --queue-timeout, then answered 409; once the lease
 // expires, the conversation continues here.

@@ -2,11 +2,14 @@
 // ingestion (POST /v1/conversations/append, session loads, reconnects) by history_plan.h's
 // rule, the journal's account of the conversation (turns, archived branches, the unanswered
 // turn), and search over its chunks. Each call takes the conversation's turn lock, so it
-// waits for a running request of the conversation.
+// waits for a running request of the conversation. With a shared Redis (RemoteHook), each
+// call also takes the conversation's lease and first continues from what other replicas
+// recorded, so any replica appends to, reads and searches any conversation.
 //
 // Thread-safety: all methods may be called from any thread.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -15,17 +18,22 @@
 #include "kvault/conversation/conversation_memory.h"
 #include "kvault/conversation/journal.h"
 #include "kvault/conversation/registry.h"
+#include "kvault/conversation/remote_journal.h"
 #include "kvault/conversation/text_normalizer.h"
 #include "kvault/engine/chat_template.h"
 
 namespace kvault::conversation {
 
+// Takes the conversation's lease in the shared Redis and adopts what other replicas recorded
+// of it (ConversationManager's); held until the returned lease goes.
+using RemoteHook = std::function<Result<RemoteJournal::Lease>(TurnLock&)>;
+
 class HistoryService {
  public:
   // `journal` may be null (Read is then refused). REQUIRES: the pointees outlive this.
-  // `normalizer` may be null (no --normalize-rules).
+  // `normalizer` may be null (no --normalize-rules); `remote` empty without a shared Redis.
   HistoryService(Registry* registry, ConversationMemory* memory, Journal* journal,
-                 const TextNormalizer* normalizer = nullptr);
+                 const TextNormalizer* normalizer = nullptr, RemoteHook remote = nullptr);
 
   // Stores messages; creates the conversation if needed. An error leaves everything as it
   // was (a conversation created for the call is not kept).
@@ -40,10 +48,16 @@ class HistoryService {
                                            const std::string& query, int k);
 
  private:
+  // The conversation's lock (and lease); with a remote, a conversation this replica does not
+  // know yet is looked for there. NotFound if it exists nowhere.
+  Result<TurnLock> LockExisting(const std::string& scope, const std::string& id,
+                                RemoteJournal::Lease* lease);
+
   Registry* const registry_;
   ConversationMemory* const memory_;
   Journal* const journal_;
   const TextNormalizer* const normalizer_;
+  const RemoteHook remote_;
 };
 
 }  // namespace kvault::conversation

@@ -42,7 +42,11 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
             }),
       kv_cache_(scheduler, &pool_, deps.store, params.restore, params.n_stream,
                 params.share_cache_across_scopes),
-      history_(&registry_, &memory_, deps.journal, deps.normalizer),
+      history_(&registry_, &memory_, deps.journal, deps.normalizer,
+               deps.remote == nullptr ? RemoteHook() : RemoteHook([this](TurnLock& conversation) {
+                 return TakeRemote(conversation,
+                                   std::chrono::steady_clock::now() + params_.queue_timeout);
+               })),
       sessions_({.registry = &registry_,
                  .journal = deps.journal,
                  .store = deps.sessions,
@@ -73,6 +77,17 @@ void ConversationManager::RecoverJournal() {
     KV_LOG(kInfo) << "conversation: resumed " << entries.size() << " conversations (" << tokens
                   << " tokens of history) from the journal";
   }
+}
+
+Result<RemoteJournal::Lease> ConversationManager::TakeRemote(
+    TurnLock& conversation, std::chrono::steady_clock::time_point deadline) {
+  const auto left =
+      std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 deadline - std::chrono::steady_clock::now()));
+  KV_ASSIGN_OR_RETURN(RemoteJournal::Lease lease,
+                      deps_.remote->Acquire(conversation.scope(), conversation.id(), left));
+  ContinueFromRemote(conversation);
+  return lease;
 }
 
 void ConversationManager::ContinueFromRemote(TurnLock& conversation) {
@@ -130,12 +145,8 @@ Result<ConversationManager::PendingPtr> ConversationManager::Prepare(GenerateReq
   TurnLock& conversation = pending->conversation;
   if (deps_.remote != nullptr && request.explicit_conversation) {
     // One writer per conversation across replicas; then whatever another replica added.
-    const auto left = std::max(std::chrono::milliseconds(0),
-                               std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   pending->ticket->deadline() - std::chrono::steady_clock::now()));
     KV_ASSIGN_OR_RETURN(pending->remote_lease,
-                        deps_.remote->Acquire(request.scope, request.conversation_id, left));
-    ContinueFromRemote(conversation);
+                        TakeRemote(conversation, pending->ticket->deadline()));
   }
   // Validate: everything below up to the commit can refuse the request, and changes nothing.
   if (request.pin && deps_.upstream != nullptr) {

@@ -280,6 +280,9 @@ class ConversationManager {
   void RecoverJournal();
   // Under the conversation's lease: adopts what other replicas added to it (remote_journal.h).
   void ContinueFromRemote(TurnLock& conversation);
+  // Takes the conversation's lease, waiting until `deadline` (409 after it), then adopts.
+  Result<RemoteJournal::Lease> TakeRemote(TurnLock& conversation,
+                                          std::chrono::steady_clock::time_point deadline);
 
   engine::Scheduler* const scheduler_;
   const ManagerParams params_;

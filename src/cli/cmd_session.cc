@@ -177,8 +177,8 @@ int RunSession(int argc, char** argv) {
     PrintInfo(*session);
     return 0;
   }
-  Status removed = (*store)->Remove(session->scope, name);
-  if (!removed.ok()) return ReportError(removed);
+  Result<conversation::Session> removed = (*store)->Remove(session->scope, name);
+  if (!removed.ok()) return ReportError(removed.status());
   std::printf("removed session '%s'\n", name.c_str());
   return 0;
 }

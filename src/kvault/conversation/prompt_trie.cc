@@ -59,11 +59,16 @@ int64_t PromptTrie::Record(const std::string& scope, std::span<const llama_token
 
 void PromptTrie::PruneLocked() {
   // Nodes seen once are the tails of single prompts: dropping them keeps every shared run.
-  for (auto it = nodes_.begin(); it != nodes_.end();) {
-    if (it->second.count <= 1) {
-      it = nodes_.erase(it);
-    } else {
-      ++it;
+  // If that frees less than a tenth, the least seen go too (twice, then more), so a trie
+  // full of shared runs is not scanned again at every new chunk.
+  const size_t target = max_nodes_ - max_nodes_ / 10;
+  for (int64_t threshold = 1; nodes_.size() > target; threshold *= 2) {
+    for (auto it = nodes_.begin(); it != nodes_.end();) {
+      if (it->second.count <= threshold) {
+        it = nodes_.erase(it);
+      } else {
+        ++it;
+      }
     }
   }
 }

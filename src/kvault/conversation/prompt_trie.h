@@ -6,7 +6,8 @@
 // A node is one chunk after its parent's; chunks are named by a chained hash, so a node is
 // found in one lookup per chunk. Each API key scope has a trie of its own (its root is the
 // scope's hash): one key's prompts are never another's hits, nor in its tree view. Bounded: past
-// `max_nodes`, nodes seen once are dropped (the hot ones, seen at least twice, stay).
+// `max_nodes`, nodes seen once are dropped first, then the least seen, down to nine tenths
+// of the bound (the hot ones stay).
 //
 // Thread-safety: all methods may be called from any thread.
 #pragma once

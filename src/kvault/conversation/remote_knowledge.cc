@@ -55,8 +55,10 @@ Status RemoteKnowledge::Publish(std::span<const std::string> records) {
 }
 
 Result<memory::KnowledgeFeed::Batch> RemoteKnowledge::Read(int64_t from, int64_t limit) {
-  Result<store::RedisReply> reply = client_->Command(
-      {"EVAL", kReadScript, "1", key_, std::to_string(from), std::to_string(from + limit - 1)});
+  if (limit <= 0) limit = 0;  // the epoch and length only
+  Result<store::RedisReply> reply =
+      client_->Command({"EVAL", kReadScript, "1", key_, std::to_string(from),
+                        limit == 0 ? std::to_string(from - 1) : std::to_string(from + limit - 1)});
   if (!reply.ok()) {
     errors_.fetch_add(1);
     return reply.status();

@@ -153,9 +153,9 @@ Result<store::Removed> SessionService::DropKv(const std::string& scope, const st
 
 Status SessionService::Delete(const std::string& scope, const std::string& name) {
   if (deps_.store == nullptr) return NotEnabled();
-  KV_ASSIGN_OR_RETURN(Session session, deps_.store->Get(scope, name));
-  KV_RETURN_IF_ERROR(deps_.store->Remove(scope, name));
-  if (session.local) deps_.kv_cache->Unpin(session.blocks);
+  // The pins go only with this replica's own file (Remove says whether it went).
+  KV_ASSIGN_OR_RETURN(Session removed, deps_.store->Remove(scope, name));
+  if (removed.local) deps_.kv_cache->Unpin(removed.blocks);
   return Status::Ok();
 }
 

@@ -1,6 +1,7 @@
 #include "kvault/conversation/session_store.h"
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <filesystem>
 #include <system_error>
@@ -34,7 +35,8 @@ Json SessionToJson(const Session& s) {
           {"tokens", s.tokens},
           {"blocks", blocks},
           {"kv_tokens", s.kv_tokens},
-          {"kv_bytes", s.kv_bytes}};
+          {"kv_bytes", s.kv_bytes},
+          {"saved_ms", s.saved_ms}};
 }
 
 Result<kv::BlockName> ParseBlockName(const std::string& hex) {
@@ -73,6 +75,7 @@ Result<Session> SessionFromJson(const Json& j) {
   s.created_unix = static_cast<int64_t>(NumberOr(j, "created", 0));
   s.kv_tokens = static_cast<int64_t>(NumberOr(j, "kv_tokens", 0));
   s.kv_bytes = static_cast<int64_t>(NumberOr(j, "kv_bytes", 0));
+  s.saved_ms = static_cast<int64_t>(NumberOr(j, "saved_ms", 0));
   const auto turns = j.find("turns"), tokens = j.find("tokens"), blocks = j.find("blocks");
   if (turns == j.end() || !turns->is_array() || tokens == j.end() || !tokens->is_array() ||
       blocks == j.end() || !blocks->is_array()) {
@@ -159,13 +162,43 @@ static Status NoSession(const std::string& name) {
   return NotFoundError("no session '" + name + "'").WithDetail(ErrorDetail::kSessionNotFound);
 }
 
+int64_t SessionStore::NextVersion() const {
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  last_version_ = std::max(last_version_ + 1, now_ms);
+  return last_version_;
+}
+
+namespace {
+
+// What the mirror holds of a session: removed (a tombstone) or a text, and its version.
+struct Mirrored {
+  bool removed = false;
+  int64_t saved_ms = 0;
+};
+
+Mirrored ReadMirrored(const std::string& text) {
+  Result<Json> json = ParseJson(text);
+  if (!json.ok() || !json->is_object()) return {};
+  return {json->value("removed", false), static_cast<int64_t>(NumberOr(*json, "saved_ms", 0))};
+}
+
+std::string Tombstone(int64_t saved_ms) {
+  return DumpJson(Json{{"removed", true}, {"saved_ms", saved_ms}});
+}
+
+}  // namespace
+
 Status SessionStore::Put(const Session& session) {
   KV_RETURN_IF_ERROR(ValidateSessionName(session.name));
   KV_RETURN_IF_ERROR(ValidateScope(session.scope));
   MutexLock lock(&mu_);
   const std::string path = PathOf(session.scope, session.name);
   KV_RETURN_IF_ERROR(CreateDirectories(std::filesystem::path(path).parent_path().string()));
-  const std::string text = DumpJson(SessionToJson(session));
+  Session versioned = session;
+  versioned.saved_ms = NextVersion();
+  const std::string text = DumpJson(SessionToJson(versioned));
   KV_RETURN_IF_ERROR(WriteFileAtomic(path, text));
   if (mirror_ != nullptr) {
     // The file holds it: the next read with the mirror up publishes it (Reconcile).
@@ -188,18 +221,21 @@ Result<Session> SessionStore::GetLocal(const std::string& scope, const std::stri
 Result<Session> SessionStore::Reconcile(const std::string& scope, const std::string& name,
                                         const std::optional<std::string>& text) const {
   Result<Session> local = GetLocal(scope, name);
-  if (!text.has_value()) {
-    // Redis lost it (restarted empty, or it was saved while Redis was down): ours is the copy.
-    if (local.ok()) (void)mirror_->Put(scope, name, DumpJson(SessionToJson(*local)));
+  const Mirrored mirrored = text ? ReadMirrored(*text) : Mirrored{};
+  if (local.ok() && (!text.has_value() || local->saved_ms > mirrored.saved_ms)) {
+    // Redis lost it (restarted empty), or holds an older version (this one was saved while
+    // it did not answer, or it came back from an older snapshot): ours is the copy.
+    (void)mirror_->Put(scope, name, DumpJson(SessionToJson(*local)));
     return local;
   }
+  if (!text.has_value()) return local;
   if (local.ok() && DumpJson(SessionToJson(*local)) != *text) {
-    // Another replica replaced or removed it: this file and its pins are stale.
+    // Another replica replaced or removed it since: this file and its pins are stale.
     if (RemoveFile(PathOf(scope, name)).ok() && on_stale_) on_stale_(*local);
-    KV_LOG(kInfo) << "sessions: '" << name << "' was " << (text->empty() ? "removed" : "replaced")
-                  << " on another replica";
+    KV_LOG(kInfo) << "sessions: '" << name << "' was "
+                  << (mirrored.removed ? "removed" : "replaced") << " on another replica";
   }
-  if (text->empty()) return NoSession(name);
+  if (mirrored.removed) return NoSession(name);
   return Parse(*text, "shared session '" + name + "'");
 }
 
@@ -271,19 +307,21 @@ std::string SessionStore::ArchiveName(const std::string& scope, const std::strin
   return candidate;
 }
 
-Status SessionStore::Remove(const std::string& scope, const std::string& name) {
+Result<Session> SessionStore::Remove(const std::string& scope, const std::string& name) {
   KV_ASSIGN_OR_RETURN(Session session, Get(scope, name));
   MutexLock lock(&mu_);
   if (mirror_ != nullptr) {
     // The tombstone first: removed here but not there, the session would come back.
-    Status shared = mirror_->Put(scope, name, "");
+    Status shared = mirror_->Put(scope, name, Tombstone(NextVersion()));
     if (!shared.ok()) {
       return shared.WithPrefix("session '" + name +
                                "' not removed: the replicas' shared store does not answer");
     }
   }
-  if (!session.local) return Status::Ok();
-  return RemoveFile(PathOf(scope, name));
+  // Get may have found this replica's file stale and dropped it (and its pins) already.
+  session.local = session.local && PathExists(PathOf(scope, name));
+  if (session.local) KV_RETURN_IF_ERROR(RemoveFile(PathOf(scope, name)));
+  return session;
 }
 
 }  // namespace kvault::conversation

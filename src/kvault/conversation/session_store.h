@@ -9,11 +9,12 @@
 // two sessions, and one key can neither read nor replace the other's.
 //
 // Shared by several replicas (SetMirror, conversation/remote_sessions.h): the mirror is the
-// truth while it answers. A session is written to both; read, listed and removed through the
-// mirror, where a removal is a tombstone so that a replica holding the file drops it rather
-// than publishing it again. A session the mirror lacks but a local file has (Redis restarted
-// empty) is published again from the file. While the mirror does not answer, the local files
-// alone serve, as without one.
+// truth while it answers, unless a local file is newer (saved_ms). A session is written to
+// both; read, listed and removed through the mirror, where a removal is a tombstone so that a
+// replica holding the file drops it rather than publishing it again. A session the mirror
+// lacks, or holds an older version of (saved while it did not answer; Redis restarted empty
+// or from an older snapshot), is published again from the file. While the mirror does not
+// answer, the local files alone serve, as without one.
 //
 // Thread-safety: all methods may be called from any thread (one mutex; files are small).
 #pragma once
@@ -47,6 +48,9 @@ struct Session {
   std::vector<kv::BlockName> blocks;  // pinned blocks covering a prefix of `tokens`
   int64_t kv_tokens = 0;              // tokens those blocks cover
   int64_t kv_bytes = 0;               // their encoded size
+  // When this version was written (Unix ms; Put sets it): with a mirror, the newer of two
+  // copies of a session is the one kept.
+  int64_t saved_ms = 0;
   // Read from this replica's own file: the replica pins `blocks` (a session another replica
   // saved, read through the mirror, pins nothing here). Not stored.
   bool local = false;
@@ -64,8 +68,9 @@ std::string IsoTimestampUtc(int64_t unix_seconds);
 // A block name from its 32 hex digits (kv::BlockName::ToHex); Corruption if malformed.
 Result<kv::BlockName> ParseBlockName(const std::string& hex);
 
-// Where sessions are shared with other replicas. Texts are SessionToJson's; "" is a tombstone
-// (removed). Unavailable while the shared store cannot be reached.
+// Where sessions are shared with other replicas. Texts are SessionToJson's, or a tombstone
+// {"removed": true, "saved_ms"} for a removed one. Unavailable while the shared store cannot
+// be reached.
 class SessionMirror {
  public:
   virtual ~SessionMirror() = default;
@@ -98,8 +103,9 @@ class SessionStore {
   // added if taken), within the 128-character limit.
   std::string ArchiveName(const std::string& scope, const std::string& name,
                           int64_t created_unix) const;
-  // NotFound if absent (or of another scope).
-  Status Remove(const std::string& scope, const std::string& name);
+  // The removed session; its `local` says whether this replica's file went (its pins are
+  // then the caller's to release). NotFound if absent (or of another scope).
+  Result<Session> Remove(const std::string& scope, const std::string& name);
 
  private:
   explicit SessionStore(std::string dir) : dir_(std::move(dir)) {}
@@ -124,6 +130,8 @@ class SessionStore {
   const std::string dir_;
   SessionMirror* mirror_ = nullptr;
   std::function<void(const Session&)> on_stale_;
+  int64_t NextVersion() const KV_REQUIRES(mu_);
+  mutable int64_t last_version_ KV_GUARDED_BY(mu_) = 0;
   mutable Mutex mu_;
 };
 

@@ -1,7 +1,10 @@
 #include "kvault/memory/knowledge_store.h"
 
+#include <algorithm>
 #include <cctype>
+#include <chrono>
 
+#include "kvault/base/hash.h"
 #include "kvault/base/json.h"
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
@@ -13,12 +16,17 @@ constexpr char kFactsTable[] =
     "CREATE TABLE IF NOT EXISTS facts ("
     "  id INTEGER PRIMARY KEY, scope TEXT NOT NULL DEFAULT '', topic TEXT NOT NULL,"
     "  key TEXT NOT NULL, value TEXT NOT NULL,"
-    "  updated_at INTEGER NOT NULL DEFAULT (unixepoch()), UNIQUE (scope, topic, key));";
+    "  updated_at INTEGER NOT NULL DEFAULT (unixepoch()), version INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE (scope, topic, key));";
 
-// Where this store is in a shared feed (KnowledgeFeed): one row.
+// Where this store is in a shared feed (KnowledgeFeed): one row. `last` is the hash of the
+// record before the cursor, the check that the feed is still the one applied.
 constexpr char kFeedTable[] =
-    "CREATE TABLE IF NOT EXISTS feed_state ("
-    "  id INTEGER PRIMARY KEY, epoch TEXT NOT NULL, cursor INTEGER NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS feed_cursor ("
+    "  id INTEGER PRIMARY KEY, epoch TEXT NOT NULL, cursor INTEGER NOT NULL,"
+    "  last TEXT NOT NULL);";
+
+std::string RecordHash(const std::string& record) { return std::to_string(Hash64(record)); }
 
 // Facts per feed record, and records read from the feed at once.
 constexpr size_t kFactsPerRecord = 256;
@@ -68,6 +76,20 @@ Status MigrateUnscopedFacts(SqliteDatabase& db) {
   return Status::Ok();
 }
 
+// Files from before shared feeds have no versions: their facts are version 0, older than
+// any write since.
+Status AddVersions(SqliteDatabase& db) {
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> probe,
+                      db.Prepare("SELECT (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
+                                 " AND name = 'facts'), (SELECT COUNT(*) FROM"
+                                 " pragma_table_info('facts') WHERE name = 'version')"));
+  KV_ASSIGN_OR_RETURN(bool row, probe->Step());
+  const bool missing = row && probe->ColumnInt(0) > 0 && probe->ColumnInt(1) == 0;
+  probe.reset();
+  if (!missing) return Status::Ok();
+  return db.Execute("ALTER TABLE facts ADD COLUMN version INTEGER NOT NULL DEFAULT 0");
+}
+
 // The length of the UTF-8 sequence that `lead` starts, or 0 if it cannot start one.
 int Utf8Length(unsigned char lead) {
   if (lead < 0x80) return 1;
@@ -104,7 +126,9 @@ Result<KnowledgeStats> ReadStats(SqliteStatement& query) {
 // A feed record: {"scope": ..., "facts": [[topic, key, value], ...]}.
 std::string FeedRecord(const std::string& scope, const std::vector<Fact>& facts) {
   Json list = Json::array();
-  for (const Fact& fact : facts) list.push_back(Json::array({fact.topic, fact.key, fact.value}));
+  for (const Fact& fact : facts) {
+    list.push_back(Json::array({fact.topic, fact.key, fact.value, fact.version}));
+  }
   return DumpJson(Json{{"scope", scope}, {"facts", std::move(list)}});
 }
 
@@ -117,12 +141,14 @@ Result<std::pair<std::string, std::vector<Fact>>> ParseFeedRecord(const std::str
   if (!scope.is_string() || !list.is_array()) return bad();
   std::vector<Fact> facts;
   for (const Json& entry : list) {
-    if (!entry.is_array() || entry.size() != 3 || !entry[0].is_string() || !entry[1].is_string() ||
-        !entry[2].is_string()) {
+    if (!entry.is_array() || entry.size() < 3 || entry.size() > 4 || !entry[0].is_string() ||
+        !entry[1].is_string() || !entry[2].is_string() ||
+        (entry.size() == 4 && !entry[3].is_number_integer())) {
       return bad();
     }
     Fact fact{entry[0].get<std::string>(), entry[1].get<std::string>(),
               entry[2].get<std::string>()};
+    if (entry.size() == 4) fact.version = entry[3].get<int64_t>();
     KV_RETURN_IF_ERROR(CheckFact(fact));
     facts.push_back(std::move(fact));
   }
@@ -180,6 +206,7 @@ Status CheckTopicName(std::string_view topic) {
 Result<std::unique_ptr<KnowledgeStore>> KnowledgeStore::Open(const std::string& path) {
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDatabase> db, SqliteDatabase::Open(path));
   KV_RETURN_IF_ERROR(MigrateUnscopedFacts(*db));
+  KV_RETURN_IF_ERROR(AddVersions(*db));
   KV_RETURN_IF_ERROR(db->Execute(std::string(kFactsTable) + kFtsSchema + kFeedTable));
   return std::unique_ptr<KnowledgeStore>(new KnowledgeStore(std::move(db)));
 }
@@ -189,11 +216,17 @@ Status KnowledgeStore::Put(const std::string& scope, const std::vector<Fact>& fa
   if (facts.empty()) return Status::Ok();
   MutexLock lock(&mu_);
   SyncLocked();
-  KV_RETURN_IF_ERROR(PutInTransaction(scope, facts));
+  std::vector<Fact> versioned = facts;
+  const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  last_version_ = std::max(last_version_ + 1, now_us);
+  for (Fact& fact : versioned) fact.version = last_version_;
+  KV_RETURN_IF_ERROR(PutInTransaction(scope, versioned));
   if (feed_ != nullptr) {
     // Applied here first, so the write holds whatever the feed does; published after the
-    // writes that still wait, in order. Applying it again from the feed changes nothing.
-    unpublished_.push_back(FeedRecord(scope, facts));
+    // writes that still wait. Applying it again from the feed changes nothing.
+    unpublished_.push_back(FeedRecord(scope, versioned));
     SyncLocked();
   }
   return Status::Ok();
@@ -213,27 +246,29 @@ void KnowledgeStore::SetFeed(KnowledgeFeed* feed) {
   MutexLock lock(&mu_);
   feed_ = feed;
   Result<std::unique_ptr<SqliteStatement>> query =
-      db_->Prepare("SELECT epoch, cursor FROM feed_state WHERE id = 1");
+      db_->Prepare("SELECT epoch, cursor, last FROM feed_cursor WHERE id = 1");
   if (query.ok() && (*query)->Step().value_or(false)) {
     epoch_ = (*query)->ColumnText(0);
     cursor_ = (*query)->ColumnInt(1);
+    last_hash_ = (*query)->ColumnText(2);
   }
   SyncLocked();  // joins now: a store's own facts go in before anyone reads the feed
 }
 
 Status KnowledgeStore::SaveCursorLocked() {
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> save,
-                      db_->Prepare("INSERT OR REPLACE INTO feed_state (id, epoch, cursor)"
-                                   " VALUES (1, ?1, ?2)"));
+                      db_->Prepare("INSERT OR REPLACE INTO feed_cursor (id, epoch, cursor, last)"
+                                   " VALUES (1, ?1, ?2, ?3)"));
   KV_RETURN_IF_ERROR(save->Bind(1, epoch_));
   KV_RETURN_IF_ERROR(save->Bind(2, cursor_));
+  KV_RETURN_IF_ERROR(save->Bind(3, last_hash_));
   return save->Run();
 }
 
-Status KnowledgeStore::PublishAllLocked() {
+Result<std::vector<std::string>> KnowledgeStore::LocalRecordsLocked() {
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> query,
-                      db_->Prepare("SELECT scope, topic, key, value FROM facts"
-                                   " ORDER BY scope, updated_at, id"));
+                      db_->Prepare("SELECT scope, topic, key, value, version FROM facts"
+                                   " ORDER BY scope, version, id"));
   std::vector<std::string> records;
   std::string scope;
   std::vector<Fact> facts;
@@ -249,11 +284,55 @@ Status KnowledgeStore::PublishAllLocked() {
       flush();
       scope = std::move(row_scope);
     }
-    facts.push_back({query->ColumnText(1), query->ColumnText(2), query->ColumnText(3)});
+    Fact fact{query->ColumnText(1), query->ColumnText(2), query->ColumnText(3)};
+    fact.version = query->ColumnInt(4);
+    facts.push_back(std::move(fact));
   }
   flush();
-  if (records.empty()) return Status::Ok();
-  return feed_->Publish(records);
+  return records;
+}
+
+Status KnowledgeStore::ApplyLocked(KnowledgeFeed::Batch batch) {
+  while (true) {
+    for (const std::string& record : batch.records) {
+      Result<std::pair<std::string, std::vector<Fact>>> parsed = ParseFeedRecord(record);
+      Status applied =
+          parsed.ok() ? PutInTransaction(parsed->first, parsed->second) : parsed.status();
+      if (!applied.ok() && applied.code() != StatusCode::kCorruption &&
+          applied.code() != StatusCode::kInvalidArgument) {
+        return applied;  // busy or full: this record again at the next call
+      }
+      if (!applied.ok()) {
+        KV_LOG(kWarning) << "knowledge: shared record " << cursor_
+                         << " skipped: " << applied.ToString();
+      }
+      last_hash_ = RecordHash(record);
+      ++cursor_;
+    }
+    if (batch.records.size() < kFactsPerRecord) return Status::Ok();
+    KV_ASSIGN_OR_RETURN(batch, feed_->Read(cursor_, kFactsPerRecord));
+    if (batch.epoch != epoch_) return UnavailableError("the shared feed changed while read");
+  }
+}
+
+Status KnowledgeStore::JoinLocked(const KnowledgeFeed::Batch& first) {
+  epoch_ = first.epoch;
+  cursor_ = 1;
+  last_hash_.clear();
+  if (!epoch_.empty()) {
+    KV_ASSIGN_OR_RETURN(KnowledgeFeed::Batch batch, feed_->Read(1, kFactsPerRecord));
+    KV_RETURN_IF_ERROR(ApplyLocked(std::move(batch)));
+  }
+  // Everything this store holds, its writes made while away included: what the feed lost
+  // comes back, and versions keep older copies from overwriting newer ones anywhere.
+  KV_ASSIGN_OR_RETURN(std::vector<std::string> records, LocalRecordsLocked());
+  if (!records.empty()) KV_RETURN_IF_ERROR(feed_->Publish(records));
+  unpublished_.clear();
+  if (epoch_.empty()) {
+    KV_ASSIGN_OR_RETURN(KnowledgeFeed::Batch created, feed_->Read(1, 0));
+    epoch_ = created.epoch;
+  }
+  return Status::Ok();
 }
 
 void KnowledgeStore::SyncLocked() {
@@ -263,35 +342,29 @@ void KnowledgeStore::SyncLocked() {
     if (!feed_->Publish(unpublished_).ok()) return;
     unpublished_.clear();
   }
-  Result<KnowledgeFeed::Batch> batch = feed_->Read(cursor_, kFactsPerRecord);
+  // The record before the cursor comes along: the feed is still the one applied only if it is
+  // the one applied there (a feed restored from an older snapshot keeps its epoch, but not
+  // its records at those positions, and new records there would be skipped).
+  const int64_t from = cursor_ > 1 ? cursor_ - 1 : 1;
+  Result<KnowledgeFeed::Batch> batch =
+      feed_->Read(from, kFactsPerRecord + static_cast<int64_t>(cursor_ - from));
   if (!batch.ok()) return;
-  if (batch->epoch.empty() || batch->epoch != epoch_) {
-    // A feed this store has not joined yet, or one created anew (Redis restarted empty):
-    // what this store holds goes in, then the feed is applied from its start, this store's
-    // own facts included (in their place in the feed's order).
-    if (!PublishAllLocked().ok()) return;
-    Result<KnowledgeFeed::Batch> fresh = feed_->Read(1, kFactsPerRecord);
-    if (!fresh.ok()) return;
-    epoch_ = fresh->epoch;
-    cursor_ = 1;
-    batch = std::move(fresh);
-    unpublished_.clear();  // published with everything else
+  bool followed = !batch->epoch.empty() && batch->epoch == epoch_;
+  if (followed && from < cursor_) {
+    followed = !batch->records.empty() && RecordHash(batch->records.front()) == last_hash_;
+    if (followed) batch->records.erase(batch->records.begin());
   }
-  while (true) {
-    for (const std::string& record : batch->records) {
-      Result<std::pair<std::string, std::vector<Fact>>> parsed = ParseFeedRecord(record);
-      Status applied =
-          parsed.ok() ? PutInTransaction(parsed->first, parsed->second) : parsed.status();
-      if (!applied.ok()) {
-        KV_LOG(kWarning) << "knowledge: shared record " << cursor_
-                         << " skipped: " << applied.ToString();
-      }
-      ++cursor_;
+  if (!followed) {
+    if (Status joined = JoinLocked(*batch); !joined.ok()) {
+      epoch_.clear();  // joined again from the start at the next call
+      KV_LOG(kDebug) << "knowledge: not joined to the shared feed yet: " << joined.ToString();
+      return;
     }
-    const bool more = batch->records.size() == static_cast<size_t>(kFactsPerRecord);
-    if (!more) break;
     batch = feed_->Read(cursor_, kFactsPerRecord);
-    if (!batch.ok() || batch->epoch != epoch_) break;
+    if (!batch.ok()) return;
+  }
+  if (Status applied = ApplyLocked(std::move(batch).value()); !applied.ok()) {
+    KV_LOG(kDebug) << "knowledge: shared feed applied in part: " << applied.ToString();
   }
   SaveCursorLocked().IgnoreError();
 }
@@ -299,15 +372,17 @@ void KnowledgeStore::SyncLocked() {
 Status KnowledgeStore::PutLocked(const std::string& scope, const std::vector<Fact>& facts) {
   KV_ASSIGN_OR_RETURN(
       std::unique_ptr<SqliteStatement> insert,
-      db_->Prepare("INSERT INTO facts (scope, topic, key, value) VALUES (?1, ?2, ?3, ?4)"
-                   " ON CONFLICT (scope, topic, key) DO UPDATE SET value = ?4,"
-                   " updated_at = unixepoch()"));
+      db_->Prepare("INSERT INTO facts (scope, topic, key, value, version)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)"
+                   " ON CONFLICT (scope, topic, key) DO UPDATE SET value = ?4, version = ?5,"
+                   " updated_at = unixepoch() WHERE ?5 >= facts.version"));
   for (const Fact& fact : facts) {
     KV_RETURN_IF_ERROR(insert->Reset());
     KV_RETURN_IF_ERROR(insert->Bind(1, scope));
     KV_RETURN_IF_ERROR(insert->Bind(2, fact.topic));
     KV_RETURN_IF_ERROR(insert->Bind(3, fact.key));
     KV_RETURN_IF_ERROR(insert->Bind(4, fact.value));
+    KV_RETURN_IF_ERROR(insert->Bind(5, fact.version));
     KV_RETURN_IF_ERROR(insert->Run());
   }
   return Status::Ok();

@@ -18,9 +18,13 @@
 // Shared by several replicas (SetFeed, conversation/remote_knowledge.h): every Put is also
 // published to a feed, an ordered log of writes they all append to, and every call first
 // applies what the feed holds beyond this store's cursor, in the feed's order (so replicas
-// agree on the last value of a key). A feed this store has not seen before (a first start
-// with one, or Redis restarted empty) gets this store's facts published first. While the
-// feed does not answer, writes apply here and wait in memory to be published.
+// agree on the last value of a key). Every fact carries its write time (Fact::version) and
+// an older version never replaces a newer one, so the order writes arrive in does not
+// matter (last writer wins, by the writers' clocks). Joining a feed this store has not
+// followed (a first start with one, Redis restarted empty or restored shorter than this
+// store's cursor), the store applies the feed, then publishes everything it holds: what the
+// feed lost comes back, and nothing older overwrites anything newer. While the feed does not
+// answer, writes apply here and wait in memory to be published.
 //
 // Thread-safety: all methods may be called from any thread (one mutex around the database).
 // Several processes may open the same file (SQLite WAL mode, 5 s busy timeout).
@@ -44,6 +48,9 @@ struct Fact {
   std::string key;
   std::string value;
   double score = 0;  // search relevance, higher is better (0 outside searches)
+  // When the value was written (wall clock, microseconds; Put sets it): with a shared feed
+  // the newest version of a key wins wherever and in whatever order it arrives.
+  int64_t version = 0;
 };
 
 struct TopicSummary {
@@ -102,15 +109,23 @@ class KnowledgeStore {
   // Applies the feed's records beyond the cursor (best effort: the store serves as it is when
   // the feed does not answer).
   void SyncLocked() KV_REQUIRES(mu_);
-  // Publishes every local fact (the feed has not seen this store's).
-  Status PublishAllLocked() KV_REQUIRES(mu_);
+  // Joins the feed whose first batch is `batch` (see the class comment).
+  Status JoinLocked(const KnowledgeFeed::Batch& batch) KV_REQUIRES(mu_);
+  // Applies the records from the cursor on, `batch` first (read at the cursor). A record that
+  // cannot be applied for a passing reason (a busy or full database) stops it there, the
+  // cursor on that record.
+  Status ApplyLocked(KnowledgeFeed::Batch batch) KV_REQUIRES(mu_);
+  // Every local fact, as feed records.
+  Result<std::vector<std::string>> LocalRecordsLocked() KV_REQUIRES(mu_);
   Status SaveCursorLocked() KV_REQUIRES(mu_);
   Mutex mu_;
   std::unique_ptr<SqliteDatabase> db_ KV_PT_GUARDED_BY(mu_);
   KnowledgeFeed* feed_ = nullptr;
-  std::string epoch_ KV_GUARDED_BY(mu_);   // of the feed the cursor counts in
-  int64_t cursor_ KV_GUARDED_BY(mu_) = 1;  // the next feed position to apply
+  std::string epoch_ KV_GUARDED_BY(mu_);      // of the feed the cursor counts in
+  int64_t cursor_ KV_GUARDED_BY(mu_) = 1;     // the next feed position to apply
+  std::string last_hash_ KV_GUARDED_BY(mu_);  // of the record at cursor_ - 1
   std::vector<std::string> unpublished_ KV_GUARDED_BY(mu_);
+  int64_t last_version_ KV_GUARDED_BY(mu_) = 0;  // versions Put gives only grow
 };
 
 // Topic names have 1 to kMaxTopicChars characters of UTF-8, none of them a control character

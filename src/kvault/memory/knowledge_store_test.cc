@@ -231,6 +231,33 @@ TEST(KnowledgeFeedTest, StoresSharingAFeedAgreeOnEveryKeysLastValue) {
   EXPECT_EQ(ValueOf(*c, "crew"), "Noor");
 }
 
+// Rejoining never lets a store's older copy win over a newer write in the feed: after Redis
+// restarted empty, B publishes first and a client writes through B; A, joining later, takes
+// the feed's value. A feed restored shorter than a store's cursor is joined again.
+TEST(KnowledgeFeedTest, ARejoiningStoreDoesNotOverwriteNewerWrites) {
+  MemoryFeed feed;
+  std::unique_ptr<KnowledgeStore> a = KnowledgeStore::Open(":memory:").value();
+  std::unique_ptr<KnowledgeStore> b = KnowledgeStore::Open(":memory:").value();
+  a->SetFeed(&feed);
+  b->SetFeed(&feed);
+  ASSERT_TRUE(a->Put("", {{"crew", "cook", "v2"}, {"crew", "pilot", "Lin"}}).ok());
+  EXPECT_EQ(ValueOf(*b, "crew"), "v2");
+  feed.log.clear();                                        // Redis restarted empty
+  ASSERT_TRUE(b->Put("", {{"crew", "cook", "v3"}}).ok());  // B rejoins, then writes
+  EXPECT_EQ(ValueOf(*a, "crew"), "v3");                    // A rejoins later: v3 stays
+  EXPECT_EQ(ValueOf(*b, "crew"), "v3");
+  EXPECT_EQ(b->Stats("").value().facts, 2);
+
+  // Restored from an older snapshot: the same epoch, fewer records than A applied.
+  feed.log.resize(2);
+  ASSERT_TRUE(b->Put("", {{"ship", "name", "Kestrel"}}).ok());
+  std::unique_ptr<KnowledgeStore> c = KnowledgeStore::Open(":memory:").value();
+  c->SetFeed(&feed);
+  EXPECT_EQ(ValueOf(*a, "ship"), "Kestrel");  // not skipped past
+  EXPECT_EQ(c->Stats("").value().facts, 3);   // what the snapshot lost, published again
+  EXPECT_EQ(ValueOf(*c, "crew"), "v3");
+}
+
 TEST(KnowledgeFeedTest, AMalformedRecordIsSkipped) {
   MemoryFeed feed;
   feed.log = {"epoch:x", "not json", R"({"scope":"","facts":[["t","k"]]})",

@@ -247,6 +247,7 @@ void Server::Stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (engine::Scheduler* scheduler = impl_->stack->scheduler()) scheduler->Stop();
+  if (upstream::UpstreamClient* upstream = impl_->stack->upstream()) upstream->Stop();
   if (impl_->front) impl_->front->Stop();
   impl_->http.stop();
 }

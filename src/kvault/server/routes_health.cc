@@ -1,4 +1,7 @@
 // GET /health (no API key needed) and GET /metrics (Prometheus text).
+#include <atomic>
+#include <chrono>
+
 #include "kvault/build_info.h"
 #include "kvault/server/http_route.h"
 #include "kvault/server/routes.h"
@@ -32,19 +35,20 @@ Json IndexStatsJson(const ServerState& state) {
   return json;
 }
 
-// --upstream: whether it answers (asked now, at most every second: a load balancer polls
-// /health), and what went through it.
+// --upstream: whether it answers, and what went through it. Asked at most once a second
+// (a load balancer polls /health), by one caller at a time with a 1 s bound; the others
+// answer at once with what the last probe or request found.
 Json UpstreamJson(const ServerState& state) {
   if (state.upstream == nullptr) return {{"status", "not configured"}};
-  static Mutex probe_mu;
-  static std::chrono::steady_clock::time_point last_probe;
-  {
-    MutexLock lock(&probe_mu);
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_probe >= std::chrono::seconds(1)) {
-      last_probe = now;
-      (void)state.upstream->Models();
-    }
+  static std::atomic<bool> probing{false};
+  static std::atomic<int64_t> last_probe_ms{0};
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now().time_since_epoch())
+                             .count();
+  if (now_ms - last_probe_ms.load() >= 1000 && !probing.exchange(true)) {
+    last_probe_ms.store(now_ms);
+    (void)state.upstream->Models(std::chrono::milliseconds(1000));
+    probing.store(false);
   }
   const upstream::UpstreamStats stats = state.upstream->stats();
   Json json = {{"status", stats.up ? "ok" : "down"},

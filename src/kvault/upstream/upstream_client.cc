@@ -14,6 +14,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+Status ShuttingDown() {
+  return UnavailableError("kvault is shutting down").WithDetail(ErrorDetail::kShuttingDown);
+}
+
 Status Unreachable(const std::string& what) {
   return UnavailableError("the upstream " + what).WithDetail(ErrorDetail::kUpstreamUnavailable);
 }
@@ -31,12 +35,18 @@ std::string ErrorMessageOf(const std::string& body) {
   return body.substr(0, 300);
 }
 
-// An upstream that answered with an error status: its 4xx is the request's fault (400 with
-// its message); anything else is the upstream failing (502).
+// An upstream that answered with an error status. The request's own fault (400, 413, 422:
+// too long, a bad field) is a 400 with its message; too busy (429) a 503 to retry; anything
+// else (401/403: a wrong --upstream-key, 404: a wrong URL or model, 5xx) is the upstream or
+// its configuration failing: 502.
 Status FromHttpStatus(int status, const std::string& body) {
   const std::string message =
       "the upstream answered " + std::to_string(status) + ": " + ErrorMessageOf(body);
-  if (status >= 400 && status < 500) return InvalidArgumentError(message);
+  if (status == 400 || status == 413 || status == 422) return InvalidArgumentError(message);
+  if (status == 429) {
+    return ResourceExhaustedError(message + "; retry later")
+        .WithDetail(ErrorDetail::kServerOverloaded);
+  }
   return UnavailableError(message).WithDetail(ErrorDetail::kUpstreamUnavailable);
 }
 
@@ -123,11 +133,13 @@ UpstreamStats UpstreamClient::stats() const {
   return {up_, requests_.load(), errors_.load(), last_error_};
 }
 
-Result<std::vector<std::string>> UpstreamClient::Models() {
+void UpstreamClient::Stop() { stopping_.store(true); }
+
+Result<std::vector<std::string>> UpstreamClient::Models(std::chrono::milliseconds timeout) {
   requests_.fetch_add(1);
   httplib::Client client(endpoint_.host, endpoint_.port);
-  client.set_connection_timeout(options_.connect_timeout);
-  client.set_read_timeout(std::chrono::seconds(10));
+  client.set_connection_timeout(std::min(options_.connect_timeout, timeout));
+  client.set_read_timeout(timeout);
   httplib::Headers headers;
   if (!options_.api_key.empty()) headers.emplace("Authorization", "Bearer " + options_.api_key);
   httplib::Result result = client.Get(endpoint_.base + "/models", headers);
@@ -152,6 +164,7 @@ Result<std::vector<std::string>> UpstreamClient::Models() {
 
 Result<CompletionOutcome> UpstreamClient::Complete(
     const CompletionCall& call, const std::function<bool(std::string_view)>& on_text) {
+  if (stopping_.load()) return ShuttingDown();
   if (model().empty()) KV_RETURN_IF_ERROR(Models().status());
   requests_.fetch_add(1);
   Json body = call.sampling.is_object() ? call.sampling : Json::object();
@@ -186,6 +199,10 @@ Result<CompletionOutcome> UpstreamClient::Complete(
   };
   request.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
     last_byte = Clock::now();
+    if (stopping_.load()) {
+      stream_error = ShuttingDown();  // the grace period is over: the stream is closed
+      return false;
+    }
     if (status != 200) {
       if (error_body.size() < 65536) error_body.append(data, n);
       return true;
@@ -233,7 +250,10 @@ Result<CompletionOutcome> UpstreamClient::Complete(
     outcome.finish_reason.clear();
     return outcome;
   }
-  if (!stream_error.ok()) return Fail(stream_error);
+  if (!stream_error.ok()) {
+    if (stream_error.detail() == ErrorDetail::kShuttingDown) return stream_error;
+    return Fail(stream_error);
+  }
   if (status != 0 && status != 200) return Fail(FromHttpStatus(status, error_body));
   if (!sent && !done) {
     const bool silent = Clock::now() - last_byte >= options_.timeout * 9 / 10;
@@ -252,6 +272,12 @@ Result<CompletionOutcome> UpstreamClient::Complete(
         std::to_string(
             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()) +
         " ms: " + httplib::to_string(error)));
+  }
+  if (!done && outcome.finish_reason.empty()) {
+    // Not a stream (an upstream that ignored "stream"), or one cut without its end.
+    return Fail(
+        Unreachable("ended its answer without a finish_reason or [DONE] (not an "
+                    "OpenAI completion stream)"));
   }
   NoteUp();
   return outcome;

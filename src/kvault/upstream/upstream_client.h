@@ -74,7 +74,12 @@ class UpstreamClient {
 
   // GET <base>/models: the upstream's model names. The first becomes model() when none was
   // named. Start-up calls it once; an upstream not up yet is retried at each request.
-  Result<std::vector<std::string>> Models();
+  // `timeout` bounds the call (/health probes with a short one).
+  Result<std::vector<std::string>> Models(
+      std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
+  // Shutdown: completions in flight end at their next piece, new ones are refused
+  // (Unavailable, kShuttingDown).
+  void Stop();
   std::string model() const;
   // Streams a completion of `call.prompt`. `on_text` gets each piece of text as it comes and
   // returns false to stop: the connection is then closed (the upstream stops generating)
@@ -97,6 +102,7 @@ class UpstreamClient {
   bool up_ KV_GUARDED_BY(mu_) = false;
   std::string last_error_ KV_GUARDED_BY(mu_);
   std::atomic<int64_t> requests_{0}, errors_{0};
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace kvault::upstream

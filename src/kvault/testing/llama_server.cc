@@ -16,25 +16,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kvault/testing/free_port.h"
+
 extern char** environ;
 
 namespace kvault::testing {
 namespace {
-
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
 
 // Whether GET /health answers 200 (llama-server answers 503 while it loads the model).
 bool Healthy(int port) {
@@ -67,7 +54,7 @@ std::string LlamaServer::BinaryPath() {
 
 LlamaServer::LlamaServer(std::string model, std::vector<std::string> extra)
     : model_(std::move(model)), extra_(std::move(extra)) {
-  port_ = FreePort();
+  port_ = FreeLoopbackPort();
   log_path_ =
       (std::filesystem::temp_directory_path() /
        ("kvault_llama_server_" + std::to_string(::getpid()) + "_" + std::to_string(port_) + ".log"))

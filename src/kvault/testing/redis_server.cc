@@ -15,27 +15,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kvault/testing/free_port.h"
+
 extern char** environ;
 
 namespace kvault::testing {
 namespace {
 
 constexpr const char* kBinary = "/usr/bin/redis-server";
-
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
 
 bool Answers(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -59,7 +46,7 @@ bool Answers(int port) {
 bool RedisServer::Available() { return ::access(kBinary, X_OK) == 0; }
 
 RedisServer::RedisServer() {
-  port_ = FreePort();
+  port_ = FreeLoopbackPort();
   dir_ = (std::filesystem::temp_directory_path() /
           ("kvault_redis_" + std::to_string(::getpid()) + "_" + std::to_string(port_)))
              .string();

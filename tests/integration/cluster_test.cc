@@ -295,6 +295,11 @@ TEST_F(ClusterTest, SessionsAndFactsSavedOnOneReplicaServeOnAnother) {
   EXPECT_EQ(listed["data"][0]["name"], "log");
   Post(*b, "/v1/sessions/log/load", {{"conversation_id", "s-copy"}});
   EXPECT_EQ(Get(*b, "/v1/conversations/s-copy/history")["turns"].size(), 1u + 2 * 3);
+  // B saves A's conversation (adopting it) under another name.
+  Post(*b, "/v1/sessions/copy/save", {{"conversation_id", "s"}});
+  EXPECT_EQ(Get(*a, "/v1/sessions")["data"].size(), 2u);
+  httplib::Client a_client("127.0.0.1", a->port());
+  ASSERT_TRUE(a_client.Delete("/v1/sessions/copy"));
   const Json found = Get(*b, "/v1/knowledge/search?q=rover");
   ASSERT_EQ(found["results"].size(), 1u) << found.dump();
   EXPECT_EQ(found["results"][0]["value"], "Ivo repairs the rover");

@@ -188,7 +188,7 @@ TEST(CliConfigTest, DoctorWritesAStarterConfigThatServeStartsFrom) {
   // serve finds it through XDG_CONFIG_HOME and takes the model from it (no --model given).
   ServerProcess server({}, {"XDG_CONFIG_HOME=" + config_home});
   EXPECT_TRUE(server.ok()) << server.log();
-  EXPECT_EQ(server.Terminate(), 0);
+  EXPECT_EQ(server.Terminate(), 0) << server.log();
   std::filesystem::remove_all(dir);
 }
 
@@ -246,7 +246,7 @@ TEST(CliConfigTest, Kv3dConfigServesOnceTheKeyWithoutAnEquivalentIsRemoved) {
     ASSERT_TRUE(server.ok()) << server.log();
     EXPECT_NE(server.log().find("kvault serving"), std::string::npos) << server.log();
     EXPECT_EQ(server.log().find("(window 4096,"), std::string::npos) << server.log();
-    EXPECT_EQ(server.Terminate(), 0);
+    EXPECT_EQ(server.Terminate(), 0) << server.log();
   }
   std::ofstream(path) << R"({"server": {"workers": 8}})";
   ProcessResult unknown = Kvault({"serve", "--config", path});

@@ -1,6 +1,7 @@
 #include "kvault/server/http_server.h"
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -28,6 +29,9 @@ struct Server::Impl {
   std::unique_ptr<ApiKeyAuth> auth;
   httplib::Server http;  // behind `front`, on its private socket
   std::unique_ptr<HttpFront> front;
+  // Set by Stop(): a listener that ends then (even before it began, a SIGTERM right after
+  // start-up) has not failed.
+  std::atomic<bool> stopping{false};
 };
 
 namespace {
@@ -232,11 +236,12 @@ Status Server::Serve() {
   });
   impl_->front->Serve();
   backend.join();
-  if (!listened) return UnavailableError("the HTTP listener failed");
+  if (!listened && !impl_->stopping.load()) return UnavailableError("the HTTP listener failed");
   return Status::Ok();
 }
 
 void Server::Stop() {
+  impl_->stopping.store(true);
   if (!impl_->stack) return;
   conversation::ConversationManager& manager = impl_->stack->manager();
   manager.Shutdown();

@@ -47,12 +47,13 @@ class HistoryService {
   Result<std::vector<SearchResult>> Search(const std::string& scope, const std::string& id,
                                            const std::string& query, int k);
 
- private:
-  // The conversation's lock (and lease); with a remote, a conversation this replica does not
-  // know yet is looked for there. NotFound if it exists nowhere.
+  // The conversation's lock (and lease, held until `lease` goes); with a remote, a
+  // conversation this replica does not know yet is looked for there. NotFound if it exists
+  // nowhere. (Sessions save through it.)
   Result<TurnLock> LockExisting(const std::string& scope, const std::string& id,
                                 RemoteJournal::Lease* lease);
 
+ private:
   Registry* const registry_;
   ConversationMemory* const memory_;
   Journal* const journal_;

@@ -40,10 +40,11 @@ Result<SavedSession> SessionService::Save(const std::string& scope,
     return FailedPreconditionError("sessions need the journal");
   }
   KV_RETURN_IF_ERROR(ValidateSessionName(name));
-  // With a shared Redis, a conversation only another replica has recorded is adopted first
-  // (the history service takes its lease); without one this reads the journal once more.
-  (void)deps_.history->Read(scope, conversation_id);
-  KV_ASSIGN_OR_RETURN(TurnLock conversation, deps_.registry->LockExisting(scope, conversation_id));
+  // Through the history service: with a shared Redis, a conversation only another replica has
+  // recorded is adopted first, under its lease.
+  RemoteJournal::Lease lease;
+  KV_ASSIGN_OR_RETURN(TurnLock conversation,
+                      deps_.history->LockExisting(scope, conversation_id, &lease));
   if (!conversation->history) {
     return FailedPreconditionError("conversation '" + conversation_id + "' has no chat history");
   }

@@ -51,14 +51,20 @@ constexpr char kFtsSchema[] =
 // Files from before scopes have `facts` without a `scope` column and UNIQUE (topic, key),
 // which SQLite cannot alter: the table is rebuilt with the same row ids, so the full-text
 // index (keyed by row id) stays valid.
-Status MigrateUnscopedFacts(SqliteDatabase& db) {
+// Whether a `facts` table from an older version lacks `column` (false without a table).
+Result<bool> FactsLack(SqliteDatabase& db, const std::string& column) {
   KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> probe,
                       db.Prepare("SELECT (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
                                  " AND name = 'facts'), (SELECT COUNT(*) FROM"
-                                 " pragma_table_info('facts') WHERE name = 'scope')"));
+                                 " pragma_table_info('facts') WHERE name = ?1)"));
+  KV_RETURN_IF_ERROR(probe->Bind(1, column));
   KV_ASSIGN_OR_RETURN(bool row, probe->Step());
-  const bool unscoped = row && probe->ColumnInt(0) > 0 && probe->ColumnInt(1) == 0;
-  probe.reset();  // an open statement would lock the table against the rebuild
+  // The statement ends here: left open, it would lock the table against a rebuild.
+  return row && probe->ColumnInt(0) > 0 && probe->ColumnInt(1) == 0;
+}
+
+Status MigrateUnscopedFacts(SqliteDatabase& db) {
+  KV_ASSIGN_OR_RETURN(const bool unscoped, FactsLack(db, "scope"));
   if (!unscoped) return Status::Ok();
   KV_RETURN_IF_ERROR(db.Execute("BEGIN IMMEDIATE"));
   Status migrated =
@@ -79,13 +85,7 @@ Status MigrateUnscopedFacts(SqliteDatabase& db) {
 // Files from before shared feeds have no versions: their facts are version 0, older than
 // any write since.
 Status AddVersions(SqliteDatabase& db) {
-  KV_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStatement> probe,
-                      db.Prepare("SELECT (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
-                                 " AND name = 'facts'), (SELECT COUNT(*) FROM"
-                                 " pragma_table_info('facts') WHERE name = 'version')"));
-  KV_ASSIGN_OR_RETURN(bool row, probe->Step());
-  const bool missing = row && probe->ColumnInt(0) > 0 && probe->ColumnInt(1) == 0;
-  probe.reset();
+  KV_ASSIGN_OR_RETURN(const bool missing, FactsLack(db, "version"));
   if (!missing) return Status::Ok();
   return db.Execute("ALTER TABLE facts ADD COLUMN version INTEGER NOT NULL DEFAULT 0");
 }

@@ -1,5 +1,6 @@
 #include "kvault/server/http_route.h"
 
+#include <cstdlib>
 #include <optional>
 
 #include "kvault/base/log.h"
@@ -39,6 +40,19 @@ void SendJson(httplib::Response& response, const Json& body, int status) {
 void SendError(httplib::Response& response, const Status& status) {
   const HttpError error = ToHttpError(status);
   SendJson(response, ErrorJson(error), error.status);
+}
+
+Result<int64_t> IntParam(const httplib::Request& request, const std::string& name, int64_t fallback,
+                         int64_t min, int64_t max) {
+  if (!request.has_param(name)) return fallback;
+  const std::string text = request.get_param_value(name);
+  char* end = nullptr;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || value < min || value > max) {
+    return InvalidArgumentError("'" + name + "' must be an integer in " + std::to_string(min) +
+                                ".." + std::to_string(max));
+  }
+  return value;
 }
 
 Result<Json> RequestJson(const httplib::Request& request) {

@@ -34,6 +34,10 @@ void SendJson(httplib::Response& response, const Json& body, int status = 200);
 void SendError(httplib::Response& response, const Status& status);
 // The request body as JSON; InvalidArgument (400) if malformed.
 Result<Json> RequestJson(const httplib::Request& request);
+// Query parameter `name` as an integer in [min, max], `fallback` if absent; InvalidArgument
+// ("'limit' must be an integer in 1..10000") otherwise.
+Result<int64_t> IntParam(const httplib::Request& request, const std::string& name, int64_t fallback,
+                         int64_t min, int64_t max);
 
 // The header a router (deploy/haproxy.cfg, nginx) hashes so that one conversation's requests
 // reach one replica; a client may send it instead of the body's "conversation_id".

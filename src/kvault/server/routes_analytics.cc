@@ -123,20 +123,12 @@ void AddAnalyticsRoutes(httplib::Server& http, ServerState& state) {
              if (state.analytics == nullptr) return SendError(context.response, NotEnabled());
              Result<Window> window = WindowOf(context.request);
              if (!window.ok()) return SendError(context.response, window.status());
-             int64_t limit = 1000;
-             if (context.request.has_param("limit")) {
-               const std::string text = context.request.get_param_value("limit");
-               char* end = nullptr;
-               limit = std::strtoll(text.c_str(), &end, 10);
-               if (text.empty() || *end != '\0' || limit < 1 || limit > 100000) {
-                 return SendError(context.response,
-                                  InvalidArgumentError("'limit' must be an integer in 1..100000"));
-               }
-             }
+             Result<int64_t> limit = IntParam(context.request, "limit", 1000, 1, 100000);
+             if (!limit.ok()) return SendError(context.response, limit.status());
              state.analytics->Flush();
              const bool keyed = state.auth->enabled();
              Result<std::vector<analytics::RequestRow>> rows = state.analytics->Rows(
-                 window->since_ms, window->until_ms, limit, keyed ? &context.scope : nullptr);
+                 window->since_ms, window->until_ms, *limit, keyed ? &context.scope : nullptr);
              if (!rows.ok()) return SendError(context.response, rows.status());
              Json data = Json::array();
              for (const analytics::RequestRow& r : *rows) data.push_back(RowJson(r));

@@ -286,17 +286,9 @@ void AddCacheRoutes(httplib::Server& http, ServerState& state) {
            });
   AddRoute(http, state, "GET", "/v1/cache/tree", "cache_tree", RouteAuth::kRequired,
            [&state](RouteContext& context) {
-             size_t limit = 50;
-             if (context.request.has_param("limit")) {
-               const std::string text = context.request.get_param_value("limit");
-               char* end = nullptr;
-               const long value = std::strtol(text.c_str(), &end, 10);
-               if (text.empty() || *end != '\0' || value < 1 || value > 10000) {
-                 return SendError(context.response,
-                                  InvalidArgumentError("'limit' must be an integer in 1..10000"));
-               }
-               limit = static_cast<size_t>(value);
-             }
+             Result<int64_t> asked = IntParam(context.request, "limit", 50, 1, 10000);
+             if (!asked.ok()) return SendError(context.response, asked.status());
+             const size_t limit = static_cast<size_t>(*asked);
              const engine::Tokenizer tokenizer(*state.model);
              // A key sees its own blocks and the shared ones, never another key's prompts.
              const std::vector<kv::BlockName> visible =

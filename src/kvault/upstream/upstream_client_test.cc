@@ -3,9 +3,8 @@
 #include "kvault/upstream/upstream_client.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
+
+#include "kvault/testing/free_port.h"
 
 namespace kvault::upstream {
 namespace {
@@ -30,23 +29,11 @@ TEST(UpstreamUrlTest, ParsesHostPortAndBase) {
   }
 }
 
-// A port nothing listens on: bound, then closed.
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t size = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 TEST(UpstreamClientTest, AnUpstreamThatIsNotThereIsA502NotAHang) {
   std::unique_ptr<UpstreamClient> client =
       UpstreamClient::Create(
-          {.url = "http://127.0.0.1:" + std::to_string(FreePort()) + "/v1", .model = "m"})
+          {.url = "http://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort()) + "/v1",
+           .model = "m"})
           .value();
   const Result<CompletionOutcome> outcome =
       client->Complete({.prompt = {1, 2, 3}}, [](std::string_view) { return true; });

@@ -2,7 +2,9 @@
 // over turns (issue 16), on the tiny model with no embedding model: a fact whose name is in one
 // turn and whose thing is in another, ~10,000 tokens apart, gets both turns into the recall
 // block; a question asked in other words than its fact finds it (WordNet's "car" for
-// "automobile"). The prompt is read back with "return_prompt".
+// "automobile"); messages' timestamps are stored, returned by history and search, survive a
+// kill -9, date the recall annotation and let a question about a month find what was said
+// then. The prompt is read back with "return_prompt".
 #include <filesystem>
 
 #include "tests/integration/server_process.h"
@@ -12,6 +14,7 @@
 #include <unistd.h>
 
 #include "kvault/base/json.h"
+#include "kvault/base/time_text.h"
 #include "kvault/testing/planted_history.h"
 
 namespace kvault::testing {
@@ -33,24 +36,33 @@ class RecallEvidenceTest : public ::testing::Test {
     return server;
   }
 
-  static Json Post(const ServerProcess& server, const std::string& path, const Json& body) {
+  static Json Post(const ServerProcess& server, const std::string& path, const Json& body,
+                   int want_status = 200) {
     httplib::Client client("127.0.0.1", server.port());
     client.set_read_timeout(std::chrono::seconds(300));
     httplib::Result result = client.Post(path, DumpJson(body), "application/json");
     EXPECT_TRUE(result) << path;
     if (!result) return Json();
-    EXPECT_EQ(result->status, 200) << result->body.substr(0, 2000);
+    EXPECT_EQ(result->status, want_status) << result->body.substr(0, 2000);
     return ParseJson(result->body).value_or(Json());
+  }
+  static Json Get(const ServerProcess& server, const std::string& path) {
+    httplib::Client client("127.0.0.1", server.port());
+    httplib::Result result = client.Get(path);
+    EXPECT_TRUE(result && result->status == 200) << path;
+    return result ? ParseJson(result->body).value_or(Json()) : Json();
   }
 
   // The prompt the question gets, as text.
-  static std::string PromptFor(const ServerProcess& server, const std::string& question) {
-    const Json reply = Post(server, "/v1/chat/completions",
-                            {{"conversation_id", "c"},
-                             {"messages", {{{"role", "user"}, {"content", question}}}},
-                             {"max_tokens", 2},
-                             {"temperature", 0},
-                             {"return_prompt", true}});
+  static std::string PromptFor(const ServerProcess& server, const std::string& question,
+                               const Json& timestamp = nullptr) {
+    const Json reply =
+        Post(server, "/v1/chat/completions",
+             {{"conversation_id", "c"},
+              {"messages", {{{"role", "user"}, {"content", question}, {"timestamp", timestamp}}}},
+              {"max_tokens", 2},
+              {"temperature", 0},
+              {"return_prompt", true}});
     EXPECT_GE(reply["kvault"]["recalled_chunks"].get<int64_t>(), 1) << reply.dump();
     return reply["kvault"]["prompt"].get<std::string>();
   }
@@ -86,6 +98,64 @@ TEST_F(RecallEvidenceTest, AParaphrasedQuestionFindsItsFactWithoutAnEmbeddingMod
   Post(*server, "/v1/conversations/append", {{"conversation_id", "c"}, {"messages", history}});
   const std::string prompt = PromptFor(*server, "Which car do I own?");
   EXPECT_NE(prompt.find("old maroon Saab"), std::string::npos) << prompt;
+}
+
+// 20 April 2023, 00:00 UTC; the planted history's messages come an hour apart from it.
+constexpr int64_t kStart = 1681948800;
+
+TEST_F(RecallEvidenceTest, TimestampsAreKeptReturnedAndDateTheRecall) {
+  Json history = PlantedHistory(400, 1000);
+  for (size_t m = 0; m < history.size(); ++m) {  // ISO 8601 and Unix seconds, alternately
+    const int64_t time = kStart + static_cast<int64_t>(m) * 3600;
+    history[m]["timestamp"] = m % 2 ? Json(time) : Json(Iso8601Text(time));
+  }
+  // Message 281 is said on 1 May 2023 at 17:00; the April ones say "bake" more often.
+  history[281]["content"] = "I baked little apricot tarts for the neighbours.";
+  for (int m : {101, 141, 181}) {
+    history[m]["content"] = "We baked and baked, baking bread all day: the bakery smell!";
+  }
+  {
+    auto server = Start();
+    // A timestamp that is no time: 400, naming the field, and nothing is stored.
+    Json bad = history;
+    bad[5]["timestamp"] = "last Tuesday";
+    const Json refused = Post(*server, "/v1/conversations/append",
+                              {{"conversation_id", "c"}, {"messages", bad}}, 400);
+    EXPECT_NE(refused.dump().find("messages[5].timestamp"), std::string::npos) << refused.dump();
+    bad[5]["timestamp"] = int64_t{1681948800000};  // milliseconds
+    Post(*server, "/v1/conversations/append", {{"conversation_id", "c"}, {"messages", bad}}, 400);
+    Post(*server, "/v1/conversations/append", {{"conversation_id", "c"}, {"messages", history}});
+    const Json turns = Get(*server, "/v1/conversations/c/history")["turns"];
+    ASSERT_EQ(turns.size(), history.size());
+    EXPECT_EQ(turns[281]["timestamp"], "2023-05-01T17:00:00Z");
+    EXPECT_EQ(turns[1]["timestamp"], Iso8601Text(kStart + 3600));
+    // Search returns the time of each result's first turn.
+    const Json found = Post(*server, "/v1/conversations/search",
+                            {{"conversation_id", "c"}, {"query", "apricot tarts"}, {"k", 1}});
+    ASSERT_EQ(found["results"].size(), 1u);
+    const Json& hit = found["results"][0];
+    EXPECT_EQ(hit["timestamp"], turns[hit["first_turn"].get<size_t>()]["timestamp"]);
+    EXPECT_EQ(hit["timestamp"].get<std::string>().substr(0, 10), "2023-05-01");
+    // The question, asked in August: "May" is May 2023, and the annotation gives the day.
+    const std::string prompt =
+        PromptFor(*server, "What did I bake in May?", "2023-08-16T12:00:00Z");
+    EXPECT_NE(prompt.find("apricot tarts"), std::string::npos) << prompt;
+    EXPECT_NE(prompt.find(", 1 May 2023, about "), std::string::npos) << prompt;
+  }  // kill -9
+  auto server = Start();
+  const Json turns = Get(*server, "/v1/conversations/c/history")["turns"];
+  ASSERT_EQ(turns.size(), history.size() + 2);  // the question and its answer
+  EXPECT_EQ(turns[281]["timestamp"], "2023-05-01T17:00:00Z");
+  EXPECT_EQ(turns[history.size()]["timestamp"], "2023-08-16T12:00:00Z");
+  // The reply has no timestamp of its own: the time it was stored.
+  const std::string reply_time = turns[history.size() + 1]["timestamp"].get<std::string>();
+  const std::optional<int64_t> stored = ParseIso8601(reply_time);
+  ASSERT_TRUE(stored.has_value()) << reply_time;
+  EXPECT_LE(std::abs(*stored - UnixNow()), 600);
+  const Json found = Post(*server, "/v1/conversations/search",
+                          {{"conversation_id", "c"}, {"query", "apricot tarts"}, {"k", 1}});
+  ASSERT_EQ(found["results"].size(), 1u);
+  EXPECT_EQ(found["results"][0]["timestamp"].get<std::string>().substr(0, 10), "2023-05-01");
 }
 
 }  // namespace

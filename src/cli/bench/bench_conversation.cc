@@ -49,7 +49,8 @@ Result<std::unique_ptr<BenchConversation>> BenchConversation::Create(
   return conversation;
 }
 
-Result<memory::Turn> BenchConversation::Append(memory::Role role, const std::string& text) {
+Result<memory::Turn> BenchConversation::Append(memory::Role role, const std::string& text,
+                                               int64_t time) {
   auto start = Clock::now();
   const engine::ChatMessage message{std::string(memory::RoleName(role)), text};
   KV_ASSIGN_OR_RETURN(const std::string rendered, template_.Apply({&message, 1}, false));
@@ -57,7 +58,7 @@ Result<memory::Turn> BenchConversation::Append(memory::Role role, const std::str
                       tokenizer_.Tokenize(rendered, {.parse_special = true}));
   seconds_.tokenize += SecondsSince(start);
   start = Clock::now();
-  KV_ASSIGN_OR_RETURN(const memory::Turn turn, store_.Append(role, tokens));
+  KV_ASSIGN_OR_RETURN(const memory::Turn turn, store_.Append(role, tokens, 0, time));
   seconds_.store += SecondsSince(start);
   pending_.push_back({turn, std::move(tokens)});
   if (static_cast<int>(pending_.size()) >= options_.batch_turns) KV_RETURN_IF_ERROR(Flush());

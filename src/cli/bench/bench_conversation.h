@@ -44,7 +44,8 @@ class BenchConversation {
   static Result<std::unique_ptr<BenchConversation>> Create(BenchConversationOptions options);
 
   // Renders and tokenizes one message, stores it, and indexes it with the next batch.
-  Result<memory::Turn> Append(memory::Role role, const std::string& text);
+  // `time`: Unix seconds the turn was said (0 = unknown).
+  Result<memory::Turn> Append(memory::Role role, const std::string& text, int64_t time = 0);
   // Indexes the turns still waiting for their batch.
   Status Flush();
 

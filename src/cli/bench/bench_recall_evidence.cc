@@ -44,6 +44,7 @@ struct EvidenceBenchOptions : BenchOptions {
   int window = 4096;
   std::string dir;
   bool show_misses = false;
+  bool no_timestamps = false;
 };
 
 constexpr int kKs[] = {1, 3, 5, 10};
@@ -62,13 +63,16 @@ bool Overlaps(const memory::ChunkHit& hit, const memory::Turn& turn) {
   return hit.first_pos < turn.end_pos() && turn.first_pos < hit.end_pos();
 }
 
+// With turn times, a question about a date needs the turn that says what happened (its date
+// comes with it); without them, also the session's opening message that states the date.
 Outcome Score(const EvidenceQuestion& question, const std::vector<memory::ChunkHit>& hits,
-              const std::vector<memory::Turn>& turns) {
+              const std::vector<memory::Turn>& turns, bool dated) {
+  const std::vector<size_t>& evidence = dated ? question.dated_evidence : question.evidence;
   Outcome outcome{question.kind};
-  outcome.n_evidence = static_cast<int>(question.evidence.size());
+  outcome.n_evidence = static_cast<int>(evidence.size());
   outcome.top_score = hits.empty() ? 0 : hits[0].score;
   for (size_t i = 0; i < std::size(kKs); ++i) {
-    for (size_t e : question.evidence) {
+    for (size_t e : evidence) {
       const size_t n = std::min(hits.size(), static_cast<size_t>(kKs[i]));
       outcome.covered_at[i] += std::any_of(
           hits.begin(), hits.begin() + n, [&](const auto& hit) { return Overlaps(hit, turns[e]); });
@@ -106,7 +110,9 @@ Status RunDialogue(const EvidenceBenchOptions& options, int d, const std::string
                                  .embedding_model = options.embedding_model}));
   std::vector<memory::Turn> turns;
   for (const testing::MemoryDialogueTurn& turn : dialogue.turns) {
-    KV_ASSIGN_OR_RETURN(memory::Turn stored, conversation->Append(turn.role, turn.text));
+    KV_ASSIGN_OR_RETURN(
+        memory::Turn stored,
+        conversation->Append(turn.role, turn.text, options.no_timestamps ? 0 : turn.unix_seconds));
     turns.push_back(stored);
   }
   KV_RETURN_IF_ERROR(conversation->Flush());
@@ -124,7 +130,7 @@ Status RunDialogue(const EvidenceBenchOptions& options, int d, const std::string
       KV_ASSIGN_OR_RETURN(
           const std::vector<memory::ChunkHit> hits,
           conversation->index().Search(BenchConversation::kName, question.question, search));
-      Outcome outcome = Score(question, hits, turns);
+      Outcome outcome = Score(question, hits, turns, !options.no_timestamps);
       outcome.ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
               .count();
@@ -213,16 +219,20 @@ Result<Json> Measure(const EvidenceBenchOptions& options) {
               {"dialogues", options.dialogues},
               {"mean_tokens", static_cast<double>(tokens) / options.dialogues},
               {"search", options.embedding_model.empty() ? "bm25" : "bm25+dense"},
+              {"timestamps", !options.no_timestamps},
               {"window", options.window},
               {"fog_alpha", options.fog_alpha},
               {"modes", modes}};
 }
 
 void PrintTable(const Json& report) {
-  std::printf("%.0f dialogues of %.0f tokens on average, window %.0f, fog alpha %.2f, search %s\n",
-              NumberOr(report, "dialogues", 0), NumberOr(report, "mean_tokens", 0),
-              NumberOr(report, "window", 0), NumberOr(report, "fog_alpha", 0),
-              report["search"].get_ref<const std::string&>().c_str());
+  std::printf(
+      "%.0f dialogues of %.0f tokens on average, window %.0f, fog alpha %.2f, search %s, "
+      "turns %s\n",
+      NumberOr(report, "dialogues", 0), NumberOr(report, "mean_tokens", 0),
+      NumberOr(report, "window", 0), NumberOr(report, "fog_alpha", 0),
+      report["search"].get_ref<const std::string&>().c_str(),
+      report.value("timestamps", false) ? "with their times" : "without times");
   const Json& kv = report["modes"]["kvault"];
   const Json& bm = report["modes"]["bm25"];
   std::printf("%-9s %3s %4s  %-13s %-13s  %-13s %-13s\n", "kind", "n", "k", "all: kvault", "bm25",
@@ -274,6 +284,9 @@ int RunBenchRecallEvidence(int argc, char** argv) {
   AddBoundedOption(app, "--window", options.window, "tokens at the end that are not searched", 0,
                    1 << 20);
   app.add_option("--dir", options.dir, "keep the indexes here (default: a temporary directory)");
+  app.add_flag("--no-timestamps", options.no_timestamps,
+               "store the turns without their times (as before turns had times): questions "
+               "about dates then also need the session's opening message");
   app.add_flag("--show-misses", options.show_misses,
                "print kvault's questions whose evidence is not all in its top 5");
   return RunDriver(

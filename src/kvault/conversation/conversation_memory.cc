@@ -5,6 +5,7 @@
 #include "kvault/base/hash.h"
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
+#include "kvault/base/time_text.h"
 
 namespace kvault::conversation {
 namespace {
@@ -46,8 +47,10 @@ Result<IngestPlan> ConversationMemory::Plan(const TurnLock& conversation,
   const memory::TokenStore& capacity = store != nullptr ? *store : empty;
   int64_t reported = 0;
   const size_t first = plan.history.first_new_message;
+  const int64_t now = UnixNow();
   for (size_t i = first; i < messages.size(); ++i) {
-    JournalTurn turn{messages[i].role, messages[i].content, {}};
+    JournalTurn turn{
+        messages[i].role, messages[i].content, {}, messages[i].time > 0 ? messages[i].time : now};
     KV_ASSIGN_OR_RETURN(turn.tokens, renderer_->Render(digests[i].role, turn.content));
     KV_RETURN_IF_ERROR(capacity.CheckTurn(turn.tokens));
     plan.new_tokens += static_cast<int64_t>(turn.tokens.size());
@@ -180,7 +183,8 @@ Status ConversationMemory::AppendTurns(TurnLock& conversation, std::span<const J
       index_->DropBefore(conversation.key(), keep_from, store).status().IgnoreError();
     }
     KV_RETURN_IF_ERROR(
-        store.Append(role, turn.tokens, MessageDigest(turn.role, turn.content)).status());
+        store.Append(role, turn.tokens, MessageDigest(turn.role, turn.content), turn.time)
+            .status());
   }
   return Status::Ok();
 }
@@ -273,7 +277,7 @@ Result<memory::Window> ConversationMemory::BuildWindow(TurnLock& conversation,
 }
 
 Status ConversationMemory::AppendReply(TurnLock& conversation, const std::string& text) {
-  JournalTurn turn{"assistant", text, {}};
+  JournalTurn turn{"assistant", text, {}, UnixNow()};
   KV_ASSIGN_OR_RETURN(turn.tokens, renderer_->Render(memory::Role::kAssistant, text));
   memory::TokenStore& store = *conversation->history;
   KV_RETURN_IF_ERROR(store.CheckTurn(turn.tokens));
@@ -303,8 +307,9 @@ Result<std::vector<SearchResult>> ConversationMemory::Search(const TurnLock& con
     Result<std::vector<int32_t>> tokens =
         conversation->history->Tokens(hit.first_pos, hit.n_tokens);
     if (!tokens.ok()) continue;  // dropped meanwhile
+    const memory::Turn* first = conversation->history->FindTurn(hit.first_turn);
     results.push_back({hit.score, renderer_->Text(*tokens), hit.first_turn, hit.last_turn,
-                       hit.first_pos, hit.n_tokens});
+                       hit.first_pos, hit.n_tokens, first != nullptr ? first->time : 0});
   }
   return results;
 }
@@ -324,7 +329,8 @@ Status ConversationMemory::Recover(TurnLock& conversation, JournalEntry entry) {
   for (const JournalTurn& turn : entry.turns) {
     KV_ASSIGN_OR_RETURN(memory::Role role, memory::RoleFromName(turn.role));
     KV_RETURN_IF_ERROR(
-        store.Append(role, turn.tokens, MessageDigest(turn.role, turn.content)).status());
+        store.Append(role, turn.tokens, MessageDigest(turn.role, turn.content), turn.time)
+            .status());
   }
   conversation->kv_tail = entry.tail;
   conversation->clear_zone.first_turn = entry.clear_first_turn;

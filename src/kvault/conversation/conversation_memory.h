@@ -77,6 +77,7 @@ struct SearchResult {
   int64_t last_turn = 0;
   int64_t first_pos = 0;
   int32_t n_tokens = 0;
+  int64_t time = 0;  // Unix seconds its first turn was said; 0 = unknown
 };
 
 class ConversationMemory {

@@ -1,5 +1,6 @@
 #include "kvault/conversation/journal.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <system_error>
@@ -17,7 +18,10 @@ namespace {
 
 constexpr uint8_t kHeader = 1;
 constexpr uint8_t kUpdateV1 = 3;  // without the unanswered turn
-constexpr uint8_t kUpdate = 4;
+constexpr uint8_t kUpdateV2 = 4;  // without the turns' times
+constexpr uint8_t kUpdate = 5;
+// Turn times are Unix seconds; beyond this a record is corrupt (year 2106, TokenStore's limit).
+constexpr uint64_t kMaxTime = UINT32_MAX;
 constexpr uint64_t kMaxText = 1ull << 32;
 
 std::string Encode(const std::vector<uint8_t>& bytes) { return {bytes.begin(), bytes.end()}; }
@@ -36,6 +40,7 @@ void PutTurns(ByteSink* out, std::span<const JournalTurn> turns) {
   for (const JournalTurn& turn : turns) {
     PutLengthPrefixed(out, turn.role);
     PutLengthPrefixed(out, turn.content);
+    PutVarint64(out, static_cast<uint64_t>(std::clamp<int64_t>(turn.time, 0, kMaxTime)));
     PutVarint64(out, turn.tokens.size());
     for (int32_t token : turn.tokens) PutVarint64(out, static_cast<uint32_t>(token));
   }
@@ -55,9 +60,15 @@ std::string UpdateRecord(size_t kept, std::span<const JournalTurn> added,
   return Encode(bytes);
 }
 
-Status GetTurn(SpanSource* in, JournalTurn* turn) {
+Status GetTurn(SpanSource* in, bool with_time, JournalTurn* turn) {
   KV_RETURN_IF_ERROR(GetLengthPrefixed(in, &turn->role, 64));
   KV_RETURN_IF_ERROR(GetLengthPrefixed(in, &turn->content, kMaxText));
+  if (with_time) {
+    uint64_t time = 0;
+    KV_RETURN_IF_ERROR(GetVarint64(in, &time));
+    if (time > kMaxTime) return CorruptionError("journal turn time out of range");
+    turn->time = static_cast<int64_t>(time);
+  }
   uint64_t n = 0;
   KV_RETURN_IF_ERROR(GetVarint64(in, &n));
   if (n > in->remaining()) return CorruptionError("journal turn claims too many tokens");
@@ -71,13 +82,13 @@ Status GetTurn(SpanSource* in, JournalTurn* turn) {
   return Status::Ok();
 }
 
-Status GetTurns(SpanSource* in, std::vector<JournalTurn>* turns) {
+Status GetTurns(SpanSource* in, bool with_times, std::vector<JournalTurn>* turns) {
   uint64_t n = 0;
   KV_RETURN_IF_ERROR(GetVarint64(in, &n));
   if (n > in->remaining()) return CorruptionError("journal record claims too many turns");
   for (uint64_t i = 0; i < n; ++i) {
     JournalTurn turn;
-    KV_RETURN_IF_ERROR(GetTurn(in, &turn));
+    KV_RETURN_IF_ERROR(GetTurn(in, with_times, &turn));
     turns->push_back(std::move(turn));
   }
   return Status::Ok();
@@ -96,7 +107,7 @@ Status ApplyUpdate(const std::string& record, JournalEntry* entry) {
   uint8_t type = 0;
   uint64_t kept = 0;
   KV_RETURN_IF_ERROR(GetFixed(&in, &type));
-  if (type != kUpdate && type != kUpdateV1) {
+  if (type != kUpdate && type != kUpdateV2 && type != kUpdateV1) {
     return CorruptionError("unknown journal record type " + std::to_string(type));
   }
   KV_RETURN_IF_ERROR(GetVarint64(&in, &kept));
@@ -111,12 +122,12 @@ Status ApplyUpdate(const std::string& record, JournalEntry* entry) {
     entry->branches.push_back(std::move(branch));
     entry->turns.resize(kept);
   }
-  KV_RETURN_IF_ERROR(GetTurns(&in, &entry->turns));
+  KV_RETURN_IF_ERROR(GetTurns(&in, type == kUpdate, &entry->turns));
   KV_RETURN_IF_ERROR(GetFixed(&in, &entry->tail.low));
   KV_RETURN_IF_ERROR(GetFixed(&in, &entry->tail.high));
   KV_RETURN_IF_ERROR(GetTurnNumber(&in, &entry->clear_first_turn));
   entry->unanswered_turn = -1;
-  if (type == kUpdate) KV_RETURN_IF_ERROR(GetTurnNumber(&in, &entry->unanswered_turn));
+  if (type != kUpdateV1) KV_RETURN_IF_ERROR(GetTurnNumber(&in, &entry->unanswered_turn));
   return Status::Ok();
 }
 

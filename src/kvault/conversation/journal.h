@@ -5,10 +5,12 @@
 // (scope, id) key:
 //
 //   record 1, header:  u8 1 | scope | id                         (length-prefixed strings)
-//   later, updates:    u8 4 | varint kept | varint n | n x turn | 16-byte tail |
+//   later, updates:    u8 5 | varint kept | varint n | n x turn | 16-byte tail |
 //                      varint clear zone first turn + 1 | varint unanswered turn + 1
-//                      (u8 3: the same without the unanswered turn, as written before)
-//   turn:              role | content | varint n_tokens | n_tokens x varint token id
+//                      (u8 4: turns without their time; u8 3: also without the
+//                      unanswered turn, as written before: both still read, times 0)
+//   turn:              role | content | varint time | varint n_tokens |
+//                      n_tokens x varint token id
 //
 // An update says: of the turns recorded so far keep the first `kept`, append these n, the KV
 // tail block is now `tail`, the window's clear zone starts at that turn, and the last turn
@@ -38,6 +40,7 @@ struct JournalTurn {
   std::string role;
   std::string content;
   std::vector<int32_t> tokens;  // the turn as rendered by the chat template
+  int64_t time = 0;             // Unix seconds when it was said; 0 = unknown (older records)
 };
 
 // Turns a replaced history had from `from_turn` on, kept readable.

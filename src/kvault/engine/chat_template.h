@@ -6,6 +6,7 @@
 // Thread-safety: immutable; safe to share.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
 
@@ -18,6 +19,7 @@ class Model;
 struct ChatMessage {
   std::string role;  // "system", "user", "assistant", "tool"
   std::string content;
+  int64_t time = 0;  // Unix seconds when it was said (the request's "timestamp"); 0 = now
 };
 
 class ChatTemplate {

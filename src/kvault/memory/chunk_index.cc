@@ -3,15 +3,18 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "kvault/base/mutex.h"
 #include "kvault/base/sqlite.h"
 #include "kvault/base/status_macros.h"
+#include "kvault/base/time_text.h"
 #include "kvault/memory/chunk_schema.h"
 #include "kvault/memory/chunk_vectors.h"
 #include "kvault/memory/hit_merge.h"
 #include "kvault/memory/search_terms.h"
 #include "kvault/memory/thesaurus.h"
+#include "kvault/memory/time_query.h"
 
 namespace kvault::memory {
 namespace {
@@ -26,6 +29,9 @@ constexpr int32_t kLexicalCandidates = 50;
 constexpr double kExpansionWeight = 0.5;
 // Hits of the first step whose names seed the second.
 constexpr size_t kSeedHits = 3;
+// The score of a chunk found only by being said in the period a question names: the default
+// recall threshold (--recall-min-score 1.0), so such chunks are recalled unless it is raised.
+constexpr double kPeriodScore = 1.0;
 
 ChunkHit ReadHit(const SqliteStatement& row) {
   ChunkHit hit;
@@ -102,15 +108,33 @@ struct ChunkIndex::Impl {
   // The conversation and its last chunk ending by `end_pos_limit`; state null when it has
   // nothing to search.
   Result<SearchRange> Searchable(std::string_view name, int64_t end_pos_limit) KV_REQUIRES(mu);
+  // Chunk ids [lo, hi] of `state`'s conversation are searched.
   Result<std::vector<ChunkHit>> Bm25(const ConversationState& state, const std::string& match,
-                                     int64_t hi, const ChunkSearchParams& params, int32_t n)
-      KV_REQUIRES(mu);
+                                     int64_t lo, int64_t hi, const ChunkSearchParams& params,
+                                     int32_t n) KV_REQUIRES(mu);
   // Bm25 with the thesaurus expansion and the name-seeded second step (see the header).
   Result<std::vector<ChunkHit>> Lexical(const ConversationState& state, const SearchQuery& query,
-                                        int64_t hi, const ChunkSearchParams& params, int32_t n)
-      KV_REQUIRES(mu);
+                                        int64_t lo, int64_t hi, const ChunkSearchParams& params,
+                                        int32_t n) KV_REQUIRES(mu);
   Result<std::vector<ChunkHit>> Dense(const ConversationState& state, std::span<const float> query,
-                                      int64_t hi, const ChunkSearchParams& params) KV_REQUIRES(mu);
+                                      int64_t lo, int64_t hi, const ChunkSearchParams& params)
+      KV_REQUIRES(mu);
+  // The ranking of chunks [lo, hi]: lexical, fused with dense when there are vectors.
+  Result<std::vector<ChunkHit>> Rank(const ConversationState& state, const SearchQuery& query,
+                                     std::span<const float> query_vector, int64_t lo, int64_t hi,
+                                     const ChunkSearchParams& params) KV_REQUIRES(mu);
+  // The chunk ids [lo, hi] of the chunks said in the period the query names, if it names
+  // one and the store has turns of that time (time_query.h); nullopt otherwise.
+  // (`words`: the words that named the period.)
+  Result<std::optional<std::pair<int64_t, int64_t>>> PeriodRange(const ConversationState& state,
+                                                                 std::string_view query, int64_t hi,
+                                                                 const ChunkSearchParams& params,
+                                                                 std::vector<std::string>* words)
+      KV_REQUIRES(mu);
+  // The first n chunks of [lo, hi] in position order, with `score` (a question that names a
+  // period and nothing else).
+  Result<std::vector<ChunkHit>> ChunksBetween(int64_t lo, int64_t hi, int32_t n, double score)
+      KV_REQUIRES(mu);
   Result<ChunkHit> ChunkById(int64_t id) KV_REQUIRES(mu);
   Result<ChunkDropResult> Drop(ConversationState& state, int64_t pos, const TokenStore* store)
       KV_REQUIRES(mu);
@@ -233,6 +257,23 @@ void ChunkIndex::Impl::EmbedAndStore(std::span<const PendingEmbedding> pending) 
 
 Result<int64_t> ChunkIndex::Impl::LastChunkEndingBy(const ConversationState& state, int64_t pos) {
   if (pos >= state.indexed_end) return state.hi();
+  // A conversation's chunk ids are contiguous (chunks drop from the front only) and ordered
+  // by position: a binary search of rowid lookups, ~20 for a million chunks, where the scan
+  // below reads every chunk after `pos` (a period months back in a 100M-token history).
+  int64_t lo = state.lo(), hi = state.hi();  // the answer is in [lo - 1, hi]
+  bool contiguous = true;
+  while (lo <= hi && contiguous) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    Result<ChunkHit> chunk = ChunkById(mid);
+    if (!chunk.ok()) {
+      contiguous = false;
+    } else if (chunk->end_pos() <= pos) {
+      lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  if (contiguous) return lo - 1;
   StatementScope last(sql.last_chunk_by.get());
   KV_RETURN_IF_ERROR(BindAll(last, state.lo(), state.hi(), pos));
   KV_ASSIGN_OR_RETURN(bool row, last->Step());
@@ -248,13 +289,14 @@ Result<SearchRange> ChunkIndex::Impl::Searchable(std::string_view name, int64_t 
 }
 
 Result<std::vector<ChunkHit>> ChunkIndex::Impl::Bm25(const ConversationState& state,
-                                                     const std::string& match, int64_t hi,
-                                                     const ChunkSearchParams& params, int32_t n) {
+                                                     const std::string& match, int64_t lo,
+                                                     int64_t hi, const ChunkSearchParams& params,
+                                                     int32_t n) {
   const double decay = params.fog_alpha > 0 && params.cache_size > 0
                            ? params.fog_alpha / static_cast<double>(params.cache_size)
                            : 0.0;
   StatementScope search(sql.search.get());
-  KV_RETURN_IF_ERROR(BindAll(search, std::string_view(match), state.lo(), hi, decay,
+  KV_RETURN_IF_ERROR(BindAll(search, std::string_view(match), lo, hi, decay,
                              state.chunker.next_pos(), static_cast<int64_t>(n)));
   std::vector<ChunkHit> hits;
   while (true) {
@@ -268,17 +310,17 @@ Result<std::vector<ChunkHit>> ChunkIndex::Impl::Bm25(const ConversationState& st
 }
 
 Result<std::vector<ChunkHit>> ChunkIndex::Impl::Lexical(const ConversationState& state,
-                                                        const SearchQuery& query, int64_t hi,
-                                                        const ChunkSearchParams& params,
+                                                        const SearchQuery& query, int64_t lo,
+                                                        int64_t hi, const ChunkSearchParams& params,
                                                         int32_t n) {
   const std::string match = MatchExpression(query);
   const int32_t candidates = std::max(n, kLexicalCandidates);
-  KV_ASSIGN_OR_RETURN(std::vector<ChunkHit> hits, Bm25(state, match, hi, params, candidates));
+  KV_ASSIGN_OR_RETURN(std::vector<ChunkHit> hits, Bm25(state, match, lo, hi, params, candidates));
   if (thesaurus != nullptr && params.expand) {
     const std::string expansion = ExpansionExpression(query, *thesaurus);
     if (!expansion.empty()) {
       KV_ASSIGN_OR_RETURN(const std::vector<ChunkHit> related,
-                          Bm25(state, expansion, hi, params, candidates));
+                          Bm25(state, expansion, lo, hi, params, candidates));
       hits = AddWeighted(hits, related, kExpansionWeight);
     }
   }
@@ -296,12 +338,66 @@ Result<std::vector<ChunkHit>> ChunkIndex::Impl::Lexical(const ConversationState&
       SearchQuery seeds;
       seeds.terms = std::move(names);
       KV_ASSIGN_OR_RETURN(const std::vector<ChunkHit> second,
-                          Bm25(state, "(" + MatchExpression(seeds) + ") AND (" + match + ")", hi,
-                               params, candidates));
+                          Bm25(state, "(" + MatchExpression(seeds) + ") AND (" + match + ")", lo,
+                               hi, params, candidates));
       hits = Interleave(hits, second, static_cast<size_t>(candidates));
     }
   }
   if (hits.size() > static_cast<size_t>(n)) hits.resize(static_cast<size_t>(n));
+  return hits;
+}
+
+Result<std::vector<ChunkHit>> ChunkIndex::Impl::Rank(const ConversationState& state,
+                                                     const SearchQuery& query,
+                                                     std::span<const float> query_vector,
+                                                     int64_t lo, int64_t hi,
+                                                     const ChunkSearchParams& params) {
+  if (lo > hi) return std::vector<ChunkHit>();
+  if (vectors == nullptr) {
+    if (query.empty()) return std::vector<ChunkHit>();
+    return Lexical(state, query, lo, hi, params, params.k);
+  }
+  std::vector<ChunkHit> rankings[2];
+  if (!query.empty()) {
+    KV_ASSIGN_OR_RETURN(rankings[0], Lexical(state, query, lo, hi, params, kFusionCandidates));
+  }
+  if (!query_vector.empty()) {
+    KV_ASSIGN_OR_RETURN(rankings[1], Dense(state, query_vector, lo, hi, params));
+  }
+  return FuseRankings(rankings, params.k);
+}
+
+Result<std::optional<std::pair<int64_t, int64_t>>> ChunkIndex::Impl::PeriodRange(
+    const ConversationState& state, std::string_view query, int64_t hi,
+    const ChunkSearchParams& params, std::vector<std::string>* words) {
+  using Range = std::optional<std::pair<int64_t, int64_t>>;
+  const TokenStore* store = params.store;
+  if (store == nullptr || store->turns().empty()) return Range();
+  // Relative dates are the question's own: the time of the store's last turn.
+  const int64_t said = store->turns().back().time;
+  const std::optional<TimeRange> period = FindTimeRange(query, said != 0 ? said : UnixNow());
+  if (!period) return Range();
+  *words = period->words;
+  const auto [first_pos, end_pos] = store->PositionsSaidIn(period->begin, period->end);
+  if (first_pos >= end_pos) return Range();
+  // From the first chunk ending after the period's first token to the one holding its last.
+  KV_ASSIGN_OR_RETURN(const int64_t before, LastChunkEndingBy(state, first_pos));
+  KV_ASSIGN_OR_RETURN(const int64_t last, LastChunkEndingBy(state, end_pos - 1));
+  return Range(std::pair{std::max(before + 1, state.lo()), std::min(last + 1, hi)});
+}
+
+Result<std::vector<ChunkHit>> ChunkIndex::Impl::ChunksBetween(int64_t lo, int64_t hi, int32_t n,
+                                                              double score) {
+  std::vector<ChunkHit> hits;
+  if (lo > hi) return hits;
+  StatementScope chunks(sql.chunks_between.get());
+  KV_RETURN_IF_ERROR(BindAll(chunks, lo, hi, static_cast<int64_t>(n)));
+  while (true) {
+    KV_ASSIGN_OR_RETURN(bool row, chunks->Step());
+    if (!row) break;
+    hits.push_back(ReadHit(*chunks));
+    hits.back().score = score;
+  }
   return hits;
 }
 
@@ -314,10 +410,10 @@ Result<ChunkHit> ChunkIndex::Impl::ChunkById(int64_t id) {
 }
 
 Result<std::vector<ChunkHit>> ChunkIndex::Impl::Dense(const ConversationState& state,
-                                                      std::span<const float> query, int64_t hi,
-                                                      const ChunkSearchParams& params) {
+                                                      std::span<const float> query, int64_t lo,
+                                                      int64_t hi, const ChunkSearchParams& params) {
   KV_ASSIGN_OR_RETURN(std::vector<VectorHit> found,
-                      vectors->Search(state.id, query, state.lo(), hi, kFusionCandidates));
+                      vectors->Search(state.id, query, lo, hi, kFusionCandidates));
   std::vector<ChunkHit> hits;
   for (const VectorHit& vector_hit : found) {
     KV_ASSIGN_OR_RETURN(ChunkHit hit, ChunkById(vector_hit.label));
@@ -431,12 +527,16 @@ Result<std::vector<ChunkHit>> ChunkIndex::Search(std::string_view conversation,
     if (range.state == nullptr) return std::vector<ChunkHit>();
     ChunkSearchParams plain = params;
     plain.fog_alpha = 0;
-    return impl_->Bm25(*range.state, match, range.hi, plain, params.k);
+    return impl_->Bm25(*range.state, match, range.state->lo(), range.hi, plain, params.k);
   }
   const SearchQuery parsed = ParseSearchQuery(query);
   // The embedder is fixed at Open.
   const bool dense = impl_->options.embedder != nullptr && !IsBlank(query);
-  if (params.k <= 0 || (parsed.empty() && !dense)) return std::vector<ChunkHit>();
+  // A question with no content word may still name a period ("what did we do yesterday?").
+  const bool may_name_period = params.store != nullptr;
+  if (params.k <= 0 || (parsed.empty() && !dense && !may_name_period)) {
+    return std::vector<ChunkHit>();
+  }
   std::vector<float> query_vector;
   if (dense) {
     // Embedded without the mutex, and only when there is something to search: most requests
@@ -453,18 +553,25 @@ Result<std::vector<ChunkHit>> ChunkIndex::Search(std::string_view conversation,
   KV_ASSIGN_OR_RETURN(const SearchRange range,
                       impl_->Searchable(conversation, params.end_pos_limit));
   if (range.state == nullptr) return std::vector<ChunkHit>();
-  ConversationState* const state = range.state;
-  const int64_t hi = range.hi;
-  const std::string match = MatchExpression(parsed);
-  if (impl_->vectors == nullptr) return impl_->Lexical(*state, parsed, hi, params, params.k);
-  std::vector<ChunkHit> rankings[2];
-  if (!match.empty()) {
-    KV_ASSIGN_OR_RETURN(rankings[0], impl_->Lexical(*state, parsed, hi, params, kFusionCandidates));
+  const ConversationState& state = *range.state;
+  KV_ASSIGN_OR_RETURN(std::vector<ChunkHit> hits,
+                      impl_->Rank(state, parsed, query_vector, state.lo(), range.hi, params));
+  std::vector<std::string> period_words;
+  KV_ASSIGN_OR_RETURN(const auto period,
+                      impl_->PeriodRange(state, query, range.hi, params, &period_words));
+  if (!period) return hits;
+  // The question names a period: the chunks said then come first, ranked the same way (or,
+  // where nothing of the period matches the rest of the question, in order, at the period
+  // score: "what did we do yesterday?"). The words naming the period are left out there:
+  // "May 2023" would rank every chunk that writes a date of that month.
+  KV_ASSIGN_OR_RETURN(std::vector<ChunkHit> in_period,
+                      impl_->Rank(state, WithoutWords(parsed, period_words), query_vector,
+                                  period->first, period->second, params));
+  if (in_period.empty()) {
+    KV_ASSIGN_OR_RETURN(
+        in_period, impl_->ChunksBetween(period->first, period->second, params.k, kPeriodScore));
   }
-  if (dense) {
-    KV_ASSIGN_OR_RETURN(rankings[1], impl_->Dense(*state, query_vector, hi, params));
-  }
-  return FuseRankings(rankings, params.k);
+  return PreferFirst(in_period, hits, static_cast<size_t>(params.k));
 }
 
 Result<ChunkDropResult> ChunkIndex::DropBefore(std::string_view conversation, int64_t pos,

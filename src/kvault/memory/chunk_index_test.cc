@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "kvault/base/sqlite.h"
+#include "kvault/base/time_text.h"
 #include "kvault/testing/test_words.h"
 
 namespace kvault::memory {
@@ -82,7 +83,7 @@ class ChunkIndexTest : public ::testing::Test {
     std::vector<int32_t> tokens = {kTurnStart};
     for (int32_t id : words_.Tokenize(text)) tokens.push_back(id);
     tokens.push_back(kTurnEnd);
-    const Turn turn = Store(conversation).Append(Role::kUser, tokens).value();
+    const Turn turn = Store(conversation).Append(Role::kUser, tokens, 0, time_).value();
     const IndexTurn indexed{turn.number, turn.first_pos, tokens};
     EXPECT_TRUE(index_->AppendTurns(conversation, {&indexed, 1}).ok());
     return turn;
@@ -118,7 +119,10 @@ class ChunkIndexTest : public ::testing::Test {
   std::map<std::string, TokenStore> stores_;
   std::unique_ptr<ChunkIndex> index_;
   std::mt19937 rng_{11};
+  int64_t time_ = 0;  // of the turns Say appends
 };
+
+int64_t Day(int64_t year, int month, int day) { return DaysFromCivil({year, month, day}) * 86400; }
 
 TEST_F(ChunkIndexTest, FindsTheChunkHoldingTheFact) {
   Open();
@@ -384,6 +388,43 @@ TEST_F(ChunkIndexTest, NamesInTheBestHitsBringTheOtherTurnOfAFact) {
   EXPECT_TRUE(Covers(two, adopted));
   EXPECT_TRUE(Covers(two, name));
   for (size_t i = 1; i < two.size(); ++i) EXPECT_LE(two[i].score, two[i - 1].score);
+}
+
+TEST_F(ChunkIndexTest, AQuestionNamingAPeriodFindsWhatWasSaidThen) {
+  Open();
+  time_ = Day(2023, 4, 3) + 36000;
+  Filler("a", 20);
+  Say("a", "we baked and baked, baking bread all day, the bakery smell everywhere");
+  Filler("a", 20);
+  time_ = Day(2023, 5, 9) + 36000;
+  Filler("a", 20);
+  const Turn may = Say("a", "I baked little apricot tarts");
+  Filler("a", 20);
+  time_ = Day(2023, 6, 20) + 36000;
+  Filler("a", 20);
+  Say("a", "more baking: we baked and baked, the bakery could not keep up");
+  Filler("a", 20);
+  time_ = Day(2023, 8, 15) + 36000;
+  const Turn yesterday = Say("a", "the lamp by the window flickered all evening");
+  Filler("a", 2);
+  time_ = Day(2023, 8, 16) + 36000;
+  Filler("a", 10);
+  Say("a", "What did I bake in May?");  // the question: "May" is relative to its time
+  const std::string question = "What did I bake in May?";
+  // Without the store's times the baking days of April and June rank first.
+  const std::vector<ChunkHit> plain = Search("a", question, {.k = 1});
+  ASSERT_EQ(plain.size(), 1u);
+  EXPECT_FALSE(Covers(plain, may));
+  const std::vector<ChunkHit> dated = Search("a", question, {.k = 3, .store = &Store("a")});
+  ASSERT_FALSE(dated.empty());
+  EXPECT_TRUE(Covers({dated[0]}, may));
+  EXPECT_EQ(dated.size(), 3u);  // the other baking days follow
+  for (size_t i = 1; i < dated.size(); ++i) EXPECT_LE(dated[i].score, dated[i - 1].score);
+  // A question with nothing but its period gets the chunks said then.
+  const std::vector<ChunkHit> asked = Search("a", "and yesterday?", {.k = 2, .store = &Store("a")});
+  ASSERT_FALSE(asked.empty());
+  EXPECT_TRUE(Covers(asked, yesterday));
+  EXPECT_TRUE(Search("a", "and yesterday?", {.k = 2}).empty());
 }
 
 }  // namespace

@@ -49,6 +49,9 @@ const std::pair<StatementField, const char*> kStatementSql[] = {
      " ORDER BY id DESC LIMIT 1"},
     {&ChunkStatements::chunk_by_id,
      "SELECT id, first_pos, n_tokens, first_turn, last_turn FROM chunks WHERE id = ?1"},
+    {&ChunkStatements::chunks_between,
+     "SELECT id, first_pos, n_tokens, first_turn, last_turn FROM chunks WHERE id BETWEEN ?1 AND ?2"
+     " ORDER BY id LIMIT ?3"},
     {&ChunkStatements::search,
      "SELECT c.id, c.first_pos, c.n_tokens, c.first_turn, c.last_turn,"
      "  -bm25(chunk_text) * exp(-?4 * (?5 - c.first_pos - c.n_tokens)) AS score"

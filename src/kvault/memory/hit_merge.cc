@@ -49,4 +49,19 @@ std::vector<ChunkHit> Interleave(std::span<const ChunkHit> first, std::span<cons
   return out;
 }
 
+std::vector<ChunkHit> PreferFirst(std::span<const ChunkHit> preferred,
+                                  std::span<const ChunkHit> rest, size_t n) {
+  std::vector<ChunkHit> out;
+  std::unordered_set<int64_t> taken;
+  for (const std::span<const ChunkHit> from : {preferred, rest}) {
+    for (const ChunkHit& hit : from) {
+      if (out.size() >= n) return out;
+      if (!taken.insert(hit.chunk_id).second) continue;
+      out.push_back(hit);
+      if (out.size() > 1) out.back().score = std::min(out.back().score, out[out.size() - 2].score);
+    }
+  }
+  return out;
+}
+
 }  // namespace kvault::memory

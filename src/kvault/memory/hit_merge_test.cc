@@ -45,5 +45,16 @@ TEST(HitMergeTest, InterleaveStopsAtNAndWhenBothRunOut) {
   EXPECT_TRUE(Interleave({}, {}, 5).empty());
 }
 
+TEST(HitMergeTest, PreferFirstPutsThePreferredAheadAndKeepsScoresDescending) {
+  const std::vector<ChunkHit> preferred = {Hit(5, 3), Hit(6, 2)};
+  const std::vector<ChunkHit> rest = {Hit(1, 10), Hit(5, 9), Hit(2, 1)};
+  const std::vector<ChunkHit> out = PreferFirst(preferred, rest, 10);
+  EXPECT_EQ(Ids(out), (std::vector<int64_t>{5, 6, 1, 2}));
+  EXPECT_DOUBLE_EQ(out[2].score, 2);  // capped
+  EXPECT_DOUBLE_EQ(out[3].score, 1);
+  EXPECT_EQ(Ids(PreferFirst(preferred, rest, 3)), (std::vector<int64_t>{5, 6, 1}));
+  EXPECT_EQ(Ids(PreferFirst({}, rest, 2)), (std::vector<int64_t>{1, 5}));
+}
+
 }  // namespace
 }  // namespace kvault::memory

@@ -104,6 +104,27 @@ std::vector<std::string> SearchTerms(std::string_view text, size_t max_terms) {
   return ParseSearchQuery(text, max_terms).terms;
 }
 
+SearchQuery WithoutWords(const SearchQuery& query, std::span<const std::string> words) {
+  auto listed = [&words](std::string_view word) {
+    return std::find(words.begin(), words.end(), word) != words.end();
+  };
+  SearchQuery out;
+  for (const std::string& term : query.terms) {
+    if (!listed(term)) out.terms.push_back(term);
+  }
+  for (const std::string& phrase : query.phrases) {
+    bool keep = true;
+    size_t start = 0;
+    while (keep && start <= phrase.size()) {
+      const size_t space = std::min(phrase.find(' ', start), phrase.size());
+      keep = !listed(std::string_view(phrase).substr(start, space - start));
+      start = space + 1;
+    }
+    if (keep) out.phrases.push_back(phrase);
+  }
+  return out;
+}
+
 std::string MatchExpression(const SearchQuery& query) {
   // Terms hold no '"' (it separates words), so quoting them makes them plain strings.
   std::string expression;

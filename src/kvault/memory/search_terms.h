@@ -44,6 +44,10 @@ SearchQuery ParseSearchQuery(std::string_view text, size_t max_terms = 64);
 // The distinct content words of `text` (ParseSearchQuery(text).terms).
 std::vector<std::string> SearchTerms(std::string_view text, size_t max_terms = 64);
 
+// `query` without the terms in `words` and the phrases holding one of them: the words of a
+// period the question names ("may", "2023"), which the period itself stands for.
+SearchQuery WithoutWords(const SearchQuery& query, std::span<const std::string> words);
+
 // An FTS5 MATCH expression: each term and phrase quoted (FTS5 syntax in the text stays inert),
 // joined by OR. Empty for an empty query.
 std::string MatchExpression(const SearchQuery& query);

@@ -12,25 +12,25 @@
 namespace kvault::memory {
 namespace {
 
-// Encoding (version 1), all integers little-endian:
+// Encoding (version 2), all integers little-endian:
 //
 //   size        field
 //   4           magic "KVTS" (0x5354564b)
-//   4           version (u32) = 1
+//   4           version (u32) = 2 (1: turns without their time, read as time 0)
 //   varint      capacity in tokens (>= 1)
 //   varint      dropped tokens = the first retained position
 //   varint      dropped turns = the first retained turn number
 //   varint      retained turns T
-//   T x         role (u8), n_tokens (varint, >= 1), text_hash (u64)
+//   T x         role (u8), n_tokens (varint, >= 1), text_hash (u64), time (varint)
 //   3 x N       token ids, 3 bytes each, N = the sum of the turns' n_tokens
 //   8           XXH3-64 of every byte above
 constexpr uint32_t kMagic = 0x5354564b;
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
+constexpr uint32_t kVersionWithoutTimes = 1;
 constexpr uint64_t kMinTurnBytes = 1 + 1 + 8;
 constexpr int64_t kBlockBytes = TokenStore::kBlockTokens * 3;
 // Positions stay far from overflow even for a corrupt header.
 constexpr uint64_t kMaxPosition = uint64_t{1} << 56;
-constexpr int64_t kMaxTurnTokens = std::numeric_limits<int32_t>::max();
 
 struct RoleNameEntry {
   Role role;
@@ -108,9 +108,11 @@ Status TokenStore::CheckTurn(std::span<const int32_t> tokens) const {
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) return InvalidArgumentError("memory: a turn needs at least one token");
   if (n > capacity_ || n > kMaxTurnTokens) {
-    return InvalidArgumentError("memory: a turn of " + std::to_string(n) +
-                                " tokens exceeds the cache size of " + std::to_string(capacity_) +
-                                " tokens");
+    return InvalidArgumentError(
+        "memory: a turn of " + std::to_string(n) + " tokens exceeds " +
+        (n > capacity_ ? "the cache size of " + std::to_string(capacity_)
+                       : "the largest message kept, " + std::to_string(kMaxTurnTokens)) +
+        " tokens");
   }
   for (int32_t token : tokens) {
     if (token < 0 || token > kMaxTokenId) {
@@ -144,7 +146,8 @@ Status TokenStore::TruncateTurns(int64_t n_turns) {
   return Status::Ok();
 }
 
-Result<Turn> TokenStore::Append(Role role, std::span<const int32_t> tokens, uint64_t text_hash) {
+Result<Turn> TokenStore::Append(Role role, std::span<const int32_t> tokens, uint64_t text_hash,
+                                int64_t time) {
   KV_RETURN_IF_ERROR(CheckTurn(tokens));
   const int64_t n = static_cast<int64_t>(tokens.size());
   while (n_tokens() + n > capacity_) DropOldestTurn();
@@ -152,6 +155,8 @@ Result<Turn> TokenStore::Append(Role role, std::span<const int32_t> tokens, uint
   turn.number = n_dropped_turns_ + static_cast<int64_t>(turns().size());
   turn.first_pos = end_pos_;
   turn.text_hash = text_hash;
+  turn.time = static_cast<uint32_t>(std::clamp<int64_t>(time, 0, kMaxTime));
+  NoteTime(turn.time);
   turn.n_tokens = static_cast<int32_t>(n);
   turn.role = role;
   for (int32_t token : tokens) PutToken(token);
@@ -234,6 +239,32 @@ size_t TokenStore::TurnIndexAt(int64_t pos) const {
   return static_cast<size_t>(it - all.begin()) - 1;
 }
 
+std::pair<int64_t, int64_t> TokenStore::PositionsSaidIn(int64_t begin_time,
+                                                        int64_t end_time) const {
+  begin_time = std::max<int64_t>(begin_time, 1);  // unknown times are never in a range
+  if (begin_time >= end_time) return {0, 0};
+  const std::span<const Turn> all = turns();
+  if (times_ordered_) {  // the usual case: a log in time order, two binary searches
+    auto before = [](const Turn& turn, int64_t time) { return turn.time < time; };
+    const auto first = std::lower_bound(all.begin(), all.end(), begin_time, before);
+    const auto last = std::lower_bound(first, all.end(), end_time, before);
+    if (first == last) return {0, 0};
+    return {first->first_pos, std::prev(last)->end_pos()};
+  }
+  int64_t first = -1, end = 0;
+  for (const Turn& turn : all) {
+    if (turn.time < begin_time || turn.time >= end_time) continue;
+    if (first < 0) first = turn.first_pos;
+    end = turn.end_pos();
+  }
+  return first < 0 ? std::pair<int64_t, int64_t>{0, 0} : std::pair{first, end};
+}
+
+void TokenStore::NoteTime(uint32_t time) {
+  if (time < last_time_) times_ordered_ = false;
+  last_time_ = std::max(last_time_, time);
+}
+
 Result<std::vector<int32_t>> TokenStore::Tokens(int64_t first_pos, int64_t n) const {
   if (n < 0 || first_pos < begin_pos_ || first_pos > end_pos_ - n) {
     return InvalidArgumentError("memory: positions [" + std::to_string(first_pos) + ", " +
@@ -307,6 +338,7 @@ void TokenStore::Serialize(ByteSink* sink) const {
     PutFixed<uint8_t>(&out, static_cast<uint8_t>(turn.role));
     PutVarint64(&out, static_cast<uint64_t>(turn.n_tokens));
     PutFixed<uint64_t>(&out, turn.text_hash);
+    PutVarint64(&out, turn.time);
   }
   // Blocks hold the packed ids already: copy them, skipping the dropped head.
   for (size_t b = 0; b < blocks_.size(); ++b) {
@@ -323,7 +355,7 @@ Result<TokenStore> TokenStore::Parse(ByteSource* source) {
   KV_RETURN_IF_ERROR(GetFixed(&in, &magic));
   if (magic != kMagic) return CorruptionError("memory: not a token store (bad magic)");
   KV_RETURN_IF_ERROR(GetFixed(&in, &version));
-  if (version != kVersion) {
+  if (version != kVersion && version != kVersionWithoutTimes) {
     return CorruptionError("memory: token store version " + std::to_string(version) +
                            ", this build reads version " + std::to_string(kVersion));
   }
@@ -336,7 +368,7 @@ Result<TokenStore> TokenStore::Parse(ByteSource* source) {
   TokenStore store(static_cast<int64_t>(capacity));
   store.begin_pos_ = store.end_pos_ = static_cast<int64_t>(begin_pos);
   store.n_dropped_turns_ = static_cast<int64_t>(dropped_turns);
-  KV_RETURN_IF_ERROR(store.ParseTurns(&in));
+  KV_RETURN_IF_ERROR(store.ParseTurns(&in, version == kVersion));
   KV_RETURN_IF_ERROR(store.ParseTokens(&in));
   uint64_t checksum = 0;
   KV_RETURN_IF_ERROR(GetFixed(source, &checksum));
@@ -344,7 +376,7 @@ Result<TokenStore> TokenStore::Parse(ByteSource* source) {
   return store;
 }
 
-Status TokenStore::ParseTurns(ByteSource* in) {
+Status TokenStore::ParseTurns(ByteSource* in, bool with_times) {
   uint64_t n_turns = 0;
   KV_RETURN_IF_ERROR(GetBoundedVarint(in, in->remaining() / kMinTurnBytes, "turns", &n_turns));
   turns_.reserve(n_turns);
@@ -361,6 +393,12 @@ Status TokenStore::ParseTurns(ByteSource* in) {
     KV_RETURN_IF_ERROR(GetBoundedVarint(in, max_turn_tokens, "turn size", &turn_tokens));
     if (turn_tokens == 0) return CorruptionError("memory: token store has an empty turn");
     KV_RETURN_IF_ERROR(GetFixed(in, &turn.text_hash));
+    if (with_times) {
+      uint64_t time = 0;
+      KV_RETURN_IF_ERROR(GetBoundedVarint(in, kMaxTime, "turn time", &time));
+      turn.time = static_cast<uint32_t>(time);
+    }
+    NoteTime(turn.time);
     turn.number = n_dropped_turns_ + static_cast<int64_t>(i);
     turn.first_pos = end_pos_;
     turn.n_tokens = static_cast<int32_t>(turn_tokens);

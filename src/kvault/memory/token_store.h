@@ -1,8 +1,8 @@
 // memory/token_store.h: one conversation's full history as token ids, append-only, with turn
-// boundaries. The conversation layer appends each message's rendered tokens (chat template
-// included) as one turn; the window builder reads turns back to build prompts; the chunk index
-// and the recall path read token ranges to show recalled text. Persisted with the
-// conversation through Serialize/Parse.
+// boundaries and the time each was said. The conversation layer appends each message's
+// rendered tokens (chat template included) as one turn; the window builder reads turns back to
+// build prompts; the chunk index and the recall path read token ranges to show recalled text.
+// Persisted with the conversation through Serialize/Parse.
 //
 // Positions are absolute: position 0 is the conversation's first token ever, and positions
 // keep counting after old turns drop. Turn numbers count the conversation's messages from 0
@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "kvault/base/coding.h"
@@ -37,15 +38,19 @@ std::string_view RoleName(Role role);
 // The inverse of RoleName; InvalidArgument for any other name.
 Result<Role> RoleFromName(std::string_view name);
 
+// 32 bytes: the size and role share a word so that the time fits without growing the record
+// (turns are a tenth of a long history's RAM).
 struct Turn {
-  int64_t number = 0;      // the message's index in the conversation, from 0
-  int64_t first_pos = 0;   // absolute position of its first token
-  uint64_t text_hash = 0;  // the caller's digest of the message (0 = none), for reconnects
-  int32_t n_tokens = 0;    // >= 1
-  Role role = Role::kUser;
+  int64_t number = 0;         // the message's index in the conversation, from 0
+  int64_t first_pos = 0;      // absolute position of its first token
+  uint64_t text_hash = 0;     // the caller's digest of the message (0 = none), for reconnects
+  uint32_t time = 0;          // Unix seconds (UTC) when it was said; 0 = unknown
+  int32_t n_tokens : 24 = 0;  // 1 to TokenStore::kMaxTurnTokens
+  Role role : 8 = Role::kUser;
 
   int64_t end_pos() const { return first_pos + n_tokens; }
 };
+static_assert(sizeof(Turn) == 32, "Turn grew: update the RAM figures in token_store.h");
 
 // A message as a client resends it, compared by tokens (CountMatchingTurns).
 struct TurnContent {
@@ -63,7 +68,9 @@ struct TurnDigest {
 class TokenStore {
  public:
   static constexpr int32_t kMaxTokenId = (1 << 24) - 1;
-  static constexpr int64_t kBlockTokens = 1 << 14;  // 48 KiB per block
+  static constexpr int64_t kBlockTokens = 1 << 14;          // 48 KiB per block
+  static constexpr int64_t kMaxTurnTokens = (1 << 23) - 1;  // what Turn::n_tokens holds
+  static constexpr int64_t kMaxTime = UINT32_MAX;           // what Turn::time holds (2106)
 
   // REQUIRES: capacity_tokens >= 1.
   explicit TokenStore(int64_t capacity_tokens);
@@ -72,8 +79,10 @@ class TokenStore {
 
   // Appends one turn after dropping the oldest whole turns the capacity requires. Returns the
   // new turn. InvalidArgument (and nothing changes) for an empty turn, one longer than the
-  // capacity, or a token id outside [0, kMaxTokenId].
-  Result<Turn> Append(Role role, std::span<const int32_t> tokens, uint64_t text_hash = 0);
+  // capacity or kMaxTurnTokens, or a token id outside [0, kMaxTokenId]. `time`: Unix
+  // seconds, 0 (unknown) to kMaxTime, clamped into that range.
+  Result<Turn> Append(Role role, std::span<const int32_t> tokens, uint64_t text_hash = 0,
+                      int64_t time = 0);
   // OK if Append(role, tokens) would succeed; the InvalidArgument it would return otherwise.
   Status CheckTurn(std::span<const int32_t> tokens) const;
   // Removes the retained turns numbered `n_turns` and above, and their tokens; the next
@@ -103,6 +112,12 @@ class TokenStore {
   // Index into turns() of the turn holding `pos`; REQUIRES: begin_pos() <= pos < end_pos().
   size_t TurnIndexAt(int64_t pos) const;
 
+  // The positions [first, end) from the first to the last retained turn said in
+  // [begin_time, end_time) (Unix seconds; turns of unknown time are not); {0, 0} if none.
+  // Times need not grow with positions: turns between the two, said at other times, are
+  // inside the range too.
+  std::pair<int64_t, int64_t> PositionsSaidIn(int64_t begin_time, int64_t end_time) const;
+
   // Tokens at positions [first_pos, first_pos + n). InvalidArgument unless the range is
   // retained.
   Result<std::vector<int32_t>> Tokens(int64_t first_pos, int64_t n) const;
@@ -130,7 +145,8 @@ class TokenStore {
   void PutToken(int32_t token);
   int32_t TokenAt(int64_t pos) const;
   void CompactTurns();
-  Status ParseTurns(ByteSource* in);
+  Status ParseTurns(ByteSource* in, bool with_times);
+  void NoteTime(uint32_t time);
   Status ParseTokens(ByteSource* in);
 
   int64_t capacity_;
@@ -144,6 +160,10 @@ class TokenStore {
   // Turn records; the first turn_head_ are dropped ones, compacted away in bulk.
   std::vector<Turn> turns_;
   int64_t turn_head_ = 0;
+  // Whether turn times never decrease in position order (unknown times count as 0), so that
+  // PositionsSaidIn can binary-search them; and the latest time seen.
+  bool times_ordered_ = true;
+  uint32_t last_time_ = 0;
 };
 
 }  // namespace kvault::memory

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "kvault/base/hash.h"
+
 namespace kvault::memory {
 namespace {
 
@@ -218,6 +220,51 @@ TEST(TokenStoreTest, SerializationRoundTripKeepsEverything) {
   EXPECT_EQ(copy.turns()[1].text_hash, 9u);
   EXPECT_EQ(copy.Tokens(8, 14).value(), store.Tokens(8, 14).value());
   EXPECT_EQ(Encode(copy), Encode(store));
+}
+
+TEST(TokenStoreTest, TimesRoundTripAndFindTheTurnsSaidInAPeriod) {
+  TokenStore store(1000);
+  ASSERT_TRUE(store.Append(Role::kUser, Range(1, 10), 1, 1000).ok());
+  ASSERT_TRUE(store.Append(Role::kAssistant, Range(1, 10), 2, 2000).ok());
+  ASSERT_TRUE(store.Append(Role::kUser, Range(1, 10), 3, 3000).ok());
+  ASSERT_TRUE(store.Append(Role::kUser, Range(1, 10), 4, -5).ok());  // clamped: unknown
+  EXPECT_EQ(store.turns()[3].time, 0u);
+  const TokenStore copy = Decode(Encode(store)).value();
+  ASSERT_EQ(copy.turns().size(), 4u);
+  EXPECT_EQ(copy.turns()[1].time, 2000u);
+  EXPECT_EQ(copy.PositionsSaidIn(1500, 3001), (std::pair<int64_t, int64_t>{10, 30}));
+  EXPECT_EQ(copy.PositionsSaidIn(0, 1001), (std::pair<int64_t, int64_t>{0, 10}));
+  EXPECT_EQ(copy.PositionsSaidIn(3001, 9999), (std::pair<int64_t, int64_t>{0, 0}));
+  // Times out of order: the range spans from the first to the last turn said in it.
+  TokenStore unordered(1000);
+  for (const int64_t time : {5000, 1000, 5000, 2000}) {
+    ASSERT_TRUE(unordered.Append(Role::kUser, Range(1, 10), 0, time).ok());
+  }
+  EXPECT_EQ(unordered.PositionsSaidIn(4000, 6000), (std::pair<int64_t, int64_t>{0, 30}));
+  EXPECT_EQ(unordered.PositionsSaidIn(1500, 2500), (std::pair<int64_t, int64_t>{30, 40}));
+}
+
+TEST(TokenStoreTest, VersionOneEncodingsReadWithUnknownTimes) {
+  TokenStore store(20);
+  ASSERT_TRUE(store.Append(Role::kSystem, Range(1, 8), 7).ok());
+  ASSERT_TRUE(store.Append(Role::kUser, Range(70000, 8), 8).ok());
+  // Version 2 of this store: 12 header bytes, then per turn role, size, hash and a time of
+  // 0 (one byte each). Version 1 is the same without the times.
+  std::vector<uint8_t> bytes = Encode(store);
+  std::vector<uint8_t> v1(bytes.begin(), bytes.begin() + 12);
+  v1[4] = 1;
+  for (size_t turn = 0; turn < 2; ++turn) {
+    const auto at = bytes.begin() + 12 + static_cast<std::ptrdiff_t>(turn * 11);
+    ASSERT_EQ(at[10], 0);  // the time
+    v1.insert(v1.end(), at, at + 10);
+  }
+  v1.insert(v1.end(), bytes.begin() + 34, bytes.end() - 8);
+  Hasher hasher;
+  hasher.Update(v1);
+  const uint64_t digest = hasher.Digest64();
+  for (int i = 0; i < 8; ++i) v1.push_back(static_cast<uint8_t>(digest >> (8 * i)));
+  const TokenStore copy = Decode(v1).value();
+  EXPECT_EQ(Encode(copy), bytes);
 }
 
 TEST(TokenStoreTest, EveryTruncationAndEveryFlippedByteIsCorruption) {

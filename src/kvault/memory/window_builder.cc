@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kvault/base/status_macros.h"
+#include "kvault/base/time_text.h"
 
 namespace kvault::memory {
 namespace {
@@ -62,11 +63,28 @@ struct WindowBuilder::Layout {
   int64_t recall_reserve = 0;
 };
 
-std::string RecallAnnotation(const ChunkHit& hit, int64_t end_pos) {
+std::string GroupedNumber(int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -n : n);
+  for (int64_t at = static_cast<int64_t>(digits.size()) - 3; at > 0; at -= 3) {
+    digits.insert(static_cast<size_t>(at), ",");
+  }
+  return n < 0 ? "-" + digits : digits;
+}
+
+std::string RecallAnnotation(const ChunkHit& hit, int64_t end_pos, const TokenStore* store) {
   std::string turns = hit.first_turn == hit.last_turn ? "turn " + std::to_string(hit.first_turn)
                                                       : "turns " + std::to_string(hit.first_turn) +
                                                             "-" + std::to_string(hit.last_turn);
-  return "[recalled from " + turns + ", about " + std::to_string(end_pos - hit.end_pos()) +
+  // When it was said: the days of its first and last turns, where they are known.
+  const Turn* first = store != nullptr ? store->FindTurn(hit.first_turn) : nullptr;
+  const Turn* last = store != nullptr ? store->FindTurn(hit.last_turn) : nullptr;
+  std::string when;
+  if (first != nullptr && first->time != 0) when = DayText(first->time);
+  if (last != nullptr && last->time != 0 && DayText(last->time) != when) {
+    when += (when.empty() ? "" : " to ") + DayText(last->time);
+  }
+  if (!when.empty()) when = ", " + when;
+  return "[recalled from " + turns + when + ", about " + GroupedNumber(end_pos - hit.end_pos()) +
          " tokens ago]";
 }
 
@@ -188,7 +206,8 @@ Result<std::vector<int32_t>> WindowBuilder::Recall(const WindowInputs& inputs, i
     if (!usable || taken) continue;
     KV_ASSIGN_OR_RETURN(const std::vector<int32_t> tokens,
                         store.Tokens(hit.first_pos, hit.n_tokens));
-    chosen->push_back({hit, RecallAnnotation(hit, store.end_pos()), inputs.detokenize(tokens)});
+    chosen->push_back(
+        {hit, RecallAnnotation(hit, store.end_pos(), &store), inputs.detokenize(tokens)});
     // Rendering the whole message again counts exactly what the template adds.
     KV_ASSIGN_OR_RETURN(std::vector<int32_t> rendered,
                         inputs.renderer->Render(Role::kSystem, RecallMessageText(*chosen)));

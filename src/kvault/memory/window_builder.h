@@ -7,7 +7,8 @@
 //   1. the conversation's leading system turns;
 //   2. the clear zone: the most recent turns that fit, up to the new message;
 //   3. one system message with the recalled fog chunks, each under an annotation such as
-//      "[recalled from turn 812, about 51234 tokens ago]" (absent if nothing is recalled);
+//      "[recalled from turn 812, 3 May 2023, about 51,234 tokens ago]" (absent if nothing is
+//      recalled; the date is the day the turn was said, UTC, where it is known);
 //   4. the new message (the store's last turn);
 //   5. the generation prompt (the assistant's turn opener).
 // Parts 1-2 are the stable prefix: turn after turn they are the same tokens, so their KV is
@@ -81,7 +82,7 @@ struct ClearZoneState {
 
 struct RecalledChunk {
   ChunkHit hit;            // chunk_id -1: a recalled fact, not a chunk of the history
-  std::string annotation;  // "[recalled from turn 812, about 51234 tokens ago]"
+  std::string annotation;  // "[recalled from turn 812, 3 May 2023, about 51,234 tokens ago]"
   std::string text;        // the chunk's detokenized text
 };
 
@@ -124,9 +125,13 @@ class WindowBuilder {
   WindowParams params_;
 };
 
-// "[recalled from turn 812, about 51234 tokens ago]" (or "turns 811-812"); the distance is
-// from the chunk's end to end_pos.
-std::string RecallAnnotation(const ChunkHit& hit, int64_t end_pos);
+// "[recalled from turn 812, 3 May 2023, about 51,234 tokens ago]" (or "turns 811-812", and
+// "3 May 2023 to 5 May 2023" when they were said on two days); the distance is from the
+// chunk's end to end_pos. The date comes from the turns' times in `store` (none without a
+// store or a known time).
+std::string RecallAnnotation(const ChunkHit& hit, int64_t end_pos, const TokenStore* store);
+// 51234 -> "51,234".
+std::string GroupedNumber(int64_t n);
 // The text of the recall system message for these chunks ("" for none).
 std::string RecallMessageText(std::span<const RecalledChunk> chunks);
 

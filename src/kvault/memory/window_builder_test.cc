@@ -124,7 +124,7 @@ TEST_F(WindowBuilderTest, FactFiftyThousandTokensDeepIsRecalledWithItsAnnotation
   });
   ASSERT_NE(it, window.recalled.end());
   EXPECT_GT(store_.end_pos() - it->hit.end_pos(), 50000);
-  EXPECT_EQ(it->annotation, RecallAnnotation(it->hit, store_.end_pos()));
+  EXPECT_EQ(it->annotation, RecallAnnotation(it->hit, store_.end_pos(), &store_));
   EXPECT_NE(it->text.find("Biscuit"), std::string::npos);
   const std::string message = RecallMessageText(window.recalled);
   EXPECT_NE(message.find(it->annotation + "\n" + it->text), std::string::npos);
@@ -241,6 +241,33 @@ TEST_F(SmallStoreWindowTest, DroppedTurnsMoveTheClearZoneAndCountAsASlide) {
   EXPECT_TRUE(second.slid);
   EXPECT_EQ(second.first_clear_turn, store_.turns().front().number);
   EXPECT_EQ(second.tokens.size(), static_cast<size_t>(store_.n_tokens() + 1));
+}
+
+}  // namespace
+}  // namespace kvault::memory
+
+namespace kvault::memory {
+namespace {
+
+TEST(RecallAnnotationTest, SaysTheTurnsTheirDaysAndTheDistance) {
+  TokenStore store(1000);
+  const std::vector<int32_t> ten(10, 5);
+  ASSERT_TRUE(store.Append(Role::kUser, ten, 0, 1683108000).ok());       // 3 May 2023 10:00
+  ASSERT_TRUE(store.Append(Role::kAssistant, ten, 0, 1683111600).ok());  // 3 May 2023 11:00
+  ASSERT_TRUE(store.Append(Role::kUser, ten, 0, 1683280800).ok());       // 5 May 2023
+  ASSERT_TRUE(store.Append(Role::kUser, ten).ok());                      // time unknown
+  ChunkHit hit{.first_pos = 0, .n_tokens = 20, .first_turn = 0, .last_turn = 1};
+  EXPECT_EQ(RecallAnnotation(hit, 51254, &store),
+            "[recalled from turns 0-1, 3 May 2023, about 51,234 tokens ago]");
+  hit.last_turn = 2;
+  EXPECT_EQ(RecallAnnotation(hit, 51254, &store),
+            "[recalled from turns 0-2, 3 May 2023 to 5 May 2023, about 51,234 tokens ago]");
+  EXPECT_EQ(RecallAnnotation(hit, 51254, nullptr),
+            "[recalled from turns 0-2, about 51,234 tokens ago]");
+  hit = {.first_pos = 30, .n_tokens = 10, .first_turn = 3, .last_turn = 3};
+  EXPECT_EQ(RecallAnnotation(hit, 1040, &store), "[recalled from turn 3, about 1,000 tokens ago]");
+  EXPECT_EQ(GroupedNumber(999), "999");
+  EXPECT_EQ(GroupedNumber(1234567), "1,234,567");
 }
 
 }  // namespace

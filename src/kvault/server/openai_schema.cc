@@ -1,9 +1,12 @@
 #include "kvault/server/openai_schema.h"
 
 #include <chrono>
+#include <cmath>
 #include <random>
 
 #include "kvault/base/status_macros.h"
+#include "kvault/base/time_text.h"
+#include "kvault/memory/token_store.h"
 
 namespace kvault::server {
 namespace {
@@ -37,6 +40,26 @@ Result<std::string> ContentText(const Json& message, const std::string& path) {
   return text;
 }
 
+// A message's "timestamp" (kvault's extension): ISO 8601 or Unix seconds; 0 when absent.
+Result<int64_t> MessageTime(const Json& message, const std::string& path) {
+  auto it = message.find("timestamp");
+  if (it == message.end() || it->is_null()) return int64_t{0};
+  constexpr const char* kForm =
+      "must be an ISO 8601 date-time (\"2023-05-03T10:00:00Z\") or Unix seconds";
+  std::optional<int64_t> seconds;
+  if (it->is_string()) {
+    seconds = ParseIso8601(it->get_ref<const std::string&>());
+  } else if (it->is_number()) {
+    const double value = it->get<double>();
+    if (std::isfinite(value) && value >= 0 && value < 1e12) seconds = static_cast<int64_t>(value);
+  }
+  if (!seconds) return FieldError(path, kForm);
+  if (*seconds < 1 || *seconds > memory::TokenStore::kMaxTime) {
+    return FieldError(path, "must be between 1970 and 2106 (Unix seconds, not milliseconds)");
+  }
+  return *seconds;
+}
+
 }  // namespace
 
 Result<std::vector<engine::ChatMessage>> ParseMessages(const Json& body) {
@@ -62,7 +85,8 @@ Result<std::vector<engine::ChatMessage>> ParseMessages(const Json& body) {
     if (content.find('\0') != std::string::npos) {
       return FieldError(path + ".content", "contains a NUL character");
     }
-    messages.push_back({*role, std::move(content)});
+    KV_ASSIGN_OR_RETURN(const int64_t time, MessageTime(message, path + ".timestamp"));
+    messages.push_back({*role, std::move(content), time});
   }
   return messages;
 }

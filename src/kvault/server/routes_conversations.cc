@@ -1,6 +1,7 @@
 // kvault's conversation routes: append, search, end, list, and GET .../{id}/history. The id
 // may come as the X-Conversation-Id header too (RequestJsonWithConversationId).
 #include "kvault/base/status_macros.h"
+#include "kvault/base/time_text.h"
 #include "kvault/server/http_route.h"
 #include "kvault/server/openai_schema.h"
 #include "kvault/server/routes.h"
@@ -95,12 +96,16 @@ void HandleAppend(ServerState& state, RouteContext& context) {
                               {"history", HistoryJson(*ingested)}});
 }
 
+// ISO 8601 in UTC, null for a turn recorded before turns had times.
+Json TimestampJson(int64_t time) { return time > 0 ? Json(Iso8601Text(time)) : Json(nullptr); }
+
 Json TurnsJson(const std::vector<conversation::JournalTurn>& turns, int64_t first_turn) {
   Json out = Json::array();
   for (size_t i = 0; i < turns.size(); ++i) {
     out.push_back({{"turn", first_turn + static_cast<int64_t>(i)},
                    {"role", turns[i].role},
                    {"content", turns[i].content},
+                   {"timestamp", TimestampJson(turns[i].time)},
                    {"tokens", turns[i].tokens.size()}});
   }
   return out;
@@ -166,6 +171,7 @@ void HandleSearch(ServerState& state, RouteContext& context) {
                    {"first_turn", r.first_turn},
                    {"last_turn", r.last_turn},
                    {"first_position", r.first_pos},
+                   {"timestamp", TimestampJson(r.time)},
                    {"tokens", r.n_tokens}});
   }
   SendJson(context.response, {{"object", "list"}, {"results", out}});

@@ -455,6 +455,7 @@ MemoryDialogue GenerateMemoryDialogue(const MemoryDialogueParams& params) {
           continue;
         }
         question.evidence.push_back(turn);
+        question.dated_evidence.push_back(turn);
         if (chosen[p.question]->opener) question.evidence.push_back(opener);
       }
       for (int i = 0; i < 2; ++i) {

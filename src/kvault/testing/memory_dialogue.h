@@ -45,8 +45,11 @@ struct MemoryDialogueTurn {
 struct EvidenceQuestion {
   QuestionKind kind = QuestionKind::kSingle;
   std::string question;
-  std::string answer;               // for reports; "" for kNone
-  std::vector<size_t> evidence;     // indices into MemoryDialogue::turns; empty for kNone
+  std::string answer;            // for reports; "" for kNone
+  std::vector<size_t> evidence;  // indices into MemoryDialogue::turns; empty for kNone
+  // The evidence when turns are stored with their times: without the session's opening
+  // message (its date comes with the recalled turn, in the recall annotation).
+  std::vector<size_t> dated_evidence;
   std::vector<size_t> distractors;  // turns sharing the question's words, not the answer
 };
 

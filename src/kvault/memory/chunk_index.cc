@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <optional>
+#include <unordered_map>
 
 #include "kvault/base/mutex.h"
 #include "kvault/base/sqlite.h"
@@ -11,7 +12,9 @@
 #include "kvault/base/time_text.h"
 #include "kvault/memory/chunk_schema.h"
 #include "kvault/memory/chunk_vectors.h"
+#include "kvault/memory/fts_rank.h"
 #include "kvault/memory/hit_merge.h"
+#include "kvault/memory/rank_plan.h"
 #include "kvault/memory/search_terms.h"
 #include "kvault/memory/thesaurus.h"
 #include "kvault/memory/time_query.h"
@@ -29,6 +32,11 @@ constexpr int32_t kLexicalCandidates = 50;
 constexpr double kExpansionWeight = 0.5;
 // Hits of the first step whose names seed the second.
 constexpr size_t kSeedHits = 3;
+// Phrase counts are reused while within 10% of the count from this many chunks on.
+constexpr int64_t kApproximateCountsFrom = 10000;
+constexpr size_t kMaxPhraseCounts = 100000;
+// Rows one ranking pass may select (see "Cost" in the header): ~25 ms of kvault_bm25.
+constexpr double kMaxRankedRows = 25000;
 // The score of a chunk found only by being said in the period a question names: the default
 // recall threshold (--recall-min-score 1.0), so such chunks are recalled unless it is raised.
 constexpr double kPeriodScore = 1.0;
@@ -93,6 +101,13 @@ struct ChunkIndex::Impl {
   int64_t embedding_failures KV_GUARDED_BY(mu) = 0;
   std::map<std::string, std::unique_ptr<ConversationState>, std::less<>> conversations
       KV_GUARDED_BY(mu);
+  // Rows of a conversation holding a phrase, by conversation id and phrase (rank_plan.h
+  // needs them for every search; counting a common word of a long history takes ms).
+  struct PhraseCount {
+    int64_t rows = 0;
+    int64_t n_chunks = 0;  // the conversation's chunks when counted
+  };
+  std::unordered_map<std::string, PhraseCount> phrase_counts KV_GUARDED_BY(mu);
 
   Result<ConversationState*> Find(std::string_view name, bool create) KV_REQUIRES(mu);
   Status Save(const ConversationState& state) KV_REQUIRES(mu);
@@ -112,7 +127,17 @@ struct ChunkIndex::Impl {
   Result<std::vector<ChunkHit>> Bm25(const ConversationState& state, const std::string& match,
                                      int64_t lo, int64_t hi, const ChunkSearchParams& params,
                                      int32_t n) KV_REQUIRES(mu);
-  // Bm25 with the thesaurus expansion and the name-seeded second step (see the header).
+  // The plan's best n rows of chunk ids [lo, hi] by kvault_bm25 with fog demotion.
+  Result<std::vector<ChunkHit>> Ranked(const ConversationState& state, const RankPlan& plan,
+                                       int64_t lo, int64_t hi, const ChunkSearchParams& params,
+                                       int32_t n) KV_REQUIRES(mu);
+  // PlanRanking over the conversation's chunks, counts cached in phrase_counts.
+  Result<RankPlan> Plan(const ConversationState& state, std::span<const RankedPhrase> scored,
+                        std::span<const RankedPhrase> required) KV_REQUIRES(mu);
+  Result<int64_t> PhraseRows(const ConversationState& state, const std::string& phrase)
+      KV_REQUIRES(mu);
+  // Ranked over the query's words and phrases and the thesaurus's words, then the
+  // name-seeded second step (see the header).
   Result<std::vector<ChunkHit>> Lexical(const ConversationState& state, const SearchQuery& query,
                                         int64_t lo, int64_t hi, const ChunkSearchParams& params,
                                         int32_t n) KV_REQUIRES(mu);
@@ -313,38 +338,108 @@ Result<std::vector<ChunkHit>> ChunkIndex::Impl::Lexical(const ConversationState&
                                                         const SearchQuery& query, int64_t lo,
                                                         int64_t hi, const ChunkSearchParams& params,
                                                         int32_t n) {
-  const std::string match = MatchExpression(query);
   const int32_t candidates = std::max(n, kLexicalCandidates);
-  KV_ASSIGN_OR_RETURN(std::vector<ChunkHit> hits, Bm25(state, match, lo, hi, params, candidates));
+  std::vector<RankedPhrase> own;
+  for (const std::string& term : query.terms) own.push_back({term, 1.0});
+  for (const std::string& phrase : query.phrases) own.push_back({phrase, 1.0});
+  std::vector<RankedPhrase> scored = own;
   if (thesaurus != nullptr && params.expand) {
-    const std::string expansion = ExpansionExpression(query, *thesaurus);
-    if (!expansion.empty()) {
-      KV_ASSIGN_OR_RETURN(const std::vector<ChunkHit> related,
-                          Bm25(state, expansion, lo, hi, params, candidates));
-      hits = AddWeighted(hits, related, kExpansionWeight);
+    for (std::string& word : ExpansionWords(query, *thesaurus)) {
+      scored.push_back({std::move(word), kExpansionWeight});
     }
   }
+  KV_ASSIGN_OR_RETURN(const RankPlan plan, Plan(state, scored, {}));
+  KV_ASSIGN_OR_RETURN(std::vector<ChunkHit> hits, Ranked(state, plan, lo, hi, params, candidates));
   if (params.store != nullptr && !hits.empty()) {
-    std::vector<std::string> names;
+    std::vector<RankedPhrase> names;
     for (size_t i = 0; i < std::min(hits.size(), kSeedHits); ++i) {
       Result<std::vector<int32_t>> tokens =
           params.store->Tokens(hits[i].first_pos, hits[i].n_tokens);
       if (!tokens.ok()) continue;  // dropped from the store: no seeds from it
       for (std::string& name : SeedNames(options.detokenize(*tokens), query, thesaurus)) {
-        if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+        if (std::none_of(names.begin(), names.end(),
+                         [&](const RankedPhrase& p) { return p.text == name; })) {
+          names.push_back({std::move(name), 1.0});
+        }
       }
     }
     if (!names.empty()) {
-      SearchQuery seeds;
-      seeds.terms = std::move(names);
+      // A name AND a word of the question.
+      KV_ASSIGN_OR_RETURN(const RankPlan second_plan, Plan(state, own, names));
       KV_ASSIGN_OR_RETURN(const std::vector<ChunkHit> second,
-                          Bm25(state, "(" + MatchExpression(seeds) + ") AND (" + match + ")", lo,
-                               hi, params, candidates));
+                          Ranked(state, second_plan, lo, hi, params, candidates));
       hits = Interleave(hits, second, static_cast<size_t>(candidates));
     }
   }
   if (hits.size() > static_cast<size_t>(n)) hits.resize(static_cast<size_t>(n));
   return hits;
+}
+
+Result<std::vector<ChunkHit>> ChunkIndex::Impl::Ranked(const ConversationState& state,
+                                                       const RankPlan& plan, int64_t lo, int64_t hi,
+                                                       const ChunkSearchParams& params, int32_t n) {
+  std::vector<ChunkHit> hits;
+  if (plan.match.empty() || lo > hi) return hits;
+  // Over budget: the newest part of the range whose rows the budget covers (see "Cost").
+  const int64_t n_chunks = std::max<int64_t>(1, state.next_chunk - state.first_chunk);
+  const double expected = static_cast<double>(plan.selected_rows) *
+                          static_cast<double>(hi - lo + 1) / static_cast<double>(n_chunks);
+  if (expected > kMaxRankedRows) {
+    const auto kept =
+        static_cast<int64_t>(static_cast<double>(hi - lo + 1) * kMaxRankedRows / expected);
+    lo = std::max(lo, hi - std::max<int64_t>(kept, 1) + 1);
+  }
+  const double decay = params.fog_alpha > 0 && params.cache_size > 0
+                           ? params.fog_alpha / static_cast<double>(params.cache_size)
+                           : 0.0;
+  const std::vector<uint8_t> weights = EncodeRankWeights(plan.weights);
+  StatementScope ranked(sql.ranked.get());
+  KV_RETURN_IF_ERROR(
+      BindAll(ranked, std::string_view(plan.match), lo, hi, decay, state.chunker.next_pos()));
+  KV_RETURN_IF_ERROR(ranked->BindBlob(6, weights));
+  KV_RETURN_IF_ERROR(ranked->Bind(7, static_cast<int64_t>(options.chunk_tokens)));
+  KV_RETURN_IF_ERROR(ranked->Bind(8, static_cast<int64_t>(n)));
+  while (true) {
+    KV_ASSIGN_OR_RETURN(bool row, ranked->Step());
+    if (!row) break;
+    ChunkHit hit = ReadHit(*ranked);
+    hit.score = ranked->ColumnDouble(5);
+    hits.push_back(hit);
+  }
+  return hits;
+}
+
+Result<RankPlan> ChunkIndex::Impl::Plan(const ConversationState& state,
+                                        std::span<const RankedPhrase> scored,
+                                        std::span<const RankedPhrase> required) {
+  RankPlanParams plan_params;
+  plan_params.n_rows = state.next_chunk - state.first_chunk;
+  return PlanRanking(
+      scored, required,
+      [&](const std::string& phrase) KV_REQUIRES(mu) { return PhraseRows(state, phrase); },
+      plan_params);
+}
+
+Result<int64_t> ChunkIndex::Impl::PhraseRows(const ConversationState& state,
+                                             const std::string& phrase) {
+  const int64_t n_chunks = state.next_chunk - state.first_chunk;
+  std::string key = std::to_string(state.id) + '\0' + phrase;
+  auto it = phrase_counts.find(key);
+  // Exact while the conversation is small (a count is cheap); within 10% once it is long,
+  // where a count is the cost this cache saves and IDF hardly moves.
+  if (it != phrase_counts.end() &&
+      (it->second.n_chunks == n_chunks ||
+       (n_chunks >= kApproximateCountsFrom &&
+        std::abs(n_chunks - it->second.n_chunks) * 10 <= it->second.n_chunks))) {
+    return it->second.rows;
+  }
+  StatementScope count(sql.count_matches.get());
+  KV_RETURN_IF_ERROR(BindAll(count, std::string_view(phrase), state.lo(), state.hi()));
+  KV_ASSIGN_OR_RETURN(bool row, count->Step());
+  const int64_t rows = row ? count->ColumnInt(0) : 0;
+  if (phrase_counts.size() >= kMaxPhraseCounts) phrase_counts.clear();
+  phrase_counts[std::move(key)] = {rows, n_chunks};
+  return rows;
 }
 
 Result<std::vector<ChunkHit>> ChunkIndex::Impl::Rank(const ConversationState& state,
@@ -477,6 +572,7 @@ Result<std::unique_ptr<ChunkIndex>> ChunkIndex::Open(ChunkIndexOptions options) 
   MutexLock lock(&impl->mu);
   impl->options = std::move(options);
   KV_ASSIGN_OR_RETURN(impl->db, SqliteDatabase::Open(impl->options.path));
+  KV_RETURN_IF_ERROR(RegisterRankFunction(impl->db->raw()));
   KV_ASSIGN_OR_RETURN(impl->sql, ChunkStatements::Prepare(impl->db.get()));
   if (impl->options.use_thesaurus) impl->thesaurus = Thesaurus::Default();
   if (impl->options.embedder != nullptr) {

@@ -22,19 +22,33 @@
 // - Fog demotion: score = relevance * exp(-fog_alpha * age / cache_size), where age = tokens
 //   between the chunk's end and the end of the conversation's last appended turn; 0 = off.
 //   At alpha 0.5 a chunk one whole cache size old keeps exp(-0.5) = 61% of its relevance.
-// - Relevance, lexical: FTS5's bm25() over the query's words and phrases (search_terms.h),
-//   negated: higher is better, unbounded, growing with the number of query words matched;
-//   plus half the bm25() of the words WordNet relates to them (thesaurus.h: "car" also
-//   finds "automobile", "doctor" finds "physician"), each chunk's two scores added
-//   (hit_merge.h AddWeighted). Then, given the conversation's TokenStore, a second step for
-//   evidence spread over turns: the names in the best 3 hits' text (SeedNames: "my sister"
-//   -> the turn that says "Ottoline adopted a ferret" -> "Ottoline") are searched together
-//   with the query (a name AND a query word), and those hits take every other place from
-//   the second on (Interleave), scores capped so the list stays sorted. With an embedder the
-//   lexical ranking is fused with the dense one: the sum of 1 / (60 + rank) over both (at
-//   most 2/61), so relevance thresholds depend on the mode.
+// - Relevance, lexical: BM25 (fts_rank.h's kvault_bm25, FTS5's formula) over the query's
+//   words and phrases (search_terms.h), higher is better, unbounded, growing with the number
+//   of query words matched; the words WordNet relates to them (thesaurus.h: "car" also finds
+//   "automobile", "doctor" finds "physician") count at half weight in the same pass. IDF is
+//   over the conversation's own chunks. Rows are selected as rank_plan.h says, so that a
+//   search costs what its selective words cost, not what "days" costs in a 100M-token history.
+//   Then, given the conversation's TokenStore, a second step for evidence spread over turns:
+//   the names in the best 3 hits' text (SeedNames: "my sister" -> the turn that says
+//   "Ottoline adopted a ferret" -> "Ottoline") are searched together with the query (a name
+//   AND a query word), and those hits take every other place from the second on
+//   (Interleave), scores capped so the list stays sorted. With an embedder the lexical
+//   ranking is fused with the dense one: the sum of 1 / (60 + rank) over both (at most
+//   2/61), so relevance thresholds depend on the mode.
+// - Time: given the store, a question that names a period ("in May", "last week",
+//   time_query.h, resolved against the time of the store's last turn) is also searched among
+//   the chunks said in that period (TokenStore::PositionsSaidIn), without the words that named
+//   it; those hits come first (PreferFirst), and where none matches, the period's first
+//   chunks do, at score 1.0 ("what did we talk about yesterday?").
+// - Cost: a ranking pass whose plan selects more than 25,000 rows of the searched range
+//   (rank_plan.h's selected_rows, scaled to the range) searches only the newest part of the
+//   range that holds that many: a question made only of words in most of a very long
+//   history's chunks ("what about my grandmother?") gets their latest mentions instead of
+//   ranking all of them, and a search stays under ~100 ms at 100M tokens. Selective words
+//   never hit the budget alone below ~2M chunks (each is in at most 2% of them).
 // - The fog factor is computed inside the query with SQLite's exp() (math functions, built
-//   into Debian's libsqlite3 and the default amalgamation since 3.35).
+//   into Debian's libsqlite3 and the default amalgamation since 3.35), first from chunk ids
+//   (positions estimated at chunk_tokens a chunk) to pick the best rows, then exactly for them.
 // WART: a chunk that straddles a drop position is removed whole, so up to chunk_tokens - 1
 // retained tokens just after it are no longer searchable.
 //

@@ -390,6 +390,18 @@ TEST_F(ChunkIndexTest, NamesInTheBestHitsBringTheOtherTurnOfAFact) {
   for (size_t i = 1; i < two.size(); ++i) EXPECT_LE(two[i].score, two[i - 1].score);
 }
 
+// More chunks match than the search ranks in full (50): the best one must still come first.
+TEST_F(ChunkIndexTest, TheBestOfManyMatchingChunksComesFirst) {
+  Open();
+  Filler("a", 150);  // every chunk says "river" at least once
+  const Turn fact = Say("a", "the river otter we saw by the river was called Biscuit");
+  Filler("a", 150);
+  const std::vector<ChunkHit> hits = Search("a", "river Biscuit", {.k = 3});
+  ASSERT_FALSE(hits.empty());
+  EXPECT_TRUE(Covers({hits[0]}, fact));
+  EXPECT_GT(hits.size(), 1u);
+}
+
 TEST_F(ChunkIndexTest, AQuestionNamingAPeriodFindsWhatWasSaidThen) {
   Open();
   time_ = Day(2023, 4, 3) + 36000;

@@ -52,6 +52,21 @@ const std::pair<StatementField, const char*> kStatementSql[] = {
     {&ChunkStatements::chunks_between,
      "SELECT id, first_pos, n_tokens, first_turn, last_turn FROM chunks WHERE id BETWEEN ?1 AND ?2"
      " ORDER BY id LIMIT ?3"},
+    // kvault_bm25 (fts_rank.h) with the phrase weights ?6 and b = 0: chunks are 64 to 128
+    // tokens, so their length says little, and reading it is half the cost of ranking a row.
+    // Its result is not named "rank": that is FTS5's hidden column (its own bm25()), which an
+    // ORDER BY would take. The fog factor of the inner ORDER BY estimates positions from
+    // chunk ids (?7 tokens a chunk) so that only the best ?8 rows are joined with their
+    // chunk; the outer one is exact.
+    {&ChunkStatements::ranked,
+     "SELECT c.id, c.first_pos, c.n_tokens, c.first_turn, c.last_turn,"
+     "  r.relevance * exp(-?4 * (?5 - c.first_pos - c.n_tokens)) AS score"
+     " FROM (SELECT rowid AS id, kvault_bm25(chunk_text, ?6, 0) AS relevance FROM chunk_text"
+     "       WHERE chunk_text MATCH ?1 AND rowid BETWEEN ?2 AND ?3"
+     "       ORDER BY relevance * exp(-?4 * ?7 * (?3 - rowid)) DESC LIMIT ?8) r"
+     " JOIN chunks c ON c.id = r.id ORDER BY score DESC"},
+    {&ChunkStatements::count_matches,
+     "SELECT count(*) FROM chunk_text WHERE chunk_text MATCH ?1 AND rowid BETWEEN ?2 AND ?3"},
     {&ChunkStatements::search,
      "SELECT c.id, c.first_pos, c.n_tokens, c.first_turn, c.last_turn,"
      "  -bm25(chunk_text) * exp(-?4 * (?5 - c.first_pos - c.n_tokens)) AS score"

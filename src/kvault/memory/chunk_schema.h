@@ -18,7 +18,7 @@ struct ChunkStatements {
 
   std::unique_ptr<SqliteStatement> find_conversation, add_conversation, save_conversation,
       remove_conversation, insert_chunk, insert_text, delete_text, delete_chunk, chunks_before,
-      last_chunk_by, chunk_by_id, chunks_between, search;
+      last_chunk_by, chunk_by_id, chunks_between, ranked, count_matches, search;
 };
 
 // Resets a statement when the scope ends, so no finished read keeps a snapshot open.

@@ -162,26 +162,33 @@ std::string PlainMatchExpression(std::string_view text, size_t max_terms) {
 
 std::string ExpansionExpression(const SearchQuery& query, const Thesaurus& thesaurus,
                                 size_t max_terms) {
+  std::string expression;
+  for (const std::string& word : ExpansionWords(query, thesaurus, max_terms)) {
+    expression += (expression.empty() ? "\"" : " OR \"") + word + '"';
+  }
+  return expression;
+}
+
+std::vector<std::string> ExpansionWords(const SearchQuery& query, const Thesaurus& thesaurus,
+                                        size_t max_terms) {
   std::unordered_set<std::string> seen(query.terms.begin(), query.terms.end());
   std::vector<std::string> sources = query.terms;
   for (const std::string& phrase : query.phrases) {
     if (std::count(phrase.begin(), phrase.end(), ' ') == 1) sources.push_back(phrase);
   }
-  std::string expression;
-  size_t n = 0;
+  std::vector<std::string> words;
   for (const std::string& source : sources) {
     size_t from_source = 0;
     for (const std::string& related : thesaurus.Related(source)) {
-      if (n >= max_terms || from_source >= kRelatedPerTerm) break;
+      if (words.size() >= max_terms || from_source >= kRelatedPerTerm) break;
       // A related word the parser would drop (a stop word, one letter) adds nothing.
-      const SearchQuery words = ParseSearchQuery(related);
-      if (words.terms.empty() || !seen.insert(related).second) continue;
-      expression += (expression.empty() ? "\"" : " OR \"") + related + '"';
-      ++n;
+      const SearchQuery parsed = ParseSearchQuery(related);
+      if (parsed.terms.empty() || !seen.insert(related).second) continue;
+      words.push_back(related);
       ++from_source;
     }
   }
-  return expression;
+  return words;
 }
 
 std::vector<std::string> SeedNames(std::string_view text, const SearchQuery& query,

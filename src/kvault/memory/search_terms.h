@@ -58,6 +58,9 @@ std::string MatchExpression(const SearchQuery& query);
 // term with many relatives does not crowd out the others.
 std::string ExpansionExpression(const SearchQuery& query, const Thesaurus& thesaurus,
                                 size_t max_terms = 12);
+// The same words, as a list.
+std::vector<std::string> ExpansionWords(const SearchQuery& query, const Thesaurus& thesaurus,
+                                        size_t max_terms = 12);
 
 // Names in `text` to seed a second retrieval step: capitalized words that are not stop words,
 // weekdays or months, nor terms of `query`, and that either do not start a sentence or are

@@ -141,6 +141,17 @@ TEST_F(RecallEvidenceTest, TimestampsAreKeptReturnedAndDateTheRecall) {
         PromptFor(*server, "What did I bake in May?", "2023-08-16T12:00:00Z");
     EXPECT_NE(prompt.find("apricot tarts"), std::string::npos) << prompt;
     EXPECT_NE(prompt.find(", 1 May 2023, about "), std::string::npos) << prompt;
+    // A search asked at a given time resolves its relative dates from there.
+    const Json asked = Post(*server, "/v1/conversations/search",
+                            {{"conversation_id", "c"},
+                             {"query", "What did I bake two months ago?"},
+                             {"timestamp", "2023-07-01T09:00:00Z"},
+                             {"k", 1}});
+    ASSERT_EQ(asked["results"].size(), 1u);
+    EXPECT_NE(asked["results"][0]["text"].get<std::string>().find("apricot"), std::string::npos)
+        << asked.dump();
+    Post(*server, "/v1/conversations/search",
+         {{"conversation_id", "c"}, {"query", "tarts"}, {"timestamp", "soon"}}, 400);
   }  // kill -9
   auto server = Start();
   const Json turns = Get(*server, "/v1/conversations/c/history")["turns"];

@@ -293,7 +293,8 @@ Status ConversationMemory::AppendReply(TurnLock& conversation, const std::string
 }
 
 Result<std::vector<SearchResult>> ConversationMemory::Search(const TurnLock& conversation,
-                                                             const std::string& query, int k) {
+                                                             const std::string& query, int k,
+                                                             int64_t time) {
   std::vector<SearchResult> results;
   if (index_ == nullptr || !conversation->history) return results;
   memory::ChunkSearchParams search;
@@ -301,6 +302,7 @@ Result<std::vector<SearchResult>> ConversationMemory::Search(const TurnLock& con
   search.fog_alpha = params_.fog_alpha;
   search.cache_size = params_.cache_size;
   search.store = &*conversation->history;
+  search.now = time;
   KV_ASSIGN_OR_RETURN(std::vector<memory::ChunkHit> hits,
                       index_->Search(conversation.key(), query, search));
   for (const memory::ChunkHit& hit : hits) {

@@ -109,8 +109,10 @@ class ConversationMemory {
   Status CheckWindow(const IngestPlan& plan, int generation_budget) const;
   // Stores, indexes and journals the reply; records the KV tail and clear zone with it.
   Status AppendReply(TurnLock& conversation, const std::string& text);
+  // `time`: when the question is asked (relative dates in it count from there); 0: the time
+  // of the conversation's last turn.
   Result<std::vector<SearchResult>> Search(const TurnLock& conversation, const std::string& query,
-                                           int k);
+                                           int k, int64_t time = 0);
   // Forgets the conversation's index entries (its journal is the manager's to remove).
   void Forget(TurnLock& conversation);
   // Rebuilds a conversation from its journal at start-up (history, index catch-up).

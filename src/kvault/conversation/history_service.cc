@@ -72,10 +72,11 @@ Result<JournalEntry> HistoryService::Read(const std::string& scope, const std::s
 
 Result<std::vector<SearchResult>> HistoryService::Search(const std::string& scope,
                                                          const std::string& id,
-                                                         const std::string& query, int k) {
+                                                         const std::string& query, int k,
+                                                         int64_t time) {
   RemoteJournal::Lease lease;
   KV_ASSIGN_OR_RETURN(TurnLock conversation, LockExisting(scope, id, &lease));
-  return memory_->Search(conversation, query, k);
+  return memory_->Search(conversation, query, k, time);
 }
 
 }  // namespace kvault::conversation

@@ -43,9 +43,10 @@ class HistoryService {
   // The conversation as the journal holds it. NotFound for an unknown conversation;
   // FailedPrecondition without a journal.
   Result<JournalEntry> Read(const std::string& scope, const std::string& id);
-  // The conversation's best chunks for `query`. NotFound for an unknown conversation.
+  // The conversation's best chunks for `query`, asked at `time` (Unix seconds; 0: at the time
+  // of the conversation's last turn). NotFound for an unknown conversation.
   Result<std::vector<SearchResult>> Search(const std::string& scope, const std::string& id,
-                                           const std::string& query, int k);
+                                           const std::string& query, int k, int64_t time = 0);
 
   // The conversation's lock (and lease, held until `lease` goes); with a remote, a
   // conversation this replica does not know yet is looked for there. NotFound if it exists

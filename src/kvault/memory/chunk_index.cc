@@ -468,8 +468,9 @@ Result<std::optional<std::pair<int64_t, int64_t>>> ChunkIndex::Impl::PeriodRange
   using Range = std::optional<std::pair<int64_t, int64_t>>;
   const TokenStore* store = params.store;
   if (store == nullptr || store->turns().empty()) return Range();
-  // Relative dates are the question's own: the time of the store's last turn.
-  const int64_t said = store->turns().back().time;
+  // Relative dates are the question's own: the time it is asked, by default the time of the
+  // store's last turn (the question, in recall).
+  const int64_t said = params.now != 0 ? params.now : store->turns().back().time;
   const std::optional<TimeRange> period = FindTimeRange(query, said != 0 ? said : UnixNow());
   if (!period) return Range();
   *words = period->words;

@@ -98,6 +98,9 @@ struct ChunkSearchParams {
   // The conversation's tokens, to read the first results' text: with it, a second step seeded
   // by the names in the best hits (see "Relevance"). Null: one step. Read during the call only.
   const TokenStore* store = nullptr;
+  // When the question is asked (Unix seconds), for the period it names ("last week"); 0:
+  // the time of the store's last turn (the question itself, in recall).
+  int64_t now = 0;
 };
 
 // Computes a text embedding (an embedding model run by llama.cpp in the server).

@@ -40,10 +40,11 @@ Result<std::string> ContentText(const Json& message, const std::string& path) {
   return text;
 }
 
-// A message's "timestamp" (kvault's extension): ISO 8601 or Unix seconds; 0 when absent.
-Result<int64_t> MessageTime(const Json& message, const std::string& path) {
-  auto it = message.find("timestamp");
-  if (it == message.end() || it->is_null()) return int64_t{0};
+}  // namespace
+
+Result<int64_t> ParseTimestamp(const Json& object, const std::string& path) {
+  auto it = object.find("timestamp");
+  if (it == object.end() || it->is_null()) return int64_t{0};
   constexpr const char* kForm =
       "must be an ISO 8601 date-time (\"2023-05-03T10:00:00Z\") or Unix seconds";
   std::optional<int64_t> seconds;
@@ -59,8 +60,6 @@ Result<int64_t> MessageTime(const Json& message, const std::string& path) {
   }
   return *seconds;
 }
-
-}  // namespace
 
 Result<std::vector<engine::ChatMessage>> ParseMessages(const Json& body) {
   auto it = body.find("messages");
@@ -85,7 +84,7 @@ Result<std::vector<engine::ChatMessage>> ParseMessages(const Json& body) {
     if (content.find('\0') != std::string::npos) {
       return FieldError(path + ".content", "contains a NUL character");
     }
-    KV_ASSIGN_OR_RETURN(const int64_t time, MessageTime(message, path + ".timestamp"));
+    KV_ASSIGN_OR_RETURN(const int64_t time, ParseTimestamp(message, path + ".timestamp"));
     messages.push_back({*role, std::move(content), time});
   }
   return messages;

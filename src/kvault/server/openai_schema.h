@@ -29,6 +29,9 @@ struct OpenAiRequest {
 
 Result<OpenAiRequest> ParseChatCompletionRequest(const Json& body);
 // The "messages" array of a body (also POST /v1/conversations/append).
+// The object's "timestamp" (kvault's extension: ISO 8601 or Unix seconds, 1970 to 2106) in
+// Unix seconds; 0 when absent or null. InvalidArgument naming `path` otherwise.
+Result<int64_t> ParseTimestamp(const Json& object, const std::string& path);
 Result<std::vector<engine::ChatMessage>> ParseMessages(const Json& body);
 Result<OpenAiRequest> ParseCompletionRequest(const Json& body);
 // The body's "history" field (absent: auto); InvalidArgument for another value.

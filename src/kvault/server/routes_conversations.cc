@@ -161,8 +161,10 @@ void HandleSearch(ServerState& state, RouteContext& context) {
   if (k->value_or(5) < 1 || k->value_or(5) > 100) {
     return SendError(context.response, InvalidArgumentError("'k' must be in 1..100"));
   }
+  Result<int64_t> asked = ParseTimestamp(*body, "timestamp");
+  if (!asked.ok()) return SendError(context.response, asked.status());
   Result<std::vector<conversation::SearchResult>> results = state.manager->history().Search(
-      context.scope, *id, **query, static_cast<int>(k->value_or(5)));
+      context.scope, *id, **query, static_cast<int>(k->value_or(5)), *asked);
   if (!results.ok()) return SendError(context.response, results.status());
   Json out = Json::array();
   for (const conversation::SearchResult& r : *results) {

@@ -158,10 +158,18 @@ TEST_F(RecallEvidenceTest, TimestampsAreKeptReturnedAndDateTheRecall) {
   ASSERT_EQ(turns.size(), history.size() + 2);  // the question and its answer
   EXPECT_EQ(turns[281]["timestamp"], "2023-05-01T17:00:00Z");
   EXPECT_EQ(turns[history.size()]["timestamp"], "2023-08-16T12:00:00Z");
-  // The reply has no timestamp of its own: the time it was stored.
-  const std::string reply_time = turns[history.size() + 1]["timestamp"].get<std::string>();
-  const std::optional<int64_t> stored = ParseIso8601(reply_time);
-  ASSERT_TRUE(stored.has_value()) << reply_time;
+  // The reply is dated with its question (a replayed conversation keeps its timeline).
+  EXPECT_EQ(turns[history.size() + 1]["timestamp"], "2023-08-16T12:00:00Z");
+  // A message without a timestamp: the time it was received.
+  Post(*server, "/v1/conversations/append",
+       {{"conversation_id", "c"},
+        {"messages", {{{"role", "user"}, {"content", "and one more thing"}}}},
+        {"history", "append"}});
+  const Json after = Get(*server, "/v1/conversations/c/history")["turns"];
+  ASSERT_EQ(after.size(), history.size() + 3);
+  const std::string received = after[history.size() + 2]["timestamp"].get<std::string>();
+  const std::optional<int64_t> stored = ParseIso8601(received);
+  ASSERT_TRUE(stored.has_value()) << received;
   EXPECT_LE(std::abs(*stored - UnixNow()), 600);
   const Json found = Post(*server, "/v1/conversations/search",
                           {{"conversation_id", "c"}, {"query", "apricot tarts"}, {"k", 1}});

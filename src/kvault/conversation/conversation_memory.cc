@@ -277,9 +277,12 @@ Result<memory::Window> ConversationMemory::BuildWindow(TurnLock& conversation,
 }
 
 Status ConversationMemory::AppendReply(TurnLock& conversation, const std::string& text) {
-  JournalTurn turn{"assistant", text, {}, UnixNow()};
-  KV_ASSIGN_OR_RETURN(turn.tokens, renderer_->Render(memory::Role::kAssistant, text));
   memory::TokenStore& store = *conversation->history;
+  // A reply is dated with its question: a replayed or imported conversation, whose messages
+  // carry their own past times, keeps its timeline (a live one differs by seconds).
+  const int64_t asked = store.turns().empty() ? 0 : store.turns().back().time;
+  JournalTurn turn{"assistant", text, {}, asked != 0 ? asked : UnixNow()};
+  KV_ASSIGN_OR_RETURN(turn.tokens, renderer_->Render(memory::Role::kAssistant, text));
   KV_RETURN_IF_ERROR(store.CheckTurn(turn.tokens));
   const auto known = static_cast<size_t>(TurnCount(store));
   const JournalState state{conversation->kv_tail, conversation->clear_zone.first_turn, -1};

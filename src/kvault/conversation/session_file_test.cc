@@ -54,7 +54,8 @@ SessionFile Example(const kv::BlockName& root = {}) {
   file.session.conversation_id = "c1";
   file.session.created_unix = 1700000000;
   file.session.model = "0305";
-  file.session.turns = {{"user", "Where did we stop?"}, {"assistant", "At the river."}};
+  file.session.turns = {{"user", "Where did we stop?", 1683108000},
+                        {"assistant", "At the river.", 0}};
   file.session.tokens = {10, 11, 12, 13, 14, 15};
   file.blocks.push_back(Block(root, {10, 11, 12, 13}, 0));
   file.blocks.push_back(Block(NameOf(file.blocks[0]), {14, 15}, kB));
@@ -73,6 +74,8 @@ TEST(SessionFileTest, RoundTripKeepsHistoryTokensAndBlockBytes) {
   EXPECT_EQ(back->session.model, "0305");
   ASSERT_EQ(back->session.turns.size(), 2u);
   EXPECT_EQ(back->session.turns[1].content, "At the river.");
+  EXPECT_EQ(back->session.turns[0].time, 1683108000);  // when it was said
+  EXPECT_EQ(back->session.turns[1].time, 0);           // unknown: absent in the file
   EXPECT_EQ(back->session.tokens, file.session.tokens);
   EXPECT_EQ(back->session.blocks, file.session.blocks);
   EXPECT_EQ(back->session.kv_tokens, 6);

@@ -56,7 +56,7 @@ Result<SavedSession> SessionService::Save(const std::string& scope,
   session.model = deps_.model_fingerprint;
   KV_ASSIGN_OR_RETURN(JournalEntry entry, deps_.journal->Read(scope, conversation_id));
   for (JournalTurn& turn : entry.turns) {
-    session.turns.push_back({std::move(turn.role), std::move(turn.content)});
+    session.turns.push_back({std::move(turn.role), std::move(turn.content), turn.time});
   }
   // The tokens a prompt of this history starts with: their cached KV is what loading restores.
   const memory::TokenStore& history = *conversation->history;

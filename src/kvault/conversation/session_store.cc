@@ -10,6 +10,7 @@
 #include "kvault/base/json.h"
 #include "kvault/base/log.h"
 #include "kvault/base/status_macros.h"
+#include "kvault/memory/token_store.h"
 
 namespace kvault::conversation {
 namespace {
@@ -21,7 +22,9 @@ constexpr std::string_view kSuffix = ".session.json";
 Json SessionToJson(const Session& s) {
   Json turns = Json::array();
   for (const engine::ChatMessage& m : s.turns) {
-    turns.push_back({{"role", m.role}, {"content", m.content}});
+    Json turn = {{"role", m.role}, {"content", m.content}};
+    if (m.time > 0) turn["timestamp"] = m.time;  // Unix seconds; absent in older files
+    turns.push_back(std::move(turn));
   }
   Json blocks = Json::array();
   for (const kv::BlockName& name : s.blocks) blocks.push_back(name.ToHex());
@@ -86,7 +89,15 @@ Result<Session> SessionFromJson(const Json& j) {
         !t["content"].is_string()) {
       return bad();
     }
-    s.turns.push_back({t["role"].get<std::string>(), t["content"].get<std::string>()});
+    int64_t time = 0;
+    if (auto at = t.find("timestamp"); at != t.end()) {
+      if (!at->is_number_integer() || at->get<int64_t>() < 0 ||
+          at->get<int64_t>() > memory::TokenStore::kMaxTime) {
+        return bad();
+      }
+      time = at->get<int64_t>();
+    }
+    s.turns.push_back({t["role"].get<std::string>(), t["content"].get<std::string>(), time});
   }
   for (const Json& t : *tokens) {
     if (!t.is_number_integer()) return bad();

@@ -105,7 +105,8 @@ struct ChunkIndex::Impl {
   // needs them for every search; counting a common word of a long history takes ms).
   struct PhraseCount {
     int64_t rows = 0;
-    int64_t n_chunks = 0;  // the conversation's chunks when counted
+    int64_t first_chunk = 0;  // the conversation's chunk numbers when counted
+    int64_t next_chunk = 0;
   };
   std::unordered_map<std::string, PhraseCount> phrase_counts KV_GUARDED_BY(mu);
 
@@ -397,7 +398,11 @@ Result<std::vector<ChunkHit>> ChunkIndex::Impl::Ranked(const ConversationState& 
   KV_RETURN_IF_ERROR(
       BindAll(ranked, std::string_view(plan.match), lo, hi, decay, state.chunker.next_pos()));
   KV_RETURN_IF_ERROR(ranked->BindBlob(6, weights));
-  KV_RETURN_IF_ERROR(ranked->Bind(7, static_cast<int64_t>(options.chunk_tokens)));
+  // Chunks are 64 to 128 tokens: their mean so far estimates a chunk id's position.
+  const double chunk_tokens = state.next_chunk > 0 ? static_cast<double>(state.indexed_end) /
+                                                         static_cast<double>(state.next_chunk)
+                                                   : options.chunk_tokens;
+  KV_RETURN_IF_ERROR(ranked->Bind(7, chunk_tokens));
   KV_RETURN_IF_ERROR(ranked->Bind(8, static_cast<int64_t>(n)));
   while (true) {
     KV_ASSIGN_OR_RETURN(bool row, ranked->Step());
@@ -422,23 +427,27 @@ Result<RankPlan> ChunkIndex::Impl::Plan(const ConversationState& state,
 
 Result<int64_t> ChunkIndex::Impl::PhraseRows(const ConversationState& state,
                                              const std::string& phrase) {
-  const int64_t n_chunks = state.next_chunk - state.first_chunk;
   std::string key = std::to_string(state.id) + '\0' + phrase;
   auto it = phrase_counts.find(key);
-  // Exact while the conversation is small (a count is cheap); within 10% once it is long,
-  // where a count is the cost this cache saves and IDF hardly moves.
-  if (it != phrase_counts.end() &&
-      (it->second.n_chunks == n_chunks ||
-       (n_chunks >= kApproximateCountsFrom &&
-        std::abs(n_chunks - it->second.n_chunks) * 10 <= it->second.n_chunks))) {
-    return it->second.rows;
+  // Exact while the conversation is small (a count is cheap); once it is long, reused until a
+  // tenth of its chunks changed (a count is the cost this cache saves; IDF hardly moves). A
+  // count of 0 is reused only while no chunk changed: the word may be said next turn.
+  if (it != phrase_counts.end()) {
+    const PhraseCount& counted = it->second;
+    const int64_t changed =
+        (state.next_chunk - counted.next_chunk) + (state.first_chunk - counted.first_chunk);
+    const int64_t n_counted = counted.next_chunk - counted.first_chunk;
+    if (changed == 0 ||
+        (counted.rows > 0 && n_counted >= kApproximateCountsFrom && changed * 10 <= n_counted)) {
+      return counted.rows;
+    }
   }
   StatementScope count(sql.count_matches.get());
   KV_RETURN_IF_ERROR(BindAll(count, std::string_view(phrase), state.lo(), state.hi()));
   KV_ASSIGN_OR_RETURN(bool row, count->Step());
   const int64_t rows = row ? count->ColumnInt(0) : 0;
   if (phrase_counts.size() >= kMaxPhraseCounts) phrase_counts.clear();
-  phrase_counts[std::move(key)] = {rows, n_chunks};
+  phrase_counts[std::move(key)] = {rows, state.first_chunk, state.next_chunk};
   return rows;
 }
 
@@ -651,19 +660,21 @@ Result<std::vector<ChunkHit>> ChunkIndex::Search(std::string_view conversation,
                       impl_->Searchable(conversation, params.end_pos_limit));
   if (range.state == nullptr) return std::vector<ChunkHit>();
   const ConversationState& state = *range.state;
-  KV_ASSIGN_OR_RETURN(std::vector<ChunkHit> hits,
-                      impl_->Rank(state, parsed, query_vector, state.lo(), range.hi, params));
   std::vector<std::string> period_words;
   KV_ASSIGN_OR_RETURN(const auto period,
                       impl_->PeriodRange(state, query, range.hi, params, &period_words));
+  // The words naming a period are left out of the query: "May 2023" would rank every chunk
+  // that writes a date of that month.
+  const SearchQuery words = period ? WithoutWords(parsed, period_words) : parsed;
+  KV_ASSIGN_OR_RETURN(std::vector<ChunkHit> hits,
+                      impl_->Rank(state, words, query_vector, state.lo(), range.hi, params));
   if (!period) return hits;
   // The question names a period: the chunks said then come first, ranked the same way (or,
   // where nothing of the period matches the rest of the question, in order, at the period
-  // score: "what did we do yesterday?"). The words naming the period are left out there:
-  // "May 2023" would rank every chunk that writes a date of that month.
-  KV_ASSIGN_OR_RETURN(std::vector<ChunkHit> in_period,
-                      impl_->Rank(state, WithoutWords(parsed, period_words), query_vector,
-                                  period->first, period->second, params));
+  // score: "what did we do yesterday?").
+  KV_ASSIGN_OR_RETURN(
+      std::vector<ChunkHit> in_period,
+      impl_->Rank(state, words, query_vector, period->first, period->second, params));
   if (in_period.empty()) {
     KV_ASSIGN_OR_RETURN(
         in_period, impl_->ChunksBetween(period->first, period->second, params.k, kPeriodScore));

@@ -48,7 +48,7 @@
 //   never hit the budget alone below ~2M chunks (each is in at most 2% of them).
 // - The fog factor is computed inside the query with SQLite's exp() (math functions, built
 //   into Debian's libsqlite3 and the default amalgamation since 3.35), first from chunk ids
-//   (positions estimated at chunk_tokens a chunk) to pick the best rows, then exactly for them.
+//   (positions estimated from the mean chunk length) to pick the best rows, then exactly.
 // WART: a chunk that straddles a drop position is removed whole, so up to chunk_tokens - 1
 // retained tokens just after it are no longer searchable.
 //

@@ -402,6 +402,29 @@ TEST_F(ChunkIndexTest, TheBestOfManyMatchingChunksComesFirst) {
   EXPECT_GT(hits.size(), 1u);
 }
 
+// Word counts are cached per conversation: a word asked about before it was said must be
+// found once it is, even when the conversation holds as many chunks as before (at capacity,
+// old chunks drop as new ones close).
+TEST_F(ChunkIndexTest, AWordNotYetSaidIsFoundOnceSaid) {
+  Open();
+  std::vector<Turn> turns;
+  for (int i = 0; i < 40; ++i) {
+    Filler("a", 1);
+    turns.push_back(Store("a").turns().back());
+  }
+  EXPECT_TRUE(Search("a", "ferret").empty());
+  const int64_t chunks = index_->CountChunks("a").value();
+  const Turn fact = Say("a", "my ferret is called Biscuit");
+  Filler("a", 6);
+  for (size_t i = 1; i < turns.size() && index_->CountChunks("a").value() > chunks; ++i) {
+    ASSERT_TRUE(index_->DropBefore("a", turns[i].first_pos, Store("a")).ok());
+  }
+  ASSERT_EQ(index_->CountChunks("a").value(), chunks);
+  const std::vector<ChunkHit> hits = Search("a", "ferret");
+  ASSERT_FALSE(hits.empty());
+  EXPECT_TRUE(Covers({hits[0]}, fact));
+}
+
 TEST_F(ChunkIndexTest, AQuestionNamingAPeriodFindsWhatWasSaidThen) {
   Open();
   time_ = Day(2023, 4, 3) + 36000;

@@ -56,8 +56,8 @@ const std::pair<StatementField, const char*> kStatementSql[] = {
     // tokens, so their length says little, and reading it is half the cost of ranking a row.
     // Its result is not named "rank": that is FTS5's hidden column (its own bm25()), which an
     // ORDER BY would take. The fog factor of the inner ORDER BY estimates positions from
-    // chunk ids (?7 tokens a chunk) so that only the best ?8 rows are joined with their
-    // chunk; the outer one is exact.
+    // chunk ids (?7: the mean tokens of a chunk) so that only the best ?8 rows are joined
+    // with their chunk; the outer one is exact.
     {&ChunkStatements::ranked,
      "SELECT c.id, c.first_pos, c.n_tokens, c.first_turn, c.last_turn,"
      "  r.relevance * exp(-?4 * (?5 - c.first_pos - c.n_tokens)) AS score"

@@ -1,6 +1,7 @@
 #include "kvault/memory/hit_merge.h"
 
 #include <algorithm>
+#include <limits>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -53,11 +54,18 @@ std::vector<ChunkHit> PreferFirst(std::span<const ChunkHit> preferred,
                                   std::span<const ChunkHit> rest, size_t n) {
   std::vector<ChunkHit> out;
   std::unordered_set<int64_t> taken;
+  for (const ChunkHit& hit : preferred) taken.insert(hit.chunk_id);
+  double floor = -std::numeric_limits<double>::infinity();
+  for (const ChunkHit& hit : rest) {
+    if (!taken.contains(hit.chunk_id)) floor = std::max(floor, hit.score);
+  }
+  taken.clear();
   for (const std::span<const ChunkHit> from : {preferred, rest}) {
     for (const ChunkHit& hit : from) {
       if (out.size() >= n) return out;
       if (!taken.insert(hit.chunk_id).second) continue;
       out.push_back(hit);
+      if (from.data() == preferred.data()) out.back().score = std::max(out.back().score, floor);
       if (out.size() > 1) out.back().score = std::min(out.back().score, out[out.size() - 2].score);
     }
   }

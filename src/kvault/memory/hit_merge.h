@@ -26,8 +26,10 @@ std::vector<ChunkHit> AddWeighted(std::span<const ChunkHit> main, std::span<cons
 std::vector<ChunkHit> Interleave(std::span<const ChunkHit> first, std::span<const ChunkHit> second,
                                  size_t n);
 
-// Up to n hits: those of `preferred` in order, then those of `rest` not among them, each
-// reporting at most the score of the hit before it. Chunks of the period a question names
+// Up to n hits: those of `preferred` in order, then those of `rest` not among them. A
+// preferred hit reports at least the score of the best of the rest (so the rest keep their
+// own scores: a weak match in the period does not push strong ones below a relevance
+// threshold), and no hit more than the one before it. Chunks of the period a question names
 // (time_query.h) are `preferred`.
 std::vector<ChunkHit> PreferFirst(std::span<const ChunkHit> preferred,
                                   std::span<const ChunkHit> rest, size_t n);

@@ -50,8 +50,15 @@ TEST(HitMergeTest, PreferFirstPutsThePreferredAheadAndKeepsScoresDescending) {
   const std::vector<ChunkHit> rest = {Hit(1, 10), Hit(5, 9), Hit(2, 1)};
   const std::vector<ChunkHit> out = PreferFirst(preferred, rest, 10);
   EXPECT_EQ(Ids(out), (std::vector<int64_t>{5, 6, 1, 2}));
-  EXPECT_DOUBLE_EQ(out[2].score, 2);  // capped
+  // The preferred are lifted to the best of the rest, which keep their own scores.
+  EXPECT_DOUBLE_EQ(out[0].score, 10);
+  EXPECT_DOUBLE_EQ(out[1].score, 10);
+  EXPECT_DOUBLE_EQ(out[2].score, 10);
   EXPECT_DOUBLE_EQ(out[3].score, 1);
+  // A preferred hit above the rest keeps its score.
+  const std::vector<ChunkHit> strong = {Hit(7, 20)};
+  EXPECT_DOUBLE_EQ(PreferFirst(strong, rest, 2)[0].score, 20);
+  EXPECT_DOUBLE_EQ(PreferFirst(strong, rest, 2)[1].score, 10);
   EXPECT_EQ(Ids(PreferFirst(preferred, rest, 3)), (std::vector<int64_t>{5, 6, 1}));
   EXPECT_EQ(Ids(PreferFirst({}, rest, 2)), (std::vector<int64_t>{1, 5}));
 }

@@ -19,10 +19,10 @@ constexpr std::array<std::string_view, 7> kWeekdayWords = {
 constexpr std::array<std::string_view, 12> kCountWords = {"one",  "two", "three",  "four",
                                                           "five", "six", "seven",  "eight",
                                                           "nine", "ten", "eleven", "twelve"};
-// Words after which a month name is a date ("in May", "last March", "early June").
-constexpr std::array<std::string_view, 14> kMonthLeads = {
-    "in",  "during", "of",   "since", "last", "early",   "late",
-    "mid", "until",  "this", "back",  "from", "through", "before"};
+// Words after which a month name is the month ("in May", "last March", "early June"). Not
+// "since", "before", "until": those name an open period, which is not searched as one.
+constexpr std::array<std::string_view, 9> kMonthLeads = {"in",   "during", "of",   "last", "early",
+                                                         "late", "mid",    "this", "back"};
 
 template <size_t N>
 int IndexIn(const std::array<std::string_view, N>& words, std::string_view word) {
@@ -177,6 +177,8 @@ std::optional<TimeRange> MonthAt(const std::vector<std::string>& w, size_t i, in
   }
   if (year) return r.Month(*year, month, Join(w, i, to));
   if (IndexIn(kMonthLeads, before) < 0) return std::nullopt;  // "May I ask", "we march on"
+  // "how this may change", "back may be sore": the verb, not the month.
+  if (month == 5 && (before == "this" || before == "back")) return std::nullopt;
   const bool last = before == "last";
   return r.Month(before == "this" ? r.civil().year : r.YearOfMonth(month, last), month,
                  Join(w, i - 1, i + 1));
@@ -185,10 +187,17 @@ std::optional<TimeRange> MonthAt(const std::vector<std::string>& w, size_t i, in
 // "last week", "this month", "last weekend", "past year".
 std::optional<TimeRange> PeriodAt(const std::vector<std::string>& w, size_t i, const Resolver& r) {
   const std::string& lead = w[i];
-  const bool last = lead == "last" || lead == "past" || lead == "previous";
-  if ((!last && lead != "this") || i + 1 >= w.size()) return std::nullopt;
+  const bool last = lead == "last" || lead == "previous";
+  if (i + 1 >= w.size()) return std::nullopt;
   const std::string& unit = w[i + 1];
   const std::string text = Join(w, i, i + 2);
+  if (lead == "past") {  // a rolling period up to today: "the past week"
+    if (unit == "week") return r.Days(r.today() - 7, 8, text);
+    if (unit == "month") return r.Days(r.today() - 30, 31, text);
+    if (unit == "year") return r.Days(r.today() - 365, 366, text);
+    return std::nullopt;
+  }
+  if (!last && lead != "this") return std::nullopt;
   if (unit == "week") return r.Days(r.WeekStart() - (last ? 7 : 0), 7, text);
   if (unit == "weekend") return r.Days(r.WeekStart() - (last ? 2 : -5), 2, text);
   if (unit == "month") return r.MonthsAgo(last ? 1 : 0, text);

@@ -43,6 +43,8 @@ TEST(TimeQueryTest, FindsThePeriodAQuestionNames) {
       {"Who called on Wednesday?", Day(2023, 8, 9), Day(2023, 8, 10)},
       {"Where did I travel in 2022?", Day(2022, 1, 1), Day(2023, 1, 1)},
       {"What did I do last year?", Day(2022, 1, 1), Day(2023, 1, 1)},
+      {"Anything over the past week?", Day(2023, 8, 9), Day(2023, 8, 17)},
+      {"in the past month", Day(2023, 7, 17), Day(2023, 8, 17)},
   };
   for (const Case& c : cases) {
     const std::optional<TimeRange> range = FindTimeRange(c.question, kNow);
@@ -57,7 +59,8 @@ TEST(TimeQueryTest, WordsThatAreNotDatesNameNoPeriod) {
        {"May I ask what my sister is called?", "We march on regardless.",
         "What is the name of my dog?", "I have 2023 coins in a jar.", "the last time I saw Paris",
         "When did I run the half marathon?", "Is August a good name for a cat? August is.",
-        "What did I do 40 days before?", ""}) {
+        "What did I do 40 days before?", "How this may change my plans", "before May",
+        "since March", ""}) {
     const std::optional<TimeRange> range = FindTimeRange(question, kNow);
     EXPECT_FALSE(range.has_value()) << question << " -> " << range->text;
   }

@@ -29,6 +29,7 @@ constexpr uint32_t kVersion = 2;
 constexpr uint32_t kVersionWithoutTimes = 1;
 constexpr uint64_t kMinTurnBytes = 1 + 1 + 8;
 constexpr int64_t kBlockBytes = TokenStore::kBlockTokens * 3;
+constexpr int64_t kMaxTurnTokens = std::numeric_limits<int32_t>::max();
 // Positions stay far from overflow even for a corrupt header.
 constexpr uint64_t kMaxPosition = uint64_t{1} << 56;
 
@@ -108,11 +109,9 @@ Status TokenStore::CheckTurn(std::span<const int32_t> tokens) const {
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) return InvalidArgumentError("memory: a turn needs at least one token");
   if (n > capacity_ || n > kMaxTurnTokens) {
-    return InvalidArgumentError(
-        "memory: a turn of " + std::to_string(n) + " tokens exceeds " +
-        (n > capacity_ ? "the cache size of " + std::to_string(capacity_)
-                       : "the largest message kept, " + std::to_string(kMaxTurnTokens)) +
-        " tokens");
+    return InvalidArgumentError("memory: a turn of " + std::to_string(n) +
+                                " tokens exceeds the cache size of " + std::to_string(capacity_) +
+                                " tokens");
   }
   for (int32_t token : tokens) {
     if (token < 0 || token > kMaxTokenId) {
@@ -154,7 +153,7 @@ Result<Turn> TokenStore::Append(Role role, std::span<const int32_t> tokens, uint
   Turn turn;
   turn.number = n_dropped_turns_ + static_cast<int64_t>(turns().size());
   turn.first_pos = end_pos_;
-  turn.text_hash = text_hash;
+  turn.text_hash = text_hash & kDigestMask;
   turn.time = static_cast<uint32_t>(std::clamp<int64_t>(time, 0, kMaxTime));
   NoteTime(turn.time);
   turn.n_tokens = static_cast<int32_t>(n);
@@ -317,7 +316,8 @@ size_t TokenStore::CountMatchingDigests(std::span<const TurnDigest> history) con
     const auto number = static_cast<int64_t>(matched);
     if (number >= n_dropped_turns_) {
       const Turn* turn = FindTurn(number);
-      if (turn == nullptr || turn->role != entry.role || turn->text_hash != entry.text_hash) {
+      if (turn == nullptr || turn->role != entry.role ||
+          turn->text_hash != (entry.text_hash & kDigestMask)) {
         break;
       }
     }
@@ -392,7 +392,9 @@ Status TokenStore::ParseTurns(ByteSource* in, bool with_times) {
         std::min<uint64_t>(static_cast<uint64_t>(capacity_ - n_tokens()), kMaxTurnTokens);
     KV_RETURN_IF_ERROR(GetBoundedVarint(in, max_turn_tokens, "turn size", &turn_tokens));
     if (turn_tokens == 0) return CorruptionError("memory: token store has an empty turn");
-    KV_RETURN_IF_ERROR(GetFixed(in, &turn.text_hash));
+    uint64_t text_hash = 0;
+    KV_RETURN_IF_ERROR(GetFixed(in, &text_hash));
+    turn.text_hash = text_hash & kDigestMask;
     if (with_times) {
       uint64_t time = 0;
       KV_RETURN_IF_ERROR(GetBoundedVarint(in, kMaxTime, "turn time", &time));

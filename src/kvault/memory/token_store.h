@@ -38,15 +38,16 @@ std::string_view RoleName(Role role);
 // The inverse of RoleName; InvalidArgument for any other name.
 Result<Role> RoleFromName(std::string_view name);
 
-// 32 bytes: the size and role share a word so that the time fits without growing the record
-// (turns are a tenth of a long history's RAM).
+// 32 bytes: the digest and the role share a word so that the time fits without growing the
+// record (turns are a tenth of a long history's RAM).
 struct Turn {
-  int64_t number = 0;         // the message's index in the conversation, from 0
-  int64_t first_pos = 0;      // absolute position of its first token
-  uint64_t text_hash = 0;     // the caller's digest of the message (0 = none), for reconnects
-  uint32_t time = 0;          // Unix seconds (UTC) when it was said; 0 = unknown
-  int32_t n_tokens : 24 = 0;  // 1 to TokenStore::kMaxTurnTokens
+  int64_t number = 0;     // the message's index in the conversation, from 0
+  int64_t first_pos = 0;  // absolute position of its first token
+  // The caller's digest of the message, its low 56 bits (0 = none), for reconnects.
+  uint64_t text_hash : 56 = 0;
   Role role : 8 = Role::kUser;
+  int32_t n_tokens = 0;  // >= 1
+  uint32_t time = 0;     // Unix seconds (UTC) when it was said; 0 = unknown
 
   int64_t end_pos() const { return first_pos + n_tokens; }
 };
@@ -68,9 +69,10 @@ struct TurnDigest {
 class TokenStore {
  public:
   static constexpr int32_t kMaxTokenId = (1 << 24) - 1;
-  static constexpr int64_t kBlockTokens = 1 << 14;          // 48 KiB per block
-  static constexpr int64_t kMaxTurnTokens = (1 << 23) - 1;  // what Turn::n_tokens holds
-  static constexpr int64_t kMaxTime = UINT32_MAX;           // what Turn::time holds (2106)
+  static constexpr int64_t kBlockTokens = 1 << 14;  // 48 KiB per block
+  // What Turn::text_hash keeps of a digest: digests are compared through it.
+  static constexpr uint64_t kDigestMask = (uint64_t{1} << 56) - 1;
+  static constexpr int64_t kMaxTime = UINT32_MAX;  // what Turn::time holds (2106)
 
   // REQUIRES: capacity_tokens >= 1.
   explicit TokenStore(int64_t capacity_tokens);
@@ -79,8 +81,8 @@ class TokenStore {
 
   // Appends one turn after dropping the oldest whole turns the capacity requires. Returns the
   // new turn. InvalidArgument (and nothing changes) for an empty turn, one longer than the
-  // capacity or kMaxTurnTokens, or a token id outside [0, kMaxTokenId]. `time`: Unix
-  // seconds, 0 (unknown) to kMaxTime, clamped into that range.
+  // capacity, or a token id outside [0, kMaxTokenId]. `text_hash` is kept to kDigestMask;
+  // `time`: Unix seconds, 0 (unknown) to kMaxTime, clamped into that range.
   Result<Turn> Append(Role role, std::span<const int32_t> tokens, uint64_t text_hash = 0,
                       int64_t time = 0);
   // OK if Append(role, tokens) would succeed; the InvalidArgument it would return otherwise.

@@ -218,6 +218,14 @@ TEST(TokenStoreTest, SerializationRoundTripKeepsEverything) {
   EXPECT_EQ(copy.turns()[1].number, 2);
   EXPECT_EQ(copy.turns()[1].role, Role::kTool);
   EXPECT_EQ(copy.turns()[1].text_hash, 9u);
+  // A digest keeps its low 56 bits, and is compared through them.
+  TokenStore digests(100);
+  const uint64_t digest = 0xF123456789ABCDEFull;
+  ASSERT_TRUE(digests.Append(Role::kUser, Range(1, 4), digest).ok());
+  EXPECT_EQ(digests.turns()[0].text_hash, digest & TokenStore::kDigestMask);
+  const TurnDigest resent[] = {{Role::kUser, digest}};
+  EXPECT_EQ(digests.CountMatchingDigests(resent), 1u);
+  EXPECT_EQ(Decode(Encode(digests)).value().CountMatchingDigests(resent), 1u);
   EXPECT_EQ(copy.Tokens(8, 14).value(), store.Tokens(8, 14).value());
   EXPECT_EQ(Encode(copy), Encode(store));
 }

@@ -26,6 +26,8 @@ namespace {
 constexpr size_t kLinksPerNode = 16;
 constexpr size_t kConstructionBreadth = 200;
 constexpr size_t kMinSearchBreadth = 64;
+// Label ranges up to this wide are searched exactly, vector by vector.
+constexpr uint64_t kExactSearchLabels = 4096;
 constexpr size_t kInitialCapacity = 1024;
 
 Status HnswError(const std::exception& error, std::string_view what) {
@@ -130,6 +132,27 @@ Result<std::vector<VectorHit>> VectorIndex::Search(std::span<const float> query,
   std::vector<VectorHit> hits;
   const std::vector<float> unit = Normalized(query);
   if (unit.size() != static_cast<size_t>(dim_) || k == 0 || impl_->live.empty()) return hits;
+  // A narrow label range (the chunks of one day a question names) is scored exactly: the
+  // graph search below would widen until it had walked nearly every vector of the index.
+  const int64_t span = max_label - min_label + 1;
+  if (span > 0 && static_cast<uint64_t>(span) <= kExactSearchLabels) {
+    try {
+      for (int64_t id = min_label; id <= max_label; ++id) {
+        if (!impl_->live.contains(id)) continue;
+        const std::vector<float> stored =
+            impl_->graph->getDataByLabel<float>(static_cast<hnswlib::labeltype>(id));
+        float dot = 0;
+        for (size_t i = 0; i < unit.size(); ++i) dot += unit[i] * stored[i];
+        hits.push_back({id, dot});
+      }
+    } catch (const std::exception& error) {
+      return HnswError(error, "search");
+    }
+    std::sort(hits.begin(), hits.end(),
+              [](const VectorHit& a, const VectorHit& b) { return a.similarity > b.similarity; });
+    if (hits.size() > k) hits.resize(k);
+    return hits;
+  }
   // hnswlib 0.6 has no search filter: ask for more neighbours until k pass the label range or
   // every live vector has been returned.
   for (size_t want = std::min(impl_->live.size(), 4 * k + 16);; want *= 2) {

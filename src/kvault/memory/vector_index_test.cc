@@ -1,5 +1,6 @@
 #include "kvault/memory/vector_index.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -48,6 +49,34 @@ TEST(VectorIndexTest, FindsNearestWithinTheLabelRangeAndForgetsRemovedOnes) {
   EXPECT_NE(index->Search(vectors[1234], 1, 0, 2999).value()[0].label, 1234);
   ASSERT_TRUE(index->Add(1234, vectors[1234]).ok());  // re-added
   EXPECT_EQ(index->Search(vectors[1234], 1, 0, 2999).value()[0].label, 1234);
+}
+
+// Wide ranges go through the graph; narrow ones (a day's chunks) are scored one by one, and
+// must give exactly the best of the range.
+TEST(VectorIndexTest, NarrowRangesAreSearchedExactlyAndWideOnesThroughTheGraph) {
+  std::mt19937 rng(5);
+  std::unique_ptr<VectorIndex> index = VectorIndex::Create(16).value();
+  std::vector<std::vector<float>> vectors;
+  for (int64_t label = 0; label < 6000; ++label) {
+    vectors.push_back(RandomVector(rng, 16));
+    ASSERT_TRUE(index->Add(label, vectors.back()).ok());
+  }
+  index->Remove(120);
+  const std::vector<VectorHit> wide = index->Search(vectors[4321], 3, 0, 5999).value();
+  ASSERT_EQ(wide.size(), 3u);
+  EXPECT_EQ(wide[0].label, 4321);
+  const std::vector<float> query = RandomVector(rng, 16);
+  std::vector<std::pair<double, int64_t>> expected;
+  for (int64_t label = 100; label <= 140; ++label) {
+    if (label != 120) expected.push_back({Cosine(query, vectors[label]), label});
+  }
+  std::sort(expected.rbegin(), expected.rend());
+  const std::vector<VectorHit> narrow = index->Search(query, 5, 100, 140).value();
+  ASSERT_EQ(narrow.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(narrow[i].label, expected[i].second) << i;
+    EXPECT_NEAR(narrow[i].similarity, expected[i].first, 1e-4) << i;
+  }
 }
 
 TEST(VectorIndexTest, RejectsBadVectors) {

@@ -51,6 +51,19 @@ ChunkHit ReadHit(const SqliteStatement& row) {
   return hit;
 }
 
+// Every row of a search statement: a chunk (ReadHit's columns) and its score (column 5).
+Result<std::vector<ChunkHit>> ReadScoredHits(SqliteStatement& statement) {
+  std::vector<ChunkHit> hits;
+  while (true) {
+    KV_ASSIGN_OR_RETURN(bool row, statement.Step());
+    if (!row) break;
+    ChunkHit hit = ReadHit(statement);
+    hit.score = statement.ColumnDouble(5);
+    hits.push_back(hit);
+  }
+  return hits;
+}
+
 bool IsBlank(std::string_view text) {
   return text.find_first_not_of(" \t\r\n") == std::string_view::npos;
 }
@@ -324,15 +337,7 @@ Result<std::vector<ChunkHit>> ChunkIndex::Impl::Bm25(const ConversationState& st
   StatementScope search(sql.search.get());
   KV_RETURN_IF_ERROR(BindAll(search, std::string_view(match), lo, hi, decay,
                              state.chunker.next_pos(), static_cast<int64_t>(n)));
-  std::vector<ChunkHit> hits;
-  while (true) {
-    KV_ASSIGN_OR_RETURN(bool row, search->Step());
-    if (!row) break;
-    ChunkHit hit = ReadHit(*search);
-    hit.score = search->ColumnDouble(5);
-    hits.push_back(hit);
-  }
-  return hits;
+  return ReadScoredHits(*search);
 }
 
 Result<std::vector<ChunkHit>> ChunkIndex::Impl::Lexical(const ConversationState& state,
@@ -379,8 +384,7 @@ Result<std::vector<ChunkHit>> ChunkIndex::Impl::Lexical(const ConversationState&
 Result<std::vector<ChunkHit>> ChunkIndex::Impl::Ranked(const ConversationState& state,
                                                        const RankPlan& plan, int64_t lo, int64_t hi,
                                                        const ChunkSearchParams& params, int32_t n) {
-  std::vector<ChunkHit> hits;
-  if (plan.match.empty() || lo > hi) return hits;
+  if (plan.match.empty() || lo > hi) return std::vector<ChunkHit>();
   // Over budget: the newest part of the range whose rows the budget covers (see "Cost").
   const int64_t n_chunks = std::max<int64_t>(1, state.next_chunk - state.first_chunk);
   const double expected = static_cast<double>(plan.selected_rows) *
@@ -404,14 +408,7 @@ Result<std::vector<ChunkHit>> ChunkIndex::Impl::Ranked(const ConversationState& 
                                                    : options.chunk_tokens;
   KV_RETURN_IF_ERROR(ranked->Bind(7, chunk_tokens));
   KV_RETURN_IF_ERROR(ranked->Bind(8, static_cast<int64_t>(n)));
-  while (true) {
-    KV_ASSIGN_OR_RETURN(bool row, ranked->Step());
-    if (!row) break;
-    ChunkHit hit = ReadHit(*ranked);
-    hit.score = ranked->ColumnDouble(5);
-    hits.push_back(hit);
-  }
-  return hits;
+  return ReadScoredHits(*ranked);
 }
 
 Result<RankPlan> ChunkIndex::Impl::Plan(const ConversationState& state,

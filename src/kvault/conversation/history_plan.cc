@@ -17,8 +17,7 @@ HistoryPlan PlanDeltaAfterUnanswered(const HistoryPlanInput& input, HistoryPlan 
   const memory::Turn* unanswered = input.store->FindTurn(input.unanswered_turn);
   if (unanswered == nullptr || plan.first_new_message >= input.messages.size()) return plan;
   const memory::TurnDigest& first = input.messages[plan.first_new_message];
-  if (first.role == unanswered->role &&
-      (first.text_hash & memory::TokenStore::kDigestMask) == unanswered->text_hash) {
+  if (first.role == unanswered->role && unanswered->SameDigest(first.text_hash)) {
     // The same message again: answer the stored one instead of storing it twice.
     ++plan.first_new_message;
     plan.action = plan.first_new_message == input.messages.size() ? HistoryAction::kRetried

@@ -29,9 +29,9 @@ constexpr uint32_t kVersion = 2;
 constexpr uint32_t kVersionWithoutTimes = 1;
 constexpr uint64_t kMinTurnBytes = 1 + 1 + 8;
 constexpr int64_t kBlockBytes = TokenStore::kBlockTokens * 3;
-constexpr int64_t kMaxTurnTokens = std::numeric_limits<int32_t>::max();
 // Positions stay far from overflow even for a corrupt header.
 constexpr uint64_t kMaxPosition = uint64_t{1} << 56;
+constexpr int64_t kMaxTurnTokens = std::numeric_limits<int32_t>::max();
 
 struct RoleNameEntry {
   Role role;
@@ -143,6 +143,10 @@ Status TokenStore::TruncateTurns(int64_t n_turns) {
   }
   end_pos_ = new_end;
   return Status::Ok();
+}
+
+bool Turn::SameDigest(uint64_t digest) const {
+  return text_hash == (digest & TokenStore::kDigestMask);
 }
 
 Result<Turn> TokenStore::Append(Role role, std::span<const int32_t> tokens, uint64_t text_hash,
@@ -316,8 +320,7 @@ size_t TokenStore::CountMatchingDigests(std::span<const TurnDigest> history) con
     const auto number = static_cast<int64_t>(matched);
     if (number >= n_dropped_turns_) {
       const Turn* turn = FindTurn(number);
-      if (turn == nullptr || turn->role != entry.role ||
-          turn->text_hash != (entry.text_hash & kDigestMask)) {
+      if (turn == nullptr || turn->role != entry.role || !turn->SameDigest(entry.text_hash)) {
         break;
       }
     }

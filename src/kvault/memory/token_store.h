@@ -50,6 +50,8 @@ struct Turn {
   uint32_t time = 0;     // Unix seconds (UTC) when it was said; 0 = unknown
 
   int64_t end_pos() const { return first_pos + n_tokens; }
+  // Whether `digest` is the one this turn was appended with (compared on the bits kept).
+  bool SameDigest(uint64_t digest) const;
 };
 static_assert(sizeof(Turn) == 32, "Turn grew: update the RAM figures in token_store.h");
 

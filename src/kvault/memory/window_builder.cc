@@ -78,11 +78,9 @@ std::string RecallAnnotation(const ChunkHit& hit, int64_t end_pos, const TokenSt
   // When it was said: the days of its first and last turns, where they are known.
   const Turn* first = store != nullptr ? store->FindTurn(hit.first_turn) : nullptr;
   const Turn* last = store != nullptr ? store->FindTurn(hit.last_turn) : nullptr;
-  std::string when;
-  if (first != nullptr && first->time != 0) when = DayText(first->time);
-  if (last != nullptr && last->time != 0 && DayText(last->time) != when) {
-    when += (when.empty() ? "" : " to ") + DayText(last->time);
-  }
+  std::string when = first != nullptr && first->time != 0 ? DayText(first->time) : "";
+  const std::string until = last != nullptr && last->time != 0 ? DayText(last->time) : "";
+  if (!until.empty() && until != when) when += (when.empty() ? "" : " to ") + until;
   if (!when.empty()) when = ", " + when;
   return "[recalled from " + turns + when + ", about " + GroupedNumber(end_pos - hit.end_pos()) +
          " tokens ago]";

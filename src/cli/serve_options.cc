@@ -441,9 +441,10 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       "weight dtype: auto, or the GGUF file's own float16, bfloat16 or float32 (llama.cpp "
       "converts none)")
       ->check(Names("auto|float16|bfloat16|float32", CheckDtype));
-  app_.add_flag("--kv-unified", c.kv_unified,
+  app_.add_flag("--kv-unified,!--no-kv-unified", c.kv_unified,
                 "one KV cell pool for all sequences: shared prefixes occupy cells once, but "
-                "attention spans every sequence's cells (slower prefill with many parked)")
+                "attention spans every sequence's cells (slower prefill with many parked); "
+                "default: on unless --recall-kv off (putting recalled KV back needs it)")
       ->envname("KVAULT_KV_UNIFIED");
   add("threads", c.threads, "CPU threads for llama.cpp; 0 = all cores")->check(CLI::Range(0, 1024));
   add("gpus", c.gpus, "GPUs: > 0 offloads all layers, split across that many")
@@ -474,6 +475,18 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
       ->check(NotNan());
   add("max-recalls", c.max_recalls, "mid-generation recalls per response; 0 = off")
       ->check(CLI::Range(0, 16));
+  add("recall-kv", c.recall_kv,
+      "recalled chunks as KV: reuse (their kept KV is shifted into place, not prefilled), "
+      "blend (reuse, but prefill the first --recall-kv-fraction of each chunk) or off "
+      "(prefill their text)")
+      ->check(CLI::IsMember({"off", "reuse", "blend"}));
+  add("recall-kv-fraction", c.recall_kv_fraction,
+      "with --recall-kv blend: share of each recalled chunk, from its start, prefilled")
+      ->check(CLI::Range(0.0, 1.0))
+      ->check(NotNan());
+  add("recall-kv-encoding", c.recall_kv_encoding,
+      "kept history KV at rest: f16, q8 or q4, optionally +zstd")
+      ->check(CLI::IsMember({"f16", "q8", "q4", "f16+zstd", "q8+zstd", "q4+zstd"}));
   add("embedding-model", c.embedding_model,
       "GGUF embedding model: recall also searches chunk embeddings, fused with BM25 "
       "(default: BM25 only)");
@@ -619,6 +632,11 @@ std::optional<int> ServeOptions::Finish(const Status& config_applied) {
     return ReportError(InvalidArgumentError(
         "--backend llama.cpp runs the model here; --upstream forwards to another server: give "
         "one"));
+  }
+  // Recalled history's KV is shared into a conversation's sequence from a scratch one, which
+  // llama.cpp can do only within one cell pool.
+  if (!Given("--kv-unified") && !Given("--no-kv-unified")) {
+    config_.kv_unified = config_.recall_kv != "off";
   }
   config_.max_body_bytes = static_cast<int64_t>(max_body_mb_) << 20;
   config_.api_keys = server::SplitKeys(api_keys_);

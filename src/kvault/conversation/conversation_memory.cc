@@ -227,6 +227,7 @@ memory::WindowParams ConversationMemory::WindowParamsFor(int generation_budget) 
   window_params.generation_budget = generation_budget;
   window_params.recall_budget = std::min(params_.recall_budget, params_.window / 4);
   window_params.min_score = params_.min_score;
+  window_params.token_recall = params_.token_recall;
   return window_params;
 }
 

@@ -43,6 +43,7 @@ struct MemoryParams {
   int recall_facts = 3;           // knowledge-store facts considered per recall
   double min_score = 1.0;         // relevance threshold of recalled chunks
   double fog_alpha = 0.5;         // recency demotion in recall ranking
+  bool token_recall = false;      // memory::WindowParams::token_recall
 };
 
 // A validated change to a conversation's history. Valid until the conversation's turn lock

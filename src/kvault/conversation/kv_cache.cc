@@ -245,7 +245,8 @@ void KvCache::CountSource(const PreparedPrefix& prepared) {
 
 CheckpointBlocks KvCache::Checkpoint(llama_seq_id seq_id, std::span<const llama_token> held,
                                      const kv::BlockName& previous_tail, bool persist_tail,
-                                     const std::string& scope) {
+                                     const std::string& scope,
+                                     const std::function<void(const kv::KvBlock&)>& also) {
   if (store_ == nullptr || held.empty() || policy_ == RestorePolicy::kNever) {
     return {previous_tail, {}};
   }
@@ -272,6 +273,7 @@ CheckpointBlocks KvCache::Checkpoint(llama_seq_id seq_id, std::span<const llama_
     // slow Redis costs this reply at most the wait, never the blocks' local copies).
     store_->AwaitRemote(std::chrono::milliseconds(250));
   }
+  if (stored.ok() && also) also(*kv);
   MutexLock lock(&mu_);
   stats_.checkpoint_seconds += SecondsSince(start);
   if (!stored.ok()) {

@@ -25,6 +25,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 
@@ -92,9 +93,12 @@ class KvCache {
   // partition and returns the new partial tail block ({} if none) and the last block. Failures
   // are logged and counted, never fatal: the previous tail is returned and `last` is {}.
   // Without `persist_tail` the partial tail stays in RAM (stateless requests).
+  // `also`, if set, is handed the sequence's parsed state once stored (recall_kv.h keeps
+  // spans of it), on the calling thread.
   CheckpointBlocks Checkpoint(llama_seq_id seq_id, std::span<const llama_token> held,
                               const kv::BlockName& previous_tail, bool persist_tail = true,
-                              const std::string& scope = "");
+                              const std::string& scope = "",
+                              const std::function<void(const kv::KvBlock&)>& also = {});
 
   // Feeds the measured prefill rate to the restore-or-recompute decision.
   void RecordPrefill(int64_t n_tokens, double seconds);

@@ -28,7 +28,9 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
                .recall_budget = params.recall_budget,
                .recall_k = params.recall_k,
                .min_score = params.recall_min_score,
-               .fog_alpha = params.fog_alpha}),
+               .fog_alpha = params.fog_alpha,
+               .token_recall = params.recall_kv.mode != RecallKvMode::kOff &&
+                               params.recall_scratch_seq >= 0 && params.n_stream == 1}),
       admission_(params.threads, params.queue, params.queue_timeout),
       pool_(params.n_sequences,
             params.max_pinned >= 0 ? params.max_pinned
@@ -42,6 +44,8 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
             }),
       kv_cache_(scheduler, &pool_, deps.store, params.restore, params.n_stream,
                 params.share_cache_across_scopes),
+      recall_kv_(scheduler, deps.store, params.recall_kv, params.recall_scratch_seq,
+                 params.recall_scratch_seq >= 0 ? params.n_stream : 0),
       history_(&registry_, &memory_, deps.journal, deps.normalizer,
                deps.remote == nullptr ? RemoteHook() : RemoteHook([this](TurnLock& conversation) {
                  return TakeRemote(conversation,
@@ -256,6 +260,13 @@ Result<std::vector<llama_token>> ConversationManager::BuildWindowPrompt(
     prompt.insert(prompt.end(), reply.begin(), reply.end());
   }
   pending.recalled_chunks = static_cast<int>(window.recalled.size());
+  // Where the history sits in the prompt: the clear zone's spans are kept as KV after the
+  // reply, the recalled chunks' put back before it (recall_kv.h).
+  const auto start = static_cast<int64_t>(renderer_.prompt_start().size());
+  pending.clear_run = window.clear_run;
+  pending.clear_run.offset += start;
+  pending.recall_runs = window.recall_runs;
+  for (memory::HistoryRun& run : pending.recall_runs) run.offset += start;
   pending.recalled_turns.clear();
   for (const memory::RecalledChunk& chunk : window.recalled) {
     if (chunk.hit.chunk_id >= 0) pending.recalled_turns.push_back(chunk.hit.first_turn);

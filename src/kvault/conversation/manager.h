@@ -49,6 +49,7 @@
 #include "kvault/conversation/kv_cache.h"
 #include "kvault/conversation/named_prefixes.h"
 #include "kvault/conversation/prompt_trie.h"
+#include "kvault/conversation/recall_kv.h"
 #include "kvault/conversation/registry.h"
 #include "kvault/conversation/sequence_pool.h"
 #include "kvault/conversation/session_service.h"
@@ -89,6 +90,10 @@ struct ManagerParams {
   // Mid-generation recall: phrases that make the model's reply stop, recall and resume.
   std::vector<std::string> hedge_phrases = memory::HedgeDetector::DefaultPhrases();
   int max_recalls = 2;  // per response; 0 = off
+  // Recalled chunks as KV (recall_kv.h); materialization needs a spare sequence of the
+  // context for its imports (-1: none, every recalled chunk is then prefilled).
+  RecallKvParams recall_kv;
+  llama_seq_id recall_scratch_seq = -1;
 };
 
 // What the manager uses and does not own; each may be null (that feature is then off).
@@ -157,6 +162,8 @@ struct GenerateResult {
   std::vector<RecallEvent> recalls;     // mid-generation recalls
   std::optional<IngestResult> history;  // what the request did to a kept conversation
   std::string prompt_text;  // the first prompt, special tokens shown (return_prompt only)
+  // What recall did with the recalled chunks' KV, over every round (recall_kv.h).
+  RecallKvCounts recall_kv;
   // For the analytics (analytics/analytics_store.h):
   std::string conversation_id;      // "" for a stateless request
   std::string scope;                // the API key's
@@ -238,6 +245,7 @@ class ConversationManager {
   Result<CacheCleared> ClearCache(const std::string& scope, const std::string& conversation_id);
   ManagerStats stats() const;
   KvCacheStats kv_stats() const { return kv_cache_.stats(); }
+  RecallKvStats recall_kv_stats() const { return recall_kv_.stats(); }
   const KvCache& kv_cache() const { return kv_cache_; }
 
   // History without generation (append, read, search) and named sessions: the objects that
@@ -296,6 +304,7 @@ class ConversationManager {
   Registry registry_;
   SequencePool pool_;
   KvCache kv_cache_;
+  RecallKv recall_kv_;
   HistoryService history_;
   SessionService sessions_;
   NamedPrefixes named_prefixes_;

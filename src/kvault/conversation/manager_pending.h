@@ -40,8 +40,10 @@ class ConversationManager::Pending {
   std::string query;          // the newest user message: what recall searches for
   int generation_budget = 0;  // tokens the window keeps free for the reply
   std::vector<llama_token> prompt;
-  int recalled_chunks = 0;              // in the current prompt
-  std::vector<int64_t> recalled_turns;  // first turn of each
+  int recalled_chunks = 0;                      // in the current prompt
+  memory::HistoryRun clear_run;                 // of the current prompt, offsets prompt positions
+  std::vector<memory::HistoryRun> recall_runs;  // recalled chunks as tokens, ditto
+  std::vector<int64_t> recalled_turns;          // first turn of each
   int max_tokens = 0;
   std::chrono::steady_clock::time_point start;
 };

@@ -113,6 +113,19 @@ Status ConversationManager::Generate(Pending& pending, Generation& g, ReplySink*
     g.result.cached_tokens = static_cast<int>(reused);
     g.result.cache_source = prepared.source;
   }
+  // Recalled chunks whose KV was kept go in at their places; the scheduler skips them.
+  std::vector<engine::HeldRange> held;
+  if (!pending.recall_runs.empty()) {
+    KV_ASSIGN_OR_RETURN(
+        RecallKv::Materialized materialized,
+        recall_kv_.Materialize(g.lease.seq_id, reused, pending.recall_runs, *conversation->history,
+                               kv_cache_.PartitionOf(conversation.scope()), conversation.key()));
+    held = std::move(materialized.held);
+    if (!materialized.counts.refused.empty() && g.result.recall_kv.refused.empty()) {
+      g.result.recall_kv.refused = materialized.counts.refused;
+    }
+    g.result.recall_kv.Add(materialized.counts);
+  }
   auto channel = std::make_shared<ReplyChannel>();
   auto filter = std::make_shared<ReplyFilter>(&tokenizer_, pending.request.stop, &g.hedge);
   auto cancelled = std::make_shared<std::atomic<bool>>(false);
@@ -120,6 +133,8 @@ Status ConversationManager::Generate(Pending& pending, Generation& g, ReplySink*
   request.seq_id = g.lease.seq_id;
   request.first_pos = static_cast<llama_pos>(reused);
   request.prompt.assign(prompt.begin() + static_cast<std::ptrdiff_t>(reused), prompt.end());
+  const std::vector<engine::HeldRange> request_held = held;
+  request.held = std::move(held);
   request.sampling = pending.request.sampling;
   request.max_tokens = g.remaining_tokens;
   request.stop_at_end_of_generation = !pending.request.ignore_eos;
@@ -156,7 +171,8 @@ Status ConversationManager::Generate(Pending& pending, Generation& g, ReplySink*
   g.held.assign(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(reused));
   g.held.insert(g.held.end(), outcome.decoded_tokens.begin(), outcome.decoded_tokens.end());
   g.lease.tokens = g.held;
-  const size_t prefilled = prompt.size() - reused;
+  size_t prefilled = prompt.size() - reused;
+  for (const engine::HeldRange& range : request_held) prefilled -= range.n;
   if (prefilled >= 32 && !outcome.generated_tokens.empty()) {
     kv_cache_.RecordPrefill(static_cast<int64_t>(prefilled),
                             (outcome.first_token_us - outcome.queue_us) / 1e6);
@@ -230,9 +246,17 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* s
     }
   }
   if (local && status.ok() && !g.held.empty()) {
+    // The clear zone's history spans are kept as KV for later recalls (recall_kv.h).
+    std::function<void(const kv::KvBlock&)> keep;
+    if (pending->windowed && recall_kv_.active() && pending->request.explicit_conversation) {
+      keep = [&](const kv::KvBlock& kv) {
+        recall_kv_.Keep(kv, g.held, pending->clear_run, kv_cache_.PartitionOf(conversation.scope()),
+                        conversation.key());
+      };
+    }
     const CheckpointBlocks blocks =
         kv_cache_.Checkpoint(g.lease.seq_id, g.held, conversation->kv_tail,
-                             pending->request.explicit_conversation, conversation.scope());
+                             pending->request.explicit_conversation, conversation.scope(), keep);
     conversation->kv_tail = blocks.tail;
     if (!(blocks.last == kv::BlockName{})) conversation->kv_last = blocks.last;
   }

@@ -16,6 +16,15 @@
 namespace kvault::conversation {
 namespace {
 
+// "q8", "q8+zstd", ...: --cache-encoding and --recall-kv-encoding.
+Result<kv::CodecOptions> ParseCodec(const std::string& encoding) {
+  kv::CodecOptions codec;
+  const size_t plus = encoding.find('+');
+  KV_ASSIGN_OR_RETURN(codec.encoding, kv::ParseBlockEncoding(encoding.substr(0, plus)));
+  codec.zstd = plus != std::string::npos;
+  return codec;
+}
+
 constexpr int kMaxSequences = 256;  // ref: llama.cpp src/llama-cparams.h LLAMA_MAX_SEQ
 
 int CellsPerSequence(const StackConfig& config) {
@@ -40,10 +49,7 @@ Result<std::unique_ptr<store::BlockStore>> OpenBlockStore(
     params.remote =
         std::make_shared<store::RemoteTier>(redis, config.remote_prefix, config.remote_ttl_s);
   }
-  const std::string& encoding = config.cache_encoding;
-  const size_t plus = encoding.find('+');
-  KV_ASSIGN_OR_RETURN(params.codec.encoding, kv::ParseBlockEncoding(encoding.substr(0, plus)));
-  params.codec.zstd = plus != std::string::npos;
+  KV_ASSIGN_OR_RETURN(params.codec, ParseCodec(config.cache_encoding));
   if (config.cache_disk_gb > 0) {
     params.disk_dir = config.cache_dir + "/" + kv::BlockNamespaceDigest(params.space);
     // The reserve is at most a tenth of the file system: 64 MB kept free on an 8 MB one
@@ -84,9 +90,16 @@ Result<std::unique_ptr<LlamaEmbedder>> OpenEmbedder(const StackConfig& config) {
   return embedder;
 }
 
-ManagerParams ManagerParamsFor(const StackConfig& config, uint32_t n_stream,
-                               RestorePolicy restore) {
+Result<ManagerParams> ManagerParamsFor(const StackConfig& config, uint32_t n_stream,
+                                       RestorePolicy restore, bool upstream) {
   ManagerParams params;
+  KV_ASSIGN_OR_RETURN(params.recall_kv.mode, ParseRecallKvMode(config.recall_kv));
+  params.recall_kv.blend_fraction = config.recall_kv_fraction;
+  KV_ASSIGN_OR_RETURN(params.recall_kv.codec, ParseCodec(config.recall_kv_encoding));
+  // The context's last sequence: imports of recalled history go through it (Build).
+  if (!upstream && params.recall_kv.mode != RecallKvMode::kOff && config.kv_unified) {
+    params.recall_scratch_seq = static_cast<llama_seq_id>(ContextSequences(config));
+  }
   params.window = std::min(config.window, CellsPerSequence(config));
   params.max_generation = config.max_generation;
   params.threads = config.conversation_threads;
@@ -173,8 +186,13 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
     KV_ASSIGN_OR_RETURN(stack->model_, engine::Model::Load(load));
     const int n_sequences = ContextSequences(config);
     engine::ContextParams context_params;
-    context_params.n_ctx = static_cast<uint32_t>(CellsPerSequence(config)) * n_sequences;
-    context_params.n_seq_max = static_cast<uint32_t>(n_sequences);
+    // (Its imports hold at most one history span of cells at a time: room for them.)
+    const bool scratch = config.kv_unified && config.recall_kv != "off";
+    context_params.n_ctx = static_cast<uint32_t>(CellsPerSequence(config)) * n_sequences +
+                           (scratch ? static_cast<uint32_t>(RecallKv::kSpanTokens) : 0);
+    // One more for recalled history's imports (recall_kv.h), in a unified cache only: in one
+    // of a stream per sequence it would take a share of the cells and could not be used.
+    context_params.n_seq_max = static_cast<uint32_t>(n_sequences + (scratch ? 1 : 0));
     context_params.n_threads = config.threads;
     context_params.cache_type = cache_type;
     context_params.kv_unified = config.kv_unified;
@@ -275,8 +293,10 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
                   << " rules apply to '" << model_name << "'";
   }
   const uint32_t n_stream = stack->context_ != nullptr ? stack->context_->n_stream() : 1;
+  KV_ASSIGN_OR_RETURN(ManagerParams manager_params,
+                      ManagerParamsFor(config, n_stream, restore, upstream));
   stack->manager_ = std::make_unique<ConversationManager>(
-      *stack->model_, stack->scheduler_.get(), ManagerParamsFor(config, n_stream, restore),
+      *stack->model_, stack->scheduler_.get(), manager_params,
       ManagerDeps{.store = upstream ? nullptr : stack->block_store_.get(),
                   .journal = stack->journal_.get(),
                   .sessions = stack->sessions_.get(),

@@ -64,9 +64,14 @@ struct StackConfig {
   // 0 = pins take the threads' parked ones (at most conversation_threads of them).
   int pinned_sequences = 0;
   double fog_alpha = 0.5;
-  int recall_budget = 1024;                // tokens of recalled chunks per prompt; 0 = no recall
-  double recall_min_score = 1.0;           // relevance threshold (BM25 or fused score, fog applied)
-  int max_recalls = 2;                     // mid-generation recalls per response; 0 = off
+  int recall_budget = 1024;       // tokens of recalled chunks per prompt; 0 = no recall
+  double recall_min_score = 1.0;  // relevance threshold (BM25 or fused score, fog applied)
+  int max_recalls = 2;            // mid-generation recalls per response; 0 = off
+  // Recalled chunks as KV (recall_kv.h): off, reuse or blend; blend's prefilled share; the
+  // encoding of kept history spans at rest (f16, q8, q4, optionally +zstd).
+  std::string recall_kv = "reuse";
+  double recall_kv_fraction = 0.25;
+  std::string recall_kv_encoding = "q8";
   std::vector<std::string> hedge_phrases;  // empty = the built-in English list
   // GGUF embedding model for dense chunk search fused with BM25; "" = BM25 only.
   std::string embedding_model;

@@ -28,6 +28,10 @@ Result<std::vector<int32_t>> ChatTurnRenderer::Render(memory::Role role, std::st
   return tokens;
 }
 
+Result<std::vector<int32_t>> ChatTurnRenderer::Tokenize(std::string_view text) {
+  return tokenizer_->Tokenize(std::string(text), {.add_special = false, .parse_special = false});
+}
+
 std::string ChatTurnRenderer::Text(std::span<const int32_t> tokens) const {
   return tokenizer_->Detokenize(tokens, /*render_special=*/false);
 }

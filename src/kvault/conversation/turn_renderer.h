@@ -26,6 +26,7 @@ class ChatTurnRenderer final : public memory::TurnRenderer {
 
   Result<std::vector<int32_t>> Render(memory::Role role, std::string_view text) override;
   std::vector<int32_t> GenerationPrompt() override { return generation_prompt_; }
+  Result<std::vector<int32_t>> Tokenize(std::string_view text) override;
   // Tokens every prompt starts with (BOS for vocabularies that want one; often none).
   const std::vector<int32_t>& prompt_start() const { return prompt_start_; }
   // A message's text without its template: for search results and recalled chunks.

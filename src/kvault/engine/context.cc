@@ -104,6 +104,9 @@ uint32_t Context::n_ctx() const { return llama_n_ctx(ctx_); }
 
 Status Context::Decode(const llama_batch& batch) {
   const int32_t rc = llama_decode(ctx_, batch);
+  // llama_decode applies pending shifts first (llama_context::decode -> memory_update), even
+  // when the batch itself then fails for want of room.
+  if (rc == 0 || rc == 1) shift_pending_ = false;
   if (rc == 0) return Status::Ok();
   if (rc == 1) {
     return ResourceExhaustedError("no KV cache room for a batch of " +
@@ -152,11 +155,24 @@ llama_pos Context::SequenceLength(llama_seq_id seq_id) const {
   return llama_memory_seq_pos_max(llama_get_memory(ctx_), seq_id) + 1;
 }
 
+bool Context::CanShift() const { return llama_memory_can_shift(llama_get_memory(ctx_)); }
+
+void Context::ShiftPositions(llama_seq_id seq_id, llama_pos p0, llama_pos p1, llama_pos delta) {
+  if (delta == 0) return;
+  llama_memory_seq_add(llama_get_memory(ctx_), seq_id, p0, p1, delta);
+  shift_pending_ = true;
+}
+
 void Context::ClearAll() { llama_memory_clear(llama_get_memory(ctx_), /*data=*/false); }
 
 Result<std::vector<uint8_t>> Context::ExportSequence(llama_seq_id seq_id) const {
   Status status = CheckSeqId(seq_id);
   if (!status.ok()) return status;
+  if (shift_pending_) {
+    return FailedPreconditionError("sequence " + std::to_string(seq_id) +
+                                   " cannot be exported while a position shift waits for the "
+                                   "next decode (its K is not yet rotated)");
+  }
   std::vector<uint8_t> bytes(llama_state_seq_get_size(ctx_, seq_id));
   const size_t written = llama_state_seq_get_data(ctx_, bytes.data(), bytes.size(), seq_id);
   if (written == 0 || written > bytes.size()) {

@@ -83,7 +83,20 @@ class Context {
   // Empties every sequence and resets cell placement.
   void ClearAll();
 
+  // --- Moving cells to other positions (recalled history, conversation/recall_kv.h) -------
+  // Whether llama.cpp can move cells of this model and cache (llama_memory_can_shift: false
+  // for M-RoPE and per-layer-RoPE models, where a shift would abort the process).
+  bool CanShift() const;
+  // Adds `delta` to the positions [p0, p1) of `seq_id` (llama_memory_seq_add). For RoPE
+  // models llama.cpp re-rotates their K only at the start of the next Decode, so until then
+  // the cells carry their new positions with K still rotated for the old ones: ExportSequence
+  // refuses (FailedPrecondition) while such a shift is pending. REQUIRES: CanShift().
+  void ShiftPositions(llama_seq_id seq_id, llama_pos p0, llama_pos p1, llama_pos delta);
+  // A shift is waiting for the next Decode.
+  bool shift_pending() const { return shift_pending_; }
+
   // llama.cpp's serialized state of one sequence (cells, positions, K and V rows).
+  // FailedPrecondition while a shift is pending (see ShiftPositions).
   Result<std::vector<uint8_t>> ExportSequence(llama_seq_id seq_id) const;
   // Loads bytes from ExportSequence into seq_id, which should be empty. InvalidArgument if
   // llama.cpp rejects them (no room, or not a state of this context's shape).
@@ -96,6 +109,7 @@ class Context {
   const Model& model_;
   ContextParams params_;
   llama_context* ctx_;
+  bool shift_pending_ = false;
 };
 
 }  // namespace kvault::engine

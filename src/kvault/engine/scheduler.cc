@@ -26,7 +26,8 @@ int64_t NowMicros() {
 struct Active {
   GenerationRequest request;
   std::unique_ptr<Sampler> sampler;
-  size_t prompt_offset = 0;  // prompt tokens already decoded
+  size_t prompt_offset = 0;  // prompt tokens already decoded (or held)
+  size_t next_held = 0;      // request.held[next_held] is the next range to skip
   llama_pos next_pos = 0;    // position of the next token to decode
   bool has_pending = false;  // a sampled token waits to be decoded
   llama_token pending = 0;
@@ -35,6 +36,23 @@ struct Active {
   bool started = false;
 
   bool prefilling() const { return prompt_offset < request.prompt.size(); }
+  // Steps over a held range that starts where the prompt has got to: its KV is in place.
+  void SkipHeld() {
+    while (next_held < request.held.size() && request.held[next_held].offset == prompt_offset) {
+      const HeldRange& range = request.held[next_held++];
+      const auto first = request.prompt.begin() + static_cast<std::ptrdiff_t>(range.offset);
+      outcome.decoded_tokens.insert(outcome.decoded_tokens.end(), first,
+                                    first + static_cast<std::ptrdiff_t>(range.n));
+      prompt_offset += range.n;
+      next_pos += static_cast<llama_pos>(range.n);
+    }
+  }
+  // Prompt tokens that may be decoded from prompt_offset before the next held range.
+  size_t UntilHeld() const {
+    const size_t end =
+        next_held < request.held.size() ? request.held[next_held].offset : request.prompt.size();
+    return end - prompt_offset;
+  }
 };
 
 struct Task {
@@ -103,6 +121,16 @@ Status Scheduler::CheckSampling(const SamplingParams& sampling) const {
 Status Scheduler::Submit(GenerationRequest request) {
   if (request.prompt.empty()) return InvalidArgumentError("the prompt has no tokens");
   if (request.max_tokens <= 0) return InvalidArgumentError("max_tokens must be positive");
+  size_t held_end = 0;
+  for (const HeldRange& range : request.held) {
+    if (range.n == 0 || range.offset < held_end ||
+        range.offset + range.n >= request.prompt.size()) {
+      return InvalidArgumentError(
+          "held prompt ranges must be ordered, disjoint and end before "
+          "the last prompt token");
+    }
+    held_end = range.offset + range.n;
+  }
   const auto n_seq = static_cast<llama_seq_id>(impl_->context->params().n_seq_max);
   if (request.seq_id < 0 || request.seq_id >= n_seq) {
     return InvalidArgumentError("sequence id " + std::to_string(request.seq_id) +
@@ -248,8 +276,9 @@ bool Scheduler::Impl::Step() {
   if (any_generating) budget = std::min(budget, static_cast<size_t>(params.prefill_chunk));
   for (auto& [seq_id, entry] : active) {
     if (!entry.prefilling() || budget == 0) continue;
+    entry.SkipHeld();
     const std::vector<llama_token>& prompt = entry.request.prompt;
-    const size_t n = std::min(budget, prompt.size() - entry.prompt_offset);
+    const size_t n = std::min(budget, entry.UntilHeld());
     // Logits only for the chunk that ends the prompt: they give the first reply token, and
     // earlier chunks' logits would be computed for nothing.
     const bool last = entry.prompt_offset + n == prompt.size();

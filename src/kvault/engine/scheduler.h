@@ -50,11 +50,21 @@ struct GenerationOutcome {
   int64_t total_us = 0;
 };
 
+// Prompt tokens [offset, offset + n) whose KV the sequence already holds at their positions
+// (recalled history put back, conversation/recall_kv.h): they are not decoded again.
+struct HeldRange {
+  size_t offset = 0;
+  size_t n = 0;
+};
+
 struct GenerationRequest {
   llama_seq_id seq_id = 0;
   // The sequence already holds positions [0, first_pos); prompt goes from first_pos.
   llama_pos first_pos = 0;
   std::vector<llama_token> prompt;  // REQUIRES: not empty
+  // In prompt order, disjoint, never the last prompt token (its logits start the reply).
+  // They count as decoded (GenerationOutcome::decoded_tokens) once the prompt reaches them.
+  std::vector<HeldRange> held;
   SamplingParams sampling;
   int max_tokens = 256;
   bool stop_at_end_of_generation = true;

@@ -11,6 +11,28 @@ namespace {
 constexpr std::string_view kRecallHeader =
     "Excerpts recalled from earlier in this conversation, too old to fit in the context:";
 
+// Stands in for a chunk's text while the recall message is rendered, then is replaced by the
+// chunk's tokens: letters only, on a line of its own, so BPE pre-tokenizers cut it off from
+// its neighbours and it tokenizes the same alone as in the message.
+std::string ChunkMarker(size_t i) {
+  std::string marker = "Kvaultrecalledchunk";
+  do {
+    marker += static_cast<char>('a' + i % 26);
+    i /= 26;
+  } while (i > 0);
+  return marker;
+}
+
+// Where `needle` occurs in `haystack` from `from` on; npos if it does not.
+size_t FindTokens(std::span<const int32_t> haystack, std::span<const int32_t> needle, size_t from) {
+  if (needle.empty() || haystack.size() < needle.size()) return std::string::npos;
+  for (size_t i = from; i + needle.size() <= haystack.size(); ++i) {
+    if (std::equal(needle.begin(), needle.end(), haystack.begin() + static_cast<std::ptrdiff_t>(i)))
+      return i;
+  }
+  return std::string::npos;
+}
+
 int64_t SumTokens(std::span<const Turn> turns, size_t begin, size_t end) {
   int64_t n = 0;
   for (size_t i = begin; i < end; ++i) n += turns[i].n_tokens;
@@ -155,14 +177,18 @@ Result<Window> WindowBuilder::Assemble(const WindowInputs& inputs, const Layout&
   // The stable part first (system turns, then the clear zone): the same tokens turn after
   // turn, so their KV is reused. What changes every turn comes after it.
   AppendRange(store, store.begin_pos(), system_end, &window.tokens);
+  const auto clear_offset = static_cast<int64_t>(window.tokens.size());
   AppendRange(store, window.clear_first_pos, new_turn.first_pos, &window.tokens);
   window.n_prefix_tokens = static_cast<int64_t>(window.tokens.size());
+  window.clear_run = {window.clear_first_pos, clear_offset, window.n_prefix_tokens - clear_offset};
   // Chunks are recalled only from the fog: while the clear zone reaches back to the system
   // turns there is none, and the whole history is in the prompt. Facts are recalled anyway.
   if (layout.recall_reserve > 0 && (window.n_fog_tokens > 0 || !inputs.facts.empty())) {
     KV_ASSIGN_OR_RETURN(std::vector<int32_t> message,
                         Recall(inputs, system_end, window.clear_first_pos, layout.recall_reserve,
-                               &window.recalled));
+                               &window.recalled, &window.recall_runs));
+    window.token_recall = params_.token_recall && !window.recall_runs.empty();
+    for (HistoryRun& run : window.recall_runs) run.offset += window.n_prefix_tokens;
     window.n_recall_tokens = static_cast<int64_t>(message.size());
     window.tokens.insert(window.tokens.end(), message.begin(), message.end());
   }
@@ -171,24 +197,82 @@ Result<Window> WindowBuilder::Assemble(const WindowInputs& inputs, const Layout&
   return window;
 }
 
+Result<std::vector<int32_t>> WindowBuilder::RenderTokenMessage(
+    const WindowInputs& inputs, std::span<const RecalledChunk> chosen,
+    std::vector<HistoryRun>* runs) const {
+  // Rendered with a marker where each chunk's text goes, then split at the markers: the
+  // template's own tokens (the message's opener and closer) stay as it renders them.
+  std::string text(kRecallHeader);
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    text += "\n\n" + chosen[i].annotation + "\n" +
+            (chosen[i].hit.chunk_id >= 0 ? ChunkMarker(i) : chosen[i].text);
+  }
+  KV_ASSIGN_OR_RETURN(const std::vector<int32_t> rendered,
+                      inputs.renderer->Render(Role::kSystem, text));
+  std::vector<int32_t> message;
+  runs->clear();
+  size_t at = 0;
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    const ChunkHit& hit = chosen[i].hit;
+    if (hit.chunk_id < 0) continue;
+    KV_ASSIGN_OR_RETURN(const std::vector<int32_t> marker,
+                        inputs.renderer->Tokenize(ChunkMarker(i)));
+    const size_t found = FindTokens(rendered, marker, at);
+    if (found == std::string::npos) {
+      return FailedPreconditionError(
+          "the chat template's rendering of the recall message "
+          "cannot be split around a chunk");
+    }
+    message.insert(message.end(), rendered.begin() + static_cast<std::ptrdiff_t>(at),
+                   rendered.begin() + static_cast<std::ptrdiff_t>(found));
+    runs->push_back({hit.first_pos, static_cast<int64_t>(message.size()), hit.n_tokens});
+    AppendRange(*inputs.store, hit.first_pos, hit.end_pos(), &message);
+    at = found + marker.size();
+  }
+  message.insert(message.end(), rendered.begin() + static_cast<std::ptrdiff_t>(at), rendered.end());
+  return message;
+}
+
 Result<std::vector<int32_t>> WindowBuilder::Recall(const WindowInputs& inputs, int64_t system_end,
                                                    int64_t fog_end, int64_t reserve,
-                                                   std::vector<RecalledChunk>* chosen) const {
+                                                   std::vector<RecalledChunk>* chosen,
+                                                   std::vector<HistoryRun>* runs) const {
   // Only chunks ending before the clear zone: later ones are in the prompt already.
   KV_ASSIGN_OR_RETURN(const std::vector<ChunkHit> hits, inputs.recall(fog_end));
   const TokenStore& store = *inputs.store;
   std::vector<int32_t> message;
+  bool by_tokens = params_.token_recall;
+  std::vector<HistoryRun> rendered_runs;  // of the last render; *runs once it is accepted
+  // The whole message for `chosen`, and where its chunks are; falls back to text for good
+  // once the template cannot be split.
+  auto render = [&]() -> Result<std::vector<int32_t>> {
+    if (by_tokens) {
+      Result<std::vector<int32_t>> tokens = RenderTokenMessage(inputs, *chosen, &rendered_runs);
+      if (tokens.ok() || tokens.status().code() != StatusCode::kFailedPrecondition) return tokens;
+      by_tokens = false;
+      rendered_runs.clear();
+      runs->clear();
+      for (RecalledChunk& c : *chosen) {
+        if (c.hit.chunk_id >= 0 && c.text.empty()) {
+          KV_ASSIGN_OR_RETURN(const std::vector<int32_t> chunk,
+                              store.Tokens(c.hit.first_pos, c.hit.n_tokens));
+          c.text = inputs.detokenize(chunk);
+        }
+      }
+    }
+    return inputs.renderer->Render(Role::kSystem, RecallMessageText(*chosen));
+  };
   for (const RecalledFact& fact : inputs.facts) {
     // Facts go first and are tried one by one in rank order, like chunks below: one that does
     // not fit is skipped, a shorter one after it may still fit.
     chosen->push_back({ChunkHit{.chunk_id = -1}, fact.annotation, fact.text});
-    KV_ASSIGN_OR_RETURN(std::vector<int32_t> rendered,
-                        inputs.renderer->Render(Role::kSystem, RecallMessageText(*chosen)));
+    KV_ASSIGN_OR_RETURN(std::vector<int32_t> rendered, render());
     if (static_cast<int64_t>(rendered.size()) > reserve) {
       chosen->pop_back();
       continue;
     }
     message = std::move(rendered);
+    *runs = rendered_runs;
   }
   for (const ChunkHit& hit : hits) {
     // Chunks wholly inside the system turns are in the prompt already; ones before
@@ -202,18 +286,21 @@ Result<std::vector<int32_t>> WindowBuilder::Recall(const WindowInputs& inputs, i
       return c.hit.chunk_id >= 0 && (c.hit.chunk_id == hit.chunk_id || Overlaps(c.hit, hit));
     });
     if (!usable || taken) continue;
-    KV_ASSIGN_OR_RETURN(const std::vector<int32_t> tokens,
-                        store.Tokens(hit.first_pos, hit.n_tokens));
-    chosen->push_back(
-        {hit, RecallAnnotation(hit, store.end_pos(), &store), inputs.detokenize(tokens)});
+    std::string text;
+    if (!by_tokens) {
+      KV_ASSIGN_OR_RETURN(const std::vector<int32_t> tokens,
+                          store.Tokens(hit.first_pos, hit.n_tokens));
+      text = inputs.detokenize(tokens);
+    }
+    chosen->push_back({hit, RecallAnnotation(hit, store.end_pos(), &store), std::move(text)});
     // Rendering the whole message again counts exactly what the template adds.
-    KV_ASSIGN_OR_RETURN(std::vector<int32_t> rendered,
-                        inputs.renderer->Render(Role::kSystem, RecallMessageText(*chosen)));
+    KV_ASSIGN_OR_RETURN(std::vector<int32_t> rendered, render());
     if (static_cast<int64_t>(rendered.size()) > reserve) {
       chosen->pop_back();  // a smaller chunk further down may still fit
       continue;
     }
     message = std::move(rendered);
+    *runs = rendered_runs;
   }
   return message;
 }

@@ -45,6 +45,8 @@ class TurnRenderer {
   virtual Result<std::vector<int32_t>> Render(Role role, std::string_view text) = 0;
   // The tokens that open the assistant's reply.
   virtual std::vector<int32_t> GenerationPrompt() = 0;
+  // Plain text as tokens, no special tokens parsed, none added (WindowParams::token_recall).
+  virtual Result<std::vector<int32_t>> Tokenize(std::string_view text) = 0;
 };
 
 // Finds the chunks relevant to the new message among those ending at or before
@@ -57,6 +59,12 @@ struct WindowParams {
   int32_t slide_step = 0;           // minimum clear-zone move; 0 = window / 4
   int32_t recall_budget = 1024;     // tokens for the recall message (--recall-budget)
   double min_score = 0;             // recall relevance threshold (ChunkHit::score)
+  // Recalled chunks as their own stored tokens (chat-template tokens included) rather than
+  // as their detokenized text: the prompt then holds each chunk's tokens exactly, so the KV
+  // computed for them earlier can be put back instead of prefilled (conversation/recall_kv.h).
+  // Where the template's rendering cannot be split around a chunk, the window falls back to
+  // text (Window::token_recall false).
+  bool token_recall = false;
 };
 
 // A piece of knowledge recalled like a chunk (knowledge_store.h facts), best first.
@@ -83,7 +91,15 @@ struct ClearZoneState {
 struct RecalledChunk {
   ChunkHit hit;            // chunk_id -1: a recalled fact, not a chunk of the history
   std::string annotation;  // "[recalled from turn 812, 3 May 2023, about 51,234 tokens ago]"
-  std::string text;        // the chunk's detokenized text
+  std::string text;        // the chunk's detokenized text (empty with token recall)
+};
+
+// A run of the history's tokens held as they are in the window: tokens [first_pos,
+// first_pos + n_tokens) of the store sit at window.tokens[offset, offset + n_tokens).
+struct HistoryRun {
+  int64_t first_pos = 0;
+  int64_t offset = 0;
+  int64_t n_tokens = 0;
 };
 
 struct Window {
@@ -96,6 +112,10 @@ struct Window {
   std::vector<RecalledChunk> recalled;  // in the order they appear
   int64_t n_recall_tokens = 0;          // tokens of the recall message
   bool slid = false;                    // the clear zone's start moved since the last build
+  HistoryRun clear_run;                 // the clear zone
+  // With token recall: each recalled chunk's tokens, in prompt order (facts have none).
+  std::vector<HistoryRun> recall_runs;
+  bool token_recall = false;  // the recall message was built from tokens
 };
 
 class WindowBuilder {
@@ -120,7 +140,14 @@ class WindowBuilder {
   // Picks recall hits into *chosen; returns the rendered recall message (empty for none).
   Result<std::vector<int32_t>> Recall(const WindowInputs& inputs, int64_t system_end,
                                       int64_t fog_end, int64_t reserve,
-                                      std::vector<RecalledChunk>* chosen) const;
+                                      std::vector<RecalledChunk>* chosen,
+                                      std::vector<HistoryRun>* runs) const;
+  // The recall message for `chosen` with each chunk's own tokens spliced in where its text
+  // would be; *runs gets where they are (offsets in the message). FailedPrecondition if the
+  // rendering cannot be split around a chunk.
+  Result<std::vector<int32_t>> RenderTokenMessage(const WindowInputs& inputs,
+                                                  std::span<const RecalledChunk> chosen,
+                                                  std::vector<HistoryRun>* runs) const;
 
   WindowParams params_;
 };

@@ -27,6 +27,11 @@ class WordRenderer final : public TurnRenderer {
   std::vector<int32_t> GenerationPrompt() override {
     return {1 + static_cast<int32_t>(Role::kAssistant)};
   }
+  Result<std::vector<int32_t>> Tokenize(std::string_view text) override {
+    std::vector<int32_t> tokens;
+    for (int32_t id : words_->Tokenize(text)) tokens.push_back(id);
+    return tokens;
+  }
 
  private:
   TestWords* words_;
@@ -148,6 +153,51 @@ TEST_F(WindowBuilderTest, FactFiftyThousandTokensDeepIsRecalledWithItsAnnotation
   EXPECT_EQ(plain.n_recall_tokens, 0);
   EXPECT_GT(plain.n_prefix_tokens, window.n_prefix_tokens);
   EXPECT_LE(plain.tokens.size(), 4096u - 512u);
+}
+
+TEST_F(WindowBuilderTest, TokenRecallSplicesEachChunksOwnTokensWhereItsTextWouldBe) {
+  Say(Role::kSystem, "you are a helpful assistant");
+  Filler(3000);
+  const Turn fact = Say(Role::kUser, "by the way my sister's dog is called Biscuit");
+  Filler(6000);
+  const std::string question = "what was the name of my sister's dog again";
+  Say(Role::kUser, question);
+  WindowParams params{.window = 2048, .generation_budget = 256};
+  ClearZoneState text_state;
+  const Window text = WindowBuilder(params).Build(Inputs(true, question), &text_state).value();
+  params.token_recall = true;
+  ClearZoneState state;
+  const Window window = WindowBuilder(params).Build(Inputs(true, question), &state).value();
+  ASSERT_TRUE(window.token_recall);
+  ASSERT_FALSE(window.recalled.empty());
+  // The same chunks as with text recall, each at its run, holding the store's own tokens.
+  ASSERT_EQ(window.recalled.size(), text.recalled.size());
+  ASSERT_EQ(window.recall_runs.size(), window.recalled.size());
+  bool has_fact = false;
+  int64_t previous_end = window.n_prefix_tokens;
+  for (size_t i = 0; i < window.recalled.size(); ++i) {
+    const ChunkHit& hit = window.recalled[i].hit;
+    EXPECT_EQ(hit.chunk_id, text.recalled[i].hit.chunk_id);
+    const HistoryRun& run = window.recall_runs[i];
+    EXPECT_EQ(run.first_pos, hit.first_pos);
+    EXPECT_EQ(run.n_tokens, hit.n_tokens);
+    EXPECT_GT(run.offset, previous_end);  // the header or an annotation comes first
+    previous_end = run.offset + run.n_tokens;
+    const std::vector<int32_t> stored = store_.Tokens(hit.first_pos, hit.n_tokens).value();
+    ASSERT_LE(run.offset + run.n_tokens, static_cast<int64_t>(window.tokens.size()));
+    EXPECT_TRUE(std::equal(stored.begin(), stored.end(), window.tokens.begin() + run.offset));
+    has_fact = has_fact || (hit.first_turn <= fact.number && fact.number <= hit.last_turn);
+  }
+  EXPECT_TRUE(has_fact);
+  EXPECT_LE(window.n_recall_tokens, 1024);
+  EXPECT_LE(window.tokens.size(), 2048u - 256u);
+  // The stable prefix is the same either way; its clear zone run maps the store's tokens.
+  EXPECT_EQ(window.n_prefix_tokens, text.n_prefix_tokens);
+  const HistoryRun& clear = window.clear_run;
+  EXPECT_EQ(clear.first_pos, window.clear_first_pos);
+  EXPECT_EQ(clear.offset + clear.n_tokens, window.n_prefix_tokens);
+  const std::vector<int32_t> zone = store_.Tokens(clear.first_pos, clear.n_tokens).value();
+  EXPECT_TRUE(std::equal(zone.begin(), zone.end(), window.tokens.begin() + clear.offset));
 }
 
 TEST_F(WindowBuilderTest, ClearZoneKeepsItsPrefixAndSlidesRarelyByAtLeastTheStep) {

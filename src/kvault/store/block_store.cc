@@ -218,6 +218,7 @@ FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& vi
     kv::DecodedBlock& decoded;
     ~GiveBack() { s.decode_buffers.Give(std::move(decoded.block.data)); }
   } give_back{s, decoded};
+  llama_pos chain_first_pos = 0;
   for (const LocatedBlock& located : lookup.blocks) {
     const auto start = std::chrono::steady_clock::now();
     BlockBytes bytes;
@@ -278,7 +279,10 @@ FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& vi
     if (checked.ok() && !(decoded.meta.name == located.name)) {
       checked = CorruptionError("block file " + located.name.ToHex() + " holds another block");
     }
-    if (checked.ok() && decoded.block.first_pos != static_cast<llama_pos>(fetched.n_tokens)) {
+    // A detached chain (history KV) starts where its KV was computed; blocks then follow on.
+    if (lookup.detached && fetched.n_tokens == 0) chain_first_pos = decoded.block.first_pos;
+    if (checked.ok() &&
+        decoded.block.first_pos != chain_first_pos + static_cast<llama_pos>(fetched.n_tokens)) {
       checked = CorruptionError("block " + located.name.ToHex() + " starts at the wrong position");
     }
     if (checked.ok() && located.n_tokens > decoded.block.n_tokens) {
@@ -343,12 +347,36 @@ FetchProgress BlockStore::FetchEach(const Lookup& lookup, const BlockVisitor& vi
 Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const kv::KvBlock& kv,
                                       const BlockName& previous_tail, bool persist_tail,
                                       const BlockName& root) {
-  Impl& s = *impl_;
   if (kv.first_pos != 0 || kv.n_tokens != tokens.size()) {
     return InvalidArgumentError("store: the KV covers " + std::to_string(kv.n_tokens) +
                                 " positions from " + std::to_string(kv.first_pos) + ", the " +
                                 "sequence has " + std::to_string(tokens.size()) + " tokens");
   }
+  return StoreChain(tokens, kv, previous_tail, persist_tail, root, impl_->params.codec);
+}
+
+Result<StoreResult> BlockStore::StoreDetached(std::span<const llama_token> tokens,
+                                              const kv::KvBlock& kv, const BlockName& root,
+                                              const kv::CodecOptions& codec) {
+  if (kv.n_tokens != tokens.size() || tokens.empty()) {
+    return InvalidArgumentError("store: the KV covers " + std::to_string(kv.n_tokens) +
+                                " positions, the span has " + std::to_string(tokens.size()) +
+                                " tokens");
+  }
+  return StoreChain(tokens, kv, {}, /*persist_tail=*/true, root, codec);
+}
+
+bool BlockStore::Has(std::span<const llama_token> tokens, const BlockName& root) const {
+  Impl& s = *impl_;
+  MutexLock lock(&s.mu);
+  return s.tree.Match(tokens, root).n_tokens == tokens.size();
+}
+
+Result<StoreResult> BlockStore::StoreChain(std::span<const llama_token> tokens,
+                                           const kv::KvBlock& kv, const BlockName& previous_tail,
+                                           bool persist_tail, const BlockName& root,
+                                           const kv::CodecOptions& codec) {
+  Impl& s = *impl_;
   // Names depend only on the tokens (content addressing), so the plan needs no lock; only
   // the tree lookup that says which blocks are new does.
   const size_t b = s.params.space.block_size;
@@ -377,14 +405,15 @@ Result<StoreResult> BlockStore::Store(std::span<const llama_token> tokens, const
   int64_t raw_bytes = 0;
   for (Planned& block : plan) {
     if (!block.bytes) continue;
-    KV_ASSIGN_OR_RETURN(kv::KvBlock slice, kv::SliceBlock(kv, static_cast<llama_pos>(block.first),
-                                                          static_cast<uint32_t>(block.n)));
+    KV_ASSIGN_OR_RETURN(kv::KvBlock slice,
+                        kv::SliceBlock(kv, kv.first_pos + static_cast<llama_pos>(block.first),
+                                       static_cast<uint32_t>(block.n)));
     kv::BlockMeta meta;
     meta.name = block.name;
     meta.parent = block.parent;
     meta.space = s.params.space;
     meta.tokens.assign(tokens.begin() + block.first, tokens.begin() + block.first + block.n);
-    KV_ASSIGN_OR_RETURN(std::vector<uint8_t> encoded, kv::EncodeBlock(slice, meta, s.params.codec));
+    KV_ASSIGN_OR_RETURN(std::vector<uint8_t> encoded, kv::EncodeBlock(slice, meta, codec));
     raw_bytes += static_cast<int64_t>(slice.data.size());
     block.bytes = std::make_shared<const std::vector<uint8_t>>(std::move(encoded));
   }

@@ -126,6 +126,9 @@ struct LocatedBlock {
 struct Lookup {
   std::vector<LocatedBlock> blocks;
   size_t n_tokens = 0;
+  // A chain stored by StoreDetached: its first block starts wherever its KV was computed
+  // (the others follow it); a prefix's starts at 0.
+  bool detached = false;
   uint64_t bytes = 0;
   double restore_seconds = 0;  // estimated from the measured tier bandwidths
 };
@@ -217,6 +220,18 @@ class BlockStore {
                             const BlockName& previous_tail, bool persist_tail = true,
                             const BlockName& root = {});
 
+  // --- History KV (conversation/recall_kv.h) ---------------------------------------------
+  // Stores `kv`, which holds `tokens` at the positions they were computed at (any, not
+  // necessarily from 0), as a chain under `root` (a partition root of its own, so no prefix
+  // lookup of another root meets it), encoded with `codec` rather than the store's own. Same
+  // tiers, budgets, eviction and TTL as prefix blocks; blocks already cached only record a
+  // use. Read back with Find(tokens, root), then Fetch/FetchEach of the lookup with
+  // `detached` set.
+  Result<StoreResult> StoreDetached(std::span<const llama_token> tokens, const kv::KvBlock& kv,
+                                    const BlockName& root, const kv::CodecOptions& codec);
+  // Whether the chain of `tokens` under `root` is wholly in the tree (no read, no use).
+  bool Has(std::span<const llama_token> tokens, const BlockName& root) const;
+
   // Pins (delta > 0) or unpins the blocks of the longest cached prefix of `tokens` (the last
   // may be used only in part). Returns their names.
   std::vector<BlockName> Pin(std::span<const llama_token> tokens, int delta,
@@ -267,6 +282,9 @@ class BlockStore {
  private:
   struct Impl;
   explicit BlockStore(std::unique_ptr<Impl> impl);
+  Result<StoreResult> StoreChain(std::span<const llama_token> tokens, const kv::KvBlock& kv,
+                                 const BlockName& previous_tail, bool persist_tail,
+                                 const BlockName& root, const kv::CodecOptions& codec);
   std::unique_ptr<Impl> impl_;
 };
 

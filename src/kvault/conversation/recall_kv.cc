@@ -1,0 +1,282 @@
+#include "kvault/conversation/recall_kv.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "kvault/base/log.h"
+#include "kvault/base/status_macros.h"
+#include "kvault/engine/context.h"
+
+namespace kvault::conversation {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+int64_t FloorTo(int64_t pos, int64_t step) { return pos / step * step; }
+
+}  // namespace
+
+Result<RecallKvMode> ParseRecallKvMode(std::string_view name) {
+  if (name == "off") return RecallKvMode::kOff;
+  if (name == "reuse") return RecallKvMode::kReuse;
+  if (name == "blend") return RecallKvMode::kBlend;
+  return InvalidArgumentError("recall KV mode must be off, reuse or blend, not '" +
+                              std::string(name) + "'");
+}
+
+std::string_view RecallKvModeName(RecallKvMode mode) {
+  switch (mode) {
+    case RecallKvMode::kOff: return "off";
+    case RecallKvMode::kReuse: return "reuse";
+    case RecallKvMode::kBlend: return "blend";
+  }
+  return "off";
+}
+
+void RecallKvCounts::Add(const RecallKvCounts& other) {
+  chunks_materialized += other.chunks_materialized;
+  chunks_prefilled += other.chunks_prefilled;
+  tokens_materialized += other.tokens_materialized;
+  tokens_prefilled += other.tokens_prefilled;
+  tokens_reused += other.tokens_reused;
+  spans_missing += other.spans_missing;
+  spans_failed += other.spans_failed;
+  materialize_ms += other.materialize_ms;
+}
+
+// A part of a kept span, ready to import: `state` holds its cells at the positions they were
+// computed at ([from, from + n)); they belong at prompt position `to`.
+struct RecallKv::Piece {
+  std::vector<uint8_t> state;
+  llama_pos from = 0;
+  llama_pos to = 0;
+  uint32_t n = 0;
+};
+
+RecallKv::RecallKv(engine::Scheduler* scheduler, store::BlockStore* store, RecallKvParams params,
+                   llama_seq_id scratch_seq, uint32_t n_stream)
+    : scheduler_(scheduler),
+      store_(store),
+      params_(params),
+      scratch_seq_(scratch_seq),
+      n_stream_(n_stream) {
+  stats_.mode = std::string(RecallKvModeName(params_.mode));
+  stats_.blend_fraction = params_.mode == RecallKvMode::kBlend ? params_.blend_fraction : 0;
+  stats_.encoding = std::string(kv::BlockEncodingName(params_.codec.encoding));
+}
+
+kv::BlockName RecallKv::SpanRoot(const kv::BlockName& partition, std::string_view key,
+                                 int64_t first_pos) const {
+  // A partition root of its own per span: no prefix lookup (of any scope) ever reaches it,
+  // and the store's recovery takes it as a root.
+  return kv::PartitionRoot("recall-kv\x1f" + partition.ToHex() + "\x1f" + std::string(key) +
+                           "\x1f" + std::to_string(first_pos));
+}
+
+void RecallKv::Keep(const kv::KvBlock& kv, std::span<const llama_token> held,
+                    const memory::HistoryRun& run, const kv::BlockName& partition,
+                    std::string_view conversation_key) {
+  if (!active() || run.n_tokens <= 0) return;
+  const Clock::time_point start = Clock::now();
+  int64_t kept = 0;
+  int64_t bytes = 0;
+  int64_t errors = 0;
+  // Whole spans only: a span is kept as one piece of KV computed in one window.
+  for (int64_t pos = FloorTo(run.first_pos + kSpanTokens - 1, kSpanTokens);
+       pos + kSpanTokens <= run.first_pos + run.n_tokens; pos += kSpanTokens) {
+    const int64_t at = run.offset + (pos - run.first_pos);
+    if (at < 0 || at + kSpanTokens > static_cast<int64_t>(held.size()) ||
+        at + kSpanTokens > static_cast<int64_t>(kv.n_tokens)) {
+      break;
+    }
+    const std::span<const llama_token> tokens = held.subspan(static_cast<size_t>(at), kSpanTokens);
+    const kv::BlockName root = SpanRoot(partition, conversation_key, pos);
+    if (store_->Has(tokens, root)) continue;
+    Result<kv::KvBlock> slice = kv::SliceBlock(kv, static_cast<llama_pos>(kv.first_pos + at),
+                                               static_cast<uint32_t>(kSpanTokens));
+    Result<store::StoreResult> stored =
+        slice.ok() ? store_->StoreDetached(tokens, *slice, root, params_.codec)
+                   : Result<store::StoreResult>(slice.status());
+    if (!stored.ok()) {
+      ++errors;
+      KV_LOG(kWarning) << "recall-kv: keeping history span " << pos
+                       << " failed: " << stored.status().ToString();
+      continue;
+    }
+    if (stored->n_new_blocks > 0) {
+      ++kept;
+      bytes += static_cast<int64_t>(store_->Find(tokens, root).bytes);
+    }
+  }
+  MutexLock lock(&mu_);
+  stats_.kept_spans += kept;
+  stats_.kept_tokens += kept * kSpanTokens;
+  stats_.kept_bytes += bytes;
+  stats_.keep_errors += errors;
+  stats_.keep_seconds += SecondsSince(start);
+}
+
+Result<RecallKv::Materialized> RecallKv::Materialize(llama_seq_id seq_id, size_t reused,
+                                                     std::span<const memory::HistoryRun> runs,
+                                                     const memory::TokenStore& history,
+                                                     const kv::BlockName& partition,
+                                                     std::string_view conversation_key) {
+  Materialized result;
+  RecallKvCounts& counts = result.counts;
+  if (runs.empty()) return result;
+  const Clock::time_point start = Clock::now();
+  struct Chunk {
+    const memory::HistoryRun* run = nullptr;
+    llama_pos begin = 0;  // prompt positions to materialize
+    llama_pos end = 0;
+    llama_pos lead = 0;  // tokens before `begin` prefilled anyway (blend)
+    std::vector<Piece> pieces;
+    bool usable = true;
+  };
+  std::vector<Chunk> chunks;
+  const auto done = static_cast<llama_pos>(reused);
+  for (const memory::HistoryRun& run : runs) {
+    const auto run_begin = static_cast<llama_pos>(run.offset);
+    const auto run_end = static_cast<llama_pos>(run.offset + run.n_tokens);
+    counts.tokens_reused += std::max(0, std::min(run_end, done) - run_begin);
+    // Blend recomputes each chunk's first tokens: they are the ones whose left context
+    // changed (the recall header or the chunk before, instead of the history before them).
+    const auto blended =
+        params_.mode == RecallKvMode::kBlend
+            ? static_cast<llama_pos>(std::ceil(params_.blend_fraction * run.n_tokens))
+            : 0;
+    const llama_pos first = std::max(run_begin, done);
+    const llama_pos begin = std::max(run_begin + blended, done);
+    if (begin >= run_end) {
+      counts.tokens_prefilled += std::max(0, run_end - first);
+      continue;
+    }
+    chunks.push_back({&run, begin, run_end, begin - first, {}, true});
+  }
+  auto prefill_all = [&](std::string why) {
+    for (const Chunk& chunk : chunks) {
+      ++counts.chunks_prefilled;
+      counts.tokens_prefilled += chunk.lead + (chunk.end - chunk.begin);
+    }
+    counts.refused = std::move(why);
+    Count(counts);
+    return result;
+  };
+  if (chunks.empty()) {
+    Count(counts);
+    return result;
+  }
+  if (params_.mode == RecallKvMode::kOff) return prefill_all("--recall-kv off");
+  if (store_ == nullptr) return prefill_all("no block store");
+  if (scratch_seq_ < 0) return prefill_all("no spare sequence for the imports");
+  if (n_stream_ != 1) {
+    return prefill_all(
+        "the KV cache has one stream per sequence (materialization needs "
+        "--kv-unified)");
+  }
+  // 1. Read the kept spans, on the request's thread (disk reads, decoding).
+  for (Chunk& chunk : chunks) {
+    // Prompt position `begin` holds history position first_pos + (begin - offset).
+    const memory::HistoryRun* run = chunk.run;
+    const int64_t lo = run->first_pos + (chunk.begin - run->offset);
+    const int64_t hi = run->first_pos + run->n_tokens;
+    for (int64_t span = FloorTo(lo, kSpanTokens); span < hi && chunk.usable; span += kSpanTokens) {
+      Result<std::vector<int32_t>> tokens = history.Tokens(span, kSpanTokens);
+      store::Lookup lookup;
+      if (tokens.ok()) lookup = store_->Find(*tokens, SpanRoot(partition, conversation_key, span));
+      if (!tokens.ok() || lookup.n_tokens != static_cast<size_t>(kSpanTokens)) {
+        ++counts.spans_missing;
+        chunk.usable = false;
+        break;
+      }
+      lookup.detached = true;
+      store::Fetched fetched = store_->Fetch(lookup);
+      Result<kv::KvBlock> block = !fetched.error.ok()          ? Result<kv::KvBlock>(fetched.error)
+                                  : fetched.blocks.size() == 1 ? std::move(fetched.blocks[0])
+                                                               : kv::JoinBlocks(fetched.blocks);
+      const int64_t from = std::max(lo, span);
+      const int64_t to = std::min(hi, span + kSpanTokens);
+      Result<kv::KvBlock> part =
+          block.ok()
+              ? kv::SliceBlock(*block, block->first_pos + static_cast<llama_pos>(from - span),
+                               static_cast<uint32_t>(to - from))
+              : block;
+      if (!part.ok()) {
+        ++counts.spans_failed;
+        chunk.usable = false;
+        KV_LOG(kWarning) << "recall-kv: history span " << span << " of '" << conversation_key
+                         << "' could not be read (" << part.status().ToString()
+                         << "); its chunk is prefilled";
+        break;
+      }
+      chunk.pieces.push_back({kv::SerializeSnapshot(*part, scratch_seq_, n_stream_),
+                              part->first_pos, static_cast<llama_pos>(chunk.begin + (from - lo)),
+                              part->n_tokens});
+    }
+  }
+  // 2. Put them in place, on the engine thread: import at the computed positions into the
+  //    scratch sequence (an import empties its target), shift, share into the request's.
+  std::string refused;
+  KV_RETURN_IF_ERROR(scheduler_->RunOnEngineThread([&](engine::Context& context) {
+    if (!context.CanShift()) {
+      refused = "llama.cpp cannot shift this model's positions";
+      return Status::Ok();
+    }
+    for (Chunk& chunk : chunks) {
+      if (!chunk.usable) continue;
+      for (const Piece& piece : chunk.pieces) {
+        context.ClearSequence(scratch_seq_);
+        if (Status imported = context.ImportSequence(scratch_seq_, piece.state); !imported.ok()) {
+          KV_LOG(kWarning) << "recall-kv: llama.cpp refused a history span (" << imported.message()
+                           << "); its chunk is prefilled";
+          ++counts.spans_failed;
+          chunk.usable = false;
+          break;
+        }
+        context.ShiftPositions(scratch_seq_, piece.from,
+                               piece.from + static_cast<llama_pos>(piece.n), piece.to - piece.from);
+        context.CopySequence(scratch_seq_, seq_id, piece.to,
+                             piece.to + static_cast<llama_pos>(piece.n));
+      }
+      context.ClearSequence(scratch_seq_);
+      // A chunk put back in part would leave a hole: what was copied goes again.
+      if (!chunk.usable) KV_RETURN_IF_ERROR(context.RemoveTokens(seq_id, chunk.begin, chunk.end));
+    }
+    return Status::Ok();
+  }));
+  if (!refused.empty()) return prefill_all(refused);
+  for (const Chunk& chunk : chunks) {
+    const int64_t n = chunk.end - chunk.begin;
+    counts.tokens_prefilled += chunk.lead;
+    if (!chunk.usable) {
+      ++counts.chunks_prefilled;
+      counts.tokens_prefilled += n;
+      continue;
+    }
+    ++counts.chunks_materialized;
+    counts.tokens_materialized += n;
+    result.held.push_back({static_cast<size_t>(chunk.begin) - reused, static_cast<size_t>(n)});
+  }
+  counts.materialize_ms = SecondsSince(start) * 1000.0;
+  Count(counts);
+  return result;
+}
+
+void RecallKv::Count(const RecallKvCounts& counts) {
+  MutexLock lock(&mu_);
+  ++stats_.requests;
+  if (!counts.refused.empty()) ++stats_.refusals;
+  stats_.totals.Add(counts);
+}
+
+RecallKvStats RecallKv::stats() const {
+  MutexLock lock(&mu_);
+  return stats_;
+}
+
+}  // namespace kvault::conversation

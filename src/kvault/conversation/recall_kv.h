@@ -1,0 +1,146 @@
+// conversation/recall_kv.h: recalled history comes back as KV, not as re-prefill (the
+// "materialization event").
+//
+// Keeping. After a checkpoint, the KV of each span of kSpanTokens (128) history tokens that
+// the window held contiguously (its clear zone) is kept as well, as it was computed there:
+// spans are aligned to absolute history positions, named by the conversation, the span's
+// first position and its tokens (so a rewritten history never matches), encoded at rest with
+// RecallKvParams::codec (q8 by default: bench/RESULTS.md "Recall KV" has the fidelity figures
+// that chose it), under the block store's tiers, budgets, eviction and TTL
+// (store::BlockStore::StoreDetached). A span is encoded once; later windows only touch it.
+//
+// Materialization. When the window recalls a chunk as its own tokens (memory/window_builder.h,
+// token recall), the spans covering it are read back, each is imported into a scratch
+// sequence at the positions it was computed at, moved to the chunk's place in the prompt
+// with llama.cpp's own position shift (llama_memory_seq_add, which re-rotates K at the next
+// decode; V does not depend on the position) and copied into the request's sequence (shared
+// cells: no bytes move). The scheduler then skips those tokens (engine::HeldRange). Blend
+// prefills the leading `blend_fraction` of each chunk instead: those tokens see the chunk's
+// new left context, and what follows attends to them.
+//
+// Safe mode: a span not kept, one that fails to read (corrupt, evicted meanwhile, another
+// shape) and an import llama.cpp refuses make their chunk prefilled, counted; the request
+// goes on. Refused outright (prefilled, counted): models llama.cpp cannot shift (M-RoPE,
+// per-layer RoPE) and caches of one stream per sequence, across which llama.cpp copies only
+// whole sequences (--kv-unified is needed).
+//
+// Thread-safety: all methods may be called from any thread; KV operations run on the
+// scheduler's engine thread.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <llama.h>
+
+#include "kvault/base/mutex.h"
+#include "kvault/base/result.h"
+#include "kvault/engine/scheduler.h"
+#include "kvault/kv/block_hash.h"
+#include "kvault/kv/snapshot_codec.h"
+#include "kvault/kv/snapshot_layout.h"
+#include "kvault/memory/token_store.h"
+#include "kvault/memory/window_builder.h"
+#include "kvault/store/block_store.h"
+
+namespace kvault::conversation {
+
+enum class RecallKvMode { kOff, kReuse, kBlend };
+Result<RecallKvMode> ParseRecallKvMode(std::string_view name);  // "off", "reuse", "blend"
+std::string_view RecallKvModeName(RecallKvMode mode);
+
+struct RecallKvParams {
+  RecallKvMode mode = RecallKvMode::kReuse;
+  // Blend: the share of each recalled chunk, from its start, that is prefilled.
+  double blend_fraction = 0.25;
+  kv::CodecOptions codec{.encoding = kv::BlockEncoding::kQ8};
+};
+
+// What one prompt's recall did with its chunks' KV.
+struct RecallKvCounts {
+  int64_t chunks_materialized = 0;  // at least part of the chunk put back as KV
+  int64_t chunks_prefilled = 0;     // wholly prefilled (not kept, failed, or refused)
+  int64_t tokens_materialized = 0;
+  int64_t tokens_prefilled = 0;  // recalled tokens decoded (blend's share included)
+  int64_t tokens_reused = 0;     // already in the sequence from the previous turn's prompt
+  int64_t spans_missing = 0;     // not kept, or evicted
+  int64_t spans_failed = 0;      // corrupt, unreadable or refused by llama.cpp
+  std::string refused;           // why nothing was materialized ("" if it was tried)
+  double materialize_ms = 0;     // reading, decoding, importing and shifting
+
+  void Add(const RecallKvCounts& other);
+};
+
+struct RecallKvStats {
+  std::string mode;
+  double blend_fraction = 0;
+  std::string encoding;  // at rest
+  RecallKvCounts totals;
+  int64_t requests = 0;     // prompts that recalled chunks
+  int64_t refusals = 0;     // prompts whose recall could not be materialized at all
+  int64_t kept_spans = 0;   // spans encoded and stored
+  int64_t kept_bytes = 0;   // their encoded size
+  int64_t kept_tokens = 0;  // tokens they cover
+  int64_t keep_errors = 0;
+  double keep_seconds = 0;
+};
+
+class RecallKv {
+ public:
+  static constexpr int64_t kSpanTokens = 128;
+
+  // `store` may be null (nothing is kept; every chunk is prefilled). `scratch_seq`: a
+  // sequence of the context no request uses. `n_stream`: engine::Context::n_stream().
+  RecallKv(engine::Scheduler* scheduler, store::BlockStore* store, RecallKvParams params,
+           llama_seq_id scratch_seq, uint32_t n_stream);
+
+  // Materialization can run (a mode other than off, a store, a scratch sequence and one
+  // cell pool): windows should then recall chunks as their tokens
+  // (memory::WindowParams::token_recall), and spans are kept.
+  bool active() const {
+    return params_.mode != RecallKvMode::kOff && store_ != nullptr && scratch_seq_ >= 0 &&
+           n_stream_ == 1;
+  }
+  const RecallKvParams& params() const { return params_; }
+
+  // After a checkpoint: keeps the spans of `run` (its offset a position in the sequence)
+  // that `kv`, the sequence's state for `held` (positions [0, held.size())), holds and the
+  // store does not have yet. Failures are logged and counted, never fatal.
+  void Keep(const kv::KvBlock& kv, std::span<const llama_token> held, const memory::HistoryRun& run,
+            const kv::BlockName& partition, std::string_view conversation_key);
+
+  struct Materialized {
+    std::vector<engine::HeldRange> held;  // prompt-relative from `reused`
+    RecallKvCounts counts;
+  };
+  // Before a generation: makes `seq_id`, which holds prompt positions [0, reused), also hold
+  // the KV of `runs` (recalled chunks, their offsets prompt positions) where it is kept.
+  // Returns the ranges of the rest of the prompt (from `reused`) that need no decode. Errors
+  // only if the engine stopped.
+  Result<Materialized> Materialize(llama_seq_id seq_id, size_t reused,
+                                   std::span<const memory::HistoryRun> runs,
+                                   const memory::TokenStore& history,
+                                   const kv::BlockName& partition,
+                                   std::string_view conversation_key);
+
+  RecallKvStats stats() const;
+
+ private:
+  struct Piece;
+  kv::BlockName SpanRoot(const kv::BlockName& partition, std::string_view key,
+                         int64_t first_pos) const;
+  void Count(const RecallKvCounts& counts);
+
+  engine::Scheduler* const scheduler_;
+  store::BlockStore* const store_;
+  const RecallKvParams params_;
+  const llama_seq_id scratch_seq_;
+  const uint32_t n_stream_;
+  mutable Mutex mu_;
+  RecallKvStats stats_ KV_GUARDED_BY(mu_);
+};
+
+}  // namespace kvault::conversation

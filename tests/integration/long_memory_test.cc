@@ -148,5 +148,92 @@ TEST_F(LongMemoryTest, AHedgeStopsRecallsAndResumesAsOneStream) {
   }
 }
 
+// Recalled history as KV (conversation/recall_kv.h): a fact said in live turns, whose KV was
+// therefore computed in a window and kept, then pushed far out of the window, comes back as
+// its own tokens (chat-template tokens included) with its KV put back rather than prefilled;
+// with --recall-kv off the same chunk is prefilled as text. Counted in the response,
+// /v1/cache/stats and /metrics, and still so after a restart.
+TEST_F(LongMemoryTest, RecalledChunksComeBackAsKvNotPrefill) {
+  const Json history = PlantedHistory(80, 2);
+  for (const std::string mode : {"reuse", "off"}) {
+    SCOPED_TRACE("--recall-kv " + mode);
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto start = [&] {
+      auto server = std::make_unique<ServerProcess>(std::vector<std::string>{
+          "--model", TestModelPath(), "--window", "1024", "--recall-kv", mode, "--cache-dir",
+          dir_ + "/blocks", "--data-dir", dir_ + "/data"});
+      EXPECT_TRUE(server->ok()) << server->log();
+      return server;
+    };
+    auto server = start();
+    // Live turns: the system prompt, then user messages one by one (the server answers each),
+    // the fact among them; each checkpoint keeps the spans its window held.
+    for (size_t i = 1; i <= 15; i += 2) {
+      Json messages = Json::array();
+      if (i == 1) messages.push_back(history[0]);
+      messages.push_back(history[i]);
+      Post(*server, "/v1/chat/completions",
+           {{"conversation_id", "kv"},
+            {"messages", messages},
+            {"max_tokens", 4},
+            {"temperature", 0}});
+    }
+    // Then thousands of tokens more, appended: the fact is deep in the fog.
+    Json rest = Json::array();
+    for (size_t i = 17; i < history.size(); ++i) rest.push_back(history[i]);
+    Post(*server, "/v1/conversations/append",
+         {{"conversation_id", "kv"}, {"messages", rest}, {"history", "append"}});
+    auto ask = [&] {
+      return Post(*server, "/v1/chat/completions",
+                  {{"conversation_id", "kv"},
+                   {"messages", {{{"role", "user"}, {"content", kPlantedQuestion}}}},
+                   {"max_tokens", 4},
+                   {"temperature", 0},
+                   {"return_prompt", true}});
+    };
+    const Json reply = ask();
+    ASSERT_GE(reply["kvault"]["recalled_chunks"].get<int64_t>(), 1) << reply.dump();
+    const Json& kv = reply["kvault"]["recall_kv"];
+    const std::string prompt = reply["kvault"]["prompt"].get<std::string>();
+    const size_t recall_at = prompt.find("Excerpts recalled");
+    ASSERT_NE(recall_at, std::string::npos);
+    // As its own tokens, the chunk shows its turn's template; as text, it does not.
+    const size_t fact_as_tokens =
+        prompt.find(std::string("<|im_start|>user\n") + kPlantedFact, recall_at);
+    if (mode == "reuse") {
+      EXPECT_GE(kv["materialized_chunks"].get<int64_t>(), 1) << reply.dump();
+      EXPECT_GE(kv["materialized_tokens"].get<int64_t>(), 64) << reply.dump();
+      EXPECT_FALSE(kv.contains("refused")) << reply.dump();
+      EXPECT_NE(fact_as_tokens, std::string::npos) << prompt.substr(recall_at, 2000);
+    } else {
+      EXPECT_EQ(kv["materialized_tokens"].get<int64_t>(), 0) << reply.dump();
+      EXPECT_GE(kv["prefilled_tokens"].get<int64_t>(), 64) << reply.dump();
+      EXPECT_EQ(kv["refused"], "--recall-kv off");
+      EXPECT_EQ(fact_as_tokens, std::string::npos);
+      EXPECT_NE(prompt.find("4721", recall_at), std::string::npos);
+    }
+    httplib::Client client("127.0.0.1", server->port());
+    const Json stats = ParseJson(client.Get("/v1/cache/stats")->body).value()["recall_kv"];
+    EXPECT_EQ(stats["mode"], mode);
+    EXPECT_EQ(stats["materialized_tokens"], kv["materialized_tokens"]) << stats.dump();
+    const std::string metrics = client.Get("/metrics")->body;
+    EXPECT_NE(metrics.find("kvault_recall_kv_tokens_total{how=\"materialized\"}"),
+              std::string::npos);
+    if (mode == "off") {
+      EXPECT_EQ(stats["kept_spans"], 0);  // nothing is kept that could not be used
+      continue;
+    }
+    EXPECT_GE(stats["kept_spans"].get<int64_t>(), 2) << stats.dump();
+    EXPECT_GT(stats["kept_bytes_per_token"].get<double>(), 0);
+    // The kept KV is on disk: after a restart the chunk is materialized again.
+    EXPECT_EQ(server->Terminate(), 0);
+    server = start();
+    const Json again = ask();
+    EXPECT_GE(again["kvault"]["recall_kv"]["materialized_chunks"].get<int64_t>(), 1)
+        << again.dump();
+  }
+}
+
 }  // namespace
 }  // namespace kvault::testing

@@ -44,7 +44,7 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
             }),
       kv_cache_(scheduler, &pool_, deps.store, params.restore, params.n_stream,
                 params.share_cache_across_scopes),
-      recall_kv_(scheduler, deps.store, params.recall_kv, params.recall_scratch_seq,
+      recall_kv_(deps.store, params.recall_kv, params.recall_scratch_seq,
                  params.recall_scratch_seq >= 0 ? params.n_stream : 0),
       history_(&registry_, &memory_, deps.journal, deps.normalizer,
                deps.remote == nullptr ? RemoteHook() : RemoteHook([this](TurnLock& conversation) {
@@ -263,10 +263,30 @@ Result<std::vector<llama_token>> ConversationManager::BuildWindowPrompt(
   // Where the history sits in the prompt: the clear zone's spans are kept as KV after the
   // reply, the recalled chunks' put back before it (recall_kv.h).
   const auto start = static_cast<int64_t>(renderer_.prompt_start().size());
-  pending.clear_run = window.clear_run;
-  pending.clear_run.offset += start;
+  pending.history_runs.clear();
+  for (memory::HistoryRun run : {window.system_run, window.clear_run}) {
+    if (run.n_tokens == 0) continue;
+    run.offset += start;
+    memory::HistoryRun* last =
+        pending.history_runs.empty() ? nullptr : &pending.history_runs.back();
+    if (last != nullptr && last->first_pos + last->n_tokens == run.first_pos &&
+        last->offset + last->n_tokens == run.offset) {
+      last->n_tokens += run.n_tokens;  // no fog yet: the clear zone follows the system turns
+    } else {
+      pending.history_runs.push_back(run);
+    }
+  }
   pending.recall_runs = window.recall_runs;
   for (memory::HistoryRun& run : pending.recall_runs) run.offset += start;
+  pending.text_recalled_chunks = 0;
+  pending.text_recalled_tokens = 0;
+  if (!window.token_recall) {
+    for (const memory::RecalledChunk& chunk : window.recalled) {
+      if (chunk.hit.chunk_id < 0) continue;
+      ++pending.text_recalled_chunks;
+      pending.text_recalled_tokens += chunk.hit.n_tokens;
+    }
+  }
   pending.recalled_turns.clear();
   for (const memory::RecalledChunk& chunk : window.recalled) {
     if (chunk.hit.chunk_id >= 0) pending.recalled_turns.push_back(chunk.hit.first_turn);

@@ -40,10 +40,15 @@ class ConversationManager::Pending {
   std::string query;          // the newest user message: what recall searches for
   int generation_budget = 0;  // tokens the window keeps free for the reply
   std::vector<llama_token> prompt;
-  int recalled_chunks = 0;                      // in the current prompt
-  memory::HistoryRun clear_run;                 // of the current prompt, offsets prompt positions
-  std::vector<memory::HistoryRun> recall_runs;  // recalled chunks as tokens, ditto
-  std::vector<int64_t> recalled_turns;          // first turn of each
+  int recalled_chunks = 0;  // in the current prompt
+  // Of the current prompt, offsets prompt positions: the history it holds as it is (system
+  // turns and clear zone, one run where they meet), whose spans are kept as KV after the
+  // reply, and the chunks recalled as their tokens, put back as KV before it (recall_kv.h).
+  std::vector<memory::HistoryRun> history_runs;
+  std::vector<memory::HistoryRun> recall_runs;
+  int64_t text_recalled_chunks = 0;  // chunks recalled as text instead (--recall-kv off)
+  int64_t text_recalled_tokens = 0;
+  std::vector<int64_t> recalled_turns;  // first turn of each
   int max_tokens = 0;
   std::chrono::steady_clock::time_point start;
 };

@@ -113,18 +113,19 @@ Status ConversationManager::Generate(Pending& pending, Generation& g, ReplySink*
     g.result.cached_tokens = static_cast<int>(reused);
     g.result.cache_source = prepared.source;
   }
-  // Recalled chunks whose KV was kept go in at their places; the scheduler skips them.
+  // Recalled chunks whose KV was kept go in at their places as the prompt reaches them.
   std::vector<engine::HeldRange> held;
+  std::shared_ptr<RecallKvCounts> recall_counts;
   if (!pending.recall_runs.empty()) {
     KV_ASSIGN_OR_RETURN(
         RecallKv::Materialized materialized,
         recall_kv_.Materialize(g.lease.seq_id, reused, pending.recall_runs, *conversation->history,
                                kv_cache_.PartitionOf(conversation.scope()), conversation.key()));
     held = std::move(materialized.held);
-    if (!materialized.counts.refused.empty() && g.result.recall_kv.refused.empty()) {
-      g.result.recall_kv.refused = materialized.counts.refused;
-    }
-    g.result.recall_kv.Add(materialized.counts);
+    recall_counts = std::move(materialized.counts);
+  } else if (pending.text_recalled_tokens > 0) {
+    recall_counts = std::make_shared<RecallKvCounts>(
+        recall_kv_.CountText(pending.text_recalled_chunks, pending.text_recalled_tokens));
   }
   auto channel = std::make_shared<ReplyChannel>();
   auto filter = std::make_shared<ReplyFilter>(&tokenizer_, pending.request.stop, &g.hedge);
@@ -133,7 +134,6 @@ Status ConversationManager::Generate(Pending& pending, Generation& g, ReplySink*
   request.seq_id = g.lease.seq_id;
   request.first_pos = static_cast<llama_pos>(reused);
   request.prompt.assign(prompt.begin() + static_cast<std::ptrdiff_t>(reused), prompt.end());
-  const std::vector<engine::HeldRange> request_held = held;
   request.held = std::move(held);
   request.sampling = pending.request.sampling;
   request.max_tokens = g.remaining_tokens;
@@ -167,12 +167,21 @@ Status ConversationManager::Generate(Pending& pending, Generation& g, ReplySink*
       }
     }
   }
+  // Final now that the round is over (the scheduler's puts ran before on_done).
+  if (recall_counts != nullptr) {
+    if (!pending.recall_runs.empty()) recall_kv_.Record(*recall_counts);
+    if (g.result.recall_kv.refused.empty()) g.result.recall_kv.refused = recall_counts->refused;
+    g.result.recall_kv.Add(*recall_counts);
+  }
   // What the sequence holds now: the reused prefix, then everything this round decoded.
   g.held.assign(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(reused));
   g.held.insert(g.held.end(), outcome.decoded_tokens.begin(), outcome.decoded_tokens.end());
   g.lease.tokens = g.held;
   size_t prefilled = prompt.size() - reused;
-  for (const engine::HeldRange& range : request_held) prefilled -= range.n;
+  if (recall_counts != nullptr) {
+    prefilled -= static_cast<size_t>(
+        std::min<int64_t>(recall_counts->tokens_materialized, static_cast<int64_t>(prefilled)));
+  }
   if (prefilled >= 32 && !outcome.generated_tokens.empty()) {
     kv_cache_.RecordPrefill(static_cast<int64_t>(prefilled),
                             (outcome.first_token_us - outcome.queue_us) / 1e6);
@@ -246,12 +255,14 @@ Result<GenerateResult> ConversationManager::Run(PendingPtr pending, ReplySink* s
     }
   }
   if (local && status.ok() && !g.held.empty()) {
-    // The clear zone's history spans are kept as KV for later recalls (recall_kv.h).
+    // The history spans the prompt held are kept as KV for later recalls (recall_kv.h).
     std::function<void(const kv::KvBlock&)> keep;
     if (pending->windowed && recall_kv_.active() && pending->request.explicit_conversation) {
       keep = [&](const kv::KvBlock& kv) {
-        recall_kv_.Keep(kv, g.held, pending->clear_run, kv_cache_.PartitionOf(conversation.scope()),
-                        conversation.key());
+        for (const memory::HistoryRun& run : pending->history_runs) {
+          recall_kv_.Keep(kv, g.held, run, kv_cache_.PartitionOf(conversation.scope()),
+                          conversation.key());
+        }
       };
     }
     const CheckpointBlocks blocks =

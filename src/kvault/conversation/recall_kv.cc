@@ -58,13 +58,9 @@ struct RecallKv::Piece {
   uint32_t n = 0;
 };
 
-RecallKv::RecallKv(engine::Scheduler* scheduler, store::BlockStore* store, RecallKvParams params,
-                   llama_seq_id scratch_seq, uint32_t n_stream)
-    : scheduler_(scheduler),
-      store_(store),
-      params_(params),
-      scratch_seq_(scratch_seq),
-      n_stream_(n_stream) {
+RecallKv::RecallKv(store::BlockStore* store, RecallKvParams params, llama_seq_id scratch_seq,
+                   uint32_t n_stream)
+    : store_(store), params_(params), scratch_seq_(scratch_seq), n_stream_(n_stream) {
   stats_.mode = std::string(RecallKvModeName(params_.mode));
   stats_.blend_fraction = params_.mode == RecallKvMode::kBlend ? params_.blend_fraction : 0;
   stats_.encoding = std::string(kv::BlockEncodingName(params_.codec.encoding));
@@ -127,14 +123,16 @@ Result<RecallKv::Materialized> RecallKv::Materialize(llama_seq_id seq_id, size_t
                                                      const kv::BlockName& partition,
                                                      std::string_view conversation_key) {
   Materialized result;
-  RecallKvCounts& counts = result.counts;
+  result.counts = std::make_shared<RecallKvCounts>();
+  RecallKvCounts& counts = *result.counts;
   if (runs.empty()) return result;
   const Clock::time_point start = Clock::now();
+  // Until it is put in place, every chunk counts as prefilled: one the prompt never reaches
+  // (a cancelled request) was not materialized.
   struct Chunk {
     const memory::HistoryRun* run = nullptr;
     llama_pos begin = 0;  // prompt positions to materialize
     llama_pos end = 0;
-    llama_pos lead = 0;  // tokens before `begin` prefilled anyway (blend)
     std::vector<Piece> pieces;
     bool usable = true;
   };
@@ -144,48 +142,37 @@ Result<RecallKv::Materialized> RecallKv::Materialize(llama_seq_id seq_id, size_t
     const auto run_begin = static_cast<llama_pos>(run.offset);
     const auto run_end = static_cast<llama_pos>(run.offset + run.n_tokens);
     counts.tokens_reused += std::max(0, std::min(run_end, done) - run_begin);
+    if (run_end <= done) continue;
+    ++counts.chunks_prefilled;
+    counts.tokens_prefilled += run_end - std::max(run_begin, done);
     // Blend recomputes each chunk's first tokens: they are the ones whose left context
     // changed (the recall header or the chunk before, instead of the history before them).
     const auto blended =
         params_.mode == RecallKvMode::kBlend
             ? static_cast<llama_pos>(std::ceil(params_.blend_fraction * run.n_tokens))
             : 0;
-    const llama_pos first = std::max(run_begin, done);
     const llama_pos begin = std::max(run_begin + blended, done);
-    if (begin >= run_end) {
-      counts.tokens_prefilled += std::max(0, run_end - first);
-      continue;
-    }
-    chunks.push_back({&run, begin, run_end, begin - first, {}, true});
+    if (begin < run_end) chunks.push_back({&run, begin, run_end, {}, true});
   }
-  auto prefill_all = [&](std::string why) {
-    for (const Chunk& chunk : chunks) {
-      ++counts.chunks_prefilled;
-      counts.tokens_prefilled += chunk.lead + (chunk.end - chunk.begin);
-    }
-    counts.refused = std::move(why);
-    Count(counts);
-    return result;
-  };
-  if (chunks.empty()) {
-    Count(counts);
-    return result;
+  if (chunks.empty()) return result;
+  if (params_.mode == RecallKvMode::kOff)
+    counts.refused = "--recall-kv off";
+  else if (store_ == nullptr)
+    counts.refused = "no block store";
+  else if (scratch_seq_ < 0)
+    counts.refused = "no spare sequence for the imports";
+  else if (n_stream_ != 1) {
+    counts.refused =
+        "the KV cache has one stream per sequence (materialization needs --kv-unified)";
   }
-  if (params_.mode == RecallKvMode::kOff) return prefill_all("--recall-kv off");
-  if (store_ == nullptr) return prefill_all("no block store");
-  if (scratch_seq_ < 0) return prefill_all("no spare sequence for the imports");
-  if (n_stream_ != 1) {
-    return prefill_all(
-        "the KV cache has one stream per sequence (materialization needs "
-        "--kv-unified)");
-  }
-  // 1. Read the kept spans, on the request's thread (disk reads, decoding).
+  if (!counts.refused.empty()) return result;
+  // 1. Read the kept spans now, on the request's thread (disk reads, decoding).
   for (Chunk& chunk : chunks) {
     // Prompt position `begin` holds history position first_pos + (begin - offset).
     const memory::HistoryRun* run = chunk.run;
     const int64_t lo = run->first_pos + (chunk.begin - run->offset);
     const int64_t hi = run->first_pos + run->n_tokens;
-    for (int64_t span = FloorTo(lo, kSpanTokens); span < hi && chunk.usable; span += kSpanTokens) {
+    for (int64_t span = FloorTo(lo, kSpanTokens); span < hi; span += kSpanTokens) {
       Result<std::vector<int32_t>> tokens = history.Tokens(span, kSpanTokens);
       store::Lookup lookup;
       if (tokens.ok()) lookup = store_->Find(*tokens, SpanRoot(partition, conversation_key, span));
@@ -219,52 +206,70 @@ Result<RecallKv::Materialized> RecallKv::Materialize(llama_seq_id seq_id, size_t
                               part->n_tokens});
     }
   }
-  // 2. Put them in place, on the engine thread: import at the computed positions into the
-  //    scratch sequence (an import empties its target), shift, share into the request's.
-  std::string refused;
-  KV_RETURN_IF_ERROR(scheduler_->RunOnEngineThread([&](engine::Context& context) {
-    if (!context.CanShift()) {
-      refused = "llama.cpp cannot shift this model's positions";
-      return Status::Ok();
-    }
-    for (Chunk& chunk : chunks) {
-      if (!chunk.usable) continue;
-      for (const Piece& piece : chunk.pieces) {
-        context.ClearSequence(scratch_seq_);
-        if (Status imported = context.ImportSequence(scratch_seq_, piece.state); !imported.ok()) {
+  counts.materialize_ms = SecondsSince(start) * 1000.0;
+  // 2. Put in place on the engine thread when the prompt reaches them: llama.cpp appends to a
+  //    sequence only after its last position, so a chunk can go in only once what precedes it
+  //    in the prompt is decoded. Imported at the positions they were computed at into the
+  //    scratch sequence (an import empties its target), shifted, shared into the request's.
+  for (Chunk& chunk : chunks) {
+    if (!chunk.usable) continue;
+    auto pieces = std::make_shared<std::vector<Piece>>(std::move(chunk.pieces));
+    const int64_t n = chunk.end - chunk.begin;
+    std::shared_ptr<RecallKvCounts> shared = result.counts;
+    const llama_pos begin = chunk.begin;
+    const llama_pos end = chunk.end;
+    const llama_seq_id scratch = scratch_seq_;
+    auto put = [pieces, shared, seq_id, scratch, begin, end, n](engine::Context& context) {
+      const Clock::time_point started = Clock::now();
+      if (!context.CanShift()) {
+        if (shared->refused.empty())
+          shared->refused = "llama.cpp cannot shift this model's positions";
+        return false;
+      }
+      bool ok = true;
+      for (const Piece& piece : *pieces) {
+        context.ClearSequence(scratch);
+        if (Status imported = context.ImportSequence(scratch, piece.state); !imported.ok()) {
           KV_LOG(kWarning) << "recall-kv: llama.cpp refused a history span (" << imported.message()
                            << "); its chunk is prefilled";
-          ++counts.spans_failed;
-          chunk.usable = false;
+          ++shared->spans_failed;
+          ok = false;
           break;
         }
-        context.ShiftPositions(scratch_seq_, piece.from,
-                               piece.from + static_cast<llama_pos>(piece.n), piece.to - piece.from);
-        context.CopySequence(scratch_seq_, seq_id, piece.to,
-                             piece.to + static_cast<llama_pos>(piece.n));
+        context.ShiftPositions(scratch, piece.from, piece.from + static_cast<llama_pos>(piece.n),
+                               piece.to - piece.from);
+        context.CopySequence(scratch, seq_id, piece.to, piece.to + static_cast<llama_pos>(piece.n));
       }
-      context.ClearSequence(scratch_seq_);
-      // A chunk put back in part would leave a hole: what was copied goes again.
-      if (!chunk.usable) KV_RETURN_IF_ERROR(context.RemoveTokens(seq_id, chunk.begin, chunk.end));
-    }
-    return Status::Ok();
-  }));
-  if (!refused.empty()) return prefill_all(refused);
-  for (const Chunk& chunk : chunks) {
-    const int64_t n = chunk.end - chunk.begin;
-    counts.tokens_prefilled += chunk.lead;
-    if (!chunk.usable) {
-      ++counts.chunks_prefilled;
-      counts.tokens_prefilled += n;
-      continue;
-    }
-    ++counts.chunks_materialized;
-    counts.tokens_materialized += n;
-    result.held.push_back({static_cast<size_t>(chunk.begin) - reused, static_cast<size_t>(n)});
+      context.ClearSequence(scratch);
+      // A chunk put back in part would leave a hole: what was copied goes again, and the
+      // whole chunk is decoded instead.
+      if (!ok) context.RemoveTokens(seq_id, begin, end).IgnoreError();
+      if (ok) {
+        --shared->chunks_prefilled;
+        ++shared->chunks_materialized;
+        shared->tokens_prefilled -= n;
+        shared->tokens_materialized += n;
+      }
+      shared->materialize_ms += SecondsSince(started) * 1000.0;
+      return ok;
+    };
+    result.held.push_back(
+        {static_cast<size_t>(chunk.begin) - reused, static_cast<size_t>(n), std::move(put)});
   }
-  counts.materialize_ms = SecondsSince(start) * 1000.0;
-  Count(counts);
   return result;
+}
+
+void RecallKv::Record(const RecallKvCounts& counts) { Count(counts); }
+
+RecallKvCounts RecallKv::CountText(int64_t chunks, int64_t tokens) {
+  RecallKvCounts counts;
+  counts.chunks_prefilled = chunks;
+  counts.tokens_prefilled = tokens;
+  counts.refused = params_.mode == RecallKvMode::kOff ? "--recall-kv off"
+                   : !active() ? "materialization needs a block store and --kv-unified"
+                               : "the chat template could not be split around a chunk";
+  Count(counts);
+  return counts;
 }
 
 void RecallKv::Count(const RecallKvCounts& counts) {

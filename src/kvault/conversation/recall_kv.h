@@ -24,11 +24,12 @@
 // per-layer RoPE) and caches of one stream per sequence, across which llama.cpp copies only
 // whole sequences (--kv-unified is needed).
 //
-// Thread-safety: all methods may be called from any thread; KV operations run on the
-// scheduler's engine thread.
+// Thread-safety: all methods may be called from any thread; the puts run on the scheduler's
+// engine thread.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -94,8 +95,8 @@ class RecallKv {
 
   // `store` may be null (nothing is kept; every chunk is prefilled). `scratch_seq`: a
   // sequence of the context no request uses. `n_stream`: engine::Context::n_stream().
-  RecallKv(engine::Scheduler* scheduler, store::BlockStore* store, RecallKvParams params,
-           llama_seq_id scratch_seq, uint32_t n_stream);
+  RecallKv(store::BlockStore* store, RecallKvParams params, llama_seq_id scratch_seq,
+           uint32_t n_stream);
 
   // Materialization can run (a mode other than off, a store, a scratch sequence and one
   // cell pool): windows should then recall chunks as their tokens
@@ -113,18 +114,29 @@ class RecallKv {
             const kv::BlockName& partition, std::string_view conversation_key);
 
   struct Materialized {
-    std::vector<engine::HeldRange> held;  // prompt-relative from `reused`
-    RecallKvCounts counts;
+    // Prompt-relative from `reused`; each puts its chunk's KV in place when the scheduler
+    // reaches it (engine::HeldRange::put) and moves the chunk from prefilled to materialized
+    // in `counts`.
+    std::vector<engine::HeldRange> held;
+    // Final once the generation has ended; then hand it to Record.
+    std::shared_ptr<RecallKvCounts> counts;
   };
-  // Before a generation: makes `seq_id`, which holds prompt positions [0, reused), also hold
-  // the KV of `runs` (recalled chunks, their offsets prompt positions) where it is kept.
-  // Returns the ranges of the rest of the prompt (from `reused`) that need no decode. Errors
-  // only if the engine stopped.
+  // Before a generation: reads the kept KV of `runs` (recalled chunks, their offsets prompt
+  // positions) for a sequence that holds prompt positions [0, reused), and returns what puts
+  // it in place. Chunks without kept KV, and all of them where materialization is refused
+  // (counts->refused says why), are left to prefill. Never fails a request: every failure
+  // means prefill.
   Result<Materialized> Materialize(llama_seq_id seq_id, size_t reused,
                                    std::span<const memory::HistoryRun> runs,
                                    const memory::TokenStore& history,
                                    const kv::BlockName& partition,
                                    std::string_view conversation_key);
+  // Adds a request's final counts to the totals.
+  void Record(const RecallKvCounts& counts);
+
+  // Counts chunks a window recalled as text (--recall-kv off, or a template that cannot be
+  // split around a chunk): all prefilled. Returns them with the reason.
+  RecallKvCounts CountText(int64_t chunks, int64_t tokens);
 
   RecallKvStats stats() const;
 
@@ -134,7 +146,6 @@ class RecallKv {
                          int64_t first_pos) const;
   void Count(const RecallKvCounts& counts);
 
-  engine::Scheduler* const scheduler_;
   store::BlockStore* const store_;
   const RecallKvParams params_;
   const llama_seq_id scratch_seq_;

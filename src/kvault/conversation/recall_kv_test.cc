@@ -114,6 +114,17 @@ class RecallKvTest : public ::testing::Test {
                     })
                     .ok());
   }
+  // What the scheduler does when the prompt reaches each range.
+  bool Put(RecallKv::Materialized& done) {
+    bool all = true;
+    EXPECT_TRUE(scheduler_
+                    ->RunOnEngineThread([&](engine::Context& context) {
+                      for (engine::HeldRange& range : done.held) all = range.put(context) && all;
+                      return Status::Ok();
+                    })
+                    .ok());
+    return all;
+  }
   Result<kv::KvBlock> Export(llama_seq_id seq) {
     std::vector<uint8_t> state;
     KV_RETURN_IF_ERROR(scheduler_->RunOnEngineThread([&](engine::Context& context) {
@@ -153,7 +164,7 @@ engine::Model* RecallKvTest::model_ = nullptr;
 TEST_F(RecallKvTest, MaterializedKvIsLlamaCppsOwnShiftBitForBit) {
   std::unique_ptr<store::BlockStore> store = OpenStore(64 << 20);
   // f16 at rest: lossless for an f16 cache, so the bytes can be compared exactly.
-  RecallKv recall(scheduler_.get(), store.get(),
+  RecallKv recall(store.get(),
                   {.mode = RecallKvMode::kReuse, .codec = {.encoding = kv::BlockEncoding::kF16}},
                   kScratchSeq, 1);
   ASSERT_TRUE(recall.active());
@@ -177,9 +188,12 @@ TEST_F(RecallKvTest, MaterializedKvIsLlamaCppsOwnShiftBitForBit) {
         kTargetSeq, static_cast<size_t>(b), std::vector<memory::HistoryRun>{{100, b, 128}},
         history_, {}, "conversation");
     ASSERT_TRUE(done.ok()) << done.status().ToString();
-    EXPECT_EQ(done->counts.chunks_materialized, 1);
-    EXPECT_EQ(done->counts.tokens_materialized, 128);
-    EXPECT_EQ(done->counts.tokens_prefilled, 0);
+    EXPECT_EQ(done->counts->chunks_materialized, 0);  // not before it is put
+    EXPECT_EQ(done->counts->tokens_prefilled, 128);
+    ASSERT_TRUE(Put(*done));
+    EXPECT_EQ(done->counts->chunks_materialized, 1);
+    EXPECT_EQ(done->counts->tokens_materialized, 128);
+    EXPECT_EQ(done->counts->tokens_prefilled, 0);
     ASSERT_EQ(done->held.size(), 1u);
     EXPECT_EQ(done->held[0].offset, 0u);
     EXPECT_EQ(done->held[0].n, 128u);
@@ -227,7 +241,7 @@ TEST_F(RecallKvTest, MaterializedKvIsLlamaCppsOwnShiftBitForBit) {
 
 TEST_F(RecallKvTest, ChunksWithoutKeptKvArePrefilledAndCounted) {
   std::unique_ptr<store::BlockStore> store = OpenStore(64 << 20);
-  RecallKv recall(scheduler_.get(), store.get(), {}, kScratchSeq, 1);
+  RecallKv recall(store.get(), {}, kScratchSeq, 1);
   ComputeAndKeep(recall);
   const std::vector<llama_token> prefix(tokens_.begin(), tokens_.begin() + 50);
   Decode(kTargetSeq, prefix, 0);
@@ -236,11 +250,12 @@ TEST_F(RecallKvTest, ChunksWithoutKeptKvArePrefilledAndCounted) {
   const std::vector<memory::HistoryRun> runs = {{10, 50, 50}, {300, 120, 100}};
   RecallKv::Materialized done =
       recall.Materialize(kTargetSeq, 50, runs, history_, {}, "conversation").value();
-  EXPECT_EQ(done.counts.chunks_materialized, 1);
-  EXPECT_EQ(done.counts.chunks_prefilled, 1);
-  EXPECT_EQ(done.counts.spans_missing, 1);
-  EXPECT_EQ(done.counts.tokens_materialized, 50);
-  EXPECT_EQ(done.counts.tokens_prefilled, 100);
+  ASSERT_TRUE(Put(done));
+  EXPECT_EQ(done.counts->chunks_materialized, 1);
+  EXPECT_EQ(done.counts->chunks_prefilled, 1);
+  EXPECT_EQ(done.counts->spans_missing, 1);
+  EXPECT_EQ(done.counts->tokens_materialized, 50);
+  EXPECT_EQ(done.counts->tokens_prefilled, 100);
   ASSERT_EQ(done.held.size(), 1u);
   EXPECT_EQ(done.held[0].offset, 0u);
   // The sequence holds the prefix and the materialized chunk only: nothing of the other.
@@ -250,42 +265,46 @@ TEST_F(RecallKvTest, ChunksWithoutKeptKvArePrefilledAndCounted) {
   // Blend: the first quarter of each chunk is prefilled, the rest put back.
   Clear(kTargetSeq);
   Decode(kTargetSeq, prefix, 0);
-  RecallKv blend(scheduler_.get(), store.get(),
-                 {.mode = RecallKvMode::kBlend, .blend_fraction = 0.25}, kScratchSeq, 1);
+  RecallKv blend(store.get(), {.mode = RecallKvMode::kBlend, .blend_fraction = 0.25}, kScratchSeq,
+                 1);
   done = blend
              .Materialize(kTargetSeq, 50, std::vector<memory::HistoryRun>{{0, 50, 128}}, history_,
                           {}, "conversation")
              .value();
-  EXPECT_EQ(done.counts.tokens_materialized, 96);
-  EXPECT_EQ(done.counts.tokens_prefilled, 32);
+  ASSERT_TRUE(Put(done));
+  EXPECT_EQ(done.counts->tokens_materialized, 96);
+  EXPECT_EQ(done.counts->tokens_prefilled, 32);
   ASSERT_EQ(done.held.size(), 1u);
   EXPECT_EQ(done.held[0].offset, 32u);
   EXPECT_EQ(done.held[0].n, 96u);
 
   // Off, or a cache of one stream per sequence: nothing is put back.
-  RecallKv off(scheduler_.get(), store.get(), {.mode = RecallKvMode::kOff}, kScratchSeq, 1);
+  RecallKv off(store.get(), {.mode = RecallKvMode::kOff}, kScratchSeq, 1);
   done = off.Materialize(kTargetSeq, 50, runs, history_, {}, "conversation").value();
   EXPECT_TRUE(done.held.empty());
-  EXPECT_EQ(done.counts.tokens_prefilled, 150);
-  EXPECT_FALSE(done.counts.refused.empty());
-  RecallKv streams(scheduler_.get(), store.get(), {}, kScratchSeq, 5);
+  EXPECT_EQ(done.counts->tokens_prefilled, 150);
+  EXPECT_FALSE(done.counts->refused.empty());
+  RecallKv streams(store.get(), {}, kScratchSeq, 5);
   EXPECT_FALSE(streams.active());
   done = streams.Materialize(kTargetSeq, 50, runs, history_, {}, "conversation").value();
   EXPECT_TRUE(done.held.empty());
-  EXPECT_NE(done.counts.refused.find("--kv-unified"), std::string::npos);
+  EXPECT_NE(done.counts->refused.find("--kv-unified"), std::string::npos);
 
   // Evicted: the store lost every span.
   store->Clear();
   done = recall.Materialize(kTargetSeq, 50, runs, history_, {}, "conversation").value();
   EXPECT_TRUE(done.held.empty());
-  EXPECT_EQ(done.counts.chunks_prefilled, 2);
-  EXPECT_EQ(recall.stats().totals.spans_missing, 1 + 2);
+  EXPECT_EQ(done.counts->chunks_prefilled, 2);
+  EXPECT_EQ(done.counts->spans_missing, 2);
+  recall.Record(*done.counts);
+  EXPECT_EQ(recall.stats().totals.chunks_prefilled, 2);
+  EXPECT_EQ(recall.stats().requests, 1);
 }
 
 TEST_F(RecallKvTest, CorruptKeptKvIsDroppedAndPrefilled) {
   // A RAM tier too small to hold a span: each is read back from its file.
   std::unique_ptr<store::BlockStore> store = OpenStore(1);
-  RecallKv recall(scheduler_.get(), store.get(), {}, kScratchSeq, 1);
+  RecallKv recall(store.get(), {}, kScratchSeq, 1);
   ComputeAndKeep(recall);
   store->Flush();
   int corrupted = 0;
@@ -305,16 +324,16 @@ TEST_F(RecallKvTest, CorruptKeptKvIsDroppedAndPrefilled) {
                        "conversation")
           .value();
   EXPECT_TRUE(done.held.empty());
-  EXPECT_EQ(done.counts.chunks_prefilled, 1);
-  EXPECT_EQ(done.counts.spans_failed, 1);
+  EXPECT_EQ(done.counts->chunks_prefilled, 1);
+  EXPECT_EQ(done.counts->spans_failed, 1);
   EXPECT_EQ(store->stats().corrupt_blocks, 1);
   // Dropped, so the next recall does not fail on it again: it is simply not kept.
   done = recall
              .Materialize(kTargetSeq, 50, std::vector<memory::HistoryRun>{{0, 50, 128}}, history_,
                           {}, "conversation")
              .value();
-  EXPECT_EQ(done.counts.spans_missing, 1);
-  EXPECT_EQ(done.counts.spans_failed, 0);
+  EXPECT_EQ(done.counts->spans_missing, 1);
+  EXPECT_EQ(done.counts->spans_failed, 0);
 }
 
 }  // namespace

@@ -36,10 +36,12 @@ struct Active {
   bool started = false;
 
   bool prefilling() const { return prompt_offset < request.prompt.size(); }
-  // Steps over a held range that starts where the prompt has got to: its KV is in place.
-  void SkipHeld() {
+  // At a held range: puts its KV in place and steps over it; one that cannot be put is
+  // decoded instead.
+  void SkipHeld(Context& context) {
     while (next_held < request.held.size() && request.held[next_held].offset == prompt_offset) {
-      const HeldRange& range = request.held[next_held++];
+      HeldRange& range = request.held[next_held++];
+      if (!range.put || !range.put(context)) break;
       const auto first = request.prompt.begin() + static_cast<std::ptrdiff_t>(range.offset);
       outcome.decoded_tokens.insert(outcome.decoded_tokens.end(), first,
                                     first + static_cast<std::ptrdiff_t>(range.n));
@@ -276,7 +278,7 @@ bool Scheduler::Impl::Step() {
   if (any_generating) budget = std::min(budget, static_cast<size_t>(params.prefill_chunk));
   for (auto& [seq_id, entry] : active) {
     if (!entry.prefilling() || budget == 0) continue;
-    entry.SkipHeld();
+    entry.SkipHeld(*context);
     const std::vector<llama_token>& prompt = entry.request.prompt;
     const size_t n = std::min(budget, entry.UntilHeld());
     // Logits only for the chunk that ends the prompt: they give the first reply token, and

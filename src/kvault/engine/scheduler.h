@@ -50,11 +50,17 @@ struct GenerationOutcome {
   int64_t total_us = 0;
 };
 
-// Prompt tokens [offset, offset + n) whose KV the sequence already holds at their positions
-// (recalled history put back, conversation/recall_kv.h): they are not decoded again.
+class Context;
+
+// Prompt tokens [offset, offset + n) whose KV can be put in place rather than decoded
+// (recalled history, conversation/recall_kv.h). `put` runs on the engine thread when the
+// prompt reaches the range, the sequence then holding exactly the positions before it
+// (llama.cpp appends to a sequence only after its last position); false: nothing was put,
+// and the range is decoded like the rest of the prompt.
 struct HeldRange {
   size_t offset = 0;
   size_t n = 0;
+  std::function<bool(Context&)> put;
 };
 
 struct GenerationRequest {
@@ -63,7 +69,7 @@ struct GenerationRequest {
   llama_pos first_pos = 0;
   std::vector<llama_token> prompt;  // REQUIRES: not empty
   // In prompt order, disjoint, never the last prompt token (its logits start the reply).
-  // They count as decoded (GenerationOutcome::decoded_tokens) once the prompt reaches them.
+  // Put or decoded, they count as decoded (GenerationOutcome::decoded_tokens).
   std::vector<HeldRange> held;
   SamplingParams sampling;
   int max_tokens = 256;

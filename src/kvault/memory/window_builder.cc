@@ -177,6 +177,7 @@ Result<Window> WindowBuilder::Assemble(const WindowInputs& inputs, const Layout&
   // The stable part first (system turns, then the clear zone): the same tokens turn after
   // turn, so their KV is reused. What changes every turn comes after it.
   AppendRange(store, store.begin_pos(), system_end, &window.tokens);
+  window.system_run = {store.begin_pos(), 0, static_cast<int64_t>(window.tokens.size())};
   const auto clear_offset = static_cast<int64_t>(window.tokens.size());
   AppendRange(store, window.clear_first_pos, new_turn.first_pos, &window.tokens);
   window.n_prefix_tokens = static_cast<int64_t>(window.tokens.size());

@@ -112,6 +112,7 @@ struct Window {
   std::vector<RecalledChunk> recalled;  // in the order they appear
   int64_t n_recall_tokens = 0;          // tokens of the recall message
   bool slid = false;                    // the clear zone's start moved since the last build
+  HistoryRun system_run;                // the leading system turns
   HistoryRun clear_run;                 // the clear zone
   // With token recall: each recalled chunk's tokens, in prompt order (facts have none).
   std::vector<HistoryRun> recall_runs;

@@ -249,6 +249,25 @@ Status ParseCommon(const Json& body, OpenAiRequest* request) {
   return ParseSamplingExtras(body, &sampling);
 }
 
+}  // namespace
+
+// What recall did with its chunks' KV (conversation/recall_kv.h): for responses and
+// /v1/cache/stats.
+Json RecallKvJson(const conversation::RecallKvCounts& kv) {
+  Json json = {{"materialized_tokens", kv.tokens_materialized},
+               {"prefilled_tokens", kv.tokens_prefilled},
+               {"reused_tokens", kv.tokens_reused},
+               {"materialized_chunks", kv.chunks_materialized},
+               {"prefilled_chunks", kv.chunks_prefilled},
+               {"missing_spans", kv.spans_missing},
+               {"failed_spans", kv.spans_failed},
+               {"materialize_ms", kv.materialize_ms}};
+  if (!kv.refused.empty()) json["refused"] = kv.refused;
+  return json;
+}
+
+namespace {
+
 Json UsageFields(const conversation::GenerateResult& result) {
   return {{"prompt_tokens", result.prompt_tokens},
           {"completion_tokens", result.completion_tokens},
@@ -266,6 +285,10 @@ Json KvaultFields(const conversation::GenerateResult& result) {
   Json fields = {{"cache_source", std::string(conversation::PrefixSourceName(result.cache_source))},
                  {"recalled_chunks", result.recalled_chunks},
                  {"mid_generation_recalls", recalls}};
+  const conversation::RecallKvCounts& kv = result.recall_kv;
+  if (kv.chunks_materialized + kv.chunks_prefilled + kv.tokens_reused + kv.tokens_prefilled > 0) {
+    fields["recall_kv"] = RecallKvJson(kv);
+  }
   if (result.history) fields["history"] = HistoryJson(*result.history);
   if (!result.prompt_text.empty()) fields["prompt"] = result.prompt_text;
   return fields;

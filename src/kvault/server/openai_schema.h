@@ -39,6 +39,8 @@ Result<conversation::HistoryMode> ParseHistoryMode(const Json& body);
 // kvault.history of a response: {action, reason, new_turns, new_tokens[, from_turn,
 // archived_turns, archived_branch]}.
 Json HistoryJson(const conversation::IngestResult& result);
+// kvault.recall_kv of a response, and the totals of /v1/cache/stats.
+Json RecallKvJson(const conversation::RecallKvCounts& counts);
 
 // "chatcmpl-<24 hex>" or "cmpl-<24 hex>".
 std::string NewResponseId(const std::string& prefix);

@@ -13,6 +13,7 @@
 #include "kvault/engine/tokenizer.h"
 #include "kvault/server/http_route.h"
 #include "kvault/server/metrics.h"
+#include "kvault/server/openai_schema.h"
 #include "kvault/server/routes.h"
 
 namespace kvault::server {
@@ -109,6 +110,29 @@ Status ClearCache(ServerState& state, RouteContext& context) {
 
 }  // namespace
 
+namespace {
+
+// Recalled history as KV (conversation/recall_kv.h): what was kept, and what recalls did.
+Json RecallKvStatsJson(const conversation::RecallKvStats& stats) {
+  Json json = RecallKvJson(stats.totals);
+  json.erase("refused");
+  json["mode"] = stats.mode;
+  json["blend_fraction"] = stats.blend_fraction;
+  json["encoding"] = stats.encoding;
+  json["requests"] = stats.requests;
+  json["refusals"] = stats.refusals;
+  json["kept_spans"] = stats.kept_spans;
+  json["kept_tokens"] = stats.kept_tokens;
+  json["kept_bytes"] = stats.kept_bytes;
+  json["kept_bytes_per_token"] =
+      stats.kept_tokens > 0 ? static_cast<double>(stats.kept_bytes) / stats.kept_tokens : 0.0;
+  json["keep_errors"] = stats.keep_errors;
+  json["keep_seconds"] = stats.keep_seconds;
+  return json;
+}
+
+}  // namespace
+
 Json CacheStatsJson(const ServerState& state) {
   const store::BlockStoreStats s = state.block_store->stats();
   const conversation::KvCacheStats kv = state.manager->kv_stats();
@@ -177,7 +201,8 @@ Json CacheStatsJson(const ServerState& state) {
           {"safe_mode_fallbacks", kv.safe_mode_fallbacks},
           {"checkpoints", kv.checkpoints},
           {"checkpoint_errors", kv.checkpoint_errors},
-          {"checkpoint_seconds", kv.checkpoint_seconds}};
+          {"checkpoint_seconds", kv.checkpoint_seconds},
+          {"recall_kv", RecallKvStatsJson(state.manager->recall_kv_stats())}};
 }
 
 void DefineCacheMetrics(ServerState& state) {
@@ -201,6 +226,19 @@ void DefineCacheMetrics(ServerState& state) {
                   {"source"});
   m.DefineCounter("kvault_restored_tokens_total", "Prompt tokens restored from RAM or disk");
   m.DefineGauge("kvault_cache_disk_full", "1 while the disk tier's file system is full");
+  m.DefineCounter("kvault_recall_kv_tokens_total",
+                  "Recalled history tokens, by how their KV came: materialized (kept KV shifted "
+                  "into place) or prefilled",
+                  {"how"});
+  m.DefineCounter("kvault_recall_kv_chunks_total",
+                  "Recalled chunks, by how their KV came: materialized or prefilled", {"how"});
+  m.DefineCounter("kvault_recall_kv_spans_total",
+                  "History spans a recall needed that were missing (not kept, evicted) or "
+                  "failed (corrupt, refused)",
+                  {"outcome"});
+  m.DefineCounter("kvault_recall_kv_kept_spans_total",
+                  "History spans whose KV was kept (128 tokens each)");
+  m.DefineCounter("kvault_recall_kv_kept_bytes_total", "Encoded bytes of the kept history spans");
   m.DefineGauge("kvault_remote_up", "1 while the shared Redis answers (--remote-url)");
   m.DefineCounter("kvault_remote_errors_total", "Commands to the shared Redis that failed");
   m.DefineCounter("kvault_remote_writes_dropped_total",
@@ -264,6 +302,24 @@ void DefineCacheMetrics(ServerState& state) {
                       static_cast<double>(kv.safe_mode_fallbacks));
     registry.SetTotal("kvault_restored_tokens_total", {}, static_cast<double>(kv.restored_tokens));
     registry.Set("kvault_prefix_hit_rate", {}, HitRate(PrefixHits(kv), kv.cold));
+    const conversation::RecallKvStats recall = state.manager->recall_kv_stats();
+    const conversation::RecallKvCounts& totals = recall.totals;
+    registry.SetTotal("kvault_recall_kv_tokens_total", {"materialized"},
+                      static_cast<double>(totals.tokens_materialized));
+    registry.SetTotal("kvault_recall_kv_tokens_total", {"prefilled"},
+                      static_cast<double>(totals.tokens_prefilled));
+    registry.SetTotal("kvault_recall_kv_chunks_total", {"materialized"},
+                      static_cast<double>(totals.chunks_materialized));
+    registry.SetTotal("kvault_recall_kv_chunks_total", {"prefilled"},
+                      static_cast<double>(totals.chunks_prefilled));
+    registry.SetTotal("kvault_recall_kv_spans_total", {"missing"},
+                      static_cast<double>(totals.spans_missing));
+    registry.SetTotal("kvault_recall_kv_spans_total", {"failed"},
+                      static_cast<double>(totals.spans_failed));
+    registry.SetTotal("kvault_recall_kv_kept_spans_total", {},
+                      static_cast<double>(recall.kept_spans));
+    registry.SetTotal("kvault_recall_kv_kept_bytes_total", {},
+                      static_cast<double>(recall.kept_bytes));
     const std::pair<const char*, int64_t> sources[] = {{"own", kv.own},
                                                        {"shared", kv.shared},
                                                        {"ram", kv.restored_ram},

@@ -444,7 +444,8 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
   app_.add_flag("--kv-unified,!--no-kv-unified", c.kv_unified,
                 "one KV cell pool for all sequences: shared prefixes occupy cells once, but "
                 "attention spans every sequence's cells (slower prefill with many parked); "
-                "default: on unless --recall-kv off (putting recalled KV back needs it)")
+                "default: on with --recall-kv reuse or blend (putting recalled KV back needs it), "
+                "else off")
       ->envname("KVAULT_KV_UNIFIED");
   add("threads", c.threads, "CPU threads for llama.cpp; 0 = all cores")->check(CLI::Range(0, 1024));
   add("gpus", c.gpus, "GPUs: > 0 offloads all layers, split across that many")
@@ -476,9 +477,10 @@ ServeOptions::ServeOptions() : app_("Serve a model over an OpenAI-compatible HTT
   add("max-recalls", c.max_recalls, "mid-generation recalls per response; 0 = off")
       ->check(CLI::Range(0, 16));
   add("recall-kv", c.recall_kv,
-      "recalled chunks as KV: reuse (their kept KV is shifted into place, not prefilled), "
-      "blend (reuse, but prefill the first --recall-kv-fraction of each chunk) or off "
-      "(prefill their text)")
+      "recalled chunks as KV: off (prefill their text: exact), reuse (their KV kept from "
+      "when they were in the window is shifted into place: much faster, but computed after "
+      "other text; bench/RESULTS.md 'Recall KV') or blend (reuse, but prefill the first "
+      "--recall-kv-fraction of each chunk)")
       ->check(CLI::IsMember({"off", "reuse", "blend"}));
   add("recall-kv-fraction", c.recall_kv_fraction,
       "with --recall-kv blend: share of each recalled chunk, from its start, prefilled")

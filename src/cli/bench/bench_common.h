@@ -49,6 +49,7 @@ int RunBenchCluster(int argc, char** argv);
 int RunBenchFidelity(int argc, char** argv);
 int RunBenchPrefix(int argc, char** argv);
 int RunBenchReconnect(int argc, char** argv);
+int RunBenchRecallTurn(int argc, char** argv);
 int RunBenchFootprint(int argc, char** argv);
 int RunBenchCrash(int argc, char** argv);
 int RunBenchSoak(int argc, char** argv);

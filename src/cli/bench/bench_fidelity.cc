@@ -23,6 +23,7 @@
 #include "cli/cli_util.h"
 
 #include "kvault/base/status_macros.h"
+#include "kvault/conversation/recall_kv.h"
 #include "kvault/engine/batch_decoder.h"
 #include "kvault/engine/context.h"
 #include "kvault/engine/model.h"
@@ -36,6 +37,8 @@ namespace {
 struct FidelityOptions : BenchOptions {
   int prompts = 100;
   int prompt_tokens = 256;
+  bool recall_kv = false;  // --recall-kv: recalled chunks' KV shifted into place instead
+  int chunks = 8;          // recalled chunks per prompt (--recall-kv)
 };
 
 struct EncodingStats {
@@ -237,6 +240,269 @@ Result<Json> Measure(const FidelityOptions& options) {
               {"results", rows}};
 }
 
+// --- --recall-kv: recalled chunks put back as KV (conversation/recall_kv.h) -------------
+//
+// A conversation's history (kHistoryTokens) is computed once, as in the windows it passed
+// through; its 128-token chunks are the recall pool. Each prompt is a fixed stable prefix
+// (system turns and clear zone), a recall header, `chunks` chunks drawn from the pool each
+// under its annotation, and a question. The reference is a full prefill of that prompt; each
+// variant prefills the same prompt except the chunks, whose KV computed in the history is
+// shifted into place (PutKvPieces, the server's own path), after an encode/decode round trip
+// through the at-rest encoding; blend prefills each chunk's first share instead. Also shown:
+// the same prompts' own KV restored through q8 (the prefix-restore figure), to set the recall
+// error beside what q8 at rest costs alone.
+
+constexpr int kHistoryTokens = 4096;
+constexpr int kPrefixTokens = 256;
+constexpr int kHeaderTokens = 16;
+constexpr int kAnnotationTokens = 12;
+constexpr int kQuestionTokens = 24;
+constexpr int kChunkTokens = 128;
+constexpr llama_seq_id kHistorySeq = 0, kReferenceSeq = 1, kVariantSeq = 2, kScratchSeq = 3,
+                       kShiftedSeq = 4;
+// The control computes the reference prompt this much further on, then shifts its chunks back.
+constexpr llama_pos kControlOffset = 2048;
+constexpr int kControlPrompts = 10;
+
+struct RecallVariant {
+  std::string name;
+  double fraction = 0;  // blend: share of each chunk prefilled
+  std::string encoding;
+};
+
+struct VariantStats {
+  std::vector<double> kl;
+  int top1_agree = 0;
+  int64_t prefilled = 0;  // tokens decoded for the recall block, all prompts
+};
+
+Status DecodeRun(engine::Context& context, llama_seq_id seq, llama_pos first,
+                 std::span<const llama_token> tokens, bool logits_for_last) {
+  engine::BatchDecoder decoder(&context);
+  for (size_t at = 0; at < tokens.size(); at += 512) {
+    const size_t n = std::min<size_t>(512, tokens.size() - at);
+    const bool last = at + n == tokens.size();
+    const engine::SequenceChunk chunk{seq, first + static_cast<llama_pos>(at),
+                                      tokens.subspan(at, n), last && logits_for_last};
+    KV_RETURN_IF_ERROR(decoder.Decode({&chunk, 1}));
+  }
+  return Status::Ok();
+}
+
+std::vector<float> LastLogits(engine::Context& context) {
+  // BatchDecoder outputs only the flagged token: the last output of the last decode.
+  std::span<const float> logits = context.Logits(-1);
+  return {logits.begin(), logits.end()};
+}
+
+Result<kv::KvBlock> RoundTrip(const kv::KvBlock& block, const std::string& encoding) {
+  kv::CodecOptions codec;
+  KV_ASSIGN_OR_RETURN(codec.encoding, kv::ParseBlockEncoding(encoding));
+  kv::BlockMeta meta;
+  meta.tokens.assign(block.n_tokens, 0);
+  KV_ASSIGN_OR_RETURN(std::vector<uint8_t> encoded, kv::EncodeBlock(block, meta, codec));
+  KV_ASSIGN_OR_RETURN(kv::DecodedBlock decoded, kv::DecodeBlock(encoded));
+  return std::move(decoded.block);
+}
+
+Result<Json> MeasureRecallKv(const FidelityOptions& options) {
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<engine::Model> model,
+                      engine::Model::Load({.path = options.model_path}));
+  const int recall_tokens = kHeaderTokens + options.chunks * (kAnnotationTokens + kChunkTokens);
+  engine::ContextParams params;
+  params.n_ctx = static_cast<uint32_t>(kHistoryTokens + 4 * (kPrefixTokens + recall_tokens) + 512);
+  params.n_seq_max = 5;
+  params.kv_unified = true;
+  params.n_threads = options.threads > 0 ? options.threads : DefaultThreadCount();
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<engine::Context> context,
+                      engine::Context::Create(*model, params));
+  if (!context->CanShift()) return FailedPreconditionError("llama.cpp cannot shift this model");
+  const engine::Tokenizer tokenizer(*model);
+  std::mt19937 rng(13);
+  const int n_vocab = std::min(tokenizer.n_vocab(), 100000);
+  auto random_tokens = [&](int n) {
+    std::vector<llama_token> tokens(static_cast<size_t>(n));
+    for (llama_token& t : tokens) t = static_cast<llama_token>(rng() % n_vocab);
+    return tokens;
+  };
+  // The history, computed once; its KV is what the chunks were kept as.
+  const std::vector<llama_token> history = random_tokens(kHistoryTokens);
+  KV_RETURN_IF_ERROR(DecodeRun(*context, kHistorySeq, 0, history, false));
+  KV_ASSIGN_OR_RETURN(std::vector<uint8_t> history_state, context->ExportSequence(kHistorySeq));
+  KV_ASSIGN_OR_RETURN(const kv::KvBlock history_kv, kv::ParseSnapshot(history_state));
+  history_state = {};
+  context->ClearSequence(kHistorySeq);
+  // The stable prefix, shared by every prompt (its cells too, through seq_cp).
+  const std::vector<llama_token> prefix = random_tokens(kPrefixTokens);
+  KV_RETURN_IF_ERROR(DecodeRun(*context, kHistorySeq, 0, prefix, false));
+
+  std::vector<RecallVariant> variants = {{"reuse", 0, "f16"}, {"reuse", 0, "q8"}};
+  for (double f : {0.125, 0.25, 0.5}) variants.push_back({"blend", f, "q8"});
+  std::vector<VariantStats> stats(variants.size());
+  VariantStats restore_q8;  // the prompt's own KV through q8: no recall at all
+  // Control: the chunks' KV computed after the very same text as in the reference, only at
+  // other positions, then shifted back: what the shift alone costs (f16 rounding).
+  VariantStats control;
+  const int n_pool = kHistoryTokens / kChunkTokens;
+  for (int i = 0; i < options.prompts; ++i) {
+    // The prompt: prefix, header, chunks under annotations, question.
+    std::vector<int> picked(static_cast<size_t>(n_pool));
+    for (int k = 0; k < n_pool; ++k) picked[static_cast<size_t>(k)] = k;
+    std::shuffle(picked.begin(), picked.end(), rng);
+    picked.resize(static_cast<size_t>(options.chunks));
+    const std::vector<llama_token> header = random_tokens(kHeaderTokens);
+    std::vector<std::vector<llama_token>> annotations;
+    for (int k = 0; k < options.chunks; ++k)
+      annotations.push_back(random_tokens(kAnnotationTokens));
+    const std::vector<llama_token> question = random_tokens(kQuestionTokens);
+    std::vector<llama_token> recall = header;  // everything after the prefix
+    for (int k = 0; k < options.chunks; ++k) {
+      recall.insert(recall.end(), annotations[k].begin(), annotations[k].end());
+      const auto first = history.begin() + picked[k] * kChunkTokens;
+      recall.insert(recall.end(), first, first + kChunkTokens);
+    }
+    recall.insert(recall.end(), question.begin(), question.end());
+    // Reference: the whole prompt prefilled; its KV (all but the last token) kept for the
+    // q8 restore row.
+    context->ClearSequence(kReferenceSeq);
+    context->CopySequence(kHistorySeq, kReferenceSeq, 0, kPrefixTokens);
+    const std::span<const llama_token> body(recall);
+    KV_RETURN_IF_ERROR(
+        DecodeRun(*context, kReferenceSeq, kPrefixTokens, body.first(body.size() - 1), false));
+    KV_ASSIGN_OR_RETURN(std::vector<uint8_t> reference_state,
+                        context->ExportSequence(kReferenceSeq));
+    const auto last_pos = static_cast<llama_pos>(kPrefixTokens + body.size() - 1);
+    KV_RETURN_IF_ERROR(DecodeRun(*context, kReferenceSeq, last_pos, body.last(1), true));
+    const std::vector<float> reference = LastLogits(*context);
+    const std::vector<double> p = Softmax(reference);
+    auto score = [&](VariantStats& s, const std::vector<float>& logits) {
+      s.kl.push_back(Kl(p, Softmax(logits)));
+      s.top1_agree += Argmax(reference) == Argmax(logits);
+    };
+    {
+      KV_ASSIGN_OR_RETURN(kv::KvBlock own, kv::ParseSnapshot(reference_state));
+      KV_ASSIGN_OR_RETURN(kv::KvBlock restored, RoundTrip(own, "q8"));
+      context->ClearSequence(kVariantSeq);
+      KV_RETURN_IF_ERROR(context->ImportSequence(
+          kVariantSeq, kv::SerializeSnapshot(restored, kVariantSeq, context->n_stream())));
+      KV_RETURN_IF_ERROR(DecodeRun(*context, kVariantSeq, last_pos, body.last(1), true));
+      score(restore_q8, LastLogits(*context));
+    }
+    context->ClearSequence(kReferenceSeq);
+    // Where each chunk sits in the prompt (positions) and in `recall`.
+    std::vector<llama_pos> chunk_pos;
+    for (int k = 0, at = kHeaderTokens; k < options.chunks; ++k) {
+      at += kAnnotationTokens;
+      chunk_pos.push_back(static_cast<llama_pos>(kPrefixTokens + at));
+      at += kChunkTokens;
+    }
+    if (i < kControlPrompts) {
+      std::vector<llama_token> whole(prefix.begin(), prefix.end());
+      whole.insert(whole.end(), recall.begin(), recall.end() - 1);
+      context->ClearSequence(kShiftedSeq);
+      KV_RETURN_IF_ERROR(DecodeRun(*context, kShiftedSeq, kControlOffset, whole, false));
+      KV_ASSIGN_OR_RETURN(std::vector<uint8_t> shifted_state, context->ExportSequence(kShiftedSeq));
+      context->ClearSequence(kShiftedSeq);
+      KV_ASSIGN_OR_RETURN(const kv::KvBlock shifted, kv::ParseSnapshot(shifted_state));
+      context->ClearSequence(kVariantSeq);
+      context->CopySequence(kHistorySeq, kVariantSeq, 0, kPrefixTokens);
+      llama_pos pos = kPrefixTokens;
+      for (int k = 0; k < options.chunks; ++k) {
+        const std::span<const llama_token> before(recall.begin() + (pos - kPrefixTokens),
+                                                  recall.begin() + (chunk_pos[k] - kPrefixTokens));
+        KV_RETURN_IF_ERROR(DecodeRun(*context, kVariantSeq, pos, before, false));
+        KV_ASSIGN_OR_RETURN(kv::KvBlock part,
+                            kv::SliceBlock(shifted, kControlOffset + chunk_pos[k], kChunkTokens));
+        const conversation::KvPiece piece =
+            conversation::MakeKvPiece(part, chunk_pos[k], kScratchSeq, context->n_stream());
+        KV_RETURN_IF_ERROR(
+            conversation::PutKvPieces(*context, kScratchSeq, kVariantSeq, {&piece, 1}));
+        pos = chunk_pos[k] + kChunkTokens;
+      }
+      KV_RETURN_IF_ERROR(DecodeRun(*context, kVariantSeq, pos, question, true));
+      score(control, LastLogits(*context));
+    }
+    for (size_t v = 0; v < variants.size(); ++v) {
+      const RecallVariant& variant = variants[v];
+      context->ClearSequence(kVariantSeq);
+      context->CopySequence(kHistorySeq, kVariantSeq, 0, kPrefixTokens);
+      const int lead = static_cast<int>(std::ceil(variant.fraction * kChunkTokens));
+      llama_pos pos = kPrefixTokens;
+      size_t at = 0;  // in `recall`
+      std::vector<llama_token> pending(header.begin(), header.end());
+      at += header.size();
+      for (int k = 0; k < options.chunks; ++k) {
+        // The annotation and the chunk's blended share are decoded, then the rest is put.
+        pending.insert(pending.end(), annotations[k].begin(), annotations[k].end());
+        at += annotations[k].size();
+        pending.insert(pending.end(), recall.begin() + static_cast<std::ptrdiff_t>(at),
+                       recall.begin() + static_cast<std::ptrdiff_t>(at + lead));
+        KV_RETURN_IF_ERROR(DecodeRun(*context, kVariantSeq, pos, pending, false));
+        pos += static_cast<llama_pos>(pending.size());
+        stats[v].prefilled += static_cast<int64_t>(pending.size());
+        pending.clear();
+        const auto computed_at = static_cast<llama_pos>(picked[k] * kChunkTokens + lead);
+        KV_ASSIGN_OR_RETURN(kv::KvBlock part,
+                            kv::SliceBlock(history_kv, computed_at, kChunkTokens - lead));
+        KV_ASSIGN_OR_RETURN(part, RoundTrip(part, variant.encoding));
+        const conversation::KvPiece piece =
+            conversation::MakeKvPiece(part, pos, kScratchSeq, context->n_stream());
+        KV_RETURN_IF_ERROR(
+            conversation::PutKvPieces(*context, kScratchSeq, kVariantSeq, {&piece, 1}));
+        pos += kChunkTokens - lead;
+        at += kChunkTokens;
+      }
+      KV_RETURN_IF_ERROR(DecodeRun(*context, kVariantSeq, pos, question, true));
+      stats[v].prefilled += static_cast<int64_t>(question.size());
+      score(stats[v], LastLogits(*context));
+    }
+    context->ClearSequence(kVariantSeq);
+    if ((i + 1) % 10 == 0)
+      std::fprintf(stderr, "fidelity --recall-kv: %d of %d prompts\n", i + 1, options.prompts);
+  }
+  Json rows = Json::array();
+  auto row = [&](const std::string& mode, double fraction, const std::string& encoding,
+                 const VariantStats& s, double prefilled) {
+    rows.push_back({{"mode", mode},
+                    {"recompute_fraction", fraction},
+                    {"encoding", encoding},
+                    {"kl_mean", Summarize(s.kl).mean},
+                    {"kl_max", *std::max_element(s.kl.begin(), s.kl.end())},
+                    {"top1_agreement", double(s.top1_agree) / static_cast<double>(s.kl.size())},
+                    {"recall_tokens_prefilled_per_prompt", prefilled}});
+  };
+  row("prefix restore (no recall)", 0, "q8", restore_q8, 0);
+  row("control: same text, shifted", 0, "f16", control, 0);
+  rows.back()["prompts"] = std::min(options.prompts, kControlPrompts);
+  for (size_t v = 0; v < variants.size(); ++v) {
+    row(variants[v].name, variants[v].fraction, variants[v].encoding, stats[v],
+        double(stats[v].prefilled) / options.prompts);
+  }
+  return Json{{"model", options.model_path},
+              {"prompts", options.prompts},
+              {"recall_kv", true},
+              {"chunks", options.chunks},
+              {"recall_block_tokens", recall_tokens},
+              {"prompt_tokens", kPrefixTokens + recall_tokens + kQuestionTokens},
+              {"results", rows}};
+}
+
+void PrintRecallTable(const Json& report) {
+  std::printf("model %s, %d prompts of %d tokens, recall blocks of %d tokens (%d chunks)\n",
+              report["model"].get_ref<const std::string&>().c_str(), report["prompts"].get<int>(),
+              report["prompt_tokens"].get<int>(), report["recall_block_tokens"].get<int>(),
+              report["chunks"].get<int>());
+  std::printf("%-28s %9s %9s %12s %12s %8s %12s\n", "mode", "recompute", "at rest", "KL mean",
+              "KL max", "top-1", "prefilled");
+  for (const Json& r : report["results"]) {
+    std::printf("%-28s %9.3f %9s %12.3e %12.3e %8.3f %12.1f\n",
+                r["mode"].get<std::string>().c_str(), NumberOr(r, "recompute_fraction", 0),
+                r["encoding"].get<std::string>().c_str(), NumberOr(r, "kl_mean", 0),
+                NumberOr(r, "kl_max", 0), NumberOr(r, "top1_agreement", 0),
+                NumberOr(r, "recall_tokens_prefilled_per_prompt", 0));
+  }
+}
+
 void PrintTable(const Json& report) {
   std::printf("model %s, %d prompts of %d tokens\n",
               report["model"].get_ref<const std::string&>().c_str(), report["prompts"].get<int>(),
@@ -262,8 +528,19 @@ int RunBenchFidelity(int argc, char** argv) {
   AddBoundedOption(app, "--prompts", o.prompts, "prompts", 1, 100000);
   AddBoundedOption(app, "--prompt-tokens", o.prompt_tokens, "tokens per prompt", 2, 1 << 16);
   AddThreadsOption(app, o);
+  app.add_flag("--recall-kv", o.recall_kv,
+               "recalled chunks put back as KV (reuse, blend) vs a full prefill of the prompt, "
+               "instead of at-rest encodings of a restored prefix");
+  AddBoundedOption(app, "--chunks", o.chunks, "recalled chunks per prompt (--recall-kv)", 1, 32);
   return RunDriver(
-      app, o, argc, argv, [&] { return Measure(o); }, PrintTable);
+      app, o, argc, argv, [&] { return o.recall_kv ? MeasureRecallKv(o) : Measure(o); },
+      [&](const Json& report) {
+        if (report.contains("recall_kv")) {
+          PrintRecallTable(report);
+        } else {
+          PrintTable(report);
+        }
+      });
 }
 
 }  // namespace kvault::cli

@@ -24,6 +24,8 @@ int RunBench(int argc, char** argv) {
        "resume on another replica from the shared Redis vs local RAM vs re-prefill"},
       {"prefix", RunBenchPrefix, "shared-prefix traffic: hit rate and throughput vs llama-server"},
       {"reconnect", RunBenchReconnect, "a client back with a long history: first time, one turn"},
+      {"recall-turn", RunBenchRecallTurn,
+       "turns of a 1M-token conversation that recall: KV reuse vs prefill"},
       {"footprint", RunBenchFootprint, "memory of cached KV: sharing, encodings, compute types"},
       {"fidelity", RunBenchFidelity, "KL divergence and size of q8/q4 KV blocks at rest vs f16"},
       {"crash", RunBenchCrash,

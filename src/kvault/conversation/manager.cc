@@ -13,6 +13,18 @@ namespace kvault::conversation {
 
 void ConversationManager::PendingDeleter::operator()(Pending* pending) const { delete pending; }
 
+namespace {
+
+std::vector<llama_seq_id> RecallAccumulatorIds(const ManagerParams& params) {
+  std::vector<llama_seq_id> ids;
+  for (int i = 1; params.recall_scratch_seq >= 0 && i <= params.recall_accumulators; ++i) {
+    ids.push_back(params.recall_scratch_seq + i);
+  }
+  return ids;
+}
+
+}  // namespace
+
 ConversationManager::ConversationManager(const engine::Model& model, engine::Scheduler* scheduler,
                                          const ManagerParams& params, ManagerDeps deps)
     : scheduler_(scheduler),
@@ -45,7 +57,8 @@ ConversationManager::ConversationManager(const engine::Model& model, engine::Sch
       kv_cache_(scheduler, &pool_, deps.store, params.restore, params.n_stream,
                 params.share_cache_across_scopes),
       recall_kv_(deps.store, params.recall_kv, params.recall_scratch_seq,
-                 params.recall_scratch_seq >= 0 ? params.n_stream : 0),
+                 params.recall_scratch_seq >= 0 ? params.n_stream : 0,
+                 RecallAccumulatorIds(params)),
       history_(&registry_, &memory_, deps.journal, deps.normalizer,
                deps.remote == nullptr ? RemoteHook() : RemoteHook([this](TurnLock& conversation) {
                  return TakeRemote(conversation,

@@ -94,6 +94,7 @@ struct ManagerParams {
   // context for its imports (-1: none, every recalled chunk is then prefilled).
   RecallKvParams recall_kv;
   llama_seq_id recall_scratch_seq = -1;
+  int recall_accumulators = 0;  // the sequences after the scratch one (RecallKv)
 };
 
 // What the manager uses and does not own; each may be null (that feature is then off).

@@ -49,18 +49,37 @@ void RecallKvCounts::Add(const RecallKvCounts& other) {
   materialize_ms += other.materialize_ms;
 }
 
-// A part of a kept span, ready to import: `state` holds its cells at the positions they were
-// computed at ([from, from + n)); they belong at prompt position `to`.
-struct RecallKv::Piece {
-  std::vector<uint8_t> state;
-  llama_pos from = 0;
-  llama_pos to = 0;
-  uint32_t n = 0;
-};
+KvPiece MakeKvPiece(const kv::KvBlock& part, llama_pos to, llama_seq_id scratch,
+                    uint32_t n_stream) {
+  return {kv::SerializeSnapshot(part, scratch, n_stream), part.first_pos, to, part.n_tokens};
+}
+
+Status PutKvPieces(engine::Context& context, llama_seq_id scratch, llama_seq_id seq,
+                   std::span<const KvPiece> pieces) {
+  Status status;
+  for (const KvPiece& piece : pieces) {
+    context.ClearSequence(scratch);
+    status = context.ImportSequence(scratch, piece.state);
+    if (!status.ok()) break;
+    const auto n = static_cast<llama_pos>(piece.n);
+    context.ShiftPositions(scratch, piece.from, piece.from + n, piece.to - piece.from);
+    context.CopySequence(scratch, seq, piece.to, piece.to + n);
+  }
+  context.ClearSequence(scratch);
+  // A part put back would leave a hole: what was copied goes again.
+  if (!status.ok() && !pieces.empty()) {
+    context.RemoveTokens(seq, pieces.front().to, -1).IgnoreError();
+  }
+  return status;
+}
 
 RecallKv::RecallKv(store::BlockStore* store, RecallKvParams params, llama_seq_id scratch_seq,
-                   uint32_t n_stream)
-    : store_(store), params_(params), scratch_seq_(scratch_seq), n_stream_(n_stream) {
+                   uint32_t n_stream, std::vector<llama_seq_id> accumulators)
+    : store_(store),
+      params_(params),
+      scratch_seq_(scratch_seq),
+      n_stream_(n_stream),
+      free_accumulators_(std::move(accumulators)) {
   stats_.mode = std::string(RecallKvModeName(params_.mode));
   stats_.blend_fraction = params_.mode == RecallKvMode::kBlend ? params_.blend_fraction : 0;
   stats_.encoding = std::string(kv::BlockEncodingName(params_.codec.encoding));
@@ -117,6 +136,71 @@ void RecallKv::Keep(const kv::KvBlock& kv, std::span<const llama_token> held,
   stats_.keep_seconds += SecondsSince(start);
 }
 
+// One request's chunks, shared by their puts (which the scheduler runs in prompt order).
+struct RecallKv::Group {
+  struct Item {
+    std::vector<KvPiece> pieces;
+    llama_pos begin = 0;
+    llama_pos end = 0;
+    bool ready = false;  // rotated into place in the accumulator
+  };
+  RecallKv* owner = nullptr;
+  llama_seq_id scratch = -1;
+  llama_seq_id seq = -1;
+  llama_seq_id accumulator = -1;  // -1: none was free, each chunk is put on its own
+  std::vector<Item> chunks;
+  size_t remaining = 0;
+  bool prepared = false;
+  std::shared_ptr<RecallKvCounts> counts;
+
+  ~Group() {
+    if (accumulator >= 0) owner->ReleaseAccumulator(accumulator);
+  }
+
+  bool Put(engine::Context& context, size_t index) {
+    const Clock::time_point started = Clock::now();
+    Item& item = chunks[index];
+    bool ok = context.CanShift();
+    if (!ok && counts->refused.empty()) {
+      counts->refused = "llama.cpp cannot shift this model's positions";
+    }
+    if (ok && accumulator < 0) {
+      ok = Placed(PutKvPieces(context, scratch, seq, item.pieces));
+    } else if (ok) {
+      if (!prepared) {
+        // All chunks at once, each at its final position: one K re-rotation pass for them all
+        // at the next decode. A leftover of a request that ended early goes first.
+        prepared = true;
+        context.ClearSequence(accumulator);
+        for (Item& other : chunks) {
+          other.ready = Placed(PutKvPieces(context, scratch, accumulator, other.pieces));
+          other.pieces = {};
+        }
+      }
+      ok = item.ready;
+      if (ok) context.CopySequence(accumulator, seq, item.begin, item.end);
+      if (--remaining == 0) context.ClearSequence(accumulator);
+    }
+    if (ok) {
+      const int64_t n = item.end - item.begin;
+      --counts->chunks_prefilled;
+      ++counts->chunks_materialized;
+      counts->tokens_prefilled -= n;
+      counts->tokens_materialized += n;
+    }
+    counts->materialize_ms += SecondsSince(started) * 1000.0;
+    return ok;
+  }
+
+  bool Placed(const Status& status) {
+    if (status.ok()) return true;
+    KV_LOG(kWarning) << "recall-kv: llama.cpp refused a history span (" << status.message()
+                     << "); its chunk is prefilled";
+    ++counts->spans_failed;
+    return false;
+  }
+};
+
 Result<RecallKv::Materialized> RecallKv::Materialize(llama_seq_id seq_id, size_t reused,
                                                      std::span<const memory::HistoryRun> runs,
                                                      const memory::TokenStore& history,
@@ -133,7 +217,7 @@ Result<RecallKv::Materialized> RecallKv::Materialize(llama_seq_id seq_id, size_t
     const memory::HistoryRun* run = nullptr;
     llama_pos begin = 0;  // prompt positions to materialize
     llama_pos end = 0;
-    std::vector<Piece> pieces;
+    std::vector<KvPiece> pieces;
     bool usable = true;
   };
   std::vector<Chunk> chunks;
@@ -201,62 +285,43 @@ Result<RecallKv::Materialized> RecallKv::Materialize(llama_seq_id seq_id, size_t
                          << "); its chunk is prefilled";
         break;
       }
-      chunk.pieces.push_back({kv::SerializeSnapshot(*part, scratch_seq_, n_stream_),
-                              part->first_pos, static_cast<llama_pos>(chunk.begin + (from - lo)),
-                              part->n_tokens});
+      chunk.pieces.push_back(MakeKvPiece(*part, static_cast<llama_pos>(chunk.begin + (from - lo)),
+                                         scratch_seq_, n_stream_));
     }
   }
   counts.materialize_ms = SecondsSince(start) * 1000.0;
   // 2. Put in place on the engine thread when the prompt reaches them: llama.cpp appends to a
   //    sequence only after its last position, so a chunk can go in only once what precedes it
   //    in the prompt is decoded. Imported at the positions they were computed at into the
-  //    scratch sequence (an import empties its target), shifted, shared into the request's.
+  //    scratch sequence (an import empties its target), shifted, shared into the request's,
+  //    all at the first chunk through the accumulator where there is one (see the header).
+  auto group = std::make_shared<Group>();
+  group->owner = this;
+  group->scratch = scratch_seq_;
+  group->seq = seq_id;
+  group->counts = result.counts;
+  {
+    MutexLock lock(&mu_);
+    if (!free_accumulators_.empty()) {
+      group->accumulator = free_accumulators_.back();
+      free_accumulators_.pop_back();
+    }
+  }
   for (Chunk& chunk : chunks) {
     if (!chunk.usable) continue;
-    auto pieces = std::make_shared<std::vector<Piece>>(std::move(chunk.pieces));
-    const int64_t n = chunk.end - chunk.begin;
-    std::shared_ptr<RecallKvCounts> shared = result.counts;
-    const llama_pos begin = chunk.begin;
-    const llama_pos end = chunk.end;
-    const llama_seq_id scratch = scratch_seq_;
-    auto put = [pieces, shared, seq_id, scratch, begin, end, n](engine::Context& context) {
-      const Clock::time_point started = Clock::now();
-      if (!context.CanShift()) {
-        if (shared->refused.empty())
-          shared->refused = "llama.cpp cannot shift this model's positions";
-        return false;
-      }
-      bool ok = true;
-      for (const Piece& piece : *pieces) {
-        context.ClearSequence(scratch);
-        if (Status imported = context.ImportSequence(scratch, piece.state); !imported.ok()) {
-          KV_LOG(kWarning) << "recall-kv: llama.cpp refused a history span (" << imported.message()
-                           << "); its chunk is prefilled";
-          ++shared->spans_failed;
-          ok = false;
-          break;
-        }
-        context.ShiftPositions(scratch, piece.from, piece.from + static_cast<llama_pos>(piece.n),
-                               piece.to - piece.from);
-        context.CopySequence(scratch, seq_id, piece.to, piece.to + static_cast<llama_pos>(piece.n));
-      }
-      context.ClearSequence(scratch);
-      // A chunk put back in part would leave a hole: what was copied goes again, and the
-      // whole chunk is decoded instead.
-      if (!ok) context.RemoveTokens(seq_id, begin, end).IgnoreError();
-      if (ok) {
-        --shared->chunks_prefilled;
-        ++shared->chunks_materialized;
-        shared->tokens_prefilled -= n;
-        shared->tokens_materialized += n;
-      }
-      shared->materialize_ms += SecondsSince(started) * 1000.0;
-      return ok;
-    };
+    const size_t index = group->chunks.size();
+    group->chunks.push_back({std::move(chunk.pieces), chunk.begin, chunk.end, false});
     result.held.push_back(
-        {static_cast<size_t>(chunk.begin) - reused, static_cast<size_t>(n), std::move(put)});
+        {static_cast<size_t>(chunk.begin) - reused, static_cast<size_t>(chunk.end - chunk.begin),
+         [group, index](engine::Context& context) { return group->Put(context, index); }});
   }
+  group->remaining = group->chunks.size();
   return result;
+}
+
+void RecallKv::ReleaseAccumulator(llama_seq_id seq) {
+  MutexLock lock(&mu_);
+  free_accumulators_.push_back(seq);
 }
 
 void RecallKv::Record(const RecallKvCounts& counts) { Count(counts); }

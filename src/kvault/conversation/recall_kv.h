@@ -54,7 +54,7 @@ Result<RecallKvMode> ParseRecallKvMode(std::string_view name);  // "off", "reuse
 std::string_view RecallKvModeName(RecallKvMode mode);
 
 struct RecallKvParams {
-  RecallKvMode mode = RecallKvMode::kReuse;
+  RecallKvMode mode = RecallKvMode::kOff;
   // Blend: the share of each recalled chunk, from its start, that is prefilled.
   double blend_fraction = 0.25;
   kv::CodecOptions codec{.encoding = kv::BlockEncoding::kQ8};
@@ -89,14 +89,36 @@ struct RecallKvStats {
   double keep_seconds = 0;
 };
 
+// A part of a kept history span ready to import: its cells at the positions they were
+// computed at, [from, from + n), bound for prompt position `to`.
+struct KvPiece {
+  std::vector<uint8_t> state;  // llama_state_seq_set_data bytes for the scratch sequence
+  llama_pos from = 0;
+  llama_pos to = 0;
+  uint32_t n = 0;
+};
+KvPiece MakeKvPiece(const kv::KvBlock& part, llama_pos to, llama_seq_id scratch, uint32_t n_stream);
+
+// On the engine thread: puts `pieces` into `seq` at their `to` positions through `scratch`
+// (imported where computed, llama_memory_seq_add to the new place, shared by seq_cp; K is
+// re-rotated at the next decode). REQUIRES: context.CanShift(), one stream, `seq` holds
+// exactly the positions before the first piece. On an import llama.cpp refuses, the pieces
+// already put are removed again and the error is returned. `scratch` is left empty.
+Status PutKvPieces(engine::Context& context, llama_seq_id scratch, llama_seq_id seq,
+                   std::span<const KvPiece> pieces);
+
 class RecallKv {
  public:
   static constexpr int64_t kSpanTokens = 128;
 
   // `store` may be null (nothing is kept; every chunk is prefilled). `scratch_seq`: a
   // sequence of the context no request uses. `n_stream`: engine::Context::n_stream().
+  // `accumulators`: more unused sequences, one per request recalling at once (see
+  // Materialize); without a free one a request's chunks are shifted one by one.
+  // `accumulators`: more unused sequences, one per request recalling at once (see
+  // Materialize); without a free one a request's chunks are shifted one by one.
   RecallKv(store::BlockStore* store, RecallKvParams params, llama_seq_id scratch_seq,
-           uint32_t n_stream);
+           uint32_t n_stream, std::vector<llama_seq_id> accumulators = {});
 
   // Materialization can run (a mode other than off, a store, a scratch sequence and one
   // cell pool): windows should then recall chunks as their tokens
@@ -121,6 +143,12 @@ class RecallKv {
     // Final once the generation has ended; then hand it to Record.
     std::shared_ptr<RecallKvCounts> counts;
   };
+  // llama.cpp re-rotates K in one pass over every cell of the cache at the next decode after
+  // a shift, whatever was shifted: putting each chunk when the prompt reaches it would cost
+  // one such pass per chunk. So at the first chunk, all of them are imported, shifted to
+  // their final positions in an accumulator sequence (one pass for all, at the next decode),
+  // and each later chunk is only shared from there.
+  //
   // Before a generation: reads the kept KV of `runs` (recalled chunks, their offsets prompt
   // positions) for a sequence that holds prompt positions [0, reused), and returns what puts
   // it in place. Chunks without kept KV, and all of them where materialization is refused
@@ -141,7 +169,8 @@ class RecallKv {
   RecallKvStats stats() const;
 
  private:
-  struct Piece;
+  struct Group;
+  void ReleaseAccumulator(llama_seq_id seq);
   kv::BlockName SpanRoot(const kv::BlockName& partition, std::string_view key,
                          int64_t first_pos) const;
   void Count(const RecallKvCounts& counts);
@@ -152,6 +181,7 @@ class RecallKv {
   const uint32_t n_stream_;
   mutable Mutex mu_;
   RecallKvStats stats_ KV_GUARDED_BY(mu_);
+  std::vector<llama_seq_id> free_accumulators_ KV_GUARDED_BY(mu_);
 };
 
 }  // namespace kvault::conversation

@@ -25,6 +25,7 @@ constexpr llama_seq_id kReferenceSeq = 1;  // llama.cpp's own shift of the same 
 constexpr llama_seq_id kTargetSeq = 2;     // a request's sequence
 constexpr llama_seq_id kForceSeq = 3;      // one throwaway decode applies pending shifts
 constexpr llama_seq_id kScratchSeq = 4;
+constexpr llama_seq_id kAccumulatorSeq = 5;
 constexpr int kPrefix = 16;  // history position p sits at sequence position kPrefix + p
 constexpr int kHistory = 400;
 
@@ -55,7 +56,7 @@ class RecallKvTest : public ::testing::Test {
     dir_ = ::mkdtemp(pattern);
     engine::ContextParams params;
     params.n_ctx = 2048;
-    params.n_seq_max = 5;
+    params.n_seq_max = 6;
     params.n_threads = 2;
     params.flash_attention = engine::FlashAttention::kOff;
     context_ = engine::Context::Create(*model_, params).value();
@@ -175,16 +176,25 @@ TEST_F(RecallKvTest, MaterializedKvIsLlamaCppsOwnShiftBitForBit) {
                     return context.CanShift() ? Status::Ok() : InternalError("tiny cannot shift");
                   })
                   .ok());
+  // The same with an accumulator sequence (all chunks of a request rotated at once).
+  RecallKv accumulating(
+      store.get(), {.mode = RecallKvMode::kReuse, .codec = {.encoding = kv::BlockEncoding::kF16}},
+      kScratchSeq, 1, {kAccumulatorSeq});
   // The chunk of history positions [100, 228): parts of two spans, computed at sequence
   // positions [116, 244). Put back earlier (B = 40), where it was (B = 116) and later (300).
-  for (const llama_pos b : {40, 116, 300}) {
-    SCOPED_TRACE("B = " + std::to_string(b));
+  for (const auto& [b_, via] : std::vector<std::pair<llama_pos, RecallKv*>>{{40, &recall},
+                                                                            {116, &recall},
+                                                                            {300, &recall},
+                                                                            {40, &accumulating},
+                                                                            {300, &accumulating}}) {
+    const llama_pos b = b_;  // (a lambda below cannot capture a structured binding)
+    SCOPED_TRACE("B = " + std::to_string(b) + (via == &recall ? "" : ", accumulator"));
     Clear(kTargetSeq);
     Clear(kReferenceSeq);
     const std::vector<llama_token> prefix(tokens_.rbegin(), tokens_.rbegin() + b);
     Decode(kTargetSeq, prefix, 0);
     const kv::KvBlock prefix_before = Export(kTargetSeq).value();
-    Result<RecallKv::Materialized> done = recall.Materialize(
+    Result<RecallKv::Materialized> done = via->Materialize(
         kTargetSeq, static_cast<size_t>(b), std::vector<memory::HistoryRun>{{100, b, 128}},
         history_, {}, "conversation");
     ASSERT_TRUE(done.ok()) << done.status().ToString();
@@ -241,7 +251,7 @@ TEST_F(RecallKvTest, MaterializedKvIsLlamaCppsOwnShiftBitForBit) {
 
 TEST_F(RecallKvTest, ChunksWithoutKeptKvArePrefilledAndCounted) {
   std::unique_ptr<store::BlockStore> store = OpenStore(64 << 20);
-  RecallKv recall(store.get(), {}, kScratchSeq, 1);
+  RecallKv recall(store.get(), {.mode = RecallKvMode::kReuse}, kScratchSeq, 1);
   ComputeAndKeep(recall);
   const std::vector<llama_token> prefix(tokens_.begin(), tokens_.begin() + 50);
   Decode(kTargetSeq, prefix, 0);
@@ -284,7 +294,7 @@ TEST_F(RecallKvTest, ChunksWithoutKeptKvArePrefilledAndCounted) {
   EXPECT_TRUE(done.held.empty());
   EXPECT_EQ(done.counts->tokens_prefilled, 150);
   EXPECT_FALSE(done.counts->refused.empty());
-  RecallKv streams(store.get(), {}, kScratchSeq, 5);
+  RecallKv streams(store.get(), {.mode = RecallKvMode::kReuse}, kScratchSeq, 5);
   EXPECT_FALSE(streams.active());
   done = streams.Materialize(kTargetSeq, 50, runs, history_, {}, "conversation").value();
   EXPECT_TRUE(done.held.empty());
@@ -304,7 +314,7 @@ TEST_F(RecallKvTest, ChunksWithoutKeptKvArePrefilledAndCounted) {
 TEST_F(RecallKvTest, CorruptKeptKvIsDroppedAndPrefilled) {
   // A RAM tier too small to hold a span: each is read back from its file.
   std::unique_ptr<store::BlockStore> store = OpenStore(1);
-  RecallKv recall(store.get(), {}, kScratchSeq, 1);
+  RecallKv recall(store.get(), {.mode = RecallKvMode::kReuse}, kScratchSeq, 1);
   ComputeAndKeep(recall);
   store->Flush();
   int corrupted = 0;

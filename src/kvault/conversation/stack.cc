@@ -96,9 +96,10 @@ Result<ManagerParams> ManagerParamsFor(const StackConfig& config, uint32_t n_str
   KV_ASSIGN_OR_RETURN(params.recall_kv.mode, ParseRecallKvMode(config.recall_kv));
   params.recall_kv.blend_fraction = config.recall_kv_fraction;
   KV_ASSIGN_OR_RETURN(params.recall_kv.codec, ParseCodec(config.recall_kv_encoding));
-  // The context's last sequence: imports of recalled history go through it (Build).
+  // The context's last sequences: imports of recalled history go through them (Build).
   if (!upstream && params.recall_kv.mode != RecallKvMode::kOff && config.kv_unified) {
     params.recall_scratch_seq = static_cast<llama_seq_id>(ContextSequences(config));
+    params.recall_accumulators = RecallAccumulators(config);
   }
   params.window = std::min(config.window, CellsPerSequence(config));
   params.max_generation = config.max_generation;
@@ -124,6 +125,12 @@ Result<ManagerParams> ManagerParamsFor(const StackConfig& config, uint32_t n_str
 }
 
 }  // namespace
+
+// One accumulator sequence per conversation generating at once (recall_kv.h), within
+// llama.cpp's 256 sequences (the scratch one counted).
+int RecallAccumulators(const StackConfig& config) {
+  return std::max(0, std::min(config.conversation_threads, 255 - ContextSequences(config)));
+}
 
 // Every running conversation and as many parked ones keep their KV on the device, and each
 // pinned one (beyond them) its own.
@@ -186,13 +193,18 @@ Result<std::unique_ptr<Stack>> Stack::Build(const StackConfig& config) {
     KV_ASSIGN_OR_RETURN(stack->model_, engine::Model::Load(load));
     const int n_sequences = ContextSequences(config);
     engine::ContextParams context_params;
-    // (Its imports hold at most one history span of cells at a time: room for them.)
+    // More for recalled history's imports (recall_kv.h), in a unified cache only (in one of
+    // a stream per sequence each would take a share of the cells and could not be used): a
+    // scratch sequence holding one span at a time, and accumulators holding up to a recall
+    // budget each; cells for them.
     const bool scratch = config.kv_unified && config.recall_kv != "off";
-    context_params.n_ctx = static_cast<uint32_t>(CellsPerSequence(config)) * n_sequences +
-                           (scratch ? static_cast<uint32_t>(RecallKv::kSpanTokens) : 0);
-    // One more for recalled history's imports (recall_kv.h), in a unified cache only: in one
-    // of a stream per sequence it would take a share of the cells and could not be used.
-    context_params.n_seq_max = static_cast<uint32_t>(n_sequences + (scratch ? 1 : 0));
+    const int accumulators = scratch ? RecallAccumulators(config) : 0;
+    const int recall_cells = std::min(config.recall_budget, config.window / 4);
+    context_params.n_ctx =
+        static_cast<uint32_t>(CellsPerSequence(config) * n_sequences +
+                              (scratch ? RecallKv::kSpanTokens + accumulators * recall_cells : 0));
+    context_params.n_seq_max =
+        static_cast<uint32_t>(n_sequences + (scratch ? 1 : 0) + accumulators);
     context_params.n_threads = config.threads;
     context_params.cache_type = cache_type;
     context_params.kv_unified = config.kv_unified;

@@ -69,7 +69,7 @@ struct StackConfig {
   int max_recalls = 2;            // mid-generation recalls per response; 0 = off
   // Recalled chunks as KV (recall_kv.h): off, reuse or blend; blend's prefilled share; the
   // encoding of kept history spans at rest (f16, q8, q4, optionally +zstd).
-  std::string recall_kv = "reuse";
+  std::string recall_kv = "off";
   double recall_kv_fraction = 0.25;
   std::string recall_kv_encoding = "q8";
   std::vector<std::string> hedge_phrases;  // empty = the built-in English list
@@ -102,6 +102,8 @@ struct StackConfig {
 Status ValidateStackConfig(const StackConfig& config);
 // Sequences of the llama context: two per conversation thread (a running and a parked one)
 // plus the pinned ones. Each holds max_model_len (or window) KV cells.
+// Sequences of the context that recalled history is put together in (recall_kv.h).
+int RecallAccumulators(const StackConfig& config);
 int ContextSequences(const StackConfig& config);
 
 class Stack {

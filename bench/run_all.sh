@@ -22,12 +22,15 @@ declare -A commands=(
   [memory]="build/kvault bench memory --model build/testdata/tiny.gguf --tokens 10000000"
   [recall]="build/kvault bench recall --model build/testdata/tiny.gguf"
   [reconnect]="build/kvault bench reconnect --model models/q05.gguf --tokens 1000000"
+  [recall-turn]="build/kvault bench recall-turn --model models/q05.gguf --tokens 1000000"
+  [fidelity-recall-kv]="build/kvault bench fidelity --recall-kv --model models/q05.gguf --prompts 100"
+  [fidelity-recall-kv-peaked]="build/kvault bench fidelity --recall-kv --model models/q05-peaked.gguf --prompts 100"
   [topics]="build/kvault bench topics --model models/q05.gguf --cycles 3 --context-tokens 64"
   [cluster]="build/kvault bench cluster --model models/q05.gguf --conversations 4 --history 2000 --rounds 1 --conversation-threads 1"
   [upstream]="build/kvault bench upstream --model models/q05.gguf --requests 200 --long-tokens 1000000"
   [restore-path]="build/bench/restore_path_bench"
 )
-order=(engine serve resume prefix prefix-tiny topics footprint fidelity fidelity-peaked memory recall reconnect cluster upstream restore-path)
+order=(engine serve resume prefix prefix-tiny topics footprint fidelity fidelity-peaked memory recall reconnect recall-turn fidelity-recall-kv fidelity-recall-kv-peaked cluster upstream restore-path)
 (($#)) && order=("$@")
 for name in "${order[@]}"; do
   command=${commands[$name]:?unknown benchmark $name}

@@ -5,10 +5,12 @@
 // beside a turn of the same conversation that recalls nothing ("recall": false).
 //
 // The history: generated dialogue (testing/dialogue_generator) with --facts planted facts.
-// Each fact is said in live turns (the fact, then three more, each answered), so it passed
-// through the window like any turn of a conversation held live, and its KV was kept; the
-// filler around them is appended in bulk (POST /v1/conversations/append, no KV computed).
-// Both servers get the same history and the same turns, alternately, one at a time.
+// Each fact is said in a live session (the fact, then kLiveTurns more about the same
+// subject, each answered), so that stretch passed through the window as in a conversation
+// held live, and its KV was kept; the filler around the sessions is appended in bulk (POST
+// /v1/conversations/append: no KV is computed, as for history imported from elsewhere). A
+// question about a fact then recalls chunks of its session. Both servers get the same
+// history and the same turns, alternately, one at a time, after a warm-up turn each.
 //
 // Measured at the client (streamed): per turn type and mode, TTFT mean and each value; the
 // recalled tokens materialized and prefilled (/v1/cache/stats deltas); the pause of a
@@ -40,7 +42,7 @@ struct RecallTurnOptions : BenchOptions {
   int facts = 4;
 };
 
-constexpr int kLiveTurnsAfterFact = 3;
+constexpr int kLiveTurnsAfterFact = 8;
 constexpr double kTokensPerWord = 1.4;  // generated dialogue, Qwen2 vocabulary (measured)
 
 struct Server {
@@ -126,10 +128,14 @@ Result<Json> Measure(RecallTurnOptions o) {
     if (f < o.facts) {
       facts.push_back(generator.NextFact());
       live.push_back(facts.back().statement);
+      // The session goes on about the fact's subject (the question's words), as people do.
+      std::string subject = facts.back().question;
+      if (!subject.empty() && subject.back() == '?') subject.pop_back();
       for (int i = 0; i < kLiveTurnsAfterFact; ++i) {
         generator.NextTurn();  // an assistant line, replaced by the server's own reply
-        live.push_back(generator.NextTurn().text);
+        live.push_back("Still on " + subject + ": " + generator.NextTurn().text);
       }
+      live.push_back("Thanks, that is all for now.");
     }
     for (Server& s : servers) {
       Json body = {{"conversation_id", "long"}, {"messages", filler}, {"history", "append"}};
@@ -145,6 +151,10 @@ Result<Json> Measure(RecallTurnOptions o) {
     }
   }
   for (Server& s : servers) {
+    // Warm-up: the first turn after a bulk append prefills a whole new window.
+    KV_ASSIGN_OR_RETURN(const StreamTiming warm,
+                        Turn(*s.server, generator.NextTurn().text, {{"recall", false}}));
+    KV_RETURN_IF_ERROR(StreamStatus(warm));
     KV_ASSIGN_OR_RETURN(s.before, RecallStats(*s.server));
   }
   // The measured turns, alternately on the two servers: a turn that recalls nothing, then
@@ -169,12 +179,19 @@ Result<Json> Measure(RecallTurnOptions o) {
     };
     const double materialized = delta("materialized_tokens");
     const double prefilled = delta("prefilled_tokens");
-    // Mid-generation recall: the grammar makes the reply hedge ("if I recall"); the pause is
-    // the longest gap between streamed pieces, from the hedge to the resumed reply.
-    KV_ASSIGN_OR_RETURN(const StreamTiming hedged,
-                        Turn(*s.server, facts[0].question,
-                             {{"grammar", "root ::= \"Well, if I recall, it is what you said.\""},
-                              {"max_tokens", 32}}));
+    // Mid-generation recall: a question that names nothing, and a reply the grammar makes
+    // name the fact's subject and then hedge ("if I recall"): the search for the question and
+    // the reply so far recalls the fact's session. The pause is the longest gap between
+    // streamed pieces: from the hedge to the resumed reply.
+    std::string subject = facts[0].question;
+    subject.erase(std::remove_if(subject.begin(), subject.end(),
+                                 [](char c) { return c == '?' || c == '"' || c == '\\'; }),
+                  subject.end());
+    KV_ASSIGN_OR_RETURN(
+        const StreamTiming hedged,
+        Turn(*s.server, "Tell me more.",
+             {{"grammar", "root ::= \"Well, " + subject + ", if I recall, it is what you said.\""},
+              {"max_tokens", 64}}));
     KV_RETURN_IF_ERROR(StreamStatus(hedged));
     double pause = 0;
     for (size_t i = 1; i < hedged.event_times_s.size(); ++i) {
